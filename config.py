@@ -1,0 +1,248 @@
+"""Settings for the gateway, read from environment variables.
+
+Every setting DESIGN.md names is read here and nowhere else, so an operator can
+see in one file what the process reacts to.  Parsing is strict: a malformed
+value raises ``ConfigError`` with one line naming the setting, and production
+refuses to start on a value that would make the gateway unsafe.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+ENVIRONMENTS = ("production", "development", "testing")
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+ALL_NETWORKS = "0.0.0.0/0,::/0"
+MIN_SECRET_LENGTH = 32
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or unsafe; the message names it."""
+
+
+class _Env:
+    """Typed accessors over an environment mapping; errors name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(f"{name}: must be {bound}, got {number}")
+        return number
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+    def secret(self, name: str) -> str | None:
+        """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (Kubernetes mounts)."""
+        direct = self.raw(name)
+        file_name = self.raw(f"{name}_FILE")
+        if direct is not None and file_name is not None:
+            raise ConfigError(f"{name}: set either {name} or {name}_FILE, not both")
+        if file_name is None:
+            return direct
+        try:
+            value = Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {file_name!r} ({exc.strerror})") from None
+        if not value:
+            raise ConfigError(f"{name}_FILE: {file_name!r} is empty")
+        return value
+
+    def networks(self, name: str, default: str) -> tuple[Network, ...]:
+        return parse_networks(name, self.str(name, default) or "")
+
+
+def parse_networks(name: str, text: str) -> tuple[Network, ...]:
+    """Parse a comma-separated CIDR list; host bits set or garbage is an error."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {item!r} is not a valid network ({exc})") from None
+    if not networks:
+        raise ConfigError(f"{name}: no network given")
+    return tuple(networks)
+
+
+def parse_audit_keys(text: str | None) -> dict[str, str]:
+    """``AUDIT_KEYS`` = ``id:key,id:key`` (older keys kept so rotated rows still verify)."""
+    keys: dict[str, str] = {}
+    for item in (part.strip() for part in (text or "").split(",")):
+        if not item:
+            continue
+        key_id, sep, key = item.partition(":")
+        if not sep or not key_id.strip() or not key.strip():
+            raise ConfigError("AUDIT_KEYS: each entry must look like id:key")
+        keys[key_id.strip()] = key.strip()
+    return keys
+
+
+def normalise_database_url(url: str) -> str:
+    """Pick the installed drivers and refuse anything that is not SQLite or PostgreSQL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("DATABASE_URL: not a valid database URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise ConfigError(f"DATABASE_URL: unsupported database {backend!r} (use sqlite or postgresql)")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _instance_secret(instance_path: Path, filename: str) -> str:
+    """Development only: a generated secret kept in ``instance/`` (mode 0600) across restarts."""
+    path = instance_path / filename
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from the environment, refusing unsafe production settings."""
+    env = _Env(os.environ if environ is None else environ)
+    instance = Path(instance_path or PROJECT_ROOT / "instance")
+
+    gateway_env = (env.str("GATEWAY_ENV", "production") or "production").lower()
+    if gateway_env not in ENVIRONMENTS:
+        raise ConfigError(f"GATEWAY_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {gateway_env!r}")
+    production = gateway_env == "production"
+
+    secret_key = env.secret("SECRET_KEY")
+    audit_key = env.secret("AUDIT_KEY")
+    if gateway_env == "development":
+        secret_key = secret_key or _instance_secret(instance, "secret_key")
+        audit_key = audit_key or _instance_secret(instance, "audit_key")
+    if not secret_key:
+        raise ConfigError("SECRET_KEY: not set (set SECRET_KEY or SECRET_KEY_FILE)")
+    if not audit_key:
+        raise ConfigError("AUDIT_KEY: not set (set AUDIT_KEY or AUDIT_KEY_FILE)")
+    if production and len(secret_key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"SECRET_KEY: too short (at least {MIN_SECRET_LENGTH} characters)")
+    if production and len(audit_key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"AUDIT_KEY: too short (at least {MIN_SECRET_LENGTH} characters)")
+
+    audit_key_id = env.str("AUDIT_KEY_ID", "k1") or "k1"
+    audit_keys = parse_audit_keys(env.str("AUDIT_KEYS"))
+    if audit_keys.get(audit_key_id, audit_key) != audit_key:
+        raise ConfigError(f"AUDIT_KEYS: entry {audit_key_id!r} differs from AUDIT_KEY")
+    audit_keys[audit_key_id] = audit_key
+
+    database_url = env.secret("DATABASE_URL") or f"sqlite:///{instance / 'gateway.db'}"
+    database_url = normalise_database_url(database_url)
+
+    allow_all = env.bool("ALLOW_ALL_NETWORKS", False)
+    allowed = env.networks("ALLOWED_NETWORKS", ALL_NETWORKS if allow_all else LOOPBACK_NETWORKS)
+    if any(net.prefixlen == 0 for net in allowed) and not allow_all:
+        raise ConfigError("ALLOWED_NETWORKS: allows every address; set ALLOW_ALL_NETWORKS=1 to mean it")
+
+    login_rate_limit = env.str("LOGIN_RATE_LIMIT", "10/minute") or "10/minute"
+    _check_rate_limit("LOGIN_RATE_LIMIT", login_rate_limit)
+    storage_uri = env.str("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
+    if not storage_uri.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
+        raise ConfigError("RATELIMIT_STORAGE_URI: expected memory:// or redis://...")
+
+    commands_file = env.str("GATEWAY_COMMANDS_FILE", str(PROJECT_ROOT / "commands.yaml"))
+
+    return {
+        "GATEWAY_ENV": gateway_env,
+        "TESTING": gateway_env == "testing",
+        "DEBUG": False,
+        "SECRET_KEY": secret_key,
+        "AUDIT_KEY": audit_key,
+        "AUDIT_KEY_ID": audit_key_id,
+        "AUDIT_KEYS": audit_keys,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "GATEWAY_COMMANDS_FILE": commands_file,
+        "ALLOWED_NETWORKS": allowed,
+        "ALLOW_ALL_NETWORKS": allow_all,
+        "HEALTH_ALLOWED_NETWORKS": env.networks("HEALTH_ALLOWED_NETWORKS", ALL_NETWORKS),
+        "METRICS_ALLOWED_NETWORKS": env.networks("METRICS_ALLOWED_NETWORKS", ",".join(str(net) for net in allowed)),
+        "TRUSTED_PROXY_COUNT": env.int("TRUSTED_PROXY_COUNT", 0, maximum=10),
+        "RATELIMIT_STORAGE_URI": storage_uri,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": False,
+        "RATELIMIT_STRATEGY": "fixed-window",
+        "LOGIN_RATE_LIMIT": login_rate_limit,
+        "LOGIN_MAX_ATTEMPTS": env.int("LOGIN_MAX_ATTEMPTS", 5, minimum=1),
+        "LOGIN_LOCK_SECONDS": env.int("LOGIN_LOCK_SECONDS", 60, minimum=1),
+        "LOGIN_LOCK_MAX_SECONDS": env.int("LOGIN_LOCK_MAX_SECONDS", 900, minimum=1),
+        "AUDIT_FLOOD_PER_MINUTE": env.int("AUDIT_FLOOD_PER_MINUTE", 60, minimum=1),
+        "RUN_WORKERS": env.int("RUN_WORKERS", 32, minimum=1, maximum=1024),
+        "RUN_AS_USER": env.str("RUN_AS_USER"),
+        "RUN_HEARTBEAT_SECONDS": env.int("RUN_HEARTBEAT_SECONDS", 5, minimum=1),
+        "MAX_OUTPUT_BYTES": env.int("MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=1024),
+        "AUDIT_OUTPUT_EXCERPT_BYTES": env.int("AUDIT_OUTPUT_EXCERPT_BYTES", 2048),
+        "AUDIT_ANCHOR_EVERY": env.int("AUDIT_ANCHOR_EVERY", 1000),
+        "MAX_CONTENT_LENGTH": env.int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
+        "SESSION_COOKIE_NAME": "gateway_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env.bool("SESSION_COOKIE_SECURE", production),
+        "REMEMBER_COOKIE_DURATION": 0,
+        "SESSION_IDLE_MINUTES": env.int("SESSION_IDLE_MINUTES", 30, minimum=1),
+        "SESSION_MAX_HOURS": env.int("SESSION_MAX_HOURS", 12, minimum=1),
+        "STREAMS_PER_PROCESS": env.int("STREAMS_PER_PROCESS", 16, minimum=1),
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": True,
+    }
+
+
+def _check_rate_limit(name: str, value: str) -> None:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name}: not a rate limit like '10/minute', got {value!r}") from None

@@ -1,0 +1,67 @@
+"""Ops Gateway: a secured internal gateway for predefined reports and queries."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from config import PROJECT_ROOT, load_config
+
+
+def create_app(environ: Mapping[str, str] | None = None, instance_path: str | Path | None = None) -> Flask:
+    """Build the app; reads like a table of contents. ``environ`` defaults to ``os.environ``."""
+    instance = Path(instance_path or PROJECT_ROOT / "instance")
+    app = Flask(
+        __name__,
+        instance_path=str(instance),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder="static",
+    )
+    app.config.update(load_config(environ, instance))
+    make_instance_private(instance)
+    register_guards(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    return app
+
+
+def make_instance_private(instance: Path) -> None:
+    """``instance/`` holds the SQLite file and generated secrets: only the gateway's user may read it."""
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(instance, 0o700)
+
+
+def register_guards(app: Flask) -> None:
+    from gateway import headers, netguard
+
+    netguard.init_app(app)  # first before_request hook: nothing runs for a refused address
+    headers.init_app(app)
+
+
+def register_extensions(app: Flask) -> None:
+    from gateway import audit, database
+    from gateway.extensions import csrf, limiter
+
+    database.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    audit.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from gateway import admin, auth, health, web
+
+    health.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(web.bp)
+    app.register_blueprint(admin.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from gateway import errors
+
+    errors.init_app(app)

@@ -1,0 +1,153 @@
+"""User account changes, each with its audit event in the same commit.
+
+The CLI and the admin pages both go through here, so a change is audited
+the same way whoever makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+
+from gateway import audit
+from gateway.auth import sessions, throttle
+from gateway.auth.passwords import hash_password, password_problem
+from gateway.auth.usernames import normalise_username, username_problem
+from gateway.database import write_transaction
+from gateway.extensions import db
+from gateway.models import User
+from gateway.timeutil import utcnow
+
+Actor = Mapping[str, Any] | None
+
+
+class AccountError(ValueError):
+    """A change that cannot be made; the message says why and names the field."""
+
+
+def find_user(raw_username: str) -> User | None:
+    return db.session.scalar(select(User).where(User.username == normalise_username(raw_username)))
+
+
+def get_user(raw_username: str) -> User:
+    user = find_user(raw_username)
+    if user is None:
+        raise AccountError(f"username: no user {normalise_username(raw_username)!r}")
+    return user
+
+
+def _snapshot(user: User) -> dict[str, Any]:
+    return {"username": user.username, "is_admin": user.is_admin, "active": user.active}
+
+
+def create_user(raw_username: str, password: str, *, is_admin: bool = False, actor: Actor = None) -> User:
+    username = normalise_username(raw_username)
+    problem = username_problem(username)
+    if problem:
+        raise AccountError(f"username: {problem}")
+    problem = password_problem(password)
+    if problem:
+        raise AccountError(f"password: {problem}")
+    if find_user(username) is not None:
+        raise AccountError(f"username: {username!r} already exists")
+    password_hash = hash_password(password)
+    with write_transaction() as tx:
+        user = User(
+            username=username,
+            display_name=raw_username.strip() or username,
+            password_hash=password_hash,
+            is_admin=is_admin,
+            active=True,
+            password_changed_at=utcnow(),
+        )
+        tx.add(user)
+        tx.flush()
+        audit.append("admin.user_created", session=tx, actor=actor, outcome="ok", detail={"after": _snapshot(user)})
+    return user
+
+
+def set_password(user: User, password: str, *, actor: Actor = None) -> int:
+    """Change a password and end every session of that user; returns how many ended."""
+    problem = password_problem(password)
+    if problem:
+        raise AccountError(f"password: {problem}")
+    password_hash = hash_password(password)
+    with write_transaction() as tx:
+        user = tx.merge(user)
+        user.password_hash = password_hash
+        user.password_changed_at = utcnow()
+        ended = sessions.revoke_all_for(user.id)
+        audit.append(
+            "admin.user_updated",
+            session=tx,
+            actor=actor,
+            outcome="ok",
+            detail={"user": user.username, "changed": ["password"], "sessions_ended": ended},
+        )
+    return ended
+
+
+def _active_admins(exclude_id: int) -> int:
+    return int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.is_admin.is_(True), User.active.is_(True), User.id != exclude_id)
+        )
+        or 0
+    )
+
+
+def set_active(user: User, active: bool, *, actor: Actor = None) -> None:
+    """Disable or enable; disabling ends the user's sessions. The last active admin stays."""
+    if not active and user.is_admin and user.active and _active_admins(user.id) == 0:
+        raise AccountError("username: cannot disable the last active admin")
+    with write_transaction() as tx:
+        user = tx.merge(user)
+        before = _snapshot(user)
+        user.active = active
+        ended = 0 if active else sessions.revoke_all_for(user.id)
+        audit.append(
+            "admin.user_updated",
+            session=tx,
+            actor=actor,
+            outcome="ok",
+            detail={"before": before, "after": _snapshot(user), "sessions_ended": ended},
+        )
+
+
+def set_admin(user: User, is_admin: bool, *, actor: Actor = None) -> None:
+    if not is_admin and user.is_admin and user.active and _active_admins(user.id) == 0:
+        raise AccountError("username: cannot revoke admin from the last active admin")
+    with write_transaction() as tx:
+        user = tx.merge(user)
+        before = _snapshot(user)
+        user.is_admin = is_admin
+        audit.append(
+            "admin.user_updated",
+            session=tx,
+            actor=actor,
+            outcome="ok",
+            detail={"before": before, "after": _snapshot(user)},
+        )
+
+
+def unlock(raw_username: str, *, actor: Actor = None) -> bool:
+    """Clear failed sign-ins and any lock for a name (existing or not)."""
+    username = normalise_username(raw_username)
+    with write_transaction() as tx:
+        cleared = throttle.clear(username)
+        audit.append(
+            "admin.user_updated",
+            session=tx,
+            actor=actor,
+            outcome="ok",
+            detail={"user": username, "changed": ["unlocked"], "had_lock": cleared},
+        )
+    return cleared
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.username)))

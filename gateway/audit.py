@@ -1,0 +1,451 @@
+"""The audit ledger: the only code that writes ``audit_events``, and the code that verifies it.
+
+Each row is chained to the one before it: ``hash`` is an HMAC-SHA256, keyed by
+the audit key named in ``key_id``, over ``prev_hash``, ``seq`` and the
+canonical encoding of the row (JSON of every column but ``hash``, sorted keys,
+UTF-8, no whitespace, ``at`` as RFC 3339 UTC with microseconds and ``Z``).
+The message is ``prev_hash + "\\n" + str(seq) + "\\n" + canonical``.
+
+``seq`` is assigned under the database write lock, never by autoincrement, so
+concurrent writers in any number of threads, processes or replicas produce one
+linear chain: SQLite transactions opened by ``write_transaction()`` start with
+``BEGIN IMMEDIATE``; PostgreSQL takes ``pg_advisory_xact_lock`` before reading
+the chain head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, has_request_context, request
+from sqlalchemy import delete, event, func, select, text
+from sqlalchemy.orm import Session
+
+from gateway.database import write_transaction
+from gateway.extensions import db
+from gateway.models import AuditEvent
+from gateway.timeutil import as_utc, rfc3339, utcnow
+
+log = logging.getLogger("gateway.audit")
+anchor_log = logging.getLogger("gateway.audit.anchor")
+
+GENESIS_HASH = "0" * 64
+PRUNED_EVENT = "audit.pruned"
+SUPPRESSED_EVENT = "audit.suppressed"
+# Arbitrary constant naming the ledger's advisory lock on PostgreSQL.
+PG_LOCK_KEY = 0x6761_7465_7761_79  # "gateway"
+_PENDING_ANCHORS = "gateway_pending_anchors"
+_REDACTED = "***"
+_SECRET_KEYS = frozenset({"password", "new_password", "current_password", "token", "secret"})
+USER_AGENT_MAX = 300
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The audit key used for new rows plus older keys (by id) that still verify old rows."""
+
+    current_id: str
+    keys: Mapping[str, str]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Keyring:
+        return cls(current_id=config["AUDIT_KEY_ID"], keys=dict(config["AUDIT_KEYS"]))
+
+    def key(self, key_id: str) -> bytes | None:
+        value = self.keys.get(key_id)
+        return None if value is None else value.encode("utf-8")
+
+
+def _json_roundtrip(value: Any) -> Any:
+    """What the database will hand back for a JSON column, so the hash covers exactly that."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False, default=str))
+
+
+def _clean_text(value: str | None, limit: int | None = None) -> str | None:
+    """PostgreSQL text cannot hold NUL; everything else is stored as given."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit else value
+
+
+def _redact(value: Any) -> Any:
+    """Defence in depth: a caller that forgets to mask a password still does not leak it."""
+    if isinstance(value, dict):
+        return {k: (_REDACTED if str(k).lower() in _SECRET_KEYS else _redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(item) for item in value]
+    return value
+
+
+def canonical_bytes(row: AuditEvent) -> bytes:
+    actor = None if row.actor_id is None and row.actor_name is None else {"id": row.actor_id, "name": row.actor_name}
+    document = {
+        "seq": row.seq,
+        "at": rfc3339(row.at),
+        "event": row.event,
+        "actor": actor,
+        "source_ip": row.source_ip,
+        "user_agent": row.user_agent,
+        "command": row.command,
+        "run_id": row.run_id,
+        "params": row.params,
+        "outcome": row.outcome,
+        "detail": row.detail,
+        "key_id": row.key_id,
+        "prev_hash": row.prev_hash,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def row_hash(key: bytes, row: AuditEvent) -> str:
+    message = f"{row.prev_hash}\n{row.seq}\n".encode() + canonical_bytes(row)
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _take_chain_lock(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+    # SQLite: write_transaction() began with BEGIN IMMEDIATE, which holds the write lock.
+
+
+def _chain_head(session: Session) -> tuple[int, str]:
+    head = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    return (0, GENESIS_HASH) if head is None else (int(head.seq), head.hash)
+
+
+def append(
+    event_name: str,
+    *,
+    session: Session | None = None,
+    actor: Mapping[str, Any] | None = None,
+    source_ip: str | None = None,
+    user_agent: str | None = None,
+    command: str | None = None,
+    run_id: str | None = None,
+    params: Any = None,
+    outcome: str | None = None,
+    detail: Any = None,
+    at: datetime | None = None,
+) -> AuditEvent:
+    """Append one event inside the caller's ``write_transaction()``; the caller's commit seals it.
+
+    Taking part in the caller's transaction is what lets a run row and its
+    ``run.started`` event land in one commit, or not at all.
+    """
+    session = session or db.session()
+    if not session.info.get("gateway_in_write"):
+        raise RuntimeError("audit.append() must run inside write_transaction()")
+    keyring = Keyring.from_config(current_app.config)
+    key = keyring.key(keyring.current_id)
+    assert key is not None
+
+    _take_chain_lock(session)
+    head_seq, head_hash = _chain_head(session)
+    row = AuditEvent(
+        seq=head_seq + 1,
+        at=as_utc(at or utcnow()),
+        event=event_name,
+        actor_id=None if actor is None else actor.get("id"),
+        actor_name=None if actor is None else _clean_text(actor.get("name")),
+        source_ip=_clean_text(source_ip, 45),
+        user_agent=_clean_text(user_agent, USER_AGENT_MAX),
+        command=_clean_text(command, 100),
+        run_id=run_id,
+        params=_json_roundtrip(_redact(params)),
+        outcome=outcome,
+        detail=_json_roundtrip(_redact(detail)),
+        key_id=keyring.current_id,
+        prev_hash=head_hash,
+    )
+    row.hash = row_hash(key, row)
+    session.add(row)
+    session.flush()
+
+    every = int(current_app.config.get("AUDIT_ANCHOR_EVERY") or 0)
+    if every and row.seq % every == 0:
+        session.info.setdefault(_PENDING_ANCHORS, []).append(row)
+    return row
+
+
+@event.listens_for(Session, "after_commit")
+def _log_pending_anchors(session: Session) -> None:
+    """Anchors go to the log only once their row is committed, so the head also lives outside the DB."""
+    rows = session.info.pop(_PENDING_ANCHORS, None)
+    if not rows:
+        return
+    keyring = Keyring.from_config(current_app.config)
+    for row in rows:
+        anchor_log.info(json.dumps(sign_anchor(keyring, row.seq, row.hash), sort_keys=True))
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending_anchors(session: Session) -> None:
+    session.info.pop(_PENDING_ANCHORS, None)
+
+
+def request_context_fields() -> dict[str, Any]:
+    """Who and where, taken from the current request (actor from flask-login)."""
+    if not has_request_context():
+        return {}
+    from flask_login import current_user
+
+    from gateway.netguard import client_address
+
+    fields: dict[str, Any] = {
+        "source_ip": client_address() or None,
+        "user_agent": request.headers.get("User-Agent"),
+    }
+    if current_user and current_user.is_authenticated:
+        fields["actor"] = current_user.actor()
+    return fields
+
+
+def record(event_name: str, **fields: Any) -> AuditEvent:
+    """Write one event in its own transaction, filling actor and address from the request."""
+    merged = {**request_context_fields(), **fields}
+    with write_transaction() as session:
+        return append(event_name, session=session, **merged)
+
+
+class FloodGate:
+    """Caps noisy events (network denials, login failures) per event type per minute.
+
+    Past the cap nothing is written for that minute; the count of what was left
+    out is written as one ``audit.suppressed`` summary when the next capped
+    event arrives in a later minute, so a flood costs a few rows, not millions.
+    """
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._window = self._current_window()
+        self._counts: dict[str, int] = {}
+        self._suppressed: dict[str, int] = {}
+
+    @staticmethod
+    def _current_window() -> int:
+        return int(time.time() // 60)
+
+    def admit(self, event_name: str) -> tuple[bool, dict[str, Any] | None]:
+        """Whether to write this event, and a summary of an earlier minute to write first."""
+        with self._lock:
+            summary = None
+            window = self._current_window()
+            if window != self._window:
+                if self._suppressed:
+                    summary = {
+                        "window_start": rfc3339(datetime.fromtimestamp(self._window * 60).astimezone()),
+                        "suppressed": dict(self._suppressed),
+                    }
+                self._window, self._counts, self._suppressed = window, {}, {}
+            count = self._counts.get(event_name, 0) + 1
+            self._counts[event_name] = count
+            admitted = count <= self.per_minute
+            if not admitted:
+                self._suppressed[event_name] = self._suppressed.get(event_name, 0) + 1
+            return admitted, summary
+
+
+def record_capped(event_name: str, **fields: Any) -> AuditEvent | None:
+    """``record()`` under the per-minute flood cap."""
+    gate: FloodGate = current_app.extensions["gateway.audit_floodgate"]
+    admitted, summary = gate.admit(event_name)
+    if summary is None and not admitted:
+        return None
+    merged = {**request_context_fields(), **fields}
+    with write_transaction() as session:
+        if summary is not None:
+            append(SUPPRESSED_EVENT, session=session, detail=summary)
+        return append(event_name, session=session, **merged) if admitted else None
+
+
+# --- verification -------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    ok: bool
+    checked: int = 0
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    head: dict[str, Any] | None = None
+    pruned_claims: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "first_bad_seq": self.first_bad_seq, "head": self.head}
+
+
+class AnchorError(ValueError):
+    """The anchor line is not valid JSON or its signature does not check out."""
+
+
+def _anchor_sig(key: bytes, seq: int, head_hash: str, at: str, key_id: str) -> str:
+    body = json.dumps(
+        {"seq": seq, "hash": head_hash, "at": at, "key_id": key_id}, sort_keys=True, separators=(",", ":")
+    )
+    return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def sign_anchor(keyring: Keyring, seq: int, head_hash: str) -> dict[str, Any]:
+    key = keyring.key(keyring.current_id)
+    assert key is not None
+    at = rfc3339(utcnow())
+    return {
+        "seq": seq,
+        "hash": head_hash,
+        "at": at,
+        "key_id": keyring.current_id,
+        "sig": _anchor_sig(key, seq, head_hash, at, keyring.current_id),
+    }
+
+
+def current_anchor(session: Session, keyring: Keyring) -> dict[str, Any]:
+    seq, head_hash = _chain_head(session)
+    return sign_anchor(keyring, seq, head_hash)
+
+
+def parse_anchor(line: str, keyring: Keyring) -> tuple[int, str]:
+    try:
+        data = json.loads(line)
+        seq, head_hash, at, key_id, sig = (data[k] for k in ("seq", "hash", "at", "key_id", "sig"))
+    except (ValueError, KeyError, TypeError):
+        raise AnchorError("anchor is not a JSON object with seq, hash, at, key_id and sig") from None
+    key = keyring.key(str(key_id))
+    if key is None:
+        raise AnchorError(f"anchor is signed with unknown key id {key_id!r}")
+    if not isinstance(seq, int) or not hmac.compare_digest(
+        _anchor_sig(key, seq, str(head_hash), str(at), str(key_id)), str(sig)
+    ):
+        raise AnchorError("anchor signature does not match")
+    return seq, str(head_hash)
+
+
+def _iter_rows(session: Session, start_seq: int, batch: int = 2000) -> Iterator[AuditEvent]:
+    """Keyset pagination over the ledger so memory stays flat on millions of rows."""
+    last = start_seq - 1
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def _pruned_claims(session: Session) -> dict[int, str]:
+    """first kept seq -> the prev_hash it must carry, as claimed by ``audit.pruned`` events.
+
+    A claim only counts because its own row is verified later in the same pass.
+    """
+    claims: dict[int, str] = {}
+    for detail in session.scalars(select(AuditEvent.detail).where(AuditEvent.event == PRUNED_EVENT)):
+        if isinstance(detail, dict) and isinstance(detail.get("first_kept_seq"), int):
+            claims[detail["first_kept_seq"]] = str(detail.get("cut_hash"))
+    return claims
+
+
+def verify(
+    session: Session, keyring: Keyring, *, from_seq: int | None = None, anchor: tuple[int, str] | None = None
+) -> Verification:
+    """Recompute the chain and name the first bad ``seq`` (a missing seq counts as bad)."""
+    result = Verification(ok=True, pruned_claims=_pruned_claims(session))
+    expected_seq: int | None = None
+    expected_prev: str | None = None
+    if from_seq is not None and from_seq > 1:
+        before = session.get(AuditEvent, from_seq - 1)
+        if before is not None:
+            expected_seq, expected_prev = from_seq, before.hash
+    start = from_seq or 1
+    anchor_seen = False
+
+    def fail(seq: int, reason: str) -> Verification:
+        result.ok, result.first_bad_seq, result.reason = False, seq, reason
+        return result
+
+    for row in _iter_rows(session, start):
+        if expected_seq is None:
+            # The chain's first row: seq 1 from genesis, or the first row kept by a recorded prune.
+            if row.seq == 1:
+                if row.prev_hash != GENESIS_HASH:
+                    return fail(row.seq, "first row does not start from the genesis hash")
+            elif result.pruned_claims.get(row.seq) != row.prev_hash:
+                return fail(start if start < row.seq else row.seq, "rows before this one are missing")
+        else:
+            if row.seq != expected_seq:
+                return fail(expected_seq, "row missing")
+            if row.prev_hash != expected_prev:
+                return fail(row.seq, "prev_hash does not match the previous row")
+        key = keyring.key(row.key_id)
+        if key is None:
+            return fail(row.seq, f"unknown key id {row.key_id!r}")
+        if not hmac.compare_digest(row_hash(key, row), row.hash):
+            return fail(row.seq, "hash does not match the row")
+        if anchor is not None and row.seq == anchor[0]:
+            if row.hash != anchor[1]:
+                return fail(row.seq, "row differs from the anchor")
+            anchor_seen = True
+        result.checked += 1
+        result.head = {"seq": row.seq, "hash": row.hash}
+        expected_seq, expected_prev = row.seq + 1, row.hash
+
+    if anchor is not None and not anchor_seen and anchor[0] >= start:
+        head_seq = result.head["seq"] if result.head else start - 1
+        if anchor[0] > head_seq:
+            return fail(head_seq + 1, "rows after this point are missing (anchor is ahead of the ledger)")
+    return result
+
+
+# --- pruning ----------------------------------------------------------------------------
+
+
+def prune(older_than: datetime, **fields: Any) -> AuditEvent | None:
+    """Delete rows older than ``older_than``, recording the cut so verification still passes.
+
+    Runs with the schema owner's role in production (the application role may
+    only INSERT and SELECT on ``audit_events``).
+    """
+    with write_transaction() as session:
+        _take_chain_lock(session)
+        last_old = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.at < as_utc(older_than)))
+        head_seq, _ = _chain_head(session)
+        if last_old is None:
+            return None
+        # Never cut the head itself: the first kept row must exist to carry the chain.
+        last_old = min(int(last_old), head_seq - 1)
+        if last_old < 1:
+            return None
+        first_kept = session.get(AuditEvent, last_old + 1)
+        assert first_kept is not None
+        deleted = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq <= last_old))
+        pruned = append(
+            PRUNED_EVENT,
+            session=session,
+            outcome="ok",
+            detail={
+                "first_kept_seq": first_kept.seq,
+                "cut_hash": first_kept.prev_hash,
+                "deleted": int(deleted or 0),
+                "older_than": rfc3339(older_than),
+            },
+            **fields,
+        )
+        session.execute(delete(AuditEvent).where(AuditEvent.seq <= last_old))
+        return pruned
+
+
+def init_app(app: Any) -> None:
+    app.extensions["gateway.audit_floodgate"] = FloodGate(app.config["AUDIT_FLOOD_PER_MINUTE"])

@@ -1,0 +1,41 @@
+"""Authentication: local users, server-side sessions, the sign-in gate every page passes."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, redirect, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from gateway.auth import sessions
+from gateway.auth.views import bp
+from gateway.extensions import login_manager
+
+# Endpoints reachable without signing in. Everything else needs a user.
+PUBLIC_ENDPOINTS = frozenset(
+    {"auth.login", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
+)
+
+
+def require_login() -> Response | None:
+    """The sign-in gate: one before_request hook with explicit exemptions, not a decorator per view."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if current_user.is_authenticated:
+        return None
+    if request.path.startswith("/api/") or request.path.startswith("/shell2http/"):
+        response = jsonify(
+            error={"code": "unauthorized", "message": "Sign-in or a bearer token is required.", "details": {}}
+        )
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+        return response
+    return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # server-side records do this job (see sessions.py)
+    login_manager.login_view = "auth.login"
+    login_manager.user_loader(sessions.load_user)
+    app.register_blueprint(bp)
+    app.before_request(require_login)

@@ -1,0 +1,86 @@
+"""Sign-in and sign-out decisions, with their audit events; the views only render."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from flask import request
+from flask_login import login_user, logout_user
+from sqlalchemy import select
+
+from gateway import audit
+from gateway.auth import sessions, throttle
+from gateway.auth.passwords import verify_password
+from gateway.auth.usernames import normalise_username
+from gateway.database import write_transaction
+from gateway.extensions import db
+from gateway.models import User
+from gateway.netguard import client_address
+from gateway.timeutil import rfc3339
+
+
+class LoginFailure(enum.Enum):
+    INVALID = "invalid"  # unknown name, wrong password or disabled account: one answer for all
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User | None
+    failure: LoginFailure | None = None
+
+
+def attempt_login(raw_username: str, password: str) -> LoginResult:
+    username = normalise_username(raw_username)
+    if throttle.locked_until(username) is not None:
+        audit.record_capped("auth.login_failed", actor={"id": None, "name": username}, outcome="locked")
+        return LoginResult(user=None, failure=LoginFailure.LOCKED)
+
+    user = db.session.scalar(select(User).where(User.username == username))
+    password_ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not password_ok or not user.active:
+        _record_failure(username, user)
+        return LoginResult(user=None, failure=LoginFailure.INVALID)
+
+    with write_transaction() as tx:
+        throttle.clear(username)
+        sessions.start(user, client_address() or None, request.headers.get("User-Agent"))
+        audit.append(
+            "auth.login",
+            session=tx,
+            actor=user.actor(),
+            source_ip=client_address() or None,
+            user_agent=request.headers.get("User-Agent"),
+            outcome="ok",
+        )
+    login_user(user)
+    return LoginResult(user=user)
+
+
+def _record_failure(username: str, user: User | None) -> None:
+    actor = {"id": user.id if user else None, "name": username}
+    with write_transaction():
+        outcome = throttle.register_failure(username)
+    audit.record_capped("auth.login_failed", actor=actor, outcome="invalid")
+    if outcome.locked_until is not None:
+        audit.record(
+            "auth.locked",
+            actor=actor,
+            outcome="locked",
+            detail={"locked_until": rfc3339(outcome.locked_until), "failures": outcome.failures},
+        )
+
+
+def logout(user: User) -> None:
+    with write_transaction() as tx:
+        sessions.revoke_current()
+        audit.append(
+            "auth.logout",
+            session=tx,
+            actor=user.actor(),
+            source_ip=client_address() or None,
+            user_agent=request.headers.get("User-Agent"),
+            outcome="ok",
+        )
+    logout_user()

@@ -1,0 +1,12 @@
+"""The operator CLI (``python manage.py ...``): one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.cli.audit import audit_group
+from gateway.cli.db import db_group
+from gateway.cli.demo import demo_command, serve_command
+from gateway.cli.users import users_group
+
+COMMANDS: list[click.Command] = [db_group, users_group, audit_group, demo_command, serve_command]

@@ -1,0 +1,115 @@
+"""Database engine tuning and the single way the application writes.
+
+SQLite is the embedded default, so its connections get WAL, ``synchronous=FULL``
+and a busy timeout, and the pysqlite driver's own transaction handling is
+replaced by explicit ``BEGIN`` statements: that is what lets a write unit start
+with ``BEGIN IMMEDIATE`` and take the write lock *before* it reads anything
+(the audit chain head in particular).  Every write goes through
+``write_transaction()`` so that rule holds everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from gateway.extensions import db
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+_IMMEDIATE = "gateway_begin_immediate"
+_IN_WRITE = "gateway_in_write"
+
+
+def engine_options(database_url: str, base: dict[str, Any]) -> dict[str, Any]:
+    """Engine keyword arguments for the configured backend."""
+    options = dict(base)
+    connect_args = dict(options.get("connect_args", {}))
+    if database_url.startswith("sqlite"):
+        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
+        connect_args.setdefault("check_same_thread", False)
+    else:
+        connect_args.setdefault("connect_timeout", 3)
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 20)
+        options.setdefault("pool_timeout", 10)
+    options["connect_args"] = connect_args
+    return options
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def tune_engine(engine: Engine) -> None:
+    """Attach the SQLite connection pragmas and explicit BEGIN handling (idempotent)."""
+    if not is_sqlite(engine) or getattr(engine, "_gateway_tuned", False):
+        return
+    engine._gateway_tuned = True  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+        _make_private(engine.url.database)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _make_private(database: str | None) -> None:
+    """The SQLite file and its WAL companions are readable by the gateway's user only."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = database + suffix
+        if os.path.exists(path) and os.stat(path).st_uid == os.geteuid():
+            os.chmod(path, 0o600)
+
+
+def init_app(app: Flask) -> None:
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {})
+    )
+    db.init_app(app)
+    with app.app_context():
+        tune_engine(db.engine)
+
+
+@contextmanager
+def write_transaction(session: Session | None = None) -> Iterator[Session]:
+    """One write unit: takes the write lock first (SQLite), commits at the end, rolls back on error.
+
+    A read transaction the request already has open is ended first, so the
+    write lock is always taken before the unit reads what it is about to change.
+    """
+    session = session or db.session()
+    if session.info.get(_IN_WRITE):
+        raise RuntimeError("write_transaction() does not nest")
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("changes were made outside write_transaction()")
+    if session.in_transaction():
+        session.commit()
+    session.info[_IN_WRITE] = True
+    try:
+        session.connection(execution_options={_IMMEDIATE: True})
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info[_IN_WRITE] = False

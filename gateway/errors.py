@@ -1,0 +1,103 @@
+"""One error helper with content negotiation: JSON error shape under /api/, HTML pages elsewhere."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.wrappers import Response
+
+log = logging.getLogger("gateway.errors")
+
+CODES = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
+MESSAGES = {
+    400: "The request is not valid.",
+    401: "Sign-in is required.",
+    403: "You are not allowed to do this.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "The request is too large.",
+    415: "Unsupported content type.",
+    429: "Too many requests. Try again later.",
+    500: "Something went wrong on our side.",
+    503: "The service is unavailable right now. Try again shortly.",
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_response(
+    status: int,
+    message: str | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    message = message or MESSAGES.get(status, "Error.")
+    if wants_json():
+        response = jsonify(error={"code": CODES.get(status, "internal"), "message": message, "details": details or {}})
+    else:
+        response = Response(render_template("error.html", status=status, message=message), mimetype="text/html")
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def handle_http(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if isinstance(exc, CSRFError):
+        return error_response(400, "The form expired or was not sent by this site. Reload the page and try again.")
+    if isinstance(exc, RateLimitExceeded):
+        response = error_response(429)
+        limiter_response = exc.get_response()
+        retry = limiter_response.headers.get("Retry-After") if limiter_response is not None else None
+        response.headers["Retry-After"] = retry or "60"
+        return response
+    headers = {}
+    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    return error_response(status, None if status >= 500 else MESSAGES.get(status), headers=headers)
+
+
+def handle_storage_unavailable(exc: Exception) -> Response:
+    """Rate-limit storage or database unreachable: fail closed with 503, never run unlimited."""
+    log.error("dependency unavailable: %s", type(exc).__name__)
+    return error_response(503, headers={"Retry-After": "5"})
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return handle_http(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500)
+
+
+def init_app(app: Flask) -> None:
+    from limits.errors import StorageError
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    app.register_error_handler(HTTPException, handle_http)
+    for exc_type in (RedisError, StorageError, OperationalError, PoolTimeout, ConnectionError):
+        app.register_error_handler(exc_type, handle_storage_unavailable)
+    app.register_error_handler(InternalServerError, handle_unexpected)
+    app.register_error_handler(Exception, handle_unexpected)

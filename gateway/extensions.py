@@ -1,0 +1,27 @@
+"""Unbound Flask extensions, created once so models and blueprints import them without cycles."""
+
+from __future__ import annotations
+
+from flask_limiter import Limiter
+from flask_login import LoginManager
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every model (one metadata for Alembic)."""
+
+
+def _client_address() -> str:
+    from gateway.netguard import client_address
+
+    return client_address()
+
+
+# expire_on_commit off: a request keeps reading the objects it loaded after a
+# write transaction commits, instead of silently re-querying them.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+login_manager = LoginManager()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=_client_address)

@@ -1,0 +1,92 @@
+"""The network allowlist: the first gate every request passes, and the one place that decides it.
+
+The client address is ``request.remote_addr`` after ProxyFix, which is only
+installed when ``TRUSTED_PROXY_COUNT`` > 0 and then honours exactly that many
+X-Forwarded-For hops: with 0, a forged header changes nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Network
+
+log = logging.getLogger("gateway.netguard")
+
+HEALTH_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz"})
+METRICS_ENDPOINTS = frozenset({"health.metrics"})
+
+
+def parse_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, with IPv4-mapped IPv6 (``::ffff:10.0.0.1``) folded to IPv4."""
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_address() -> str:
+    """The caller's address as the gateway trusts it (empty when there is none)."""
+    address = parse_address(request.remote_addr)
+    return "" if address is None else str(address)
+
+
+def address_allowed(address: str, networks: Iterable[Network]) -> bool:
+    parsed = parse_address(address)
+    if parsed is None:
+        return False
+    return any(parsed.version == net.version and parsed in net for net in networks)
+
+
+def networks_for_request() -> tuple[Network, ...]:
+    config = current_app.config
+    if request.endpoint in HEALTH_ENDPOINTS:
+        return config["HEALTH_ALLOWED_NETWORKS"]
+    if request.endpoint in METRICS_ENDPOINTS:
+        return config["METRICS_ALLOWED_NETWORKS"]
+    return config["ALLOWED_NETWORKS"]
+
+
+def _denied() -> Response:
+    # Same answer for every path: nothing tells the caller what exists behind the gate.
+    if request.path.startswith("/api/"):
+        response = jsonify(error={"code": "forbidden", "message": "Forbidden", "details": {}})
+    else:
+        response = Response("Forbidden\n", mimetype="text/plain")
+    response.status_code = 403
+    return response
+
+
+def guard() -> Response | None:
+    address = client_address()
+    if address_allowed(address, networks_for_request()):
+        return None
+    from gateway import audit
+
+    try:
+        audit.record_capped(
+            "access.denied_network",
+            outcome="denied",
+            detail={"method": request.method, "path": request.path[:200]},
+        )
+    except Exception:  # the answer is 403 whether or not the ledger is writable
+        log.exception("could not audit a network denial")
+    return _denied()
+
+
+def init_app(app: Flask) -> None:
+    """Install ProxyFix (if proxies are trusted) and the allowlist gate, ahead of every other hook."""
+    hops = app.config["TRUSTED_PROXY_COUNT"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+    app.before_request_funcs.setdefault(None, []).insert(0, guard)

@@ -1,0 +1,43 @@
+"""Alembic environment: runs against the gateway app's engine and metadata.
+
+Called from ``gateway.migrate`` inside an app context (``manage.py db ...``);
+run bare (``alembic -c ...``) it builds the app from the environment first.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from flask import has_app_context
+
+import gateway.models  # noqa: F401  (registers every table on the metadata)
+from gateway.extensions import db
+
+
+def _run(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=db.metadata,
+        compare_type=True,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    if has_app_context():
+        engine = db.engine
+    else:
+        from gateway import create_app
+
+        app = create_app()
+        app.app_context().push()
+        engine = db.engine
+    with engine.connect() as connection:
+        _run(connection)
+        connection.commit()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported; run them against a database")
+run_migrations_online()
