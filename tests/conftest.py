@@ -1,0 +1,242 @@
+"""Shared fixtures: a database per test on each engine, an app, a client, users, sign-in.
+
+Every test that asks for ``app`` runs on SQLite and, when PostgreSQL answers at
+``GATEWAY_TEST_PG_URL`` (default 127.0.0.1:5432), on PostgreSQL too, each in a
+fresh database copied from a migrated template.  With
+``GATEWAY_TEST_REQUIRE_POSTGRES=1`` (CI sets it) an unreachable PostgreSQL is
+a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gateway import create_app
+
+PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("GATEWAY_TEST_REQUIRE_POSTGRES") == "1"
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+TEST_AUDIT_KEY = "test-audit-key-" + "y" * 32
+PASSWORDS = {"admin": "admin-password-123", "staff": "staff-password-123", "other": "other-password-123"}
+CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+# --- PostgreSQL availability ------------------------------------------------------------
+
+
+def _pg_available() -> bool:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+PG_AVAILABLE = _pg_available()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_POSTGRES and not PG_AVAILABLE:
+        raise pytest.UsageError(f"GATEWAY_TEST_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable at {PG_ADMIN_URL}")
+
+
+def _pg_admin_engine() -> sa.Engine:
+    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def pg_url(database: str) -> str:
+    return sa.make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+
+
+def create_pg_database(template: str | None = None) -> str:
+    name = f"gw_test_{uuid.uuid4().hex[:16]}"
+    engine = _pg_admin_engine()
+    with engine.connect() as connection:
+        suffix = f" TEMPLATE {template}" if template else ""
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
+    engine.dispose()
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    engine = _pg_admin_engine()
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    engine.dispose()
+
+
+# --- environments and apps --------------------------------------------------------------
+
+
+def base_environ(database_url: str, **overrides: str) -> dict[str, str]:
+    environ = {
+        "GATEWAY_ENV": "testing",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "AUDIT_KEY": TEST_AUDIT_KEY,
+        "AUDIT_KEY_ID": "test1",
+        "DATABASE_URL": database_url,
+        "ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "LOGIN_RATE_LIMIT": "1000/minute",
+    }
+    environ.update(overrides)
+    return environ
+
+
+def _migrate(database_url: str, instance: Path) -> None:
+    app = create_app(base_environ(database_url), instance_path=instance)
+    from gateway import migrate
+    from gateway.extensions import db
+
+    with app.app_context():
+        migrate.upgrade("head")
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("sqlite-template")
+    path = directory / "template.db"
+    _migrate(f"sqlite:///{path}", directory / "instance")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not PG_AVAILABLE:
+        pytest.skip("PostgreSQL is not reachable")
+    name = create_pg_database()
+    _migrate(pg_url(name), tmp_path_factory.mktemp("pg-template"))
+    yield name
+    drop_pg_database(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "gateway.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    name = create_pg_database(template=request.getfixturevalue("pg_template"))
+    yield pg_url(name)
+    drop_pg_database(name)
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all (for migration tests)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if not PG_AVAILABLE:
+        pytest.skip("PostgreSQL is not reachable")
+    name = create_pg_database()
+    yield pg_url(name)
+    drop_pg_database(name)
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build an app on this test's database; keyword arguments override environment settings."""
+    from gateway.extensions import db
+
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        environ = base_environ(database_url, **{k: str(v) for k, v in overrides.items()})
+        app = create_app(environ, instance_path=tmp_path / f"instance{len(apps)}")
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# --- users and sign-in ------------------------------------------------------------------
+
+
+@dataclass
+class TestUser:
+    id: int
+    username: str
+    password: str
+
+
+@pytest.fixture
+def users(app: Flask) -> dict[str, TestUser]:
+    """An admin, a staff member and another staff member, with known passwords."""
+    from gateway import accounts
+
+    created = {}
+    with app.app_context():
+        for name, password in PASSWORDS.items():
+            user = accounts.create_user(name, password, is_admin=(name == "admin"))
+            created[name] = TestUser(id=user.id, username=name, password=password)
+    return created
+
+
+def csrf_token_from(html: str) -> str:
+    match = CSRF_PATTERN.search(html)
+    assert match, "no CSRF token in page"
+    return match.group(1) or match.group(2)
+
+
+def login_response(client: FlaskClient, username: str, password: str, **extra: Any):
+    """POST the sign-in form the way a browser does (CSRF token from the form)."""
+    environ_base = extra.pop("environ_base", None) or {}
+    token = csrf_token_from(client.get("/login", environ_base=environ_base).get_data(as_text=True))
+    data = {"username": username, "password": password, "csrf_token": token, **extra}
+    return client.post("/login", data=data, environ_base=environ_base)
+
+
+@pytest.fixture
+def login(client: FlaskClient, users: dict[str, TestUser]) -> Callable[[str], FlaskClient]:
+    """``login("staff")`` signs the shared test client in as that user."""
+
+    def sign_in(name: str) -> FlaskClient:
+        response = login_response(client, name, users[name].password)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+
+    return sign_in
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
