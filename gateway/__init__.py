@@ -22,6 +22,7 @@ def create_app(environ: Mapping[str, str] | None = None, instance_path: str | Pa
     )
     app.config.update(load_config(environ, instance))
     make_instance_private(instance)
+    make_process_undumpable()
     register_guards(app)
     register_extensions(app)
     register_blueprints(app)
@@ -35,6 +36,16 @@ def make_instance_private(instance: Path) -> None:
     os.chmod(instance, 0o700)
 
 
+def make_process_undumpable() -> None:
+    """PR_SET_DUMPABLE 0: a process of the same user cannot read our environment or memory via /proc."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    pr_set_dumpable = 4
+    libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
+
+
 def register_guards(app: Flask) -> None:
     from gateway import headers, netguard
 
@@ -43,13 +54,14 @@ def register_guards(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gateway import audit, database
+    from gateway import audit, commands, database
     from gateway.extensions import csrf, limiter
 
     database.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     audit.init_app(app)
+    commands.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

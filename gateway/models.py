@@ -14,10 +14,12 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -170,3 +172,67 @@ class AuditEvent(db.Model):
     key_id: Mapped[str] = mapped_column(String(32))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Run(db.Model):
+    """One invocation of a catalogue command. Every state a page or the API shows comes from here."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_user_created", "user_id", "created_at"),
+        Index("ix_runs_command_status", "command", "status"),
+        Index("ix_runs_cache_key", "cache_key", "status"),
+        Index("ix_runs_status_lease", "status", "lease_expires_at"),
+        Index("ix_runs_created", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    command: Mapped[str] = mapped_column(String(100))
+    command_sha256: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    params: Mapped[Any] = mapped_column(JSON)  # secrets masked
+    cache_key: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(150))
+    source_ip: Mapped[str | None] = mapped_column(String(45))
+    status: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[Any | None] = mapped_column(JSON)
+    # Where it runs: the replica (host + boot id) that accepted it, and its process group.
+    host: Mapped[str] = mapped_column(String(255))
+    boot_id: Mapped[str] = mapped_column(String(36), index=True)
+    pgid: Mapped[int | None] = mapped_column(Integer)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+
+
+class RunOutputChunk(db.Model):
+    """Output in arrival order; ``seq`` is the SSE event id, so a stream resumes without loss."""
+
+    __tablename__ = "run_output_chunks"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stream: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class CommandState(db.Model):
+    """Runtime switches for catalogue commands (the kill switch); the catalogue itself is config."""
+
+    __tablename__ = "command_states"
+
+    command: Mapped[str] = mapped_column(String(100), primary_key=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(150))

@@ -1,15 +1,37 @@
 """The permission vocabulary, in one module: predicates paired with enforcers.
 
-Views never decide who may do what; they ask here.  The command permission
-decision (``can_run`` / ``require_run``) joins this module with the engine.
+Views never decide who may do what; they ask here.  "May this user run this
+command from this address now?" is answered by ``check_run``: admins may run
+everything, staff what one of their groups is granted; a command's
+``allowed_networks`` binds admins too.  Commands a user may not run are
+invisible to them (404, same as a command that does not exist).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import abort
 from flask_login import current_user
+from sqlalchemy import select
+
+from gateway.catalogue import Catalogue, Command
+from gateway.extensions import db
+from gateway.models import CommandGrant, GroupMember
+from gateway.netguard import address_allowed
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    outcome: str
+    message: str
+
+
+NOT_FOUND = Refusal(404, "not_found", "not_found", "No such command.")
+NETWORK = Refusal(403, "forbidden", "denied_network", "This command cannot be run from your network address.")
 
 
 def is_admin(user: Any) -> bool:
@@ -20,3 +42,47 @@ def require_admin() -> None:
     """Staff and anonymous callers get 404 on admin routes: nothing says the route exists."""
     if not is_admin(current_user):
         abort(404)
+
+
+def granted_commands(user: Any) -> frozenset[str]:
+    """Names granted to any group the user belongs to."""
+    rows = db.session.scalars(
+        select(CommandGrant.command)
+        .join(GroupMember, GroupMember.group_id == CommandGrant.group_id)
+        .where(GroupMember.user_id == user.id)
+    )
+    return frozenset(rows)
+
+
+def can_see(user: Any, command: Command | None) -> bool:
+    if command is None or user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return is_admin(user) or command.name in granted_commands(user)
+
+
+def visible_commands(user: Any, catalogue: Catalogue) -> list[Command]:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    if is_admin(user):
+        return list(catalogue.commands.values())
+    granted = granted_commands(user)
+    return [command for name, command in catalogue.commands.items() if name in granted]
+
+
+def check_run(user: Any, command: Command | None, address: str) -> Refusal | None:
+    """None when the user may run the command from ``address``; otherwise why not."""
+    if not can_see(user, command):
+        return NOT_FOUND
+    assert command is not None
+    networks = command.networks()
+    if networks is not None and not address_allowed(address, networks):
+        return NETWORK
+    return None
+
+
+def can_view_run(user: Any, run: Any) -> bool:
+    return is_admin(user) or (run is not None and run.user_id == getattr(user, "id", None))
+
+
+def can_cancel_run(user: Any, run: Any) -> bool:
+    return can_view_run(user, run)

@@ -174,6 +174,9 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
 
     yield factory
     for app in apps:
+        executor = app.extensions.get("gateway.executor")
+        if executor is not None:
+            executor.shutdown(grace=0)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

@@ -5,8 +5,21 @@ from __future__ import annotations
 import click
 
 from gateway.cli.audit import audit_group
+from gateway.cli.commands import commands_group
 from gateway.cli.db import db_group
 from gateway.cli.demo import demo_command, serve_command
+from gateway.cli.groups import grants_group, groups_group
+from gateway.cli.runs import runs_group
 from gateway.cli.users import users_group
 
-COMMANDS: list[click.Command] = [db_group, users_group, audit_group, demo_command, serve_command]
+COMMANDS: list[click.Command] = [
+    db_group,
+    users_group,
+    groups_group,
+    grants_group,
+    commands_group,
+    runs_group,
+    audit_group,
+    demo_command,
+    serve_command,
+]

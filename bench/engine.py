@@ -1,0 +1,140 @@
+"""Engine benchmark: overhead of a run against plain subprocess.run, and parallel throughput.
+
+Run: ``.venv/bin/python bench/engine.py`` (about half a minute). Both figures
+are measured in the same run on the same machine, as ratios/differences
+against a baseline, never as absolute targets in unit tests:
+
+- overhead: p50 of "start a trivial command through the engine and get its
+  result" minus p50 of ``subprocess.run(["true"])``; target < 1.5 ms on SQLite
+  (WAL, synchronous=FULL).
+- throughput: N ``sleep 0.2`` runs with RUN_WORKERS=32; target >= 150 runs/s
+  against the ideal 32 / 0.2 = 160.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+CATALOGUE = """
+commands:
+  - name: trivial
+    title: Trivial
+    kind: shell
+    argv: ["true"]
+    timeout: 10
+  - name: nap
+    title: Nap
+    kind: shell
+    argv: ["sleep", "0.2"]
+    timeout: 10
+"""
+
+
+def build_app(directory: Path):
+    from gateway import accounts, create_app, migrate
+
+    catalogue = directory / "commands.yaml"
+    catalogue.write_text(CATALOGUE)
+    environ = {
+        "GATEWAY_ENV": "testing",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 32,
+        "AUDIT_KEY": "bench-audit-key-" + "y" * 32,
+        "DATABASE_URL": f"sqlite:///{directory / 'bench.db'}",
+        "GATEWAY_COMMANDS_FILE": str(catalogue),
+        "RUN_WORKERS": "32",
+        "AUDIT_ANCHOR_EVERY": "0",
+    }
+    app = create_app(environ, instance_path=directory / "instance")
+    with app.app_context():
+        migrate.upgrade()
+        user = accounts.create_user("bench", "bench-password-123", is_admin=True)
+    return app, user
+
+
+def run_and_wait(name: str, caller) -> str:
+    from gateway import runs
+    from gateway.extensions import db
+    from gateway.models import Run
+    from gateway.wakeup import wakeups
+
+    started = runs.start(name, {}, caller)
+    run_id = started.run.id
+    version = 0
+    while True:
+        db.session.commit()  # end the read snapshot so the next read sees the worker's commit
+        status = db.session.scalar(db.select(Run.status).where(Run.id == run_id))
+        if status not in ("queued", "running"):
+            return status
+        version = wakeups.wait(run_id, version, timeout=1.0)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300, help="trivial runs to time")
+    parser.add_argument("--parallel-runs", type=int, default=320, help="sleep 0.2 runs for the throughput figure")
+    args = parser.parse_args()
+
+    from gateway import runs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app, user = build_app(Path(tmp))
+        with app.app_context():
+            caller = runs.Caller(user=user, source_ip="127.0.0.1")
+            for _ in range(20):  # warm up: pool threads, statement caches
+                run_and_wait("trivial", caller)
+                subprocess.run(["true"], check=True)  # noqa: S607
+            baseline, engine = [], []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                subprocess.run(["true"], check=True)  # noqa: S607
+                baseline.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                status = run_and_wait("trivial", caller)
+                engine.append(time.perf_counter() - t0)
+                assert status == "succeeded", status
+
+            t0 = time.perf_counter()
+            ids = [runs.start("nap", {}, caller).run.id for _ in range(args.parallel_runs)]
+            from gateway.extensions import db
+            from gateway.models import Run
+
+            while True:
+                db.session.commit()
+                live = db.session.scalar(
+                    db.select(db.func.count()).select_from(Run).where(Run.id.in_(ids), Run.status.in_(runs.LIVE))
+                )
+                if not live:
+                    break
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - t0
+            app.extensions["gateway.executor"].shutdown()
+
+    report = {
+        "baseline_p50_ms": round(statistics.median(baseline) * 1000, 3),
+        "engine_p50_ms": round(statistics.median(engine) * 1000, 3),
+        "overhead_p50_ms": round((statistics.median(engine) - statistics.median(baseline)) * 1000, 3),
+        "engine_p90_ms": round(percentile(engine, 0.9) * 1000, 3),
+        "parallel_runs": args.parallel_runs,
+        "parallel_seconds": round(elapsed, 3),
+        "runs_per_second": round(args.parallel_runs / elapsed, 1),
+        "ideal_runs_per_second": 160.0,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

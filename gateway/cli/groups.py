@@ -1,0 +1,105 @@
+"""``manage.py groups ...`` and ``manage.py grants ...``."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+
+from gateway import groups
+from gateway.accounts import AccountError
+from gateway.cli.common import fail, operator_actor
+from gateway.commands import current_catalogue
+
+
+@click.group("groups")
+def groups_group() -> None:
+    """Groups of users (grants are given to groups)."""
+
+
+@groups_group.command("create")
+@click.argument("name")
+@click.option("--description", default="", help="What the group is for.")
+@with_appcontext
+def create(name: str, description: str) -> None:
+    """Create a group."""
+    try:
+        group = groups.create_group(name, description=description, actor=operator_actor())
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"created group {group.name}", err=True)
+
+
+@groups_group.command("list")
+@with_appcontext
+def list_groups() -> None:
+    """List groups with their members."""
+    for group in groups.list_groups():
+        members = ",".join(sorted(member.user.username for member in group.members))
+        click.echo(f"{group.name}\t{members}")
+
+
+@groups_group.command("add-member")
+@click.argument("group")
+@click.argument("user")
+@with_appcontext
+def add_member(group: str, user: str) -> None:
+    """Add USER to GROUP."""
+    try:
+        added = groups.add_member(group, user, actor=operator_actor())
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"{user} {'added to' if added else 'already in'} {group}", err=True)
+
+
+@groups_group.command("remove-member")
+@click.argument("group")
+@click.argument("user")
+@with_appcontext
+def remove_member(group: str, user: str) -> None:
+    """Remove USER from GROUP."""
+    try:
+        removed = groups.remove_member(group, user, actor=operator_actor())
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"{user} {'removed from' if removed else 'was not in'} {group}", err=True)
+
+
+@click.group("grants")
+def grants_group() -> None:
+    """Which groups may run which commands."""
+
+
+@grants_group.command("add")
+@click.argument("group")
+@click.argument("command")
+@with_appcontext
+def add(group: str, command: str) -> None:
+    """Let GROUP run COMMAND."""
+    try:
+        added = groups.add_grant(group, command, actor=operator_actor(), known_commands=current_catalogue().commands)
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"{group} {'may now run' if added else 'could already run'} {command}", err=True)
+
+
+@grants_group.command("remove")
+@click.argument("group")
+@click.argument("command")
+@with_appcontext
+def remove(group: str, command: str) -> None:
+    """Stop GROUP running COMMAND."""
+    try:
+        removed = groups.remove_grant(group, command, actor=operator_actor())
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"{group} {'may no longer run' if removed else 'had no grant for'} {command}", err=True)
+
+
+@grants_group.command("list")
+@with_appcontext
+def list_grants() -> None:
+    """List grants; a command missing from the catalogue is marked stale."""
+    known = current_catalogue().commands
+    for group, command in groups.list_grants():
+        stale = "" if command in known else "\t(stale: not in the catalogue)"
+        click.echo(f"{group}\t{command}{stale}")

@@ -1,0 +1,216 @@
+"""The executor: this process's run slots, and the supervisor that keeps its runs' leases alive.
+
+``RUN_WORKERS`` long-lived threads run jobs (long-lived matters: a child's
+parent-death signal fires when the thread that spawned it ends).  A run is
+``queued`` only while no slot is free.  The supervisor thread, every
+``RUN_HEARTBEAT_SECONDS``: renews the leases of this process's runs (timed by
+the database clock), passes on cancel requests made through other replicas,
+and reaps runs whose lease expired anywhere (their worker died).  When it
+starts it also kills process groups that dead workers on this host left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+
+from gateway.catalogue import Command
+from gateway.extensions import db
+from gateway.runners.shell import ShellSpec
+
+log = logging.getLogger("gateway.executor")
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    url: str
+    sql: str
+    params: dict[str, Any]
+    row_limit: int
+    statement_timeout: float
+
+
+@dataclass
+class Job:
+    """Everything a worker needs to execute one run; lives only in this process's memory."""
+
+    run_id: str
+    command: Command
+    username: str
+    queued: bool
+    shell: ShellSpec | None = None
+    query: QueryPlan | None = None
+    tempdir: str | None = None
+    callback_context: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Executor:
+    def __init__(self, app: Flask):
+        self.app = app
+        self.workers = int(app.config["RUN_WORKERS"])
+        self.heartbeat = float(app.config["RUN_HEARTBEAT_SECONDS"])
+        self.boot_id = str(uuid.uuid4())
+        self.host = socket.gethostname()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway-run")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.last_beat = time.monotonic()
+        self.accepting = True
+
+    # --- slots --------------------------------------------------------------------------
+
+    def reserve(self) -> bool:
+        """Take a place for a new run; True when a slot is free now (else it will be ``queued``)."""
+        with self._lock:
+            self._inflight += 1
+            return self._inflight <= self.workers
+
+    def release(self) -> None:
+        with self._lock:
+            self._inflight -= 1
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.run_id] = job
+        self._pool.submit(self._run, job)
+
+    def local_job(self, run_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(run_id)
+
+    def cancel_local(self, run_id: str) -> bool:
+        from gateway import runs
+
+        job = self.local_job(run_id)
+        if job is None:
+            return False
+        runs.cancel_local(job)
+        return True
+
+    def active_count(self) -> int:
+        with self._lock:
+            return self._inflight
+
+    def _run(self, job: Job) -> None:
+        from gateway import runs
+
+        with self.app.app_context():
+            try:
+                runs.execute(job)
+            except Exception:
+                log.exception("run %s failed inside the executor", job.run_id)
+                try:
+                    runs.finish_with_error(job, "internal error in the gateway")
+                except Exception:
+                    log.exception("could not record the failure of run %s", job.run_id)
+            finally:
+                with self._lock:
+                    self._jobs.pop(job.run_id, None)
+                    self._inflight -= 1
+                if job.tempdir:
+                    shutil.rmtree(job.tempdir, ignore_errors=True)
+                db.session.remove()
+
+    # --- supervisor ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._supervisor is not None:
+                return
+            self._supervisor = threading.Thread(target=self._supervise, name="gateway-supervisor", daemon=True)
+        with self.app.app_context():
+            try:
+                from gateway import runs
+
+                runs.kill_orphaned_groups(self.host, self.boot_id)
+            except Exception:
+                log.exception("could not clean up after dead workers")
+            finally:
+                db.session.remove()
+        self._supervisor.start()
+
+    def supervisor_alive(self) -> bool:
+        """Liveness: the supervisor thread runs and has beaten recently."""
+        if self._supervisor is None:
+            return True  # not started yet (no run submitted): nothing to supervise
+        return self._supervisor.is_alive() and time.monotonic() - self.last_beat < 3 * self.heartbeat + 5
+
+    def beat_once(self) -> None:
+        from gateway import runs
+
+        with self.app.app_context():
+            try:
+                cancelled = runs.renew_leases(self.boot_id, self.heartbeat)
+                for run_id in cancelled:
+                    self.cancel_local(run_id)
+                runs.reap_expired()
+            finally:
+                db.session.remove()
+        self.last_beat = time.monotonic()
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            try:
+                self.beat_once()
+            except Exception:
+                log.exception("supervisor beat failed")
+
+    def shutdown(self, grace: float = 0.0) -> None:
+        """Stop accepting runs; wait up to ``grace`` for running ones, then cancel the rest."""
+        self.accepting = False
+        deadline = time.monotonic() + grace
+        while self.active_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel.set()
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def get_executor(app: Flask | None = None) -> Executor:
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    executor = app.extensions.get("gateway.executor")
+    if executor is None:
+        with _create_lock:
+            executor = app.extensions.get("gateway.executor")
+            if executor is None:
+                executor = app.extensions["gateway.executor"] = Executor(app)
+    executor.start()
+    return executor
+
+
+_create_lock = threading.Lock()
+
+
+def make_run_tempdir(instance_path: str, run_id: str) -> str:
+    """A private per-run folder (uploads); removed when the run ends."""
+    base = Path(instance_path) / "runs"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = base / run_id
+    path.mkdir(mode=0o700)
+    return str(path)
+
+
+def pid_belongs_to_run(pid: int, run_id: str) -> bool:
+    """Only kill a recorded process group if it really is that run's (pids get reused)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"GATEWAY_RUN_ID={run_id}".encode() in environ.split(b"\0")

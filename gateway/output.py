@@ -1,0 +1,109 @@
+"""Run output on its way to the database: decoded per stream, batched into few commits.
+
+Chunks are written every ``FLUSH_SECONDS`` or ``FLUSH_BYTES``, whichever comes
+first, so a fast command costs no extra commit at all (its output lands with
+the finish), and a chatty one a few commits a second.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from gateway.database import write_transaction
+from gateway.models import Run, RunOutputChunk
+from gateway.wakeup import wakeups
+
+log = logging.getLogger("gateway.output")
+
+FLUSH_SECONDS = 0.1
+FLUSH_BYTES = 64 * 1024
+
+
+@dataclass
+class ChunkWriter:
+    run_id: str
+    next_seq: int = 1
+    excerpt_limit: int = 2048
+    excerpt: str = ""
+    _pending: list[dict[str, object]] = field(default_factory=list)
+    _pending_bytes: int = 0
+    _last_flush: float = field(default_factory=time.monotonic)
+    _decoders: dict[str, codecs.IncrementalDecoder] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    pgid: int | None = None
+    _pgid_written: bool = False
+
+    def add(self, stream: str, data: bytes) -> None:
+        decoder = self._decoders.get(stream)
+        if decoder is None:
+            decoder = self._decoders[stream] = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text = decoder.decode(data)
+        if text:
+            self._queue(stream, text, len(data))
+        self.tick()
+
+    def _queue(self, stream: str, text: str, size: int) -> None:
+        with self._lock:
+            self._pending.append({"run_id": self.run_id, "seq": self.next_seq, "stream": stream, "text": text})
+            self.next_seq += 1
+            self._pending_bytes += size
+            if len(self.excerpt) < self.excerpt_limit:
+                self.excerpt = (self.excerpt + text)[: self.excerpt_limit]
+
+    def close_decoders(self) -> None:
+        for stream, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                self._queue(stream, tail, 0)
+
+    def due(self) -> bool:
+        return bool(self._pending or (self.pgid is not None and not self._pgid_written)) and (
+            self._pending_bytes >= FLUSH_BYTES or time.monotonic() - self._last_flush >= FLUSH_SECONDS
+        )
+
+    def tick(self) -> None:
+        """Flush when due; a database hiccup keeps the chunks for the next try instead of breaking the run."""
+        if self.due():
+            try:
+                self.flush()
+            except Exception:
+                log.warning("could not write output of run %s yet; will retry", self.run_id, exc_info=True)
+
+    def take(self) -> list[dict[str, object]]:
+        with self._lock:
+            rows, self._pending, self._pending_bytes = self._pending, [], 0
+            self._last_flush = time.monotonic()
+            return rows
+
+    def write(self, session: Session) -> None:
+        """Inside a write transaction: insert what is pending (and the process group, once)."""
+        rows = self.take()
+        if rows:
+            session.execute(insert(RunOutputChunk), rows)
+        self._write_pgid(session)
+
+    def _write_pgid(self, session: Session) -> None:
+        if self.pgid is not None and not self._pgid_written:
+            session.execute(update(Run).where(Run.id == self.run_id).values(pgid=self.pgid))
+            self._pgid_written = True
+
+    def flush(self) -> None:
+        rows = self.take()
+        try:
+            with write_transaction() as tx:
+                if rows:
+                    tx.execute(insert(RunOutputChunk), rows)
+                self._write_pgid(tx)
+        except Exception:
+            with self._lock:
+                self._pending[:0] = rows
+                self._pending_bytes += sum(len(str(row["text"])) for row in rows)
+            raise
+        wakeups.notify(self.run_id)

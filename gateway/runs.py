@@ -1,0 +1,629 @@
+"""Runs: the one function that starts every run, and the state machine that ends each exactly once.
+
+``start()`` is the chokepoint: look up the command, ask the policy, check the
+kill switch, validate the parameters, apply the per-user rate limit, then, in
+ONE write transaction, join a cached or in-flight identical run, check
+concurrency, write the run row and its ``run.started`` event.  Only after that
+commit does anything reach the executor; if the commit fails the caller gets
+``RunRejected(503)`` and nothing is spawned.  A refusal before that point is
+a ``run.rejected`` event and no run row.
+
+Terminal updates are conditional on the run still being live
+(``queued``/``running``), so each run gets exactly one terminal state and one
+``run.finished`` event, whoever gets there first: the worker, a cancel of a
+queued run, or the reaper marking it ``lost``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from limits import parse as parse_limit
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from gateway import audit, commands, policy, signals
+from gateway.argv import build_argv, build_env, build_stdin
+from gateway.catalogue import Command
+from gateway.database import write_transaction
+from gateway.executor import Job, QueryPlan, get_executor, pid_belongs_to_run
+from gateway.extensions import db, limiter
+from gateway.models import Run, RunOutputChunk
+from gateway.output import ChunkWriter
+from gateway.params import ParamError, canonical_key, collect_errors, masked
+from gateway.runners import query as query_runner
+from gateway.runners.shell import RunAs, ShellRun, ShellSpec, group_alive, kill_group, scrubbed_env
+from gateway.timeutil import as_utc, utcnow
+from gateway.wakeup import wakeups
+
+log = logging.getLogger("gateway.runs")
+
+LIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks and from where; ``user`` is a User row (or anything with id, username, is_admin...)."""
+
+    user: Any
+    source_ip: str
+    user_agent: str | None = None
+
+    def actor(self) -> dict[str, Any]:
+        return {"id": self.user.id, "name": self.user.username}
+
+
+class RunRejected(Exception):
+    """Refused before anything was spawned; the refusal is already audited."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        retry_after: int | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.retry_after = retry_after
+
+
+@dataclass
+class Started:
+    run: Run
+    cached: bool = False
+    joined: bool = False
+    job: Job | None = field(default=None, repr=False)
+
+
+# --- start ----------------------------------------------------------------------------------
+
+
+def _reject(
+    caller: Caller,
+    name: str,
+    status: int,
+    code: str,
+    outcome: str,
+    message: str,
+    *,
+    params: Any = None,
+    details: Mapping[str, Any] | None = None,
+    retry_after: int | None = None,
+    session: Session | None = None,
+) -> RunRejected:
+    fields = {
+        "actor": caller.actor(),
+        "source_ip": caller.source_ip or None,
+        "user_agent": caller.user_agent,
+        "command": name[:100],
+        "params": params,
+        "outcome": outcome,
+        "detail": {"status": status, "message": message, **({"fields": dict(details)} if details else {})},
+    }
+    try:
+        if session is not None:
+            audit.append("run.rejected", session=session, **fields)
+        else:
+            audit.record("run.rejected", **fields)
+    except SQLAlchemyError:
+        log.exception("could not audit a refused run")
+        return RunRejected(503, "unavailable", "The audit ledger is unavailable; nothing was run.")
+    return RunRejected(status, code, message, details, retry_after)
+
+
+def _hit_rate_limit(command: Command, caller: Caller) -> int | None:
+    """Seconds to wait when the per-user limit of this command is spent, else None."""
+    if not command.rate_limit:
+        return None
+    strategy = limiter.limiter
+    item = parse_limit(command.rate_limit)
+    keys = ("command", command.name, str(caller.user.id))
+    if strategy.hit(item, *keys):
+        return None
+    reset_at, _remaining = strategy.get_window_stats(item, *keys)
+    return max(1, int(reset_at - time.time()) + 1)
+
+
+def _run_as() -> RunAs | None:
+    name = current_app.config.get("RUN_AS_USER")
+    if not name:
+        return None
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=entry.pw_name, home=entry.pw_dir)
+
+
+def _lock_command(session: Session, name: str) -> None:
+    """Serialise starts of one command (cache joins, concurrency) across replicas."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"run:{name}".encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _cached_run(session: Session, command: Command, key: str) -> tuple[Run | None, bool]:
+    """A live identical run to join, or a fresh enough finished one; (run, joined)."""
+    in_flight = session.scalars(
+        select(Run).where(Run.cache_key == key, Run.status.in_(LIVE)).order_by(Run.created_at).limit(1)
+    ).first()
+    if in_flight is not None:
+        return in_flight, True
+    cutoff = utcnow() - timedelta(seconds=command.cache_seconds)
+    recent = session.scalars(
+        select(Run)
+        .where(Run.cache_key == key, Run.status == "succeeded", Run.finished_at >= cutoff)
+        .order_by(Run.finished_at.desc())
+        .limit(1)
+    ).first()
+    return recent, False
+
+
+def start(
+    name: str,
+    raw_params: Any,
+    caller: Caller,
+    *,
+    source: str = "json",
+    files: Mapping[str, Any] | None = None,
+    callback_context: Any = None,
+    timeout: float | None = None,
+    tempdir: str | None = None,
+) -> Started:
+    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring)."""
+    catalogue = commands.current_catalogue()
+    command = catalogue.get(name)
+    refusal = policy.check_run(caller.user, command, caller.source_ip)
+    if refusal is not None:
+        raise _reject(caller, name, refusal.status, refusal.code, refusal.outcome, refusal.message)
+    assert command is not None
+    if not get_executor().accepting:
+        raise _reject(caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again.")
+    if commands.is_disabled(command.name):
+        raise _reject(caller, name, 409, "conflict", "disabled", "This command is disabled by an administrator.")
+    unavailable = catalogue.unavailable_reason(command)
+    if unavailable:
+        raise _reject(caller, name, 503, "unavailable", "unavailable", f"This command is unavailable: {unavailable}.")
+
+    supplied = dict(raw_params) if isinstance(raw_params, Mapping) else raw_params
+    if files and isinstance(supplied, dict):
+        supplied.update(files)
+    values, errors = collect_errors(command, supplied, source)  # type: ignore[arg-type]
+    shown = masked(command, values) if not errors else _masked_raw(command, supplied)
+    if not errors and command.kind == "shell":
+        try:
+            argv = build_argv(command, values)
+        except ParamError as exc:
+            errors = {exc.field: exc.message}
+    if errors:
+        raise _reject(
+            caller, name, 400, "validation_error", "invalid_params", "Some parameters are not valid.",
+            params=shown, details=errors,
+        )  # fmt: skip
+    if timeout is not None and not (0 < timeout <= command.timeout):
+        raise _reject(
+            caller, name, 400, "validation_error", "invalid_params", "timeout can only lower the command's timeout.",
+            params=shown, details={"timeout": f"must be between 0 and {command.timeout:g}"},
+        )  # fmt: skip
+    retry_after = _hit_rate_limit(command, caller)
+    if retry_after is not None:
+        raise _reject(
+            caller, name, 429, "rate_limited", "rate_limited", "You have run this command too often; wait a little.",
+            params=shown, retry_after=retry_after,
+        )  # fmt: skip
+
+    executor = get_executor()
+    key = canonical_key(command, values) if command.cache_seconds else None
+    free_slot = executor.reserve()
+    run_id = str(uuid.uuid4())
+    config = current_app.config
+    try:
+        admitted = _admit(command, caller, key, shown, run_id, free_slot, timeout, executor)
+    except SQLAlchemyError:
+        executor.release()
+        log.exception("could not record the start of %s; nothing was spawned", command.name)
+        raise RunRejected(
+            503, "unavailable", "The gateway cannot record this run right now; nothing was run."
+        ) from None
+    if not isinstance(admitted, Run):
+        executor.release()
+        if isinstance(admitted, RunRejected):
+            raise admitted
+        return admitted
+    run = admitted
+
+    job = Job(
+        run_id=run_id, command=command, username=caller.user.username, queued=not free_slot,
+        tempdir=tempdir, callback_context=callback_context,
+    )  # fmt: skip
+    if command.kind == "shell":
+        run_as = _run_as()
+        env = scrubbed_env(build_env(command, values), run_as, run_id, caller.user.username)
+        job.shell = ShellSpec(
+            argv=argv,
+            env=env,
+            cwd=command.cwd,
+            stdin=build_stdin(command, values),
+            timeout=timeout or command.timeout,
+            max_output_bytes=command.max_output_bytes or config["MAX_OUTPUT_BYTES"],
+            run_as=run_as,
+        )
+    else:
+        source_ds = catalogue.datasources[command.datasource or ""]
+        job.query = QueryPlan(
+            url=catalogue.datasource_urls[command.datasource or ""],
+            sql=command.sql or "",
+            params=values,
+            row_limit=source_ds.row_limit,
+            statement_timeout=min(source_ds.statement_timeout, timeout or command.timeout),
+        )
+    signals.send(signals.run_started, current_app._get_current_object(), run=run, callback_context=callback_context)
+    executor.submit(job)
+    return Started(run=run, job=job)
+
+
+def _admit(
+    command: Command,
+    caller: Caller,
+    key: str | None,
+    shown: Any,
+    run_id: str,
+    free_slot: bool,
+    timeout: float | None,
+    executor: Any,
+) -> Run | Started | RunRejected:
+    """One write transaction: join a cached or in-flight run, or check concurrency and record the start.
+
+    Returns the new Run (committed with its run.started event), a Started for a
+    cache hit (committed with run.cache_hit), or a RunRejected whose
+    run.rejected event is committed.
+    """
+    with write_transaction() as tx:
+        _lock_command(tx, command.name)
+        if key is not None:
+            existing, joined = _cached_run(tx, command, key)
+            if existing is not None:
+                audit.append(
+                    "run.cache_hit", session=tx, actor=caller.actor(), source_ip=caller.source_ip or None,
+                    user_agent=caller.user_agent, command=command.name, run_id=existing.id, params=shown,
+                    outcome="joined" if joined else "cached",
+                )  # fmt: skip
+                return Started(run=existing, cached=True, joined=joined)
+        if command.concurrency is not None:
+            live = tx.scalar(
+                select(func.count()).select_from(Run).where(Run.command == command.name, Run.status.in_(LIVE))
+            )
+            if (live or 0) >= command.concurrency:
+                return _reject(
+                    caller, command.name, 409, "conflict", "concurrency_full",
+                    f"This command is already running {live} time(s), its limit; try again when one finishes.",
+                    params=shown, session=tx,
+                )  # fmt: skip
+        now = utcnow()
+        run = Run(
+            id=run_id,
+            command=command.name,
+            command_sha256=command.definition_sha256(),
+            kind=command.kind,
+            params=audit_safe(shown),
+            cache_key=key,
+            user_id=caller.user.id,
+            username=caller.user.username,
+            source_ip=caller.source_ip or None,
+            status="running" if free_slot else "queued",
+            created_at=now,
+            started_at=now if free_slot else None,
+            output_bytes=0,
+            output_truncated=False,
+            host=executor.host,
+            boot_id=executor.boot_id,
+            lease_expires_at=database_now(tx) + timedelta(seconds=3 * executor.heartbeat),
+            timeout_seconds=timeout or command.timeout,
+        )
+        tx.add(run)
+        audit.append(
+            "run.started", session=tx, actor=caller.actor(), source_ip=caller.source_ip or None,
+            user_agent=caller.user_agent, command=command.name, run_id=run_id, params=shown,
+            outcome=run.status, detail={"command_sha256": run.command_sha256},
+        )  # fmt: skip
+    return run
+
+
+def _masked_raw(command: Command, supplied: Any) -> Any:
+    """What a refused request asked for, safe to record: secrets masked, sizes bounded."""
+    if not isinstance(supplied, Mapping):
+        return {"_invalid": type(supplied).__name__}
+    shown: dict[str, Any] = {}
+    secrets = command.secret_params()
+    for key, value in list(supplied.items())[:50]:
+        if key in secrets:
+            shown[str(key)[:64]] = "***"
+        elif isinstance(value, str):
+            shown[str(key)[:64]] = value[:500]
+        elif isinstance(value, int | float | bool) or value is None:
+            shown[str(key)[:64]] = value
+        else:
+            shown[str(key)[:64]] = f"<{type(value).__name__}>"
+    return shown
+
+
+def audit_safe(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+# --- execution (in an executor thread, inside an app context) ---------------------------------
+
+
+def _mark_running(run_id: str) -> bool:
+    with write_transaction() as tx:
+        result = tx.execute(
+            update(Run).where(Run.id == run_id, Run.status == "queued").values(status="running", started_at=utcnow())
+        )
+    return result.rowcount == 1
+
+
+@dataclass
+class Outcome:
+    status: str
+    exit_code: int | None = None
+    error: str | None = None
+    output_bytes: int = 0
+    output_sha256: str | None = None
+    truncated: bool = False
+    result: dict[str, Any] | None = None
+
+
+def execute(job: Job) -> None:
+    if job.queued and not _mark_running(job.run_id):
+        return  # cancelled (or reaped) while it waited for a slot
+    excerpt_limit = int(current_app.config["AUDIT_OUTPUT_EXCERPT_BYTES"])
+    writer = ChunkWriter(job.run_id, excerpt_limit=excerpt_limit)
+    if job.cancel.is_set():
+        outcome = Outcome(status="cancelled", error="cancelled")
+    elif job.shell is not None:
+        outcome = _execute_shell(job, writer)
+    else:
+        outcome = _execute_query(job)
+    finish(job, outcome, writer)
+
+
+def _execute_shell(job: Job, writer: ChunkWriter) -> Outcome:
+    assert job.shell is not None
+
+    def spawned(pid: int) -> None:
+        writer.pgid = pid
+
+    runner = ShellRun(job.shell, on_output=writer.add, on_spawn=spawned, cancel=job.cancel, on_tick=writer.tick)
+    result = runner.run()
+    writer.close_decoders()
+    return Outcome(
+        status=result.status,
+        exit_code=result.exit_code,
+        error=result.error,
+        output_bytes=result.output_bytes,
+        output_sha256=result.output_sha256,
+        truncated=result.truncated,
+    )
+
+
+def _execute_query(job: Job) -> Outcome:
+    assert job.query is not None
+    plan = job.query
+    try:
+        result = query_runner.run_query(
+            plan.url, plan.sql, plan.params, row_limit=plan.row_limit,
+            statement_timeout=plan.statement_timeout, cancel=job.cancel,
+        )  # fmt: skip
+    except query_runner.QueryError as exc:
+        status = "timed_out" if exc.timed_out else "cancelled" if exc.cancelled else "failed"
+        return Outcome(status=status, error=exc.message)
+    import json
+
+    body = json.dumps(result.as_dict(), sort_keys=True, separators=(",", ":")).encode()
+    return Outcome(
+        status="succeeded", exit_code=0, result=result.as_dict(), output_sha256=hashlib.sha256(body).hexdigest()
+    )
+
+
+def cancel_local(job: Job) -> None:
+    """Cancel a job of this process: signal its process, or end it at once if it never started."""
+    job.cancel.set()
+    if job.queued:
+        finish(job, Outcome(status="cancelled", error="cancelled before it started"), only_from=("queued",))
+
+
+def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_from: tuple[str, ...] = LIVE) -> bool:
+    """Record the terminal state once (conditional on the run still being live), with run.finished."""
+    now = utcnow()
+    with write_transaction() as tx:
+        run = tx.get(Run, job.run_id)
+        if run is None or run.status not in only_from:
+            return False
+        started = run.started_at or now
+        values = {
+            "status": outcome.status,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "finished_at": now,
+            "duration_ms": int((now - as_utc(started)).total_seconds() * 1000),
+            "output_bytes": outcome.output_bytes,
+            "output_truncated": outcome.truncated,
+            "output_sha256": outcome.output_sha256,
+            "result": outcome.result,
+            "lease_expires_at": None,
+        }
+        changed = tx.execute(update(Run).where(Run.id == job.run_id, Run.status.in_(only_from)).values(**values))
+        if changed.rowcount != 1:
+            return False
+        if writer is not None:
+            writer.write(tx)
+        detail = {
+            "command_sha256": run.command_sha256,
+            "exit_code": outcome.exit_code,
+            "duration_ms": values["duration_ms"],
+            "output_bytes": outcome.output_bytes,
+            "output_sha256": outcome.output_sha256,
+            "output_truncated": outcome.truncated,
+        }
+        if writer is not None and writer.excerpt:
+            detail["output_excerpt"] = writer.excerpt
+        if outcome.result is not None:
+            detail["rows"] = len(outcome.result.get("rows", []))
+            detail["result_truncated"] = outcome.result.get("truncated")
+        if outcome.error:
+            detail["error"] = outcome.error
+        audit.append(
+            "run.finished", session=tx, actor={"id": run.user_id, "name": run.username}, source_ip=run.source_ip,
+            command=run.command, run_id=run.id, params=run.params, outcome=outcome.status, detail=detail,
+        )  # fmt: skip
+    wakeups.notify(job.run_id)
+    finished = db.session.get(Run, job.run_id)
+    signals.send(
+        signals.run_finished, current_app._get_current_object(), run=finished, callback_context=job.callback_context
+    )
+    return True
+
+
+def finish_with_error(job: Job, message: str) -> bool:
+    return finish(job, Outcome(status="failed", error=message))
+
+
+# --- cancel -----------------------------------------------------------------------------------
+
+
+def cancel(run_id: str, caller: Caller) -> Run:
+    """Request cancellation (audited). Queued runs end at once; running ones get SIGTERM, then SIGKILL."""
+    run = db.session.get(Run, run_id)
+    if run is None or not policy.can_cancel_run(caller.user, run):
+        raise RunRejected(404, "not_found", "No such run.")
+    if run.status not in LIVE:
+        raise RunRejected(409, "conflict", f"The run has already ended ({run.status}).")
+    fields = {
+        "actor": caller.actor(), "source_ip": caller.source_ip or None, "user_agent": caller.user_agent,
+        "command": run.command, "run_id": run.id,
+    }  # fmt: skip
+    with write_transaction() as tx:
+        tx.execute(update(Run).where(Run.id == run_id, Run.status.in_(LIVE)).values(cancel_requested_at=utcnow()))
+        audit.append("run.cancel_requested", session=tx, outcome="requested", **fields)
+    executor = current_app.extensions.get("gateway.executor")
+    job = executor.local_job(run_id) if executor is not None else None
+    if job is not None:
+        cancel_local(job)
+    db.session.expire_all()
+    return db.session.get(Run, run_id)  # type: ignore[return-value]
+
+
+# --- leases and the reaper --------------------------------------------------------------------
+
+
+def database_now(session: Session) -> datetime:
+    """The database clock, so leases mean the same on every replica."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.scalar(text("SELECT clock_timestamp()"))
+        return as_utc(value)
+    value = session.scalar(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))
+    return as_utc(datetime.fromisoformat(value))
+
+
+def renew_leases(boot_id: str, heartbeat: float) -> list[str]:
+    """Extend this worker's leases; return ids of its runs that were asked to cancel (from anywhere)."""
+    with write_transaction() as tx:
+        expires = database_now(tx) + timedelta(seconds=3 * heartbeat)
+        tx.execute(update(Run).where(Run.boot_id == boot_id, Run.status.in_(LIVE)).values(lease_expires_at=expires))
+        rows = tx.scalars(
+            select(Run.id).where(Run.boot_id == boot_id, Run.status.in_(LIVE), Run.cancel_requested_at.is_not(None))
+        ).all()
+    return list(rows)
+
+
+def reap_expired() -> list[str]:
+    """Mark runs whose lease expired as ``lost`` (one run.finished each); returns their ids."""
+    with write_transaction() as tx:
+        now = database_now(tx)
+        expired = tx.scalars(
+            select(Run.id).where(and_(Run.status.in_(LIVE), Run.lease_expires_at < now)).limit(500)
+        ).all()
+    lost = []
+    for run_id in expired:
+        job = Job(run_id=run_id, command=None, username="", queued=False)  # type: ignore[arg-type]
+        if finish(job, Outcome(status="lost", error="the worker running it stopped (lease expired)")):
+            lost.append(run_id)
+    for run_id in lost:
+        log.warning("run %s marked lost", run_id)
+    return lost
+
+
+def kill_orphaned_groups(host: str, boot_id: str) -> list[int]:
+    """At worker start: kill process groups that dead workers on this host left behind.
+
+    Only runs whose lease has expired count (their worker stopped renewing it),
+    and only a group whose leader still carries that run's GATEWAY_RUN_ID.
+    """
+    now = database_now(db.session())
+    rows = db.session.execute(
+        select(Run.id, Run.pgid).where(
+            Run.host == host,
+            Run.boot_id != boot_id,
+            Run.status.in_(LIVE),
+            Run.pgid.is_not(None),
+            Run.lease_expires_at < now,
+        )
+    ).all()
+    killed = []
+    for run_id, pgid in rows:
+        if pgid and group_alive(pgid) and pid_belongs_to_run(pgid, run_id) and kill_group(pgid, signal.SIGKILL):
+            killed.append(pgid)
+            log.warning("killed process group %s left behind by a dead worker (run %s)", pgid, run_id)
+    return killed
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def output_chunks(run_id: str, after_seq: int = 0, limit: int = 1000) -> list[RunOutputChunk]:
+    return list(
+        db.session.scalars(
+            select(RunOutputChunk)
+            .where(RunOutputChunk.run_id == run_id, RunOutputChunk.seq > after_seq)
+            .order_by(RunOutputChunk.seq)
+            .limit(limit)
+        )
+    )
+
+
+def output_text(run_id: str) -> str:
+    return "".join(chunk.text for chunk in output_chunks(run_id, limit=1_000_000))
+
+
+def prune(older_than: datetime, actor: Any = None) -> int:
+    """Delete finished runs (and their output) created before ``older_than``; audited as runs.pruned."""
+    from sqlalchemy import delete
+
+    with write_transaction() as tx:
+        ids = tx.scalars(select(Run.id).where(Run.status.in_(TERMINAL), Run.created_at < older_than)).all()
+        for start_index in range(0, len(ids), 500):
+            batch = ids[start_index : start_index + 500]
+            tx.execute(delete(RunOutputChunk).where(RunOutputChunk.run_id.in_(batch)))
+            tx.execute(delete(Run).where(Run.id.in_(batch)))
+        audit.append(
+            "runs.pruned", session=tx, actor=actor, outcome="ok",
+            detail={"deleted": len(ids), "older_than": older_than.isoformat()},
+        )  # fmt: skip
+    return len(ids)
