@@ -12,7 +12,6 @@ starts it also kills process groups that dead workers on this host left behind.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from flask import Flask, current_app
 from gateway.catalogue import Command
 from gateway.extensions import db
 from gateway.runners.shell import ShellSpec
+from gateway.uploads import remove_folder
 
 log = logging.getLogger("gateway.executor")
 
@@ -121,8 +121,7 @@ class Executor:
                 with self._lock:
                     self._jobs.pop(job.run_id, None)
                     self._inflight -= 1
-                if job.tempdir:
-                    shutil.rmtree(job.tempdir, ignore_errors=True)
+                remove_folder(job.tempdir)
                 db.session.remove()
 
     # --- supervisor ---------------------------------------------------------------------
@@ -196,15 +195,6 @@ def get_executor(app: Flask | None = None) -> Executor:
 
 
 _create_lock = threading.Lock()
-
-
-def make_run_tempdir(instance_path: str, run_id: str) -> str:
-    """A private per-run folder (uploads); removed when the run ends."""
-    base = Path(instance_path) / "runs"
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = base / run_id
-    path.mkdir(mode=0o700)
-    return str(path)
 
 
 def pid_belongs_to_run(pid: int, run_id: str) -> bool:

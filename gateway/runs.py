@@ -44,6 +44,7 @@ from gateway.params import ParamError, canonical_key, collect_errors, masked
 from gateway.runners import query as query_runner
 from gateway.runners.shell import RunAs, ShellRun, ShellSpec, group_alive, kill_group, scrubbed_env
 from gateway.timeutil import as_utc, utcnow
+from gateway.uploads import remove_folder
 from gateway.wakeup import wakeups
 
 log = logging.getLogger("gateway.runs")
@@ -185,7 +186,35 @@ def start(
     timeout: float | None = None,
     tempdir: str | None = None,
 ) -> Started:
-    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring)."""
+    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring).
+
+    ``tempdir`` (uploads for ``file`` parameters) belongs to the run from here
+    on: it is removed when the run ends, or at once when nothing runs.
+    """
+    try:
+        started = _start(
+            name, raw_params, caller, source=source, files=files, callback_context=callback_context,
+            timeout=timeout, tempdir=tempdir,
+        )  # fmt: skip
+    except BaseException:
+        remove_folder(tempdir)
+        raise
+    if started.job is None:
+        remove_folder(tempdir)
+    return started
+
+
+def _start(
+    name: str,
+    raw_params: Any,
+    caller: Caller,
+    *,
+    source: str = "json",
+    files: Mapping[str, Any] | None = None,
+    callback_context: Any = None,
+    timeout: float | None = None,
+    tempdir: str | None = None,
+) -> Started:
     catalogue = commands.current_catalogue()
     command = catalogue.get(name)
     refusal = policy.check_run(caller.user, command, caller.source_ip)

@@ -82,6 +82,12 @@ CATALOGUE = textwrap.dedent(
         title: Prints its environment
         kind: shell
         argv: ["{PY}", "-c", "import json,os; print(json.dumps(dict(os.environ)))"]
+      - name: checksum
+        title: Checksum of an uploaded file
+        kind: shell
+        argv: ["sha256sum", "{{upload}}"]
+        params:
+          upload: {{type: file, required: true}}
       - name: tasks
         title: Tasks
         kind: query
@@ -388,7 +394,10 @@ def test_the_reaper_marks_expired_leases_lost_once(engine_app, people):
         # Another worker's run whose lease ran out: move it to a dead boot id in the past.
         db.session.execute(
             text("UPDATE runs SET boot_id = 'dead', lease_expires_at = :past WHERE id = :id"),
-            {"past": runs.database_now(db.session()) - __import__("datetime").timedelta(seconds=10), "id": started.run.id},
+            {
+                "past": runs.database_now(db.session()) - __import__("datetime").timedelta(seconds=10),
+                "id": started.run.id,
+            },
         )
         db.session.commit()
         assert runs.reap_expired() == [started.run.id]
@@ -463,3 +472,39 @@ def test_signals_carry_the_callback_context(engine_app, people):
         signals.run_started.disconnect(on_started)
         signals.run_finished.disconnect(on_finished)
     assert seen == [("started", started.run.id, {"ticket": 7}), ("finished", "succeeded", {"ticket": 7})]
+
+
+# --- uploads --------------------------------------------------------------------------------
+
+
+def test_an_uploaded_file_reaches_argv_as_a_path_and_is_removed_after(engine_app, people):
+    import hashlib
+    import io
+    import os
+
+    from gateway import uploads
+    from gateway.params import ParamError
+
+    content = b"report data\n" * 1000
+    with engine_app.app_context():
+        folder = uploads.make_run_folder(None)
+        stored = uploads.store_upload("upload", io.BytesIO(content), "../../etc/passwd", folder, 1 << 20, None)
+        assert os.path.dirname(stored.path) == folder and stored.original_name == "passwd"
+        started = runs.start("checksum", {}, caller(people["admin"]), files={"upload": stored}, tempdir=folder)
+        run = wait_for(started.run.id)
+        digest = hashlib.sha256(content).hexdigest()
+        assert run.status == "succeeded" and runs.output_text(run.id).startswith(digest)
+        recorded = events(run.id, "run.started")[0].params["upload"]
+        assert recorded == {"file": "passwd", "size": len(content), "sha256": digest}
+        deadline = time.monotonic() + 5
+        while os.path.exists(folder) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(folder)
+
+        other = uploads.make_run_folder(None)
+        with pytest.raises(ParamError) as excinfo:
+            uploads.store_upload("upload", io.BytesIO(content), "big.bin", other, 100, None)
+        assert excinfo.value.field == "upload" and os.listdir(other) == []
+        with pytest.raises(runs.RunRejected):
+            runs.start("checksum", {"upload": "/etc/passwd"}, caller(people["admin"]), tempdir=other)
+        assert not os.path.exists(other)  # refused: the folder goes at once

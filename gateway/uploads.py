@@ -1,0 +1,56 @@
+"""Uploaded files for ``file`` parameters (Flask-Shell2HTTP's multi-file uploads).
+
+Each file is stored under a generated name in a private per-run folder that
+only the run-as account can read, size-capped while it is written; the audit
+records its original name, size and sha256, and its path is what reaches argv.
+The executor removes the folder when the run ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+from typing import IO
+
+from gateway.params import FileValue, ParamError
+from gateway.runners.shell import RunAs
+
+CHUNK = 64 * 1024
+
+
+def make_run_folder(run_as: RunAs | None) -> str:
+    path = tempfile.mkdtemp(prefix="gateway-run-")
+    if run_as is not None and os.geteuid() == 0:
+        os.chown(path, run_as.uid, run_as.gid)
+    return path
+
+
+def store_upload(
+    field: str, stream: IO[bytes], original_name: str, folder: str, max_bytes: int, run_as: RunAs | None
+) -> FileValue:
+    """Copy an upload into ``folder`` under a random name; refuse it past ``max_bytes``."""
+    digest = hashlib.sha256()
+    size = 0
+    path = os.path.join(folder, secrets.token_hex(16))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as target:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                target.close()
+                os.unlink(path)
+                raise ParamError(field, f"file is larger than {max_bytes} bytes")
+            digest.update(chunk)
+            target.write(chunk)
+    if run_as is not None and os.geteuid() == 0:
+        os.chown(path, run_as.uid, run_as.gid)
+    safe_name = os.path.basename(original_name.replace("\\", "/"))[:255] or "upload"
+    return FileValue(path=path, original_name=safe_name, size=size, sha256=digest.hexdigest())
+
+
+def remove_folder(folder: str | None) -> None:
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
