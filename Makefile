@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Started as root, the demo still runs its commands as an unprivileged account.
+RUN_AS := $(if $(filter 0,$(shell id -u)),RUN_AS_USER=nobody,)
 
 .PHONY: run test test-fast lint demo compile-requirements clean run-as-user
 
@@ -24,7 +26,8 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 ## run: the gateway on the embedded default (SQLite, demo users), development mode
 run: $(VENV)/.runtime-installed
 	GATEWAY_ENV=development $(BIN)/python manage.py demo
-	GATEWAY_ENV=development $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+	GATEWAY_ENV=development OPS_DB_URL=sqlite:///$(CURDIR)/instance/demo-ops.db $(RUN_AS) \
+	  $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # Commands run as this unprivileged account (RUN_AS_USER); the isolation tests need it.
 # Created when we are root; otherwise those tests skip locally.

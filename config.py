@@ -25,7 +25,14 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
-    """A setting is missing, malformed or unsafe; the message names it."""
+    """A setting is missing, malformed or unsafe; the message names it.
+
+    The message is kept to one line (an operator reads it in a crash-looping
+    pod's log), whatever text a library error or a bad value brought along.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.splitlines()))
 
 
 class _Env:
@@ -79,7 +86,9 @@ class _Env:
         try:
             value = Path(file_name).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {file_name!r} ({exc.strerror})") from None
+            raise ConfigError(f"{name}_FILE: cannot read {file_name!r} ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}_FILE: {file_name!r} is not UTF-8 text") from None
         if not value:
             raise ConfigError(f"{name}_FILE: {file_name!r} is empty")
         return value
@@ -103,6 +112,16 @@ def parse_networks(name: str, text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def covers_everything(networks: tuple[Network, ...]) -> bool:
+    """Whether the list admits every IPv4 or every IPv6 address (``0.0.0.0/0``, or e.g. two ``/1`` halves)."""
+    for version in (4, 6):
+        same = [net for net in networks if net.version == version]
+        collapsed = list(ipaddress.collapse_addresses(same))  # type: ignore[type-var]
+        if any(net.prefixlen == 0 for net in collapsed):
+            return True
+    return False
+
+
 def parse_audit_keys(text: str | None) -> dict[str, str]:
     """``AUDIT_KEYS`` = ``id:key,id:key`` (older keys kept so rotated rows still verify)."""
     keys: dict[str, str] = {}
@@ -123,7 +142,7 @@ def normalise_database_url(url: str) -> str:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise ConfigError("DATABASE_URL: not a valid database URL") from None
     backend = parsed.get_backend_name()
     if backend == "postgres":
@@ -135,17 +154,36 @@ def normalise_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _instance_secret(instance_path: Path, filename: str) -> str:
-    """Development only: a generated secret kept in ``instance/`` (mode 0600) across restarts."""
+def _instance_secret(instance_path: Path, filename: str, setting: str) -> str:
+    """Development only: a generated secret kept in ``instance/`` (mode 0600) across restarts.
+
+    The file appears complete or not at all (written aside, then hard-linked
+    into place), so two processes starting at once end up sharing the first
+    one's secret.  A file that cannot be read or written is a ``ConfigError``
+    naming the setting rather than a traceback.
+    """
     path = instance_path / filename
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
-    return value
+    try:
+        if path.exists() and (existing := path.read_text(encoding="utf-8").strip()):
+            return existing
+        instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        aside = instance_path / f".{filename}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(value + "\n")
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                if existing := path.read_text(encoding="utf-8").strip():
+                    return existing
+                os.replace(aside, path)  # an empty leftover file
+        finally:
+            aside.unlink(missing_ok=True)
+        return value
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting}: not set, and cannot keep a generated one in {str(path)!r} ({exc})") from None
 
 
 def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> dict[str, Any]:
@@ -161,8 +199,8 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     secret_key = env.secret("SECRET_KEY")
     audit_key = env.secret("AUDIT_KEY")
     if gateway_env == "development":
-        secret_key = secret_key or _instance_secret(instance, "secret_key")
-        audit_key = audit_key or _instance_secret(instance, "audit_key")
+        secret_key = secret_key or _instance_secret(instance, "secret_key", "SECRET_KEY")
+        audit_key = audit_key or _instance_secret(instance, "audit_key", "AUDIT_KEY")
     if not secret_key:
         raise ConfigError("SECRET_KEY: not set (set SECRET_KEY or SECRET_KEY_FILE)")
     if not audit_key:
@@ -183,7 +221,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
 
     allow_all = env.bool("ALLOW_ALL_NETWORKS", False)
     allowed = env.networks("ALLOWED_NETWORKS", ALL_NETWORKS if allow_all else LOOPBACK_NETWORKS)
-    if any(net.prefixlen == 0 for net in allowed) and not allow_all:
+    if covers_everything(allowed) and not allow_all:
         raise ConfigError("ALLOWED_NETWORKS: allows every address; set ALLOW_ALL_NETWORKS=1 to mean it")
 
     login_rate_limit = env.str("LOGIN_RATE_LIMIT", "10/minute") or "10/minute"
@@ -191,6 +229,9 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     storage_uri = env.str("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
     if not storage_uri.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
         raise ConfigError("RATELIMIT_STORAGE_URI: expected memory:// or redis://...")
+
+    run_as_user = env.str("RUN_AS_USER")
+    _check_run_as_user(run_as_user, production)
 
     commands_file = env.str("GATEWAY_COMMANDS_FILE", str(PROJECT_ROOT / "commands.yaml"))
 
@@ -220,7 +261,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "LOGIN_LOCK_MAX_SECONDS": env.int("LOGIN_LOCK_MAX_SECONDS", 900, minimum=1),
         "AUDIT_FLOOD_PER_MINUTE": env.int("AUDIT_FLOOD_PER_MINUTE", 60, minimum=1),
         "RUN_WORKERS": env.int("RUN_WORKERS", 32, minimum=1, maximum=1024),
-        "RUN_AS_USER": env.str("RUN_AS_USER"),
+        "RUN_AS_USER": run_as_user,
         "RUN_HEARTBEAT_SECONDS": env.int("RUN_HEARTBEAT_SECONDS", 5, minimum=1),
         "MAX_OUTPUT_BYTES": env.int("MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=1024),
         "AUDIT_OUTPUT_EXCERPT_BYTES": env.int("AUDIT_OUTPUT_EXCERPT_BYTES", 2048),
@@ -239,10 +280,28 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     }
 
 
+def _check_run_as_user(name: str | None, production: bool) -> None:
+    """Commands run as RUN_AS_USER when the gateway can switch to it; production never runs them as root."""
+    import pwd
+
+    if name is not None:
+        try:
+            uid = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            raise ConfigError(f"RUN_AS_USER: no such account {name!r}") from None
+        if production and uid == 0:
+            raise ConfigError("RUN_AS_USER: commands must not run as root")
+    elif production and os.geteuid() == 0:
+        raise ConfigError("RUN_AS_USER: not set and the gateway runs as root, so commands would run as root")
+
+
 def _check_rate_limit(name: str, value: str) -> None:
+    """Refuse what flask-limiter would only reject on the first sign-in (or a limit nobody can meet)."""
     from limits import parse_many
 
     try:
-        parse_many(value)
+        parsed = parse_many(value)
     except ValueError:
         raise ConfigError(f"{name}: not a rate limit like '10/minute', got {value!r}") from None
+    if any(limit.amount < 1 for limit in parsed):
+        raise ConfigError(f"{name}: a limit of 0 would refuse every request, got {value!r}")

@@ -12,6 +12,7 @@ from config import ConfigError
 
 
 def _create_app():
+    """The app from the environment; ``GATEWAY_INSTANCE_PATH`` moves ``instance/`` (default: the project's)."""
     from gateway import create_app
 
     try:

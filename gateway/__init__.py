@@ -12,8 +12,13 @@ from config import PROJECT_ROOT, load_config
 
 
 def create_app(environ: Mapping[str, str] | None = None, instance_path: str | Path | None = None) -> Flask:
-    """Build the app; reads like a table of contents. ``environ`` defaults to ``os.environ``."""
-    instance = Path(instance_path or PROJECT_ROOT / "instance")
+    """Build the app; reads like a table of contents. ``environ`` defaults to ``os.environ``.
+
+    ``instance/`` (SQLite file, generated development secrets, demo credentials)
+    is the project's unless ``instance_path`` or ``GATEWAY_INSTANCE_PATH`` says otherwise.
+    """
+    env = os.environ if environ is None else environ
+    instance = Path(instance_path or env.get("GATEWAY_INSTANCE_PATH") or PROJECT_ROOT / "instance")
     app = Flask(
         __name__,
         instance_path=str(instance),

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.auth import sessions, throttle
@@ -89,23 +90,26 @@ def set_password(user: User, password: str, *, actor: Actor = None) -> int:
     return ended
 
 
-def _active_admins(exclude_id: int) -> int:
-    return int(
-        db.session.scalar(
-            select(func.count())
-            .select_from(User)
-            .where(User.is_admin.is_(True), User.active.is_(True), User.id != exclude_id)
-        )
-        or 0
-    )
+def _other_active_admins(tx: Session, user_id: int) -> int:
+    """Inside a write transaction: active admins other than ``user_id``, rows locked.
+
+    Counted under the write lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``FOR
+    UPDATE`` on the admin rows), so two operators demoting the last two admins
+    at the same moment cannot both succeed.
+    """
+    admin_ids = tx.scalars(
+        select(User.id).where(User.is_admin.is_(True), User.active.is_(True)).with_for_update()
+    ).all()
+    return sum(1 for admin_id in admin_ids if admin_id != user_id)
 
 
 def set_active(user: User, active: bool, *, actor: Actor = None) -> None:
     """Disable or enable; disabling ends the user's sessions. The last active admin stays."""
-    if not active and user.is_admin and user.active and _active_admins(user.id) == 0:
-        raise AccountError("username: cannot disable the last active admin")
     with write_transaction() as tx:
         user = tx.merge(user)
+        tx.refresh(user)
+        if not active and user.is_admin and user.active and _other_active_admins(tx, user.id) == 0:
+            raise AccountError("username: cannot disable the last active admin")
         before = _snapshot(user)
         user.active = active
         ended = 0 if active else sessions.revoke_all_for(user.id)
@@ -119,10 +123,12 @@ def set_active(user: User, active: bool, *, actor: Actor = None) -> None:
 
 
 def set_admin(user: User, is_admin: bool, *, actor: Actor = None) -> None:
-    if not is_admin and user.is_admin and user.active and _active_admins(user.id) == 0:
-        raise AccountError("username: cannot revoke admin from the last active admin")
+    """Grant or revoke administrator rights. The last active admin keeps them."""
     with write_transaction() as tx:
         user = tx.merge(user)
+        tx.refresh(user)
+        if not is_admin and user.is_admin and user.active and _other_active_admins(tx, user.id) == 0:
+            raise AccountError("username: cannot revoke admin from the last active admin")
         before = _snapshot(user)
         user.is_admin = is_admin
         audit.append(

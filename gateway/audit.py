@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, has_request_context, request
@@ -47,6 +47,8 @@ _PENDING_ANCHORS = "gateway_pending_anchors"
 _REDACTED = "***"
 _SECRET_KEYS = frozenset({"password", "new_password", "current_password", "token", "secret"})
 USER_AGENT_MAX = 300
+# Column width: a login failure records the submitted (normalised) name, which NFKC can lengthen.
+ACTOR_NAME_MAX = 150
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def append(
         at=as_utc(at or utcnow()),
         event=event_name,
         actor_id=None if actor is None else actor.get("id"),
-        actor_name=None if actor is None else _clean_text(actor.get("name")),
+        actor_name=None if actor is None else _clean_text(actor.get("name"), ACTOR_NAME_MAX),
         source_ip=_clean_text(source_ip, 45),
         user_agent=_clean_text(user_agent, USER_AGENT_MAX),
         command=_clean_text(command, 100),
@@ -246,7 +248,7 @@ class FloodGate:
             if window != self._window:
                 if self._suppressed:
                     summary = {
-                        "window_start": rfc3339(datetime.fromtimestamp(self._window * 60).astimezone()),
+                        "window_start": rfc3339(datetime.fromtimestamp(self._window * 60, tz=UTC)),
                         "suppressed": dict(self._suppressed),
                     }
                 self._window, self._counts, self._suppressed = window, {}, {}
@@ -343,7 +345,8 @@ def _iter_rows(session: Session, start_seq: int, batch: int = 2000) -> Iterator[
             return
         yield from rows
         last = rows[-1].seq
-        session.expunge_all()
+        for row in rows:  # only our own rows: the caller's objects (current_user...) stay attached
+            session.expunge(row)
 
 
 def _pruned_claims(session: Session) -> dict[int, str]:
@@ -356,6 +359,15 @@ def _pruned_claims(session: Session) -> dict[int, str]:
         if isinstance(detail, dict) and isinstance(detail.get("first_kept_seq"), int):
             claims[detail["first_kept_seq"]] = str(detail.get("cut_hash"))
     return claims
+
+
+def _first_missing(start: int, found_seq: int, claims: Mapping[int, str]) -> int:
+    """The first seq that should exist before ``found_seq``: just after a recorded cut, else ``start``.
+
+    After a prune, rows before the cut are legitimately gone; naming seq 1
+    then would send the operator looking in the wrong place.
+    """
+    return max((seq for seq in claims if start <= seq < found_seq), default=start)
 
 
 def verify(
@@ -383,7 +395,7 @@ def verify(
                 if row.prev_hash != GENESIS_HASH:
                     return fail(row.seq, "first row does not start from the genesis hash")
             elif result.pruned_claims.get(row.seq) != row.prev_hash:
-                return fail(start if start < row.seq else row.seq, "rows before this one are missing")
+                return fail(_first_missing(start, row.seq, result.pruned_claims), "rows before this one are missing")
         else:
             if row.seq != expected_seq:
                 return fail(expected_seq, "row missing")

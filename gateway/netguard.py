@@ -11,7 +11,7 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Network
@@ -42,6 +42,7 @@ def client_address() -> str:
 
 
 def address_allowed(address: str, networks: Iterable[Network]) -> bool:
+    """Whether ``address`` lies in one of ``networks``; an unparseable address never does."""
     parsed = parse_address(address)
     if parsed is None:
         return False
@@ -49,6 +50,7 @@ def address_allowed(address: str, networks: Iterable[Network]) -> bool:
 
 
 def networks_for_request() -> tuple[Network, ...]:
+    """Probes and metrics have their own lists; everything else, unknown paths included, the app's."""
     config = current_app.config
     if request.endpoint in HEALTH_ENDPOINTS:
         return config["HEALTH_ALLOWED_NETWORKS"]
@@ -58,19 +60,28 @@ def networks_for_request() -> tuple[Network, ...]:
 
 
 def _denied() -> Response:
-    # Same answer for every path: nothing tells the caller what exists behind the gate.
-    if request.path.startswith("/api/"):
-        response = jsonify(error={"code": "forbidden", "message": "Forbidden", "details": {}})
-    else:
-        response = Response("Forbidden\n", mimetype="text/plain")
-    response.status_code = 403
-    return response
+    """One answer for every path and method, API included: nothing tells the caller what exists here."""
+    return Response("Forbidden\n", status=403, mimetype="text/plain")
+
+
+def _as_anonymous() -> None:
+    """Treat a refused request as anonymous without reading its session cookie.
+
+    Loading the user would run the session loader, which renews the session's
+    idle timer: a cookie replayed from a refused network must not keep a
+    session alive (nor is anything behind the gate meant to run for it).
+    """
+    from gateway.extensions import login_manager
+
+    g._login_user = login_manager.anonymous_user()  # flask-login's per-request user slot
 
 
 def guard() -> Response | None:
+    """The before_request hook that runs first: ``None`` lets the request through, else the 403."""
     address = client_address()
     if address_allowed(address, networks_for_request()):
         return None
+    _as_anonymous()
     from gateway import audit
 
     try:

@@ -1,6 +1,8 @@
 """``manage.py audit verify [--anchor LINE] | anchor``.
 
 Exit codes of ``verify``: 0 intact, 1 broken (first bad seq printed), 2 could not check.
+``anchor`` exits 2 as well when it cannot read the ledger, so scripts never keep
+a traceback as an anchor.
 """
 
 from __future__ import annotations
@@ -53,4 +55,9 @@ def verify(anchor_line: str | None, from_seq: int | None) -> None:
 def anchor() -> None:
     """Print the signed chain head as one JSON line, to keep outside the database."""
     keyring = audit.Keyring.from_config(current_app.config)
-    click.echo(json.dumps(audit.current_anchor(db.session, keyring), sort_keys=True))
+    try:
+        signed = audit.current_anchor(db.session, keyring)
+    except SQLAlchemyError as exc:
+        click.echo(f"could not read the ledger: database error ({type(exc).__name__})", err=True)
+        sys.exit(EXIT_UNCHECKED)
+    click.echo(json.dumps(signed, sort_keys=True))

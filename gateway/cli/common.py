@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import sys
 from typing import Any
 
@@ -10,11 +11,15 @@ import click
 
 
 def operator_actor() -> dict[str, Any]:
-    """CLI actions are audited as the OS account that ran them."""
+    """CLI actions are audited as the OS account that ran them.
+
+    The name comes from the process's effective uid, not from ``$USER`` or
+    ``$LOGNAME`` (which ``getpass.getuser`` prefers and anyone can set).
+    """
     try:
-        name = getpass.getuser()
-    except Exception:
-        name = "unknown"
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry (some containers)
+        name = f"uid{os.geteuid()}"
     return {"id": None, "name": f"cli:{name}"}
 
 

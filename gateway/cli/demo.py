@@ -10,7 +10,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from gateway import accounts, migrate
-from gateway.auth.passwords import generate_password
+from gateway.auth.passwords import generate_password, verify_password
 from gateway.cli.common import operator_actor
 
 DEMO_USERS = (("admin", True), ("staff", False))
@@ -44,8 +44,8 @@ def ensure_demo_users(credentials_path: Path) -> dict[str, str]:
         if user is None:
             password = password or generate_password()
             accounts.create_user(name, password, is_admin=is_admin, actor=actor)
-        elif password is None:
-            # The file was lost: issue a new password rather than print a wrong one.
+        elif password is None or not verify_password(user.password_hash, password):
+            # The file was lost or the password changed since: issue a new one rather than print a wrong one.
             password = generate_password()
             accounts.set_password(user, password, actor=actor)
         credentials[name] = password
@@ -53,16 +53,64 @@ def ensure_demo_users(credentials_path: Path) -> dict[str, str]:
     return credentials
 
 
+DEMO_DATASOURCE_FILE = "demo-ops.db"
+DEMO_GROUP = "staff"
+# What the demo staff group may run; admins may run everything.
+DEMO_GRANTS = ("uptime", "disk-usage", "log-tail", "echo", "slow-count", "task-status", "task-list")
+DEMO_TASKS = [
+    ("nightly-backup", "Success"),
+    ("rotate-logs", "Success"),
+    ("sync-inventory", "Pending"),
+    ("renew-certificates", "Failed"),
+    ("reindex-search", "Success"),
+    ("purge-cache", "Pending"),
+    ("export-billing", "Failed"),
+    ("vacuum-database", "Success"),
+]
+
+
+def ensure_demo_datasource(path: Path) -> None:
+    """The demo data source behind the task reports (a separate SQLite file, opened read-only)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS tasks (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+            "task_status TEXT NOT NULL, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')))"
+        )
+        connection.executemany("INSERT OR IGNORE INTO tasks (name, task_status) VALUES (?, ?)", DEMO_TASKS)
+    os.chmod(path, 0o644)  # data, not secrets: the read-only runner opens it
+
+
+def ensure_demo_grants() -> None:
+    from gateway import groups
+    from gateway.commands import current_catalogue
+
+    actor = operator_actor()
+    if groups.find_group(DEMO_GROUP) is None:
+        groups.create_group(DEMO_GROUP, description="Demo staff: status reports", actor=actor)
+    groups.add_member(DEMO_GROUP, "staff", actor=actor)
+    known = current_catalogue().commands
+    for command in DEMO_GRANTS:
+        if command in known:
+            groups.add_grant(DEMO_GROUP, command, actor=actor)
+
+
 @click.command("demo")
 @with_appcontext
 def demo_command() -> None:
-    """Create the database and the demo users (idempotent); print their credentials."""
+    """Create the database, demo data source, users, group and grants (idempotent); print the credentials."""
     migrate.upgrade("head")
-    path = Path(current_app.instance_path) / CREDENTIALS_FILE
+    instance = Path(current_app.instance_path)
+    path = instance / CREDENTIALS_FILE
     credentials = ensure_demo_users(path)
+    datasource = instance / DEMO_DATASOURCE_FILE
+    ensure_demo_datasource(datasource)
+    ensure_demo_grants()
     click.echo(f"demo ready; credentials kept in {path} (mode 0600):")
     for name, password in credentials.items():
         click.echo(f"  {name}: {password}")
+    click.echo(f"demo data source: OPS_DB_URL=sqlite:///{datasource}")
 
 
 @click.command("serve")
@@ -71,6 +119,8 @@ def demo_command() -> None:
 @with_appcontext
 def serve_command(host: str, port: int) -> None:
     """Run the development server (threaded). Use gunicorn with wsgi.py in production."""
+    from gateway.lifecycle import serve_forever
+
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     click.echo(f"Ops Gateway on http://{host}:{port}/ ({app.config['GATEWAY_ENV']})", err=True)
-    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    serve_forever(app, host, port)

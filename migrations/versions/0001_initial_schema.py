@@ -42,16 +42,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq"),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_audit_events_actor_seq", ["actor_name", "seq"], unique=False
-        )
+        batch_op.create_index("ix_audit_events_actor_seq", ["actor_name", "seq"], unique=False)
         batch_op.create_index("ix_audit_events_at", ["at"], unique=False)
-        batch_op.create_index(
-            "ix_audit_events_command_seq", ["command", "seq"], unique=False
-        )
-        batch_op.create_index(
-            "ix_audit_events_event_seq", ["event", "seq"], unique=False
-        )
+        batch_op.create_index("ix_audit_events_command_seq", ["command", "seq"], unique=False)
+        batch_op.create_index("ix_audit_events_event_seq", ["event", "seq"], unique=False)
         batch_op.create_index("ix_audit_events_run_id", ["run_id"], unique=False)
 
     op.create_table(
@@ -102,12 +96,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash"),
     )
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_api_tokens_prefix"), ["prefix"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_api_tokens_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_api_tokens_prefix"), ["prefix"], unique=False)
+        batch_op.create_index(batch_op.f("ix_api_tokens_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "command_grants",
@@ -117,17 +107,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["group_id"], ["groups.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint(
-            "group_id", "command", name="uq_command_grants_group_command"
-        ),
+        sa.UniqueConstraint("group_id", "command", name="uq_command_grants_group_command"),
     )
     with op.batch_alter_table("command_grants", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_command_grants_command"), ["command"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_command_grants_group_id"), ["group_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_command_grants_command"), ["command"], unique=False)
+        batch_op.create_index(batch_op.f("ix_command_grants_group_id"), ["group_id"], unique=False)
 
     op.create_table(
         "group_members",
@@ -151,9 +135,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("user_sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_user_sessions_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_user_sessions_user_id"), ["user_id"], unique=False)
 
     _create_append_only_trigger()
 
