@@ -80,9 +80,27 @@ def check_run(user: Any, command: Command | None, address: str) -> Refusal | Non
     return None
 
 
+def owns_run(user: Any, run: Any) -> bool:
+    return run is not None and run.user_id is not None and run.user_id == getattr(user, "id", None)
+
+
 def can_view_run(user: Any, run: Any) -> bool:
-    return is_admin(user) or (run is not None and run.user_id == getattr(user, "id", None))
+    """Owners and admins; and anyone who may run the command when the run is a shared cached result."""
+    if run is None:
+        return False
+    if is_admin(user) or owns_run(user, run):
+        return True
+    if run.cache_key is None:
+        return False
+    from gateway.commands import current_catalogue
+
+    return can_see(user, current_catalogue().get(run.command))
+
+
+def sees_run_details(user: Any, run: Any) -> bool:
+    """Who ran it, from where, with what: only for its owner and admins (cached results are shared)."""
+    return is_admin(user) or owns_run(user, run)
 
 
 def can_cancel_run(user: Any, run: Any) -> bool:
-    return can_view_run(user, run)
+    return is_admin(user) or owns_run(user, run)

@@ -656,3 +656,61 @@ def prune(older_than: datetime, actor: Any = None) -> int:
             detail={"deleted": len(ids), "older_than": older_than.isoformat()},
         )  # fmt: skip
     return len(ids)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def run_view(run: Run, viewer: Any, *, cached: bool = False, include_output: bool = True) -> dict[str, Any]:
+    """The DESIGN.md ``<run>`` shape; a shared cached result hides who ran it, from where, with what."""
+    details = policy.sees_run_details(viewer, run)
+    view: dict[str, Any] = {
+        "id": run.id,
+        "command": run.command,
+        "params": run.params if details else None,
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "user": run.username if details else None,
+        "source_ip": run.source_ip if details else None,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_ms": run.duration_ms,
+        "output_bytes": run.output_bytes,
+        "output_truncated": run.output_truncated,
+        "output_sha256": run.output_sha256,
+        "result": run.result,
+        "error": run.error,
+        "cached": cached,
+    }
+    if include_output:
+        view["output"] = output_text(run.id)
+    return view
+
+
+def list_runs(
+    viewer: Any, *, command: str | None = None, status: str | None = None, limit: int = 50, cursor: str | None = None
+) -> tuple[list[Run], str | None]:
+    """Newest first with keyset paging: the viewer's own runs (admins: everyone's). Returns (runs, next_cursor).
+
+    The cursor is ``<created_at ISO>|<id>`` of the last run of the page; a
+    malformed cursor raises ValueError.
+    """
+    query = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
+    if not policy.is_admin(viewer):
+        query = query.where(Run.user_id == viewer.id)
+    if command:
+        query = query.where(Run.command == command)
+    if status:
+        query = query.where(Run.status == status)
+    if cursor:
+        stamp, _, last_id = cursor.partition("|")
+        at = as_utc(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
+        if not last_id:
+            raise ValueError("cursor: malformed")
+        query = query.where((Run.created_at < at) | ((Run.created_at == at) & (Run.id < last_id)))
+    rows = list(db.session.scalars(query.limit(limit + 1)))
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = f"{_iso(page[-1].created_at)}|{page[-1].id}" if more and page else None
+    return page, next_cursor
