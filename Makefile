@@ -9,7 +9,7 @@ PORT ?= 5000
 # Started as root, the demo still runs its commands as an unprivileged account.
 RUN_AS := $(if $(filter 0,$(shell id -u)),RUN_AS_USER=nobody,)
 
-.PHONY: run test test-fast lint demo compile-requirements clean run-as-user
+.PHONY: run test test-fast lint demo compile-requirements clean run-as-user browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,14 @@ run-as-user:
 	@if [ "$$(id -u)" = 0 ] && ! id gatewayrun >/dev/null 2>&1; then \
 	  useradd --system --no-create-home --shell /usr/sbin/nologin gatewayrun; fi
 
+# The browser tests drive Debian's Chromium with Playwright (Playwright's own browser download
+# does not work here). Installed when we are root; otherwise those tests skip locally.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+
 ## test: lint and the whole test suite (PostgreSQL tests run when it answers on 127.0.0.1:5432)
-test: $(VENV)/.dev-installed run-as-user
+test: $(VENV)/.dev-installed run-as-user browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

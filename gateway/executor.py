@@ -197,10 +197,22 @@ def get_executor(app: Flask | None = None) -> Executor:
 _create_lock = threading.Lock()
 
 
-def pid_belongs_to_run(pid: int, run_id: str) -> bool:
-    """Only kill a recorded process group if it really is that run's (pids get reused)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"GATEWAY_RUN_ID={run_id}".encode() in environ.split(b"\0")
+def group_belongs_to_run(pgid: int, run_id: str) -> bool:
+    """Only kill a recorded process group if a member still carries that run's id (pids get reused).
+
+    The group's leader may be gone (it died with its worker): any member will do,
+    since every process the command started inherited ``GATEWAY_RUN_ID``.
+    """
+    marker = f"GATEWAY_RUN_ID={run_id}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # Fields after the parenthesised command name: state ppid pgrp ...
+            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
+            if pgrp == pgid and marker in (entry / "environ").read_bytes().split(b"\0"):
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False

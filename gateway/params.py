@@ -1,0 +1,242 @@
+"""Parameter validation: one default-deny table from type to validator.
+
+Every value a caller sends passes through ``validate_params``; an undeclared
+parameter, a wrong JSON type or a value outside its spec is an error naming
+the field, never silently ignored or coerced.  JSON callers must send real
+JSON types; browser forms send strings, which ``source="form"`` parses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway.catalogue import Command, ParamSpec
+
+Source = Literal["json", "form"]
+DEFAULT_MAX_LENGTH = 4096
+DEFAULT_MAX_ITEMS = 100
+MASK = "***"
+# Every character str.splitlines() breaks on (so a log line or a form's list cannot be split by a value) ...
+_LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+# ... and the other C0 and C1 controls (terminal escapes: ESC, and CSI as U+009B); TAB is allowed.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x9f]")
+# JSON's "\ud800" decodes to a lone surrogate: not text, and not encodable into argv, env or a log.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class ParamError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FileValue:
+    """An uploaded file: where it was stored for this run, and what the audit records of it."""
+
+    path: str
+    original_name: str
+    size: int
+    sha256: str
+
+    def audit_view(self) -> dict[str, Any]:
+        return {"file": self.original_name, "size": self.size, "sha256": self.sha256}
+
+
+def _check_text(name: str, spec: ParamSpec, value: str) -> str:
+    limit = spec.max_length or DEFAULT_MAX_LENGTH
+    if len(value) > limit:
+        raise ParamError(name, f"longer than {limit} characters")
+    if _SURROGATE.search(value):
+        raise ParamError(name, "is not valid Unicode text")
+    if spec.pattern is not None:
+        if not re.fullmatch(spec.pattern, value):
+            raise ParamError(name, "does not match the required pattern")
+        return value  # an explicit pattern decides which characters are allowed
+    if "\x00" in value or _LINE_BREAK.search(value):
+        raise ParamError(name, "must not contain NUL bytes or line breaks")
+    if _CONTROL.search(value):
+        raise ParamError(name, "must not contain control characters")
+    return value
+
+
+def _string(name: str, spec: ParamSpec, value: Any, source: Source) -> str:
+    if not isinstance(value, str):
+        raise ParamError(name, "must be a string")
+    return _check_text(name, spec, value)
+
+
+def _bounded(name: str, spec: ParamSpec, number: float) -> None:
+    if spec.min is not None and number < spec.min:
+        raise ParamError(name, f"must be at least {spec.min:g}")
+    if spec.max is not None and number > spec.max:
+        raise ParamError(name, f"must be at most {spec.max:g}")
+
+
+def _integer(name: str, spec: ParamSpec, value: Any, source: Source) -> int:
+    if source == "form" and isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,18}", value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamError(name, "must be a whole number")
+    _bounded(name, spec, value)
+    return value
+
+
+def _number(name: str, spec: ParamSpec, value: Any, source: Source) -> int | float:
+    if source == "form" and isinstance(value, str):
+        # Only plain decimal notation (float() would also take "1_000", "nan" or "infinity");
+        # "5" stays the integer 5, as JSON's 5 does, so both render and cache the same.
+        text = value.strip()
+        if re.fullmatch(r"[+-]?[0-9]{1,18}", text):
+            value = int(text)
+        elif re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?", text):
+            value = float(text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParamError(name, "must be a number")
+    if isinstance(value, float) and not math.isfinite(value):  # (isfinite of a huge int would raise)
+        raise ParamError(name, "must be a finite number")
+    _bounded(name, spec, value)
+    return value
+
+
+def _boolean(name: str, spec: ParamSpec, value: Any, source: Source) -> bool:
+    if source == "form" and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "on", "1", "yes"):
+            return True
+        if lowered in ("false", "off", "0", "no", ""):
+            return False
+    if not isinstance(value, bool):
+        raise ParamError(name, "must be true or false")
+    return value
+
+
+def _choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str | int | float:
+    choices = spec.choices or []
+    if source == "form" and isinstance(value, str):
+        for choice in choices:
+            if str(choice) == value:
+                return choice
+    if isinstance(value, bool) or value not in choices or type(value) not in {type(c) for c in choices}:
+        raise ParamError(name, f"must be one of {', '.join(str(c) for c in choices)}")
+    return value
+
+
+def _date(name: str, spec: ParamSpec, value: Any, source: Source) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ParamError(name, "must be a date like 2024-01-31")
+    try:
+        parsed = dt.date.fromisoformat(value)
+    except ValueError:
+        raise ParamError(name, "is not a real date") from None
+    if spec.min is not None or spec.max is not None:
+        _bounded(name, spec, parsed.toordinal())  # min/max for dates are ordinals; rarely used
+    return parsed.isoformat()
+
+
+def _list(name: str, spec: ParamSpec, value: Any, source: Source) -> list[str]:
+    if source == "form" and isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]
+    if not isinstance(value, list):
+        raise ParamError(name, "must be a list of strings")
+    limit = spec.max_items or DEFAULT_MAX_ITEMS
+    if len(value) > limit:
+        raise ParamError(name, f"has more than {limit} items")
+    items = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ParamError(f"{name}[{index}]", "must be a string")
+        items.append(_check_text(f"{name}[{index}]", spec, item))
+    return items
+
+
+def _file(name: str, spec: ParamSpec, value: Any, source: Source) -> FileValue:
+    if not isinstance(value, FileValue):
+        raise ParamError(name, "must be an uploaded file")
+    return value
+
+
+VALIDATORS: dict[str, Callable[[str, ParamSpec, Any, Source], Any]] = {
+    "string": _string,
+    "integer": _integer,
+    "number": _number,
+    "boolean": _boolean,
+    "choice": _choice,
+    "date": _date,
+    "list": _list,
+    "file": _file,
+}
+
+
+def _reject_unknown_type(name: str, spec: ParamSpec, value: Any, source: Source) -> Any:
+    raise ParamError(name, f"type {spec.type!r} is not supported")
+
+
+def validate_params(command: Command, raw: Any, source: Source = "json") -> dict[str, Any]:
+    """Validated values for every declared parameter (defaults filled); raises on the first bad field.
+
+    Use ``collect_errors`` when every bad field should be reported at once.
+    """
+    values, errors = collect_errors(command, raw, source)
+    if errors:
+        field, message = next(iter(errors.items()))
+        raise ParamError(field, message)
+    return values
+
+
+def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple[dict[str, Any], dict[str, str]]:
+    """(values, errors by field). Nothing unknown passes: undeclared names are errors."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        return {}, {"params": "must be an object"}
+    errors: dict[str, str] = {}
+    for name in raw:
+        if name not in command.params:
+            errors[str(name)] = "is not a parameter of this command"
+    values: dict[str, Any] = {}
+    for name, spec in command.params.items():
+        present = name in raw and not (source == "form" and raw[name] == "" and spec.type != "string")
+        if not present or raw[name] is None:
+            if spec.required:
+                errors[name] = "is required"
+            elif spec.default is not None:
+                values[name] = spec.default
+            else:
+                values[name] = None
+            continue
+        validator = VALIDATORS.get(spec.type, _reject_unknown_type)
+        try:
+            values[name] = validator(name, spec, raw[name], source)
+        except ParamError as exc:
+            errors[exc.field] = exc.message
+    return values, errors
+
+
+def masked(command: Command, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values as they may be shown or recorded: secrets masked, files described."""
+    shown: dict[str, Any] = {}
+    secrets = command.secret_params()
+    for name, value in values.items():
+        if name in secrets and value is not None:
+            shown[name] = MASK
+        elif isinstance(value, FileValue):
+            shown[name] = value.audit_view()
+        else:
+            shown[name] = value
+    return shown
+
+
+def canonical_key(command: Command, values: Mapping[str, Any]) -> str:
+    """A stable string of command + values, for result caching and joining runs in flight."""
+    import hashlib
+    import json
+
+    body = json.dumps({"command": command.name, "params": values}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()

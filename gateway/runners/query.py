@@ -1,0 +1,253 @@
+"""The query runner: named data sources, bound parameters only, read-only where the engine allows.
+
+SQLite sources are opened with ``mode=ro`` (and ``PRAGMA query_only``), so a
+write statement is refused by the engine, not by string matching; a progress
+handler enforces the statement timeout and cancellation.  PostgreSQL runs
+every query in a ``READ ONLY`` transaction with ``statement_timeout`` set;
+operators should also give the data source a read-only role (README).
+
+Values come back as JSON numbers, strings or null: decimals, dates and other
+types as strings, booleans as ``"true"``/``"false"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import math
+import re
+import sqlite3
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+class QueryError(Exception):
+    """The query failed; ``message`` is safe to show (no connection details)."""
+
+    def __init__(self, message: str, timed_out: bool = False, cancelled: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.timed_out = timed_out
+        self.cancelled = cancelled
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"columns": self.columns, "rows": self.rows, "truncated": self.truncated}
+
+
+def json_value(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+# PRAGMAs that take an argument yet only read (schema introspection); any other PRAGMA with an
+# argument sets something (query_only = off, writable_schema, journal_mode...) and is denied.
+_READ_PRAGMAS = frozenset(
+    {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+)
+
+
+def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    """The engine's own gate for what ``mode=ro`` does not cover.
+
+    ATTACH opens a *new* file read-write (and creates it) whatever the main
+    database's mode, and a PRAGMA could switch ``query_only`` off; both are
+    refused before they run.
+    """
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None and (arg1 or "").lower() not in _READ_PRAGMAS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    path = url.database or ""
+    # A URI filename: characters such as '?', '#' or '%' in the path must not be read as URI syntax.
+    uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5)
+        connection.execute("PRAGMA query_only = ON")
+        connection.set_authorizer(_sqlite_authorizer)
+        return connection
+
+    return sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
+
+
+def engine_for(url_text: str) -> Engine:
+    """One engine per data source URL per process (PostgreSQL pools are worth keeping)."""
+    with _engines_lock:
+        engine = _engines.get(url_text)
+        if engine is None:
+            url = make_url(url_text)
+            if url.get_backend_name() == "sqlite":
+                engine = _sqlite_engine(url)
+            else:
+                if url.get_backend_name() in ("postgresql", "postgres"):
+                    url = url.set(drivername="postgresql+psycopg")
+                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            _engines[url_text] = engine
+        return engine
+
+
+def run_query(
+    url_text: str,
+    sql: str,
+    params: Mapping[str, Any],
+    *,
+    row_limit: int,
+    statement_timeout: float,
+    cancel: threading.Event | None = None,
+) -> QueryResult:
+    engine = engine_for(url_text)
+    cancel = cancel or threading.Event()
+    if engine.dialect.name == "sqlite":
+        return _run_sqlite(engine, sql, params, row_limit, statement_timeout, cancel)
+    return _run_postgresql(engine, sql, params, row_limit, statement_timeout, cancel)
+
+
+def _fetch(result: sa.CursorResult[Any], row_limit: int) -> QueryResult:
+    if not result.returns_rows:
+        return QueryResult(columns=[], rows=[], truncated=False)
+    columns = list(result.keys())
+    rows = result.fetchmany(row_limit + 1)
+    truncated = len(rows) > row_limit
+    return QueryResult(
+        columns=columns, rows=[[json_value(v) for v in row] for row in rows[:row_limit]], truncated=truncated
+    )
+
+
+@contextlib.contextmanager
+def _connect(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection, or a ``QueryError`` that names no host, user or password.
+
+    A missing SQLite file or an unreachable server is an ordinary failed run,
+    not an exception escaping into the worker.
+    """
+    try:
+        connection = engine.connect()
+    except sa.exc.DBAPIError:
+        raise QueryError("query failed: cannot connect to the data source") from None
+    with connection:
+        yield connection
+
+
+def _run_sqlite(
+    engine: Engine, sql: str, params: Mapping[str, Any], row_limit: int, timeout: float, cancel: threading.Event
+) -> QueryResult:
+    deadline = time.monotonic() + timeout
+    state: dict[str, str | None] = {"reason": None}
+
+    def progress() -> int:
+        if cancel.is_set():
+            state["reason"] = "cancelled"
+            return 1
+        if time.monotonic() > deadline:
+            state["reason"] = "timed_out"
+            return 1
+        return 0
+
+    with _connect(engine) as connection:
+        raw = connection.connection.dbapi_connection
+        raw.set_progress_handler(progress, 1000)
+        try:
+            return _fetch(connection.execute(sa.text(sql), dict(params)), row_limit)
+        except sa.exc.DBAPIError as exc:
+            raise _query_error(exc, state["reason"], timeout) from None
+        finally:
+            raw.set_progress_handler(None, 0)
+
+
+_ROW_QUERY = re.compile(r"\s*\(*\s*(SELECT|WITH|VALUES|TABLE)\b", re.IGNORECASE)
+
+
+def _stream_options(sql: str, row_limit: int) -> dict[str, Any]:
+    """A server-side cursor for a statement that plainly returns rows, so only row_limit + 1 rows reach us.
+
+    psycopg declares a cursor for every streamed statement, which only works
+    for row queries; anything else (e.g. a write, which the read-only
+    transaction then refuses with a clear message) runs on a plain cursor.
+    This is about memory, not safety.
+    """
+    if _ROW_QUERY.match(sql):
+        return {"stream_results": True, "max_row_buffer": min(row_limit + 1, 1000)}
+    return {}
+
+
+def _run_postgresql(
+    engine: Engine, sql: str, params: Mapping[str, Any], row_limit: int, timeout: float, cancel: threading.Event
+) -> QueryResult:
+    with _connect(engine) as connection:
+        connection = connection.execution_options(postgresql_readonly=True)
+        raw = connection.connection.dbapi_connection
+        finished = threading.Event()
+        reason: dict[str, str | None] = {"value": None}
+
+        def watch() -> None:
+            while not finished.wait(0.1):
+                if cancel.is_set():
+                    reason["value"] = "cancelled"
+                    raw.cancel()
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            with connection.begin():
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+                options = _stream_options(sql, row_limit)
+                result = connection.execute(sa.text(sql), dict(params), execution_options=options)
+                return _fetch(result, row_limit)
+        except sa.exc.DBAPIError as exc:
+            code = getattr(exc.orig, "sqlstate", None)
+            timed_out = code == "57014" and reason["value"] != "cancelled"
+            raise _query_error(exc, reason["value"] or ("timed_out" if timed_out else None), timeout) from None
+        finally:
+            finished.set()
+
+
+def _query_error(exc: sa.exc.DBAPIError, reason: str | None, timeout: float) -> QueryError:
+    if reason == "timed_out":
+        return QueryError(f"query timed out after {timeout:g} s", timed_out=True)
+    if reason == "cancelled":
+        return QueryError("query cancelled", cancelled=True)
+    # The driver's first line names the problem (e.g. "attempt to write a readonly database")
+    # without connection details.
+    first_line = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "query failed"
+    if first_line == "not authorized":  # our SQLite authorizer (ATTACH, DETACH, a PRAGMA that sets)
+        first_line = "not authorized: the data source is readonly (no ATTACH, DETACH or PRAGMA settings)"
+    return QueryError(f"query failed: {first_line}")

@@ -1,0 +1,332 @@
+"""The shell runner: the one place a process is spawned.
+
+No shell is involved: the program gets the argv list as built from the
+catalogue.  The child gets its own process group (so a timeout or cancel kills
+everything it started), a parent-death signal (so it dies with its worker),
+a scrubbed environment, and, when the gateway can switch users, the
+unprivileged ``RUN_AS_USER`` account.  stdout and stderr are read as they
+arrive, in order; past ``max_output_bytes`` output is still drained, counted
+and hashed, but only the head and the tail are kept, so gigabytes neither fill
+memory nor block the child.
+
+This module knows nothing of Flask, requests or users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import hashlib
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+READ_SIZE = 65536
+KILL_GRACE_SECONDS = 2.0
+DRAIN_AFTER_KILL_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_prctl = _libc.prctl
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The account commands run as: uid, gid and name (for GATEWAY_USER and HOME)."""
+
+    uid: int
+    gid: int
+    name: str
+    home: str
+
+
+@dataclass(frozen=True)
+class ShellSpec:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None = None
+    stdin: bytes | None = None
+    timeout: float = 60.0
+    max_output_bytes: int = 10 * 1024 * 1024
+    kill_grace: float = KILL_GRACE_SECONDS
+    run_as: RunAs | None = None
+
+
+@dataclass
+class ShellResult:
+    status: str  # succeeded | failed | timed_out | cancelled
+    exit_code: int | None
+    error: str | None
+    output_bytes: int
+    output_sha256: str
+    truncated: bool
+    pid: int | None = None
+
+
+# (stream, data) in arrival order; the runner calls it from its own thread.
+OutputCallback = Callable[[str, bytes], None]
+
+
+def _child_setup(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Die with the thread that forked us (that thread waits for the child, so: with the worker).
+
+    The worker may have died between fork and prctl: then we are already
+    orphaned and reparented (to init, or to a subreaper in a container, so the
+    check is against the parent we were forked by, not against pid 1).
+    """
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(137)
+
+
+def scrubbed_env(declared: dict[str, str], run_as: RunAs | None, run_id: str, user: str) -> dict[str, str]:
+    """Nothing of the gateway's own environment: a safe PATH, the command's own variables, who and which run."""
+    env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    if run_as is not None:
+        env["HOME"] = run_as.home
+    env.update(declared)
+    env["GATEWAY_USER"] = user
+    env["GATEWAY_RUN_ID"] = run_id
+    return env
+
+
+@dataclass
+class OutputKeeper:
+    """Keeps the first part and the last part of the output; counts and hashes all of it."""
+
+    limit: int
+    emit: OutputCallback
+    total: int = 0
+    truncated: bool = False
+    _head_left: int = 0
+    _tail: deque[tuple[str, bytes]] = field(default_factory=deque)
+    _tail_bytes: int = 0
+    _digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+    def __post_init__(self) -> None:
+        self._head_left = self.limit - self.limit // 4
+        self._tail_limit = self.limit // 4
+
+    def add(self, stream: str, data: bytes) -> None:
+        self.total += len(data)
+        self._digest.update(data)
+        if self._head_left > 0:
+            head, data = data[: self._head_left], data[self._head_left :]
+            self._head_left -= len(head)
+            self.emit(stream, head)
+        if not data:
+            return
+        self._tail.append((stream, data))
+        self._tail_bytes += len(data)
+        while self._tail_bytes > self._tail_limit and self._tail:
+            # Only now is something dropped: output that fits head + tail is not "truncated".
+            self.truncated = True
+            old_stream, old = self._tail.popleft()
+            excess = self._tail_bytes - self._tail_limit
+            if len(old) > excess:
+                self._tail.appendleft((old_stream, old[excess:]))
+                self._tail_bytes -= excess
+            else:
+                self._tail_bytes -= len(old)
+
+    def finish(self) -> str:
+        """Emit the kept tail; return the sha256 of everything."""
+        while self._tail:
+            stream, data = self._tail.popleft()
+            self.emit(stream, data)
+        return self._digest.hexdigest()
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running.
+
+    A killed member stays a zombie until its new parent reaps it, and not
+    every PID 1 in a container does; a group of zombies only is gone.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    members = live_group_members(pgid)
+    return members is None or bool(members)
+
+
+def live_group_members(pgid: int) -> list[int] | None:
+    """Pids of the group's members that are not zombies, from /proc (None where there is no /proc)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    members = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # exited while we looked
+        # "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses, so split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry))
+    return members
+
+
+class ShellRun:
+    """One process run. ``run()`` blocks in the calling (worker) thread until the group is gone."""
+
+    def __init__(
+        self,
+        spec: ShellSpec,
+        on_output: OutputCallback,
+        on_spawn: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ):
+        self.spec = spec
+        self.on_tick = on_tick
+        self.on_output = on_output
+        self.on_spawn = on_spawn
+        self.cancel = cancel or threading.Event()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        spec = self.spec
+        kwargs: dict[str, object] = {}
+        if spec.run_as is not None and os.geteuid() == 0:
+            kwargs.update(user=spec.run_as.uid, group=spec.run_as.gid, extra_groups=[])
+        return subprocess.Popen(  # noqa: S603 - argv list from the reviewed catalogue, no shell
+            spec.argv,
+            stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=spec.env,
+            cwd=spec.cwd,
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=functools.partial(_child_setup, os.getpid()),  # only prctl, resolved before fork
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def run(self) -> ShellResult:
+        keeper = OutputKeeper(self.spec.max_output_bytes, self.on_output)
+        try:
+            process = self._spawn()
+        except FileNotFoundError as exc:
+            if self.spec.cwd is not None and exc.filename == self.spec.cwd:
+                return self._not_started(keeper, f"working directory not found: {self.spec.cwd}")
+            return self._not_started(keeper, f"program not found: {self.spec.argv[0]}")
+        except PermissionError:
+            return self._not_started(keeper, f"program not executable: {self.spec.argv[0]}")
+        except NotADirectoryError:
+            return self._not_started(keeper, f"working directory is not usable: {self.spec.cwd}")
+        except OSError as exc:
+            return self._not_started(keeper, f"could not start {self.spec.argv[0]}: {exc.strerror}")
+        except ValueError as exc:  # a NUL byte or unencodable text in argv, env or cwd
+            return self._not_started(keeper, f"could not start {self.spec.argv[0]}: {exc}")
+        if self.on_spawn is not None:
+            self.on_spawn(process.pid)
+        status = self._pump(process, keeper)
+        exit_code = process.wait()
+        digest = keeper.finish()
+        if status is None:
+            status = "succeeded" if exit_code == 0 else "failed"
+        error = None
+        if status == "timed_out":
+            error = f"timed out after {self.spec.timeout:g} s"
+        elif status == "cancelled":
+            error = "cancelled"
+        elif status == "failed":
+            error = f"exited with status {exit_code}" if exit_code >= 0 else f"killed by signal {-exit_code}"
+        return ShellResult(status, exit_code, error, keeper.total, digest, keeper.truncated, process.pid)
+
+    def _not_started(self, keeper: OutputKeeper, error: str) -> ShellResult:
+        return ShellResult("failed", None, error, 0, keeper.finish(), False)
+
+    @staticmethod
+    def _read_ready(selector: selectors.BaseSelector, keeper: OutputKeeper) -> None:
+        for key, _ in selector.select(timeout=0.1):
+            data = os.read(key.fd, READ_SIZE)
+            if data:
+                keeper.add(key.data, data)
+            else:
+                selector.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
+
+    def _feed_stdin(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):
+            process.stdin.write(self.spec.stdin or b"")
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+
+    def _pump(self, process: subprocess.Popen[bytes], keeper: OutputKeeper) -> str | None:
+        """Read both pipes until they close; enforce timeout and cancel. Returns a forced status or None."""
+        pgid = process.pid  # start_new_session: the child leads its own group
+        if self.spec.stdin is not None:
+            threading.Thread(target=self._feed_stdin, args=(process,), daemon=True).start()
+        selector = selectors.DefaultSelector()
+        assert process.stdout is not None and process.stderr is not None
+        selector.register(process.stdout, selectors.EVENT_READ, "stdout")
+        selector.register(process.stderr, selectors.EVENT_READ, "stderr")
+        deadline = time.monotonic() + self.spec.timeout
+        forced: str | None = None
+        kill_at: float | None = None
+        give_up_at: float | None = None
+        try:
+            while True:
+                if selector.get_map():
+                    self._read_ready(selector, keeper)
+                else:
+                    # Both pipes closed (e.g. the program closed them at exit); wait for the process itself.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=0.1)
+                if self.on_tick is not None:
+                    self.on_tick()
+                now = time.monotonic()
+                if forced is None and self.cancel.is_set():
+                    forced = "cancelled"
+                elif forced is None and now >= deadline:
+                    forced = "timed_out"
+                if forced is not None and kill_at is None:
+                    kill_group(pgid, signal.SIGTERM)
+                    kill_at = now + self.spec.kill_grace
+                if kill_at is not None and now >= kill_at and give_up_at is None:
+                    kill_group(pgid, signal.SIGKILL)
+                    # The pipes close as the group dies; a process that left the group (setsid) and
+                    # still holds one must not keep this worker forever.
+                    give_up_at = now + DRAIN_AFTER_KILL_SECONDS
+                if give_up_at is not None and now >= give_up_at and process.poll() is not None:
+                    break
+                if process.poll() is not None:
+                    # The command is done; whatever it left running in its group goes too,
+                    # which also closes any pipe a leftover still holds.
+                    kill_group(pgid, signal.SIGKILL)
+                    if not selector.get_map():
+                        break
+        finally:
+            for key in list(selector.get_map().values()):
+                key.fileobj.close()  # type: ignore[union-attr]  # a pipe an escaped process still holds
+            selector.close()
+        kill_group(pgid, signal.SIGKILL)
+        return forced
