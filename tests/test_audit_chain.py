@@ -244,18 +244,8 @@ def test_overlong_values_are_clamped_to_their_columns(app: Flask) -> None:
     assert verify(app).ok
 
 
-def test_login_failure_with_a_name_that_grows_under_nfkc_is_audited(
-    app: Flask, backend: str, request: pytest.FixtureRequest
-) -> None:
+def test_login_failure_with_a_name_that_grows_under_nfkc_is_audited(app: Flask) -> None:
     """The form allows 150 characters, but NFKC turns U+FDFA into 18: the failure must still be recorded."""
-    if backend == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: gateway/auth/throttle.py register_failure stores the normalised name in "
-                "login_throttles.username VARCHAR(150) unclamped; PostgreSQL raises DataError -> 500",
-            )
-        )
     response = login_response(app.test_client(), "\ufdfa" * 150, "some-wrong-password")
     assert response.status_code != 500
     failures = [row for row in ledger_rows(app) if row["event"] == "auth.login_failed"]

@@ -150,7 +150,11 @@ def test_runs_list_cancel_reap_prune(cli, make_app, users):
     assert "0 run(s) marked lost" in ok(cli("runs", "reap")).stderr
 
     with app.app_context():
-        db.session.execute(db.update(Run).values(created_at=Run.created_at - __import__("datetime").timedelta(days=40)))
+        from datetime import timedelta
+
+        from gateway.timeutil import utcnow
+
+        db.session.execute(db.update(Run).values(created_at=utcnow() - timedelta(days=40)))
         db.session.commit()
     assert "2 run(s) pruned" in ok(cli("runs", "prune", "--older-than-days", "30")).stderr
     with app.app_context():
@@ -190,7 +194,7 @@ def test_reload_reaches_the_running_server(cli, tmp_path):
         # A broken edit is refused by reload, before the server is bothered.
         cli.catalogue.write_text("commands: [{name: x}]\n")
         assert cli("commands", "reload").returncode != 0
-        cli.catalogue.write_text(CATALOGUE + "  - name: added\n    title: Added\n    kind: shell\n    argv: [true]\n")
+        cli.catalogue.write_text(CATALOGUE + '  - name: added\n    title: Added\n    kind: shell\n    argv: ["true"]\n')
         assert "sent SIGHUP" in ok(cli("commands", "reload")).stderr
         deadline = time.monotonic() + 10
         reloaded = False

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from gateway import audit
 from gateway.auth import sessions, throttle
 from gateway.auth.passwords import verify_password
-from gateway.auth.usernames import normalise_username
+from gateway.auth.usernames import login_name
 from gateway.database import write_transaction
 from gateway.extensions import db
 from gateway.models import User
@@ -32,7 +32,7 @@ class LoginResult:
 
 
 def attempt_login(raw_username: str, password: str) -> LoginResult:
-    username = normalise_username(raw_username)
+    username = login_name(raw_username)
     if throttle.locked_until(username) is not None:
         audit.record_capped("auth.login_failed", actor={"id": None, "name": username}, outcome="locked")
         return LoginResult(user=None, failure=LoginFailure.LOCKED)
@@ -64,7 +64,8 @@ def _record_failure(username: str, user: User | None) -> None:
         outcome = throttle.register_failure(username)
     audit.record_capped("auth.login_failed", actor=actor, outcome="invalid")
     if outcome.locked_until is not None:
-        audit.record(
+        # Capped like the failures that cause it: a flood of guesses at many names must not fill the ledger.
+        audit.record_capped(
             "auth.locked",
             actor=actor,
             outcome="locked",

@@ -37,7 +37,12 @@ def is_background_request() -> bool:
 
 
 def start(user: User, source_ip: str | None, user_agent: str | None) -> None:
-    """Open a fresh session record and put its id in a cleared cookie (no fixation)."""
+    """Inside a write transaction: open a fresh session record and put its id in a cleared cookie (no fixation).
+
+    A record the browser already carried (signing in again, or as someone
+    else) is ended first, so a copy of the earlier cookie does not stay valid.
+    """
+    _revoke(current_record())
     session.clear()
     token = secrets.token_urlsafe(32)
     now = utcnow()
@@ -84,11 +89,14 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
-def revoke_current() -> None:
-    """Inside a write transaction: end the session this request carries."""
-    record = current_record()
+def _revoke(record: UserSession | None) -> None:
     if record is not None and record.revoked_at is None:
         db.session.execute(update(UserSession).where(UserSession.id == record.id).values(revoked_at=utcnow()))
+
+
+def revoke_current() -> None:
+    """Inside a write transaction: end the session this request carries."""
+    _revoke(current_record())
     session.clear()
 
 

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.extensions import db
 from gateway.models import LoginThrottle
 from gateway.timeutil import utcnow
+
+# Past this many doublings every lock is at the cap anyway; bounding the exponent keeps the number small.
+MAX_DOUBLINGS = 32
 
 
 @dataclass(frozen=True)
@@ -37,20 +41,38 @@ def locked_until(username: str) -> datetime | None:
 def register_failure(username: str) -> FailureOutcome:
     """Inside a write transaction: count a failure and lock when the limit is reached."""
     config = current_app.config
-    row = db.session.get(LoginThrottle, username)
-    if row is None:
-        row = LoginThrottle(username=username, failures=0, lock_count=0)
-        db.session.add(row)
+    row = _row_for_update(username)
     now = utcnow()
     row.failures = (row.failures or 0) + 1
     row.last_failure_at = now
     if row.failures < config["LOGIN_MAX_ATTEMPTS"]:
         return FailureOutcome(locked_until=None, failures=row.failures)
-    seconds = min(config["LOGIN_LOCK_SECONDS"] * 2 ** (row.lock_count or 0), config["LOGIN_LOCK_MAX_SECONDS"])
+    doublings = min(row.lock_count or 0, MAX_DOUBLINGS)
+    seconds = min(config["LOGIN_LOCK_SECONDS"] * 2**doublings, config["LOGIN_LOCK_MAX_SECONDS"])
     row.locked_until = now + timedelta(seconds=seconds)
     row.lock_count = (row.lock_count or 0) + 1
     row.failures = 0
     return FailureOutcome(locked_until=row.locked_until, failures=config["LOGIN_MAX_ATTEMPTS"])
+
+
+def _row_for_update(username: str) -> LoginThrottle:
+    """The name's row, created if missing, read fresh and row-locked in this transaction.
+
+    Parallel guesses at one name must each count: an insert that ignores a
+    concurrent twin avoids a unique violation on the first failure, and
+    ``FOR UPDATE`` (PostgreSQL; SQLite already holds the write lock) plus
+    ``populate_existing`` keep an earlier read in this session from being
+    incremented instead of the committed value.
+    """
+    session = db.session
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(LoginThrottle)
+        .values(username=username, failures=0, lock_count=0)
+        .on_conflict_do_nothing(index_elements=["username"])
+    )
+    query = select(LoginThrottle).where(LoginThrottle.username == username).with_for_update()
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one()
 
 
 def clear(username: str) -> bool:

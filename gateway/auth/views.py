@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from gateway.auth import service
 from gateway.auth.forms import LoginForm, LogoutForm
 from gateway.auth.redirects import safe_next
-from gateway.auth.usernames import normalise_username
+from gateway.auth.usernames import login_name
 from gateway.extensions import limiter
 from gateway.netguard import client_address
 
@@ -28,7 +28,7 @@ def _address_key() -> str:
 
 
 def _username_key() -> str:
-    return "login-user:" + normalise_username(request.form.get("username", ""))[:150]
+    return "login-user:" + login_name(request.form.get("username", ""))
 
 
 @bp.route("/login", methods=["GET", "POST"])
