@@ -36,7 +36,7 @@ from gateway import audit, commands, policy, signals
 from gateway.argv import build_argv, build_env, build_stdin
 from gateway.catalogue import Command
 from gateway.database import write_transaction
-from gateway.executor import Job, QueryPlan, get_executor, pid_belongs_to_run
+from gateway.executor import Job, QueryPlan, get_executor, group_belongs_to_run
 from gateway.extensions import db, limiter
 from gateway.models import Run, RunOutputChunk
 from gateway.output import ChunkWriter
@@ -229,10 +229,13 @@ def _start(
     if unavailable:
         raise _reject(caller, name, 503, "unavailable", "unavailable", f"This command is unavailable: {unavailable}.")
 
+    # A form (MultiDict) may carry a name twice; that is refused, never silently reduced to one value.
+    repeated = [key for key in raw_params if len(raw_params.getlist(key)) > 1] if hasattr(raw_params, "getlist") else []
     supplied = dict(raw_params) if isinstance(raw_params, Mapping) else raw_params
     if files and isinstance(supplied, dict):
         supplied.update(files)
     values, errors = collect_errors(command, supplied, source)  # type: ignore[arg-type]
+    errors.update({str(key): "is given more than once" for key in repeated})
     shown = masked(command, values) if not errors else _masked_raw(command, supplied)
     if not errors and command.kind == "shell":
         try:
@@ -617,7 +620,7 @@ def kill_orphaned_groups(host: str, boot_id: str) -> list[int]:
     ).all()
     killed = []
     for run_id, pgid in rows:
-        if pgid and group_alive(pgid) and pid_belongs_to_run(pgid, run_id) and kill_group(pgid, signal.SIGKILL):
+        if pgid and group_alive(pgid) and group_belongs_to_run(pgid, run_id) and kill_group(pgid, signal.SIGKILL):
             killed.append(pgid)
             log.warning("killed process group %s left behind by a dead worker (run %s)", pgid, run_id)
     return killed

@@ -272,6 +272,17 @@ def test_invalid_params_name_the_field(engine_app, people):
             assert events(event="run.rejected")[-1].detail["fields"] == excinfo.value.details
 
 
+def test_a_form_field_given_twice_is_refused_not_reduced(engine_app, people):
+    from werkzeug.datastructures import MultiDict
+
+    with engine_app.app_context():
+        form = MultiDict([("word", "harmless"), ("word", "; rm -rf /")])
+        with pytest.raises(runs.RunRejected) as excinfo:
+            runs.start("show-argv", form, caller(people["admin"]), source="form")
+        assert excinfo.value.status == 400 and excinfo.value.details["word"] == "is given more than once"
+        assert run_count() == 0
+
+
 def test_allowed_networks_bind_admins_too(engine_app, people):
     with engine_app.app_context():
         with pytest.raises(runs.RunRejected) as excinfo:
@@ -425,7 +436,7 @@ def test_fifty_identical_requests_execute_once(engine_app, people, tmp_path):
 
                 user = db.session.get(User, admin_id)
                 results.append(runs.start("counted", {"path": str(marker)}, caller(user)))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
             finally:
                 db.session.remove()
