@@ -70,12 +70,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gateway import admin, auth, health, web
+    from gateway import admin, api, auth, health, web
 
     health.init_app(app)
     auth.init_app(app)
     app.register_blueprint(web.bp)
     app.register_blueprint(admin.bp)
+    api.init_app(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -41,7 +41,12 @@ MESSAGES = {
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith(("/api/", "/shell2http/"))
+
+
+def wants_shell2http_shape() -> bool:
+    """Flask-Shell2HTTP clients read ``{"error": "..."}``, whatever failed (404, 405, 413, 500...)."""
+    return request.path.startswith("/shell2http/")
 
 
 def error_response(
@@ -51,7 +56,9 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     message = message or MESSAGES.get(status, "Error.")
-    if wants_json():
+    if wants_shell2http_shape():
+        response = jsonify(error=message)
+    elif wants_json():
         response = jsonify(error={"code": CODES.get(status, "internal"), "message": message, "details": details or {}})
     else:
         response = Response(render_template("error.html", status=status, message=message), mimetype="text/html")

@@ -141,7 +141,7 @@ def _hit_rate_limit(command: Command, caller: Caller) -> int | None:
     return max(1, int(reset_at - time.time()) + 1)
 
 
-def _run_as() -> RunAs | None:
+def run_as_account() -> RunAs | None:
     name = current_app.config.get("RUN_AS_USER")
     if not name:
         return None
@@ -284,7 +284,7 @@ def _start(
         tempdir=tempdir, callback_context=callback_context,
     )  # fmt: skip
     if command.kind == "shell":
-        run_as = _run_as()
+        run_as = run_as_account()
         env = scrubbed_env(build_env(command, values), run_as, run_id, caller.user.username)
         job.shell = ShellSpec(
             argv=argv,

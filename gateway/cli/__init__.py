@@ -10,6 +10,7 @@ from gateway.cli.db import db_group
 from gateway.cli.demo import demo_command, serve_command
 from gateway.cli.groups import grants_group, groups_group
 from gateway.cli.runs import runs_group
+from gateway.cli.tokens import tokens_group
 from gateway.cli.users import users_group
 
 COMMANDS: list[click.Command] = [
@@ -17,6 +18,7 @@ COMMANDS: list[click.Command] = [
     users_group,
     groups_group,
     grants_group,
+    tokens_group,
     commands_group,
     runs_group,
     audit_group,

@@ -1,0 +1,80 @@
+"""JSON shapes of the API that are not the engine's ``<run>``: commands and audit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+
+from gateway.catalogue import Catalogue, Command
+from gateway.models import AuditEvent, Run
+from gateway.timeutil import as_utc
+
+PARAM_FIELDS = ("type", "required", "pattern", "min", "max", "choices", "max_length", "max_items", "help", "label")
+
+
+def param_schema(command: Command) -> dict[str, Any]:
+    """Each parameter's spec; a secret parameter's default is never shown."""
+    shown = {}
+    for name, spec in command.params.items():
+        item = {field: getattr(spec, field) for field in PARAM_FIELDS}
+        item["secret"] = spec.secret
+        item["default"] = None if spec.secret else spec.default
+        shown[name] = item
+    return shown
+
+
+def command_view(command: Command, catalogue: Catalogue, disabled: bool) -> dict[str, Any]:
+    """What a caller needs to run a command; argv, env, sql and data source stay server-side."""
+    reason = "disabled by an administrator" if disabled else catalogue.unavailable_reason(command)
+    args = command.params.get("args")
+    return {
+        "name": command.name,
+        "title": command.title,
+        "description": command.description,
+        "category": command.category,
+        "kind": command.kind,
+        "timeout": command.timeout,
+        "cache_seconds": command.cache_seconds,
+        "dashboard": command.dashboard,
+        "available": reason is None,
+        "unavailable_reason": reason,
+        "shell2http": command.kind == "shell" and args is not None and args.type == "list",
+        "params": param_schema(command),
+        "runs_url": url_for("api.start_run", name=command.name, _external=True),
+    }
+
+
+def accepted_view(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "status": run.status,
+        "url": url_for("api.get_run", run_id=run.id, _external=True),
+        "stream_url": url_for("api.stream_run", run_id=run.id, _external=True),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def audit_view(row: AuditEvent) -> dict[str, Any]:
+    actor = None
+    if row.actor_id is not None or row.actor_name is not None:
+        actor = {"id": row.actor_id, "name": row.actor_name}
+    return {
+        "seq": row.seq,
+        "at": _iso(row.at),
+        "event": row.event,
+        "actor": actor,
+        "source_ip": row.source_ip,
+        "user_agent": row.user_agent,
+        "command": row.command,
+        "run_id": row.run_id,
+        "params": row.params,
+        "outcome": row.outcome,
+        "detail": row.detail,
+        "key_id": row.key_id,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }

@@ -1,0 +1,315 @@
+"""Flask-Shell2HTTP 1.9 compatibility: ``/shell2http/<name>`` for commands with a ``list`` param ``args``.
+
+The same chokepoint as every run (``runs.start``: allowlist, policy, rate
+limit, audit), in Flask-Shell2HTTP's shapes.  Keys resolve only among the
+caller's own runs.  Without ``force_unique_key`` the key is
+HMAC(SECRET_KEY, user id + command + args) — deterministic for its owner,
+underivable for anyone else — and is found again by recomputing it over the
+caller's recent runs of that command; with ``force_unique_key`` it is the run
+id.  No extra column is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from gateway import commands, policy, runs, uploads
+from gateway.api.auth import require_csrf_for_sessions
+from gateway.api.body import parse_json_text
+from gateway.api.errors import ApiError
+from gateway.api.streams import take_slot, wait_for_finish
+from gateway.callers import current_caller
+from gateway.catalogue import Command
+from gateway.extensions import db
+from gateway.models import Run
+from gateway.params import ParamError
+from gateway.timeutil import as_utc
+
+bp = Blueprint("shell2http", __name__, url_prefix="/shell2http")
+POST_FIELDS = frozenset({"args", "timeout", "force_unique_key", "callback_context"})
+KEY_SCAN_LIMIT = 200
+RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Striped locks: two identical requests from one user cannot both pass the "already running" check.
+_LOCKS = [threading.Lock() for _ in range(64)]
+
+
+class Shell2HttpError(Exception):
+    """Flask-Shell2HTTP's error shape: ``{"error": message}`` (+ ``key``/``result_url`` when one exists)."""
+
+    def __init__(self, message: str, status: int = 400, key: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message, self.status, self.key, self.headers = message, status, key, headers or {}
+
+
+def _error_response(exc: Shell2HttpError) -> Response:
+    body: dict[str, Any] = {"error": exc.message}
+    if exc.key is not None:
+        body.update(key=exc.key, result_url=_result_url(request.view_args["name"], exc.key))  # type: ignore[index]
+    response = jsonify(body)
+    response.status_code = exc.status
+    response.headers.update(exc.headers)
+    return response
+
+
+def _api_error_response(exc: ApiError) -> Response:
+    """Errors raised by shared helpers (CSRF, the stream cap) in this layer's shape."""
+    return _error_response(Shell2HttpError(exc.message, exc.status, headers=exc.headers))
+
+
+bp.before_request(require_csrf_for_sessions)
+bp.register_error_handler(Shell2HttpError, _error_response)
+bp.register_error_handler(ApiError, _api_error_response)
+
+
+def _user() -> Any:
+    return current_user._get_current_object()  # type: ignore[attr-defined]
+
+
+def _result_url(name: str, key: str) -> str:
+    return url_for("shell2http.command", name=name, _external=True) + f"?key={key}&wait=false"
+
+
+def _command(name: str) -> Command:
+    command = commands.current_catalogue().get(name)
+    if command is None or not policy.can_see(_user(), command):
+        raise Shell2HttpError("No such command.", 404)
+    spec = command.params.get("args")
+    if command.kind != "shell" or spec is None or spec.type != "list":
+        raise Shell2HttpError("This command is not available through the Shell2HTTP interface.", 404)
+    return command
+
+
+def derived_key(user_id: int, name: str, params: Any) -> str:
+    """HMAC(SECRET_KEY, user + command + canonical args and file params): only the owner's request derives it."""
+    params = params if isinstance(params, dict) else {}
+    material = {
+        "user": user_id,
+        "command": name,
+        "args": params.get("args"),
+        "files": sorted(k for k, v in params.items() if isinstance(v, dict) and "sha256" in v),
+    }
+    body = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(secret, b"shell2http-key\0" + body, hashlib.sha256).hexdigest()[:32]
+
+
+def _find(name: str, key: str) -> Run | None:
+    """The caller's run behind ``key``: a run id (force_unique_key), else the newest run whose derived key matches."""
+    user = _user()
+    if RUN_ID.match(key):
+        run = db.session.get(Run, key)
+        if (
+            run is not None
+            and run.command == name
+            and (policy.owns_run(user, run) or (run.cache_key is not None and policy.can_view_run(user, run)))
+        ):
+            return run
+        return None
+    if not re.fullmatch(r"[0-9a-f]{32}", key):
+        return None
+    recent = db.session.scalars(
+        select(Run)
+        .where(Run.user_id == user.id, Run.command == name)
+        .order_by(Run.created_at.desc())
+        .limit(KEY_SCAN_LIMIT)
+    )
+    for run in recent:
+        if hmac.compare_digest(derived_key(user.id, name, run.params), key):
+            return run
+    return None
+
+
+# --- POST: start --------------------------------------------------------------------------------
+
+
+def _request_body() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(JSON fields, uploaded files by field name): JSON body, or multipart with a ``request_json`` field."""
+    if request.mimetype == "multipart/form-data":
+        raw = request.form.get("request_json", "{}")
+        files = {name: storage for name, storage in request.files.items() if storage.filename}
+    elif request.mimetype == "application/json" or not request.get_data(cache=True):
+        raw, files = request.get_data(cache=True) or b"{}", {}
+    else:
+        raise Shell2HttpError("Send application/json, or multipart/form-data with a request_json field.", 415)
+    try:
+        body = parse_json_text(raw)
+    except ApiError as exc:
+        raise Shell2HttpError(exc.message) from None
+    if not isinstance(body, dict):
+        raise Shell2HttpError("The request JSON must be an object.")
+    unknown = sorted(set(body) - POST_FIELDS)
+    if unknown:
+        raise Shell2HttpError(f"Unknown field(s): {', '.join(unknown)}.")
+    return body, files
+
+
+def _checked_options(body: dict[str, Any], command: Command) -> tuple[list[Any], float | None, bool, Any]:
+    args = body.get("args", [])
+    if not isinstance(args, list):
+        raise Shell2HttpError("args: must be a list of strings.")
+    timeout = body.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf"):
+            raise Shell2HttpError("timeout: must be a positive number of seconds.")
+        timeout = min(float(timeout), command.timeout)  # can only lower the catalogue's
+    unique = body.get("force_unique_key", False)
+    if not isinstance(unique, bool):
+        raise Shell2HttpError("force_unique_key: must be true or false.")
+    context = body.get("callback_context")
+    if context is not None and not isinstance(context, dict):
+        raise Shell2HttpError("callback_context: must be an object.")
+    return args, timeout, unique, context
+
+
+def _store_files(
+    command: Command, args: list[Any], files: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any], str | None]:
+    """``@field`` args name uploaded files: each becomes the ``file`` param of that name and leaves args."""
+    if not files:
+        return args, {}, None
+    refs = {item[1:] for item in args if isinstance(item, str) and item.startswith("@") and item[1:] in files}
+    for ref in refs:
+        spec = command.params.get(ref)
+        if spec is None or spec.type != "file":
+            raise Shell2HttpError(f"@{ref}: this command has no file parameter named {ref!r}.")
+    unreferenced = sorted(set(files) - refs)
+    if unreferenced:
+        raise Shell2HttpError(f"Uploaded file(s) not referenced as @name in args: {', '.join(unreferenced)}.")
+    folder = uploads.make_run_folder(runs.run_as_account())
+    stored: dict[str, Any] = {}
+    try:
+        for ref in sorted(refs):
+            storage = files[ref]
+            limit = int(current_app.config["MAX_CONTENT_LENGTH"])
+            stored[ref] = uploads.store_upload(ref, storage.stream, storage.filename or ref, folder, limit, None)
+    except ParamError as exc:
+        uploads.remove_folder(folder)
+        raise Shell2HttpError(f"{exc.field}: {exc.message}") from None
+    kept = [item for item in args if not (isinstance(item, str) and item.startswith("@") and item[1:] in refs)]
+    return kept, stored, folder
+
+
+def _rejection(exc: runs.RunRejected) -> Shell2HttpError:
+    """The engine's refusal (validation 400, 404, 409, 429 + Retry-After, 503) in this layer's shape."""
+    message = exc.message
+    if exc.details:
+        message += " " + "; ".join(f"{field}: {text}" for field, text in exc.details.items())
+    headers = {"Retry-After": str(exc.retry_after or 60)} if exc.status == 429 else {}
+    return Shell2HttpError(message, exc.status, None, headers)
+
+
+@bp.post("/<name>")
+def start(name: str) -> Response:
+    command = _command(name)
+    body, files = _request_body()
+    args, timeout, unique, context = _checked_options(body, command)
+    args, stored, folder = _store_files(command, args, files)
+    params: dict[str, Any] = {"args": args}
+    user = _user()
+    key = None
+    if not unique:
+        shown = {"args": args, **{ref: {"sha256": value.sha256} for ref, value in stored.items()}}
+        key = derived_key(user.id, name, shown)
+    lock = _LOCKS[hash((user.id, key)) % len(_LOCKS)] if key else threading.Lock()
+    with lock:
+        if key is not None:
+            previous = _find(name, key)
+            if previous is not None and previous.status in runs.LIVE:
+                uploads.remove_folder(folder)
+                raise Shell2HttpError(f"A run with key {key} is still running; fetch its result_url.", 400, key)
+        try:
+            started = runs.start(
+                name, params, current_caller(), files=stored or None, callback_context=context,
+                timeout=timeout, tempdir=folder,
+            )  # fmt: skip
+        except runs.RunRejected as exc:
+            raise _rejection(exc) from None
+    run = started.run
+    if key is None or (started.cached and not policy.owns_run(user, run)):
+        key = run.id
+    return _json({"key": key, "result_url": _result_url(name, key), "status": "running"}, 202)
+
+
+# --- GET: result, DELETE: cancel --------------------------------------------------------------------
+
+
+def _key_arg() -> str:
+    key = request.args.get("key", "")
+    if not key:
+        raise Shell2HttpError("No key provided in request.")
+    return key
+
+
+def _epoch(value: Any) -> float | None:
+    return None if value is None else as_utc(value).timestamp()
+
+
+def _report(run: Run, key: str, name: str) -> dict[str, Any]:
+    if run.status in runs.LIVE:
+        return {"status": "running", "key": key, "result_url": _result_url(name, key)}
+    chunks = runs.output_chunks(run.id, limit=1_000_000)
+    stdout = "".join(c.text for c in chunks if c.stream == "stdout")
+    stderr = "".join(c.text for c in chunks if c.stream == "stderr")
+    start_time, end_time = _epoch(run.started_at or run.created_at), _epoch(run.finished_at)
+    return {
+        "key": key,
+        "report": stdout,
+        "error": stderr or None,
+        "returncode": run.exit_code,
+        "start_time": start_time,
+        "end_time": end_time,
+        "process_time": None if start_time is None or end_time is None else max(0.0, end_time - start_time),
+    }
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    response = jsonify(payload)
+    response.status_code = status
+    return response
+
+
+def _wait_flag() -> bool:
+    value = request.args.get("wait", "false").lower()
+    if value not in ("true", "false"):
+        raise Shell2HttpError("wait: must be true or false.")
+    return value == "true"
+
+
+@bp.get("/<name>", endpoint="command")
+def result(name: str) -> Response:
+    _command(name)
+    key = _key_arg()
+    wait = _wait_flag()
+    run = _find(name, key)
+    if run is None:
+        raise Shell2HttpError(f"No report exists for key {key}.", 404)
+    if wait and run.status in runs.LIVE:
+        with take_slot():
+            run = wait_for_finish(run.id, float(run.timeout_seconds)) or run
+    return _json(_report(run, key, name))
+
+
+@bp.delete("/<name>")
+def delete(name: str) -> Response:
+    _command(name)
+    key = _key_arg()
+    run = _find(name, key)
+    if run is None:
+        raise Shell2HttpError(f"No report exists for key {key}.", 404)
+    if run.status in runs.LIVE:
+        try:
+            runs.cancel(run.id, current_caller())
+        except runs.RunRejected as exc:
+            if exc.status != 409:  # 409: it ended meanwhile, which is what DELETE wanted
+                raise Shell2HttpError(exc.message, exc.status, key) from None
+    return Response(status=204)

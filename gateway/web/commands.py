@@ -1,0 +1,107 @@
+"""The command page: a form generated from the parameter schema; submitting it starts a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from gateway import commands as command_switches
+from gateway import policy, runs
+from gateway.callers import current_caller
+from gateway.catalogue import Command
+from gateway.params import FileValue, ParamError
+from gateway.uploads import make_run_folder, remove_folder, store_upload
+from gateway.web import bp
+from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
+from gateway.web.shared import me
+
+
+def visible_command_or_404(name: str) -> Command:
+    """Commands the user may not run do not exist for them (same 404 as an unknown name)."""
+    command = command_switches.current_catalogue().get(name)
+    if command is None or not policy.can_see(me(), command):
+        abort(404)
+    return command
+
+
+def blocked_reason(command: Command) -> str | None:
+    """Why the form is disabled right now (kill switch or unconfigured data source), or None."""
+    disabled = command_switches.disabled_commands()
+    if command.name in disabled:
+        reason = disabled[command.name]
+        return "An administrator has disabled this command" + (f": {reason}" if reason else ".")
+    unavailable = command_switches.current_catalogue().unavailable_reason(command)
+    if unavailable:
+        return f"This command is unavailable: {unavailable}."
+    return None
+
+
+def render_form(
+    command: Command,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    message: str | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    errors = errors or {}
+    page = render_template(
+        "command.html",
+        command=command,
+        fields=build_fields(command, values, errors),
+        other_errors=unknown_errors(command, errors),
+        message=message,
+        blocked=blocked_reason(command),
+        multipart=any(spec.type == "file" for spec in command.params.values()),
+    )
+    return page, status
+
+
+@bp.route("/commands/<name>", methods=["GET"])
+def command_form(name: str) -> tuple[str, int]:
+    command = visible_command_or_404(name)
+    return render_form(command, prefill_from(command, request.args))
+
+
+def _store_files(command: Command) -> tuple[dict[str, FileValue], str | None]:
+    """Uploaded files into a private per-run folder; (files, folder). Raises ParamError on a too-large file."""
+    wanted = [name for name, spec in command.params.items() if spec.type == "file"]
+    present = [name for name in wanted if request.files.get(name) and request.files[name].filename]
+    if not present:
+        return {}, None
+    run_as = runs.run_as_account()  # the engine's reading of RUN_AS_USER, so the run can read its uploads
+    folder = make_run_folder(run_as)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    files: dict[str, FileValue] = {}
+    try:
+        for name in present:
+            upload = request.files[name]
+            files[name] = store_upload(name, upload.stream, upload.filename or "upload", folder, limit, run_as)
+    except BaseException:
+        remove_folder(folder)
+        raise
+    return files, folder
+
+
+@bp.route("/commands/<name>", methods=["POST"])
+def command_submit(name: str) -> Response | tuple[str, int]:
+    command = command_switches.current_catalogue().get(name)
+    submitted = read_submission(command, request.form) if command is not None else {}
+    try:
+        files, folder = _store_files(command) if command is not None and policy.can_see(me(), command) else ({}, None)
+    except ParamError as exc:
+        return render_form(command, submitted, {exc.field: exc.message}, "The file is too large.", 400)  # type: ignore[arg-type]
+    try:
+        started = runs.start(name, submitted, current_caller(), source="form", files=files or None, tempdir=folder)
+    except runs.RunRejected as exc:
+        if exc.status == 404 or command is None:
+            abort(404)
+        if exc.status == 400:
+            return render_form(command, submitted, exc.details, "Please correct the fields marked below.", 400)
+        page, status = render_form(command, submitted, None, exc.message, exc.status)
+        response = Response(page, status=status, mimetype="text/html")
+        if exc.retry_after:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return redirect(url_for("web.run_page", run_id=started.run.id, cached="1" if started.cached else None), 303)

@@ -1,0 +1,38 @@
+"""My run history: newest first, filtered by command and status, paged with the engine's cursor."""
+
+from __future__ import annotations
+
+from flask import abort, render_template, request
+
+from gateway import commands as command_switches
+from gateway import policy, runs
+from gateway.web import bp
+from gateway.web.shared import STATUS_LABELS, me, own_viewer
+
+PAGE_SIZE = 25
+
+
+@bp.route("/runs")
+def history() -> str:
+    command = request.args.get("command", "").strip() or None
+    status = request.args.get("status", "").strip() or None
+    cursor = request.args.get("cursor", "").strip() or None
+    if status is not None and status not in STATUS_LABELS:
+        abort(400)
+    try:
+        page, next_cursor = runs.list_runs(own_viewer(), command=command, status=status, limit=PAGE_SIZE, cursor=cursor)
+    except ValueError:
+        abort(400)
+    catalogue = command_switches.current_catalogue()
+    names = sorted(c.name for c in policy.visible_commands(me(), catalogue))
+    return render_template(
+        "history.html",
+        runs=page,
+        next_cursor=next_cursor,
+        command=command,
+        status=status,
+        command_names=names,
+        titles={name: c.title for name, c in catalogue.commands.items()},
+        statuses=STATUS_LABELS,
+        first_page=cursor is None,
+    )

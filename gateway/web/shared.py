@@ -1,0 +1,82 @@
+"""Small helpers the staff pages share: who sees which runs, and how times and cells are shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import abort
+from flask_login import current_user
+
+from gateway import policy
+from gateway.extensions import db
+from gateway.models import Run
+from gateway.timeutil import as_utc
+
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "timed_out": "Timed out",
+    "cancelled": "Cancelled",
+    "lost": "Lost",
+}
+
+
+@dataclass(frozen=True)
+class OwnRunsOnly:
+    """A viewer for ``runs.list_runs`` that sees only this user's runs, admins included ("my history")."""
+
+    id: int
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_admin: bool = False
+
+
+def me() -> Any:
+    return current_user._get_current_object()  # type: ignore[attr-defined]
+
+
+def own_viewer() -> OwnRunsOnly:
+    return OwnRunsOnly(id=current_user.id)
+
+
+def visible_run_or_404(run_id: str) -> Run:
+    """The run if this user may see it; a run they may not see does not exist for them."""
+    run = db.session.get(Run, run_id)
+    if run is None or not policy.can_view_run(me(), run):
+        abort(404)
+    return run
+
+
+def clock(value: datetime | None) -> str:
+    return "" if value is None else as_utc(value).strftime("%H:%M:%S")
+
+
+def stamp(value: datetime | None) -> str:
+    return "" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(milliseconds: int | None) -> str:
+    if milliseconds is None:
+        return ""
+    if milliseconds < 1000:
+        return f"{milliseconds} ms"
+    seconds = milliseconds / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def cell_class(value: Any) -> str:
+    """Numbers right-aligned, NULL distinct from an empty string."""
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "num"
+    if value == "":
+        return "blank"
+    return ""
