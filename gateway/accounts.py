@@ -43,7 +43,9 @@ def _snapshot(user: User) -> dict[str, Any]:
     return {"username": user.username, "is_admin": user.is_admin, "active": user.active}
 
 
-def create_user(raw_username: str, password: str, *, is_admin: bool = False, actor: Actor = None) -> User:
+def create_user(
+    raw_username: str, password: str, *, is_admin: bool = False, actor: Actor = None, **fields: Any
+) -> User:
     username = normalise_username(raw_username)
     problem = username_problem(username)
     if problem:
@@ -65,11 +67,13 @@ def create_user(raw_username: str, password: str, *, is_admin: bool = False, act
         )
         tx.add(user)
         tx.flush()
-        audit.append("admin.user_created", session=tx, actor=actor, outcome="ok", detail={"after": _snapshot(user)})
+        audit.append(
+            "admin.user_created", session=tx, actor=actor, outcome="ok", detail={"after": _snapshot(user)}, **fields
+        )
     return user
 
 
-def set_password(user: User, password: str, *, actor: Actor = None) -> int:
+def set_password(user: User, password: str, *, actor: Actor = None, **fields: Any) -> int:
     """Change a password and end every session of that user; returns how many ended."""
     problem = password_problem(password)
     if problem:
@@ -86,6 +90,7 @@ def set_password(user: User, password: str, *, actor: Actor = None) -> int:
             actor=actor,
             outcome="ok",
             detail={"user": user.username, "changed": ["password"], "sessions_ended": ended},
+            **fields,
         )
     return ended
 
@@ -103,11 +108,18 @@ def _other_active_admins(tx: Session, user_id: int) -> int:
     return sum(1 for admin_id in admin_ids if admin_id != user_id)
 
 
-def set_active(user: User, active: bool, *, actor: Actor = None) -> None:
+def _is_self(actor: Actor, user: User) -> bool:
+    """An admin acting on their own account from the UI (CLI actors have no user id)."""
+    return actor is not None and actor.get("id") is not None and actor.get("id") == user.id
+
+
+def set_active(user: User, active: bool, *, actor: Actor = None, **fields: Any) -> None:
     """Disable or enable; disabling ends the user's sessions. The last active admin stays."""
     with write_transaction() as tx:
         user = tx.merge(user)
         tx.refresh(user)
+        if not active and _is_self(actor, user):
+            raise AccountError("username: you cannot disable your own account (ask another admin)")
         if not active and user.is_admin and user.active and _other_active_admins(tx, user.id) == 0:
             raise AccountError("username: cannot disable the last active admin")
         before = _snapshot(user)
@@ -119,14 +131,17 @@ def set_active(user: User, active: bool, *, actor: Actor = None) -> None:
             actor=actor,
             outcome="ok",
             detail={"before": before, "after": _snapshot(user), "sessions_ended": ended},
+            **fields,
         )
 
 
-def set_admin(user: User, is_admin: bool, *, actor: Actor = None) -> None:
+def set_admin(user: User, is_admin: bool, *, actor: Actor = None, **fields: Any) -> None:
     """Grant or revoke administrator rights. The last active admin keeps them."""
     with write_transaction() as tx:
         user = tx.merge(user)
         tx.refresh(user)
+        if not is_admin and _is_self(actor, user):
+            raise AccountError("username: you cannot revoke your own admin rights (ask another admin)")
         if not is_admin and user.is_admin and user.active and _other_active_admins(tx, user.id) == 0:
             raise AccountError("username: cannot revoke admin from the last active admin")
         before = _snapshot(user)
@@ -137,10 +152,11 @@ def set_admin(user: User, is_admin: bool, *, actor: Actor = None) -> None:
             actor=actor,
             outcome="ok",
             detail={"before": before, "after": _snapshot(user)},
+            **fields,
         )
 
 
-def unlock(raw_username: str, *, actor: Actor = None) -> bool:
+def unlock(raw_username: str, *, actor: Actor = None, **fields: Any) -> bool:
     """Clear failed sign-ins and any lock for a name (existing or not)."""
     username = normalise_username(raw_username)
     with write_transaction() as tx:
@@ -151,6 +167,7 @@ def unlock(raw_username: str, *, actor: Actor = None) -> bool:
             actor=actor,
             outcome="ok",
             detail={"user": username, "changed": ["unlocked"], "had_lock": cleared},
+            **fields,
         )
     return cleared
 

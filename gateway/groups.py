@@ -33,7 +33,7 @@ def get_group(name: str) -> Group:
     return group
 
 
-def create_group(name: str, *, description: str = "", actor: Actor = None) -> Group:
+def create_group(name: str, *, description: str = "", actor: Actor = None, **fields: Any) -> Group:
     name = name.strip().lower()
     if not GROUP_NAME.match(name):
         raise AccountError("group: use 1-100 of a-z, 0-9, '.', '_' or '-'")
@@ -43,11 +43,11 @@ def create_group(name: str, *, description: str = "", actor: Actor = None) -> Gr
         group = Group(name=name, description=description)
         tx.add(group)
         tx.flush()
-        audit.append("admin.group_created", session=tx, actor=actor, outcome="ok", detail={"group": name})
+        audit.append("admin.group_created", session=tx, actor=actor, outcome="ok", detail={"group": name}, **fields)
     return group
 
 
-def add_member(group_name: str, username: str, *, actor: Actor = None) -> bool:
+def add_member(group_name: str, username: str, *, actor: Actor = None, **fields: Any) -> bool:
     group, user = get_group(group_name), get_user(username)
     if db.session.get(GroupMember, (group.id, user.id)) is not None:
         return False
@@ -55,12 +55,12 @@ def add_member(group_name: str, username: str, *, actor: Actor = None) -> bool:
         tx.add(GroupMember(group_id=group.id, user_id=user.id))
         audit.append(
             "admin.group_member_added", session=tx, actor=actor, outcome="ok",
-            detail={"group": group.name, "user": user.username},
+            detail={"group": group.name, "user": user.username}, **fields,
         )  # fmt: skip
     return True
 
 
-def remove_member(group_name: str, username: str, *, actor: Actor = None) -> bool:
+def remove_member(group_name: str, username: str, *, actor: Actor = None, **fields: Any) -> bool:
     group, user = get_group(group_name), get_user(username)
     with write_transaction() as tx:
         result = tx.execute(delete(GroupMember).where(GroupMember.group_id == group.id, GroupMember.user_id == user.id))
@@ -68,12 +68,12 @@ def remove_member(group_name: str, username: str, *, actor: Actor = None) -> boo
             return False
         audit.append(
             "admin.group_member_removed", session=tx, actor=actor, outcome="ok",
-            detail={"group": group.name, "user": user.username},
+            detail={"group": group.name, "user": user.username}, **fields,
         )  # fmt: skip
     return True
 
 
-def add_grant(group_name: str, command: str, *, actor: Actor = None, known_commands: Any = None) -> bool:
+def add_grant(group_name: str, command: str, *, actor: Actor = None, known_commands: Any = None, **fields: Any) -> bool:
     group = get_group(group_name)
     if known_commands is not None and command not in known_commands:
         raise AccountError(f"command: no command {command!r} in the catalogue")
@@ -85,12 +85,13 @@ def add_grant(group_name: str, command: str, *, actor: Actor = None, known_comma
     with write_transaction() as tx:
         tx.add(CommandGrant(group_id=group.id, command=command))
         audit.append(
-            "admin.grant_added", session=tx, actor=actor, command=command, outcome="ok", detail={"group": group.name}
-        )
+            "admin.grant_added", session=tx, actor=actor, command=command, outcome="ok",
+            detail={"group": group.name}, **fields,
+        )  # fmt: skip
     return True
 
 
-def remove_grant(group_name: str, command: str, *, actor: Actor = None) -> bool:
+def remove_grant(group_name: str, command: str, *, actor: Actor = None, **fields: Any) -> bool:
     group = get_group(group_name)
     with write_transaction() as tx:
         result = tx.execute(
@@ -99,9 +100,28 @@ def remove_grant(group_name: str, command: str, *, actor: Actor = None) -> bool:
         if not result.rowcount:
             return False
         audit.append(
-            "admin.grant_removed", session=tx, actor=actor, command=command, outcome="ok", detail={"group": group.name}
-        )
+            "admin.grant_removed", session=tx, actor=actor, command=command, outcome="ok",
+            detail={"group": group.name}, **fields,
+        )  # fmt: skip
     return True
+
+
+def delete_group(name: str, *, actor: Actor = None, **fields: Any) -> dict[str, Any]:
+    """Delete a group with its memberships and grants; the event records what went with it."""
+    group = get_group(name)
+    members = sorted(m.user.username for m in group.members)
+    grants = sorted(g.command for g in group.grants)
+    before = {"group": group.name, "description": group.description, "members": members, "grants": grants}
+    group_id = group.id
+    with write_transaction() as tx:
+        tx.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
+        tx.execute(delete(CommandGrant).where(CommandGrant.group_id == group_id))
+        result = tx.execute(delete(Group).where(Group.id == group_id))
+        if not result.rowcount:
+            raise AccountError(f"group: no group {name!r}")
+        audit.append("admin.group_deleted", session=tx, actor=actor, outcome="ok", detail={"before": before}, **fields)
+    db.session.expire_all()
+    return before
 
 
 def list_groups() -> list[Group]:

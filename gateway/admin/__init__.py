@@ -1,20 +1,17 @@
-"""Admin pages. The blueprint guards itself once: every route under /admin requires an admin."""
+"""Admin pages. The blueprint guards itself once: every route under /admin requires an admin.
+
+Views only translate forms into calls of the audited service functions
+(``accounts``, ``groups``, ``commands``, ``tokens``, ``runs``), which write the
+change and its audit event in one commit; nothing here writes a table itself.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from sqlalchemy import select
+from flask import Blueprint
 
-from gateway.auth.forms import LogoutForm
-from gateway.extensions import db
-from gateway.models import User
 from gateway.policy import require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin)
 
-
-@bp.route("/users")
-def users() -> str:
-    people = db.session.scalars(select(User).order_by(User.username)).all()
-    return render_template("admin/users.html", users=people, logout_form=LogoutForm())
+from gateway.admin import audit, commands, groups, runs, tokens, users  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""``manage.py audit verify [--anchor LINE] | anchor``.
+"""``manage.py audit verify [--anchor LINE] | anchor | export --format csv|jsonl | prune --older-than-days N``.
 
 Exit codes of ``verify``: 0 intact, 1 broken (first bad seq printed), 2 could not check.
 ``anchor`` exits 2 as well when it cannot read the ledger, so scripts never keep
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import audit
+from gateway import audit, audit_export, audit_query
+from gateway.cli.common import operator_actor
 from gateway.extensions import db
+from gateway.timeutil import utcnow
 
 EXIT_INTACT, EXIT_BROKEN, EXIT_UNCHECKED = 0, 1, 2
 
@@ -61,3 +64,49 @@ def anchor() -> None:
         click.echo(f"could not read the ledger: database error ({type(exc).__name__})", err=True)
         sys.exit(EXIT_UNCHECKED)
     click.echo(json.dumps(signed, sort_keys=True))
+
+
+@audit_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(sorted(audit_export.FORMATS)), required=True, help="csv or jsonl")
+@click.option("--since", default=None, help="Only events at or after this ISO 8601 time (UTC if no zone).")
+@click.option("--until", default=None, help="Only events before this ISO 8601 time (UTC if no zone).")
+@with_appcontext
+def export(fmt: str, since: str | None, until: str | None) -> None:
+    """Stream the ledger (oldest first) to stdout as CSV (formula-safe) or JSON Lines."""
+    try:
+        flt = audit_query.AuditFilter.from_args({"since": since or "", "until": until or ""})
+    except audit_query.FilterError as exc:
+        click.echo(f"error: --{exc.field} {exc.message}", err=True)
+        sys.exit(EXIT_UNCHECKED)
+    out = click.get_text_stream("stdout")
+    count = -1 if fmt == "csv" else 0  # the CSV header is not an event
+    try:
+        for line in audit_export.export_lines(fmt, flt):
+            out.write(line)
+            count += 1
+    except SQLAlchemyError as exc:
+        click.echo(f"could not read the ledger: database error ({type(exc).__name__})", err=True)
+        sys.exit(EXIT_UNCHECKED)
+    out.flush()
+    click.echo(f"exported {max(count, 0)} events", err=True)
+
+
+@audit_group.command("prune")
+@click.option("--older-than-days", type=click.IntRange(min=1), required=True, help="Delete events older than this.")
+@with_appcontext
+def prune(older_than_days: int) -> None:
+    """Delete old events, recording the cut as audit.pruned so verification still passes."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    try:
+        pruned = audit.prune(cutoff, actor=operator_actor())
+    except SQLAlchemyError as exc:
+        click.echo(f"could not prune: database error ({type(exc).__name__})", err=True)
+        sys.exit(EXIT_UNCHECKED)
+    if pruned is None:
+        click.echo(f"nothing older than {older_than_days} day(s) to prune", err=True)
+        return
+    click.echo(json.dumps({"seq": pruned.seq, **pruned.detail}, sort_keys=True))
+    click.echo(
+        f"pruned {pruned.detail['deleted']} events; the chain now starts at seq {pruned.detail['first_kept_seq']}",
+        err=True,
+    )

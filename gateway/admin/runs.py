@@ -1,0 +1,81 @@
+"""/admin/runs: every user's runs, filterable by command, status and user, with cancel for live ones.
+
+Paging is the engine's keyset cursor (``runs.list_runs``). Filtering by user
+reuses it too: a viewer that is not an admin sees exactly that user's runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import abort, flash, render_template, request
+from werkzeug.wrappers import Response
+
+from gateway import accounts, runs
+from gateway import commands as command_switches
+from gateway.admin import bp
+from gateway.admin.shared import back
+from gateway.callers import current_caller
+from gateway.web.shared import STATUS_LABELS, me
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class RunsOf:
+    """A ``list_runs`` viewer restricted to one user's runs."""
+
+    id: int
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_admin: bool = False
+
+
+def _viewer(username: str | None) -> object | None:
+    """Everyone's runs (the admin as viewer), one user's, or None for an unknown name."""
+    if username is None:
+        return me()
+    user = accounts.find_user(username)
+    if user is None:
+        flash(f"No user {username!r}.")
+        return None
+    return RunsOf(id=user.id)
+
+
+@bp.route("/runs", endpoint="runs")
+def runs_list() -> str:
+    command = request.args.get("command", "").strip() or None
+    status = request.args.get("status", "").strip() or None
+    username = request.args.get("user", "").strip() or None
+    cursor = request.args.get("cursor", "").strip() or None
+    if status is not None and status not in STATUS_LABELS:
+        abort(400)
+    viewer = _viewer(username)
+    page, next_cursor = [], None
+    if viewer is not None:
+        try:
+            page, next_cursor = runs.list_runs(viewer, command=command, status=status, limit=PAGE_SIZE, cursor=cursor)
+        except (ValueError, OverflowError):
+            abort(400)
+    args = {k: v for k, v in {"command": command, "status": status, "user": username}.items() if v}
+    return render_template(
+        "admin/runs.html",
+        runs=page,
+        next_cursor=next_cursor,
+        filters=args,
+        command_names=sorted(command_switches.current_catalogue().commands),
+        statuses=STATUS_LABELS,
+        live=runs.LIVE,
+        first_page=cursor is None,
+    )
+
+
+@bp.route("/runs/<run_id>/cancel", methods=["POST"])
+def cancel_run(run_id: str) -> Response:
+    try:
+        runs.cancel(run_id, current_caller())
+    except runs.RunRejected as exc:
+        if exc.status == 404:
+            abort(404)
+        return back("admin.runs", exc.message)
+    return back("admin.runs", "Cancellation requested. The command is being stopped.")

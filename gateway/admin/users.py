@@ -1,0 +1,153 @@
+"""/admin/users: create, disable/enable, unlock, reset password, make or revoke admin.
+
+A generated password is rendered into the response once and never stored
+anywhere else (not in a flash message: the session cookie is signed, not
+encrypted). The guard rails (last active admin, not yourself) live in
+``gateway.accounts`` so the CLI obeys them too.
+"""
+
+from __future__ import annotations
+
+from flask import abort, render_template, request
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from gateway import accounts
+from gateway.admin import bp
+from gateway.admin.shared import audited, back, problem_text
+from gateway.auth.passwords import generate_password
+from gateway.extensions import db
+from gateway.models import Group, GroupMember, LoginThrottle, User
+from gateway.timeutil import utcnow
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _locks() -> dict[str, LoginThrottle]:
+    """Real users' failed sign-ins or running locks (a spray of unknown names is not read)."""
+    now = utcnow()
+    rows = db.session.scalars(select(LoginThrottle).where(LoginThrottle.username.in_(select(User.username))))
+    return {row.username: row for row in rows if row.failures or (row.locked_until and row.locked_until > now)}
+
+
+def _groups_by_user() -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    rows = db.session.execute(
+        select(GroupMember.user_id, Group.name).join(Group, Group.id == GroupMember.group_id).order_by(Group.name)
+    )
+    for user_id, name in rows:
+        out.setdefault(user_id, []).append(name)
+    return out
+
+
+def render_users(
+    *,
+    error: str | None = None,
+    new_password: tuple[str, str] | None = None,
+    form: dict | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    page = render_template(
+        "admin/users.html",
+        users=accounts.list_users(),
+        locks=_locks(),
+        groups_by_user=_groups_by_user(),
+        now=utcnow(),
+        error=error,
+        new_password=new_password,
+        form=form or {},
+    )
+    return page, status
+
+
+@bp.route("/")
+def index() -> Response:
+    return back("admin.users")
+
+
+@bp.route("/users")
+def users() -> tuple[str, int]:
+    return render_users()
+
+
+@bp.route("/users", methods=["POST"])
+def create_user() -> tuple[str, int]:
+    username = request.form.get("username", "")
+    make_admin = request.form.get("is_admin") == "on"
+    mode = request.form.get("password_mode", "generate")
+    form = {"username": username, "is_admin": make_admin, "password_mode": mode}
+    if mode not in ("generate", "set"):
+        return render_users(error="Choose how the first password is set.", form=form, status=400)
+    password = generate_password() if mode == "generate" else request.form.get("password", "")
+    if mode == "set" and password != request.form.get("password_confirm", ""):
+        return render_users(error="The two passwords are not the same.", form=form, status=400)
+    try:
+        user = accounts.create_user(username, password, is_admin=make_admin, **audited())
+    except accounts.AccountError as exc:
+        return render_users(error=problem_text(exc), form=form, status=400)
+    shown = (user.username, password) if mode == "generate" else None
+    return render_users(new_password=shown)
+
+
+def _change(user_id: int, change: str) -> Response:
+    user = _user_or_404(user_id)
+    name = user.username
+    try:
+        if change == "disable":
+            accounts.set_active(user, False, **audited())
+            message = f"{name} is disabled; their sessions ended and their API tokens stop working."
+        elif change == "enable":
+            accounts.set_active(user, True, **audited())
+            message = f"{name} is enabled again."
+        elif change == "make-admin":
+            accounts.set_admin(user, True, **audited())
+            message = f"{name} is now an administrator."
+        else:
+            accounts.set_admin(user, False, **audited())
+            message = f"{name} is no longer an administrator."
+    except accounts.AccountError as exc:
+        return back("admin.users", problem_text(exc))
+    return back("admin.users", message)
+
+
+@bp.route("/users/<int:user_id>/disable", methods=["POST"])
+def disable_user(user_id: int) -> Response:
+    return _change(user_id, "disable")
+
+
+@bp.route("/users/<int:user_id>/enable", methods=["POST"])
+def enable_user(user_id: int) -> Response:
+    return _change(user_id, "enable")
+
+
+@bp.route("/users/<int:user_id>/make-admin", methods=["POST"])
+def make_admin(user_id: int) -> Response:
+    return _change(user_id, "make-admin")
+
+
+@bp.route("/users/<int:user_id>/revoke-admin", methods=["POST"])
+def revoke_admin(user_id: int) -> Response:
+    return _change(user_id, "revoke-admin")
+
+
+@bp.route("/users/<int:user_id>/unlock", methods=["POST"])
+def unlock_user(user_id: int) -> Response:
+    user = _user_or_404(user_id)
+    had_lock = accounts.unlock(user.username, **audited())
+    return back("admin.users", f"{user.username} is unlocked." if had_lock else f"{user.username} was not locked.")
+
+
+@bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
+def reset_password(user_id: int) -> tuple[str, int]:
+    user = _user_or_404(user_id)
+    password = generate_password()
+    try:
+        accounts.set_password(user, password, **audited())
+    except accounts.AccountError as exc:
+        return render_users(error=problem_text(exc), status=400)
+    return render_users(new_password=(user.username, password))

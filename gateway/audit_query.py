@@ -1,0 +1,189 @@
+"""Filtering and keyset paging over the audit ledger, shared by the admin viewer, its export and the API.
+
+Pages are cut by ``seq`` only (``seq < cursor`` newest first, ``seq > after``
+oldest first), never by OFFSET and never with a COUNT over the table, so the
+next page of a million-row ledger costs what the first one does. Equality
+filters hit the ``(column, seq)`` indexes; free text over ``params`` is a
+LIKE over the JSON as text (PostgreSQL casts ``json`` to text; on SQLite the
+column already is text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, String, cast, or_, select
+from sqlalchemy.engine import Row
+
+from gateway.extensions import db
+from gateway.models import AuditEvent
+from gateway.timeutil import as_utc
+
+MAX_FILTER_LENGTH = 200
+# Equality filters: query-string name -> column.
+EXACT_FILTERS = {
+    "actor": AuditEvent.actor_name,
+    "command": AuditEvent.command,
+    "outcome": AuditEvent.outcome,
+    "source_ip": AuditEvent.source_ip,
+}
+# Every column of a row, in the order exports write them.
+COLUMNS = (
+    AuditEvent.seq,
+    AuditEvent.at,
+    AuditEvent.event,
+    AuditEvent.actor_id,
+    AuditEvent.actor_name,
+    AuditEvent.source_ip,
+    AuditEvent.user_agent,
+    AuditEvent.command,
+    AuditEvent.run_id,
+    AuditEvent.params,
+    AuditEvent.outcome,
+    AuditEvent.detail,
+    AuditEvent.key_id,
+    AuditEvent.prev_hash,
+    AuditEvent.hash,
+)
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be used; ``field`` names the input."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_time(field: str, raw: str) -> datetime:
+    """ISO 8601; a time without a zone (an HTML ``datetime-local`` input) is taken as UTC."""
+    try:
+        return as_utc(datetime.fromisoformat(raw.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise FilterError(field, "is not a date and time like 2024-05-01T12:00") from None
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What an admin is looking for. Empty fields do not filter."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    event: str | None = None
+    command: str | None = None
+    outcome: str | None = None
+    source_ip: str | None = None
+    text: str | None = None
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> AuditFilter:
+        """Read a filter from query-string arguments; raises FilterError naming the bad field."""
+        values: dict[str, Any] = {}
+        for name in ("actor", "event", "command", "outcome", "source_ip", "text"):
+            raw = (args.get(name) or "").strip()
+            if len(raw) > MAX_FILTER_LENGTH:
+                raise FilterError(name, f"at most {MAX_FILTER_LENGTH} characters")
+            if "\x00" in raw:
+                raise FilterError(name, "contains a NUL character")
+            values[name] = raw or None
+        for name in ("since", "until"):
+            raw = (args.get(name) or "").strip()
+            values[name] = parse_time(name, raw) if raw else None
+        return cls(**values)
+
+    def as_args(self) -> dict[str, str]:
+        """The non-empty fields as query-string arguments (for links to the next page and the export)."""
+        out: dict[str, str] = {}
+        for name, value in asdict(self).items():
+            if value is None:
+                continue
+            out[name] = as_utc(value).strftime("%Y-%m-%dT%H:%M:%S") if isinstance(value, datetime) else value
+        return out
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        for name, column in EXACT_FILTERS.items():
+            value = getattr(self, name)
+            if value is not None:
+                query = query.where(column == value)
+        if self.event is not None:
+            # "admin.*" (or "admin.") selects a whole family of events.
+            if self.event.endswith("*"):
+                prefix = self.event.rstrip("*")
+                query = query.where(AuditEvent.event.like(_like_escape(prefix) + "%", escape="\\"))
+            else:
+                query = query.where(AuditEvent.event == self.event)
+        if self.since is not None:
+            query = query.where(AuditEvent.at >= self.since)
+        if self.until is not None:
+            query = query.where(AuditEvent.at < self.until)
+        if self.text is not None:
+            query = query.where(_params_contain(self.text))
+        return query
+
+
+def _params_contain(needle: str) -> Any:
+    """Case-insensitive substring of the params JSON, as typed or as it appears JSON-escaped.
+
+    JSON columns are written with ASCII escapes, so ``é`` or a quote sits in the
+    stored text as ``\\u00e9`` or ``\\"``: matching the escaped spelling too finds them.
+    """
+    as_text = cast(AuditEvent.params, String)
+    spellings = {needle, json.dumps(needle)[1:-1]}
+    return or_(*(as_text.ilike("%" + _like_escape(s) + "%", escape="\\") for s in sorted(spellings)))
+
+
+def page(flt: AuditFilter, *, before_seq: int | None = None, limit: int = 50) -> tuple[list[AuditEvent], int | None]:
+    """One page, newest first, starting below ``before_seq``. Returns (rows, next cursor or None)."""
+    query = flt.apply(select(AuditEvent)).order_by(AuditEvent.seq.desc())
+    if before_seq is not None:
+        query = query.where(AuditEvent.seq < before_seq)
+    rows = list(db.session.scalars(query.limit(limit + 1)))
+    shown = rows[:limit]
+    return shown, (shown[-1].seq if len(rows) > limit and shown else None)
+
+
+def iter_rows(flt: AuditFilter, *, batch: int = 500) -> Iterator[Row[Any]]:
+    """Every matching row, oldest first, fetched ``batch`` rows at a time by ``seq``.
+
+    Plain rows (no ORM objects, no identity map), and no transaction is held
+    open between batches, so memory stays bounded however long the ledger is.
+    """
+    after = 0
+    while True:
+        query = flt.apply(select(*COLUMNS)).where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(batch)
+        rows = db.session.execute(query).all()
+        db.session.rollback()  # end the read transaction between batches
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].seq
+        if len(rows) < batch:
+            return
+
+
+def get_event(seq: int) -> AuditEvent | None:
+    return db.session.get(AuditEvent, seq)
+
+
+def known_events() -> list[str]:
+    """Event names for the filter's suggestions: the documented ones (no scan of the table)."""
+    return sorted(
+        {
+            "auth.login", "auth.login_failed", "auth.logout", "auth.locked", "access.denied_network",
+            "access.denied_permission", "run.started", "run.finished", "run.rejected", "run.cancel_requested",
+            "run.cache_hit", "admin.user_created", "admin.user_updated", "admin.group_created",
+            "admin.group_deleted", "admin.group_member_added", "admin.group_member_removed", "admin.grant_added",
+            "admin.grant_removed", "admin.command_disabled", "admin.command_enabled", "token.created",
+            "token.revoked", "audit.pruned", "audit.suppressed",
+        }
+    )  # fmt: skip
