@@ -45,11 +45,11 @@ browser:
 test: $(VENV)/.dev-installed run-as-user browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 ## test-fast: the suite without the slow (multi-process, browser) tests
 test-fast: $(VENV)/.dev-installed
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow"
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

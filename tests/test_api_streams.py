@@ -66,9 +66,10 @@ def test_streams_past_the_cap_get_503_and_probes_and_pages_still_answer(capped_a
     for path, expected in (("/livez", 200), ("/", 302), ("/api/v1/commands", 200)):
         began = time.monotonic()
         headers = auth if path.startswith("/api/") else {}
-        _, response = request(server, "GET", path, headers, timeout=3)
+        _, response = request(server, "GET", path, headers, timeout=10)
         response.read()
-        assert response.status == expected and time.monotonic() - began < 1.5, path
+        # Starved, they would wait for the 30 s streams to end; the bound leaves room for a loaded CI machine.
+        assert response.status == expected and time.monotonic() - began < 5, path
 
     for connection in held:  # closing a stream frees its slot (noticed at the next keep-alive)
         connection.close()

@@ -41,6 +41,9 @@ if not os.path.exists(CHROMIUM):
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+# Assertions wait as long as actions do: CI runs these next to the rest of the suite on 2 cores.
+expect.set_options(timeout=15_000)
+
 
 @pytest.fixture
 def backend() -> str:
