@@ -482,26 +482,39 @@ def cancel_local(job: Job) -> None:
 
 
 def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_from: tuple[str, ...] = LIVE) -> bool:
-    """Record the terminal state once (conditional on the run still being live), with run.finished."""
+    """Record the terminal state once (conditional on the run still being live), with run.finished.
+
+    Written with Core statements on the table: this is on every run's path, and
+    the ORM's bookkeeping cost more than the commit itself.
+    """
     now = utcnow()
+    table = Run.__table__
     with write_transaction() as tx:
-        run = tx.get(Run, job.run_id)
+        run = tx.execute(
+            select(
+                table.c.status, table.c.started_at, table.c.command_sha256, table.c.user_id, table.c.username,
+                table.c.source_ip, table.c.command, table.c.params,
+            ).where(table.c.id == job.run_id)
+        ).first()  # fmt: skip
         if run is None or run.status not in only_from:
             return False
-        started = run.started_at or now
-        values = {
-            "status": outcome.status,
-            "exit_code": outcome.exit_code,
-            "error": outcome.error,
-            "finished_at": now,
-            "duration_ms": int((now - as_utc(started)).total_seconds() * 1000),
-            "output_bytes": outcome.output_bytes,
-            "output_truncated": outcome.truncated,
-            "output_sha256": outcome.output_sha256,
-            "result": outcome.result,
-            "lease_expires_at": None,
-        }
-        changed = tx.execute(update(Run).where(Run.id == job.run_id, Run.status.in_(only_from)).values(**values))
+        duration_ms = int((now - as_utc(run.started_at or now)).total_seconds() * 1000)
+        changed = tx.execute(
+            update(table)
+            .where(table.c.id == job.run_id, table.c.status.in_(only_from))
+            .values(
+                status=outcome.status,
+                exit_code=outcome.exit_code,
+                error=outcome.error,
+                finished_at=now,
+                duration_ms=duration_ms,
+                output_bytes=outcome.output_bytes,
+                output_truncated=outcome.truncated,
+                output_sha256=outcome.output_sha256,
+                result=outcome.result,
+                lease_expires_at=None,
+            )
+        )
         if changed.rowcount != 1:
             return False
         if writer is not None:
@@ -509,7 +522,7 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
         detail = {
             "command_sha256": run.command_sha256,
             "exit_code": outcome.exit_code,
-            "duration_ms": values["duration_ms"],
+            "duration_ms": duration_ms,
             "output_bytes": outcome.output_bytes,
             "output_sha256": outcome.output_sha256,
             "output_truncated": outcome.truncated,
@@ -523,13 +536,19 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
             detail["error"] = outcome.error
         audit.append(
             "run.finished", session=tx, actor={"id": run.user_id, "name": run.username}, source_ip=run.source_ip,
-            command=run.command, run_id=run.id, params=run.params, outcome=outcome.status, detail=detail,
+            command=run.command, run_id=job.run_id, params=run.params, outcome=outcome.status, detail=detail,
         )  # fmt: skip
     wakeups.notify(job.run_id)
-    finished = db.session.get(Run, job.run_id)
-    signals.send(
-        signals.run_finished, current_app._get_current_object(), run=finished, callback_context=job.callback_context
-    )
+    if signals.run_finished.receivers:
+        cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))  # type: ignore[arg-type]
+        if cached is not None:
+            db.session.expire(cached)  # updated behind the ORM's back just now
+        signals.send(
+            signals.run_finished,
+            current_app._get_current_object(),
+            run=db.session.get(Run, job.run_id),
+            callback_context=job.callback_context,
+        )
     return True
 
 
