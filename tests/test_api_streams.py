@@ -56,7 +56,9 @@ def test_streams_past_the_cap_get_503_and_probes_and_pages_still_answer(capped_a
         connection, response = request(server, "GET", f"/api/v1/runs/{run_id}/stream", auth)
         assert response.status == 200
         assert response.readline().startswith(b"retry")
-        held.append(connection)
+        # Keep the response too: with a close-delimited body it owns the socket, and dropping it
+        # would close the stream (freed at the next keep-alive, which made this test racy).
+        held.append((connection, response))
     _, refused = request(server, "GET", f"/api/v1/runs/{run_id}/stream", auth)
     assert refused.status == 503 and int(refused.getheader("Retry-After")) > 0
     assert json.loads(refused.read())["error"]["code"] == "unavailable"
@@ -71,7 +73,8 @@ def test_streams_past_the_cap_get_503_and_probes_and_pages_still_answer(capped_a
         # Starved, they would wait for the 30 s streams to end; the bound leaves room for a loaded CI machine.
         assert response.status == expected and time.monotonic() - began < 5, path
 
-    for connection in held:  # closing a stream frees its slot (noticed at the next keep-alive)
+    for connection, response in held:  # closing a stream frees its slot (noticed at the next keep-alive)
+        response.close()
         connection.close()
     deadline = time.monotonic() + 10
     while True:
