@@ -108,6 +108,9 @@
     var tiles = document.querySelectorAll(".tile[data-refresh-url]");
     tiles.forEach(function (tile) {
       var seconds = parseInt(tile.getAttribute("data-refresh-seconds") || "60", 10);
+      // Someone opening the board should see the status without pressing anything: a report
+      // with no result yet is run at once (through the cache, so many viewers cost one run).
+      if (tile.querySelector("[data-empty]")) { tileRequest(tile, "POST").catch(function () {}); }
       window.setInterval(function () {
         if (document.hidden) { return; }
         tileRequest(tile, "POST").catch(function () {});
