@@ -59,9 +59,11 @@ def register_guards(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gateway import audit, commands, database
+    from gateway import audit, commands, database, logs, metrics
     from gateway.extensions import csrf, limiter
 
+    logs.init_app(app)
+    metrics.init_app(app)
     database.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -283,6 +283,20 @@ def _location(errors: list[Any], raw: Mapping[str, Any]) -> str:
     return f"{where}{(' field ' + path) if path else ''}: {message}"
 
 
+def datasource_url(url_env: str, environ: Mapping[str, str]) -> str | None:
+    """The URL from ``url_env``, or from the file named by ``<url_env>_FILE`` (Kubernetes secret mounts)."""
+    direct = environ.get(url_env, "").strip()
+    if direct:
+        return direct
+    file_name = environ.get(f"{url_env}_FILE", "").strip()
+    if not file_name:
+        return None
+    try:
+        return Path(file_name).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None  # unreadable: the data source's commands are unavailable, like an unset variable
+
+
 def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source: str = "<string>") -> Catalogue:
     environ = os.environ if environ is None else environ
     try:
@@ -305,7 +319,11 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
                 f"{source}: command {command.name!r} field datasource: unknown data source {command.datasource!r}"
             )
         commands[command.name] = command
-    urls = {name: environ[ds.url_env] for name, ds in parsed.datasources.items() if environ.get(ds.url_env, "").strip()}
+    urls = {}
+    for name, datasource in parsed.datasources.items():
+        url = datasource_url(datasource.url_env, environ)
+        if url:
+            urls[name] = url
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Catalogue(
         commands=commands, datasources=dict(parsed.datasources), datasource_urls=urls, source=source, sha256=digest

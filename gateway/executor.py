@@ -55,6 +55,10 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+class ExecutorClosed(Exception):
+    """This process is shutting down and takes no new runs."""
+
+
 class Executor:
     def __init__(self, app: Flask):
         self.app = app
@@ -74,8 +78,14 @@ class Executor:
     # --- slots --------------------------------------------------------------------------
 
     def reserve(self) -> bool:
-        """Take a place for a new run; True when a slot is free now (else it will be ``queued``)."""
+        """Take a place for a new run; True when a slot is free now (else it will be ``queued``).
+
+        Raises ``ExecutorClosed`` once shutdown began: checked under the same lock
+        that shutdown flips, so no start slips past a drain.
+        """
         with self._lock:
+            if not self.accepting:
+                raise ExecutorClosed
             self._inflight += 1
             return self._inflight <= self.workers
 
@@ -86,7 +96,15 @@ class Executor:
     def submit(self, job: Job) -> None:
         with self._lock:
             self._jobs[job.run_id] = job
-        self._pool.submit(self._run, job)
+        try:
+            self._pool.submit(self._run, job)
+        except RuntimeError:  # the pool shut down between this run's start and here: record, never strand it
+            from gateway import runs
+
+            with self._lock:
+                self._jobs.pop(job.run_id, None)
+                self._inflight -= 1
+            runs.finish(job, runs.Outcome(status="cancelled", error="the gateway shut down before the run began"))
 
     def local_job(self, run_id: str) -> Job | None:
         with self._lock:
@@ -170,7 +188,8 @@ class Executor:
 
     def shutdown(self, grace: float = 0.0) -> None:
         """Stop accepting runs; wait up to ``grace`` for running ones, then cancel the rest."""
-        self.accepting = False
+        with self._lock:
+            self.accepting = False
         deadline = time.monotonic() + grace
         while self.active_count() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
+from gateway import notify
 from gateway.database import write_transaction
 from gateway.models import Run, RunOutputChunk
 from gateway.wakeup import wakeups
@@ -100,6 +101,7 @@ class ChunkWriter:
             with write_transaction() as tx:
                 if rows:
                     tx.execute(insert(RunOutputChunk), rows)
+                    notify.publish(self.run_id, "output", tx)
                 self._write_pgid(tx)
         except Exception:
             with self._lock:

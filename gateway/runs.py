@@ -32,11 +32,11 @@ from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from gateway import audit, commands, policy, signals
+from gateway import audit, commands, notify, policy, signals
 from gateway.argv import build_argv, build_env, build_stdin
 from gateway.catalogue import Command
 from gateway.database import write_transaction
-from gateway.executor import Job, QueryPlan, get_executor, group_belongs_to_run
+from gateway.executor import ExecutorClosed, Job, QueryPlan, get_executor, group_belongs_to_run
 from gateway.extensions import db, limiter
 from gateway.models import Run, RunOutputChunk
 from gateway.output import ChunkWriter
@@ -261,7 +261,12 @@ def _start(
 
     executor = get_executor()
     key = canonical_key(command, values) if command.cache_seconds else None
-    free_slot = executor.reserve()
+    try:
+        free_slot = executor.reserve()
+    except ExecutorClosed:
+        raise _reject(
+            caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again."
+        ) from None
     run_id = str(uuid.uuid4())
     config = current_app.config
     try:
@@ -538,6 +543,7 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
             "run.finished", session=tx, actor={"id": run.user_id, "name": run.username}, source_ip=run.source_ip,
             command=run.command, run_id=job.run_id, params=run.params, outcome=outcome.status, detail=detail,
         )  # fmt: skip
+        notify.publish(job.run_id, "finished", tx)  # other replicas' waiters, at commit
     wakeups.notify(job.run_id)
     if signals.run_finished.receivers:
         cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))  # type: ignore[arg-type]
@@ -573,6 +579,7 @@ def cancel(run_id: str, caller: Caller) -> Run:
     with write_transaction() as tx:
         tx.execute(update(Run).where(Run.id == run_id, Run.status.in_(LIVE)).values(cancel_requested_at=utcnow()))
         audit.append("run.cancel_requested", session=tx, outcome="requested", **fields)
+        notify.publish(run_id, "cancel", tx)  # the replica running it cancels at once, not at its next beat
     executor = current_app.extensions.get("gateway.executor")
     job = executor.local_job(run_id) if executor is not None else None
     if job is not None:

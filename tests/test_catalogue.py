@@ -324,3 +324,19 @@ def test_only_a_pattern_written_for_it_admits_a_leading_dash(pattern: str | None
         spec["pattern"] = pattern
     command = parse(shell("demo", argv=["echo", "{value}"], params={"value": spec})).get("demo")
     assert command.params["value"].admits_leading_dash() is admits
+
+
+def test_a_data_source_url_can_come_from_a_file(tmp_path):
+    """Kubernetes mounts secrets as files: ``<url_env>_FILE`` names one, like SECRET_KEY_FILE."""
+    from gateway.catalogue import parse_catalogue
+
+    text = (
+        "datasources:\n  ops: {url_env: OPS_DB_URL}\n"
+        "commands:\n  - {name: q, title: Q, kind: query, datasource: ops, sql: 'SELECT 1'}\n"
+    )
+    secret = tmp_path / "ops-url"
+    secret.write_text("sqlite:////srv/ops.db\n")
+    catalogue = parse_catalogue(text, {"OPS_DB_URL_FILE": str(secret)})
+    assert catalogue.datasource_urls == {"ops": "sqlite:////srv/ops.db"} and catalogue.unavailable() == []
+    missing = parse_catalogue(text, {"OPS_DB_URL_FILE": str(tmp_path / "absent")})
+    assert missing.unavailable() == ["q"]

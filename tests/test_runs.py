@@ -291,6 +291,16 @@ def test_allowed_networks_bind_admins_too(engine_app, people):
         assert runs.start("fenced", {}, caller(people["admin"], "10.1.2.3")).run.id
 
 
+def test_a_draining_replica_refuses_new_runs_and_audits_it(engine_app, people):
+    with engine_app.app_context():
+        from gateway.executor import get_executor
+
+        get_executor(engine_app).shutdown(grace=0)
+        with pytest.raises(runs.RunRejected) as excinfo:
+            runs.start("nap", {"seconds": 0}, caller(people["admin"]))
+        assert_rejected(excinfo, 503, "draining")
+
+
 def test_the_kill_switch_refuses_runs(engine_app, people):
     with engine_app.app_context():
         commands.set_disabled("nap", True, actor={"id": None, "name": "test"}, reason="maintenance")

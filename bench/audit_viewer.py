@@ -1,0 +1,191 @@
+"""Audit viewer benchmark: filtered pages over a large ledger, and chain verification speed.
+
+Run: ``.venv/bin/python bench/audit_viewer.py [--rows 1000000] [--engine sqlite|postgresql|both]``.
+Fills a fresh database with a valid HMAC chain of synthetic events (bulk
+inserts, bypassing the app's writer, whose speed is not what is measured),
+then times ``gateway.audit_query.page`` for each filter of /admin/audit (first
+page and next page, p50/p95 over repeats) and ``gateway.audit.verify`` in
+events/s. Targets (issue 5): p95 < 100 ms per page; verify >= 50,000 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SECRET = "bench-secret-key-" + "x" * 32
+AUDIT_KEY = "bench-audit-key-" + "y" * 32
+ACTORS = [f"user{i:03d}" for i in range(200)]
+EVENTS = ["run.started", "run.finished", "auth.login", "auth.login_failed", "run.rejected", "run.cache_hit"]
+COMMANDS = ["uptime", "disk-usage", "task-status", "task-list", "log-tail", "echo", "slow-count"]
+OUTCOMES = ["ok", "succeeded", "failed", "invalid", "running", "cached"]
+
+
+def build_app(database_url: str, directory: Path):
+    from gateway import create_app, migrate
+
+    environ = {
+        "GATEWAY_ENV": "testing",
+        "SECRET_KEY": SECRET,
+        "AUDIT_KEY": AUDIT_KEY,
+        "AUDIT_KEY_ID": "k1",
+        "DATABASE_URL": database_url,
+        "AUDIT_ANCHOR_EVERY": "0",
+    }
+    app = create_app(environ, instance_path=directory / "instance")
+    with app.app_context():
+        migrate.upgrade()
+    return app
+
+
+def fill(app, rows: int) -> datetime:
+    """A valid chain of ``rows`` events, one second apart, ending now."""
+    from gateway import audit
+    from gateway.extensions import db
+    from gateway.models import AuditEvent
+
+    rng = random.Random(7)
+    key = AUDIT_KEY.encode()
+    start = datetime.now(UTC) - timedelta(seconds=rows)
+    table = AuditEvent.__table__
+    prev = audit.GENESIS_HASH
+    batch: list[dict] = []
+    with app.app_context():
+        for seq in range(1, rows + 1):
+            row = AuditEvent(
+                seq=seq,
+                at=start + timedelta(seconds=seq),
+                event=rng.choice(EVENTS),
+                actor_id=rng.randrange(200),
+                actor_name=rng.choice(ACTORS),
+                source_ip=f"10.0.{rng.randrange(4)}.{rng.randrange(250)}",
+                user_agent="bench",
+                command=rng.choice(COMMANDS),
+                run_id=None,
+                params={"status": rng.choice(["Success", "Pending", "Failed"]), "n": seq % 97},
+                outcome=rng.choice(OUTCOMES),
+                detail=None,
+                key_id="k1",
+                prev_hash=prev,
+            )
+            row.hash = audit.row_hash(key, row)
+            prev = row.hash
+            batch.append({c.name: getattr(row, c.key) for c in table.columns})
+            if len(batch) == 20_000:
+                db.session.execute(table.insert(), batch)
+                db.session.commit()
+                batch.clear()
+        if batch:
+            db.session.execute(table.insert(), batch)
+            db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("ANALYZE audit_events")
+        else:
+            db.session.execute(db.text("ANALYZE"))
+            db.session.commit()
+    return start
+
+
+def time_pages(app, start: datetime, repeats: int) -> dict[str, dict[str, float]]:
+    from gateway import audit_query
+    from gateway.extensions import db
+
+    middle = start + (datetime.now(UTC) - start) / 2
+    filters = {
+        "none": {},
+        "time range": {"since": (middle - timedelta(hours=1)).isoformat(), "until": middle.isoformat()},
+        "actor": {"actor": "user042"},
+        "event": {"event": "auth.login_failed"},
+        "command": {"command": "task-list"},
+        "outcome": {"outcome": "failed"},
+        "source ip": {"source_ip": "10.0.2.17"},
+        "free text": {"text": "Pending"},
+    }
+    results = {}
+    with app.app_context():
+        for name, args in filters.items():
+            flt = audit_query.AuditFilter.from_args(args)
+            first, second = [], []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                _rows, cursor = audit_query.page(flt)
+                first.append(time.perf_counter() - t0)
+                if cursor is not None:
+                    t0 = time.perf_counter()
+                    audit_query.page(flt, before_seq=cursor)
+                    second.append(time.perf_counter() - t0)
+                db.session.rollback()
+            results[name] = {
+                "first_p50_ms": round(statistics.median(first) * 1000, 2),
+                "first_p95_ms": round(sorted(first)[int(0.95 * (len(first) - 1))] * 1000, 2),
+                "next_p95_ms": round(sorted(second)[int(0.95 * (len(second) - 1))] * 1000, 2) if second else None,
+            }
+    return results
+
+
+def time_verify(app, rows: int) -> float:
+    from gateway import audit
+    from gateway.extensions import db
+
+    with app.app_context():
+        t0 = time.perf_counter()
+        result = audit.verify(db.session, audit.Keyring.from_config(app.config))
+        elapsed = time.perf_counter() - t0
+        assert result.ok and result.checked == rows, result
+    return round(rows / elapsed)
+
+
+def run_engine(engine: str, rows: int, repeats: int) -> dict:
+    directory = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    dropper = None
+    if engine == "sqlite":
+        url = f"sqlite:///{directory / 'audit.db'}"
+    else:
+        from tests.conftest import create_pg_database, drop_pg_database, pg_url
+
+        name = create_pg_database()
+        url, dropper = pg_url(name), (lambda: drop_pg_database(name))
+    try:
+        app = build_app(url, directory)
+        t0 = time.perf_counter()
+        start = fill(app, rows)
+        fill_seconds = round(time.perf_counter() - t0, 1)
+        return {
+            "engine": engine,
+            "rows": rows,
+            "fill_seconds": fill_seconds,
+            "pages": time_pages(app, start, repeats),
+            "verify_events_per_second": time_verify(app, rows),
+        }
+    finally:
+        if dropper:
+            from gateway.extensions import db
+
+            with app.app_context():
+                db.engine.dispose()
+            dropper()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    engines = ["sqlite", "postgresql"] if args.engine == "both" else [args.engine]
+    for engine in engines:
+        print(json.dumps(run_engine(engine, args.rows, args.repeats), indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()

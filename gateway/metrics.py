@@ -1,0 +1,212 @@
+"""Prometheus metrics: ``GET /metrics`` on the ``health`` blueprint (endpoint ``health.metrics``).
+
+The endpoint name matters: the network allowlist serves it under
+``METRICS_ALLOWED_NETWORKS`` and the sign-in gate lets it through without a
+session; the health blueprint is exempt from rate limits.
+
+Under gunicorn every worker is its own process, so when
+``PROMETHEUS_MULTIPROC_DIR`` is set (before the first import of
+``prometheus_client``) the values live in files in that directory and a scrape
+of any worker sums them. gunicorn's ``child_exit`` hook must then call
+``mark_worker_dead(worker.pid)`` so a dead worker's live gauges disappear.
+
+What is measured, and where it comes from:
+- runs started/finished: the ``run_started``/``run_finished`` signals;
+- HTTP requests and sign-in failures: an ``after_request`` hook (by URL rule, never the raw path);
+- audit append latency and refused runs (by reason): ``observe_append`` wraps ``audit.append``;
+- ``gateway_audit_chain_ok``: set by ``verify_and_record()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+UNMATCHED_ROUTE = "<unmatched>"
+
+RUNS = Counter(
+    "gateway_runs_total", "Runs that reached a terminal state, by command and status.", ["command", "status"]
+)
+RUNS_STARTED = Counter("gateway_runs_started_total", "Runs accepted and started, by command.", ["command"])
+RUN_DURATION = Histogram(
+    "gateway_run_duration_seconds", "Wall time of finished runs.", ["command"], buckets=RUN_BUCKETS
+)
+ACTIVE_RUNS = Gauge(
+    "gateway_active_runs", "Runs started by this process and not finished yet.", multiprocess_mode="livesum"
+)
+REJECTED_RUNS = Counter("gateway_runs_rejected_total", "Run requests refused, by reason (audit outcome).", ["reason"])
+LOGIN_FAILURES = Counter("gateway_login_failures_total", "Failed sign-ins, by reason.", ["reason"])
+AUDIT_APPEND = Histogram(
+    "gateway_audit_append_seconds", "Time to append one audit event (chain lock included).", buckets=APPEND_BUCKETS
+)
+HTTP_REQUESTS = Counter(
+    "gateway_http_requests_total",
+    "HTTP requests by route (URL rule), method and status.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "gateway_http_request_duration_seconds", "Time to the response headers, by route.", ["route"], buckets=HTTP_BUCKETS
+)
+CHAIN_OK = Gauge(
+    "gateway_audit_chain_ok",
+    "1 when the last audit chain verification passed, 0 when it failed.",
+    multiprocess_mode="mostrecent",
+)
+CHAIN_VERIFIED_AT = Gauge(
+    "gateway_audit_chain_verified_timestamp_seconds",
+    "When the audit chain was last verified (Unix time).",
+    multiprocess_mode="mostrecent",
+)
+
+# Runs this process counted as active: only those are decremented (the reaper may finish another replica's run).
+_active_ids: set[str] = set()
+_active_lock = threading.Lock()
+
+
+def _drop_platform_collector() -> None:
+    """python_info tells a scraper the interpreter version: nothing a probe should reveal."""
+    from prometheus_client import PLATFORM_COLLECTOR
+
+    with contextlib.suppress(KeyError):
+        REGISTRY.unregister(PLATFORM_COLLECTOR)
+
+
+_drop_platform_collector()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def render() -> bytes:
+    """The exposition text: all workers' values in multiprocess mode, this process's otherwise."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def metrics() -> Response:
+    response = Response(render(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def mark_worker_dead(pid: int) -> None:
+    """For gunicorn's ``child_exit`` hook: drop a dead worker's live gauges (multiprocess mode only)."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)
+
+
+# --- engine hooks ---------------------------------------------------------------------------
+
+
+def _run_started(sender: Any, run: Any = None, **_: Any) -> None:
+    if run is None:
+        return
+    RUNS_STARTED.labels(command=run.command).inc()
+    with _active_lock:
+        if run.id in _active_ids:
+            return
+        _active_ids.add(run.id)
+    ACTIVE_RUNS.inc()
+
+
+def _run_finished(sender: Any, run: Any = None, **_: Any) -> None:
+    if run is None:
+        return
+    RUNS.labels(command=run.command, status=run.status).inc()
+    if run.duration_ms is not None:
+        RUN_DURATION.labels(command=run.command).observe(run.duration_ms / 1000)
+    with _active_lock:
+        if run.id not in _active_ids:
+            return
+        _active_ids.discard(run.id)
+    ACTIVE_RUNS.dec()
+
+
+def observe_append(append: F) -> F:
+    """Decorates ``audit.append``: its latency, and refused runs by reason (every refusal is audited)."""
+
+    @functools.wraps(append)
+    def timed(event_name: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        row = append(event_name, *args, **kwargs)
+        AUDIT_APPEND.observe(time.perf_counter() - started)
+        if event_name == "run.rejected":
+            REJECTED_RUNS.labels(reason=str(kwargs.get("outcome") or "unknown")[:32]).inc()
+        return row
+
+    return timed  # type: ignore[return-value]
+
+
+def verify_and_record(anchor: tuple[int, str] | None = None) -> Any:
+    """Verify the whole audit chain (needs an app context) and publish the result as ``gateway_audit_chain_ok``.
+
+    Reads through a session of its own, so it sees the ledger as committed now,
+    not a snapshot the caller's session may still hold.
+    """
+    from sqlalchemy.orm import Session
+
+    from gateway import audit
+    from gateway.extensions import db
+
+    with Session(db.engine) as session:
+        result = audit.verify(session, audit.Keyring.from_config(current_app.config), anchor=anchor)
+    CHAIN_OK.set(1 if result.ok else 0)
+    CHAIN_VERIFIED_AT.set(time.time())
+    return result
+
+
+# --- request hooks --------------------------------------------------------------------------
+
+
+def _request_started() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _request_finished(response: Response) -> Response:
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    HTTP_REQUESTS.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+    started = g.get("metrics_started")
+    if started is not None:
+        HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
+    if request.endpoint == "auth.login" and request.method == "POST":
+        reason = {401: "rejected", 429: "rate_limited"}.get(response.status_code)
+        if reason:
+            LOGIN_FAILURES.labels(reason=reason).inc()
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register ``/metrics`` on the health blueprint's endpoint name and the request hooks."""
+    from gateway import signals
+
+    app.add_url_rule("/metrics", endpoint="health.metrics", view_func=metrics)
+    app.before_request(_request_started)
+    app.after_request(_request_finished)
+    signals.run_started.connect(_run_started, weak=False)
+    signals.run_finished.connect(_run_finished, weak=False)
