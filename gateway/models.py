@@ -154,6 +154,8 @@ class AuditEvent(db.Model):
         Index("ix_audit_events_event_seq", "event", "seq"),
         Index("ix_audit_events_actor_seq", "actor_name", "seq"),
         Index("ix_audit_events_command_seq", "command", "seq"),
+        Index("ix_audit_events_outcome_seq", "outcome", "seq"),
+        Index("ix_audit_events_source_ip_seq", "source_ip", "seq"),
         Index("ix_audit_events_run_id", "run_id"),
     )
 
