@@ -119,9 +119,10 @@ def _canonical_at(value: datetime | str) -> str:
     return rfc3339(value)
 
 
-def canonical_bytes(row: AuditEvent) -> bytes:
+def canonical_document(row: Any) -> dict[str, Any]:
+    """Every column but ``hash``, as the HMAC covers it (also the API's view of a row, plus the hash)."""
     actor = None if row.actor_id is None and row.actor_name is None else {"id": row.actor_id, "name": row.actor_name}
-    document = {
+    return {
         "seq": row.seq,
         "at": _canonical_at(row.at),
         "event": row.event,
@@ -136,6 +137,10 @@ def canonical_bytes(row: AuditEvent) -> bytes:
         "key_id": row.key_id,
         "prev_hash": row.prev_hash,
     }
+
+
+def canonical_bytes(row: Any) -> bytes:
+    document = canonical_document(row)
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

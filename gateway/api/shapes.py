@@ -59,22 +59,7 @@ def _iso(value: Any) -> str | None:
 
 
 def audit_view(row: AuditEvent) -> dict[str, Any]:
-    actor = None
-    if row.actor_id is not None or row.actor_name is not None:
-        actor = {"id": row.actor_id, "name": row.actor_name}
-    return {
-        "seq": row.seq,
-        "at": _iso(row.at),
-        "event": row.event,
-        "actor": actor,
-        "source_ip": row.source_ip,
-        "user_agent": row.user_agent,
-        "command": row.command,
-        "run_id": row.run_id,
-        "params": row.params,
-        "outcome": row.outcome,
-        "detail": row.detail,
-        "key_id": row.key_id,
-        "prev_hash": row.prev_hash,
-        "hash": row.hash,
-    }
+    """A ledger row as the API shows it: exactly what its hash covers, plus the hash."""
+    from gateway.audit import canonical_document
+
+    return {**canonical_document(row), "hash": row.hash}
