@@ -16,12 +16,13 @@ queued run, or the reaper marking it ``lost``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import signal
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -175,6 +176,27 @@ def _cached_run(session: Session, command: Command, key: str) -> tuple[Run | Non
     return recent, False
 
 
+def _owns_tempdir(func: Callable[..., Started]) -> Callable[..., Started]:
+    """The upload folder passed as ``tempdir`` belongs to the run: removed at once when nothing runs.
+
+    (When a run starts, the executor removes the folder as the run ends.)
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, tempdir: str | None = None, **kwargs: Any) -> Started:
+        try:
+            started = func(*args, tempdir=tempdir, **kwargs)
+        except BaseException:
+            remove_folder(tempdir)
+            raise
+        if started.job is None:
+            remove_folder(tempdir)
+        return started
+
+    return wrapper
+
+
+@_owns_tempdir
 def start(
     name: str,
     raw_params: Any,
@@ -186,35 +208,7 @@ def start(
     timeout: float | None = None,
     tempdir: str | None = None,
 ) -> Started:
-    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring).
-
-    ``tempdir`` (uploads for ``file`` parameters) belongs to the run from here
-    on: it is removed when the run ends, or at once when nothing runs.
-    """
-    try:
-        started = _start(
-            name, raw_params, caller, source=source, files=files, callback_context=callback_context,
-            timeout=timeout, tempdir=tempdir,
-        )  # fmt: skip
-    except BaseException:
-        remove_folder(tempdir)
-        raise
-    if started.job is None:
-        remove_folder(tempdir)
-    return started
-
-
-def _start(
-    name: str,
-    raw_params: Any,
-    caller: Caller,
-    *,
-    source: str = "json",
-    files: Mapping[str, Any] | None = None,
-    callback_context: Any = None,
-    timeout: float | None = None,
-    tempdir: str | None = None,
-) -> Started:
+    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring)."""
     catalogue = commands.current_catalogue()
     command = catalogue.get(name)
     refusal = policy.check_run(caller.user, command, caller.source_ip)
