@@ -432,6 +432,9 @@ def execute(job: Job) -> None:
         outcome = _execute_shell(job, writer)
     else:
         outcome = _execute_query(job)
+    # Uploads go before the terminal state is recorded: whoever sees the run finished
+    # (a long-poll wakes on that commit) must not still find its files on disk.
+    remove_folder(job.tempdir)
     finish(job, outcome, writer)
 
 
