@@ -155,8 +155,13 @@ def _take_chain_lock(session: Session) -> None:
     # SQLite: write_transaction() began with BEGIN IMMEDIATE, which holds the write lock.
 
 
+_HEAD = (
+    select(AuditEvent.__table__.c.seq, AuditEvent.__table__.c.hash).order_by(AuditEvent.__table__.c.seq.desc()).limit(1)
+)
+
+
 def _chain_head(session: Session) -> tuple[int, str]:
-    head = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    head = session.connection().execute(_HEAD).first()
     return (0, GENESIS_HASH) if head is None else (int(head.seq), head.hash)
 
 
@@ -208,8 +213,10 @@ def append(
     row.hash = row_hash(key, row)
     # A Core insert of the row's columns: the ledger is on every run's path twice, and the ORM's
     # unit of work cost more than the commit. The returned row is transient (not in the session).
+    # The values go as parameters of one cached statement, not through .values(): building
+    # fresh bind parameters for every column on every append cost more than executing it.
     table = AuditEvent.__table__
-    session.execute(insert(table).values({column.name: getattr(row, column.key) for column in table.columns}))
+    session.connection().execute(insert(table), {column.key: getattr(row, column.key) for column in table.columns})
 
     every = int(current_app.config.get("AUDIT_ANCHOR_EVERY") or 0)
     if every and row.seq % every == 0:

@@ -12,7 +12,8 @@ import threading
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from config import ConfigError
 from gateway import audit
@@ -58,9 +59,14 @@ def disabled_commands() -> dict[str, str | None]:
     return {row.command: row.reason for row in rows}
 
 
-def is_disabled(name: str) -> bool:
-    state = db.session.get(CommandState, name)
-    return bool(state and state.disabled)
+def is_disabled(name: str, session: Session | None = None) -> bool:
+    """The kill switch, read from the database (never a cached object: another replica may flip it)."""
+    session = session or db.session()
+    return bool(session.connection().scalar(_DISABLED, {"name": name}))
+
+
+_STATES = CommandState.__table__
+_DISABLED = select(_STATES.c.disabled).where(_STATES.c.command == bindparam("name"))
 
 
 def set_disabled(name: str, disabled: bool, *, actor: Any = None, reason: str | None = None, **fields: Any) -> bool:

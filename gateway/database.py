@@ -34,6 +34,8 @@ def engine_options(database_url: str, base: dict[str, Any]) -> dict[str, Any]:
     if database_url.startswith("sqlite"):
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
         connect_args.setdefault("check_same_thread", False)
+        # A file cannot drop the connection: a ping would be one more statement per transaction.
+        options.pop("pool_pre_ping", None)
     else:
         connect_args.setdefault("connect_timeout", 3)
         options.setdefault("pool_size", 10)

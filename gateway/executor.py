@@ -18,6 +18,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ class Job:
     tempdir: str | None = None
     callback_context: Any = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    # When it began running, as recorded in its row (so finishing needs not read it back);
+    # None for jobs that did not start here (the reaper's, a cancel's).
+    started_at: datetime | None = None
 
 
 class ExecutorClosed(Exception):

@@ -90,22 +90,32 @@ class ChunkWriter:
             session.execute(insert(RunOutputChunk), rows)
         self._write_pgid(session)
 
+    def take_pgid(self) -> int | None:
+        """The process group, if not yet recorded; the caller writes it (finish folds it into its UPDATE)."""
+        if self.pgid is None or self._pgid_written:
+            return None
+        self._pgid_written = True
+        return self.pgid
+
     def _write_pgid(self, session: Session) -> None:
-        if self.pgid is not None and not self._pgid_written:
-            session.execute(update(Run).where(Run.id == self.run_id).values(pgid=self.pgid))
-            self._pgid_written = True
+        pgid = self.take_pgid()
+        if pgid is not None:
+            session.execute(update(Run).where(Run.id == self.run_id).values(pgid=pgid))
 
     def flush(self) -> None:
         rows = self.take()
+        pgid = self.take_pgid()
         try:
             with write_transaction() as tx:
                 if rows:
                     tx.execute(insert(RunOutputChunk), rows)
                     notify.publish(self.run_id, "output", tx)
-                self._write_pgid(tx)
+                if pgid is not None:
+                    tx.execute(update(Run).where(Run.id == self.run_id).values(pgid=pgid))
         except Exception:
             with self._lock:
                 self._pending[:0] = rows
                 self._pending_bytes += sum(len(str(row["text"])) for row in rows)
+                self._pgid_written = self._pgid_written and pgid is None
             raise
         wakeups.notify(self.run_id)

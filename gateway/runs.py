@@ -29,7 +29,7 @@ from typing import Any
 
 from flask import current_app
 from limits import parse as parse_limit
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -217,8 +217,6 @@ def start(
     assert command is not None
     if not get_executor().accepting:
         raise _reject(caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again.")
-    if commands.is_disabled(command.name):
-        raise _reject(caller, name, 409, "conflict", "disabled", "This command is disabled by an administrator.")
     unavailable = catalogue.unavailable_reason(command)
     if unavailable:
         raise _reject(caller, name, 503, "unavailable", "unavailable", f"This command is unavailable: {unavailable}.")
@@ -280,7 +278,7 @@ def start(
 
     job = Job(
         run_id=run_id, command=command, username=caller.user.username, queued=not free_slot,
-        tempdir=tempdir, callback_context=callback_context,
+        tempdir=tempdir, callback_context=callback_context, started_at=run.started_at,
     )  # fmt: skip
     if command.kind == "shell":
         run_as = run_as_account()
@@ -325,7 +323,15 @@ def _admit(
     run.rejected event is committed.
     """
     with write_transaction() as tx:
-        _lock_command(tx, command.name)
+        # The kill switch is read inside the transaction that records the start: a command
+        # disabled a moment ago on another replica cannot slip through between check and start.
+        if commands.is_disabled(command.name, session=tx):
+            return _reject(
+                caller, command.name, 409, "conflict", "disabled", "This command is disabled by an administrator.",
+                params=shown, session=tx,
+            )  # fmt: skip
+        if key is not None or command.concurrency is not None:
+            _lock_command(tx, command.name)
         if key is not None:
             existing, joined = _cached_run(tx, command, key)
             if existing is not None:
@@ -346,27 +352,30 @@ def _admit(
                     params=shown, session=tx,
                 )  # fmt: skip
         now = utcnow()
-        run = Run(
-            id=run_id,
-            command=command.name,
-            command_sha256=command.definition_sha256(),
-            kind=command.kind,
-            params=audit_safe(shown),
-            cache_key=key,
-            user_id=caller.user.id,
-            username=caller.user.username,
-            source_ip=caller.source_ip or None,
-            status="running" if free_slot else "queued",
-            created_at=now,
-            started_at=now if free_slot else None,
-            output_bytes=0,
-            output_truncated=False,
-            host=executor.host,
-            boot_id=executor.boot_id,
-            lease_expires_at=database_now(tx) + timedelta(seconds=3 * executor.heartbeat),
-            timeout_seconds=timeout or command.timeout,
-        )
-        tx.add(run)
+        values: dict[str, Any] = {
+            "id": run_id,
+            "command": command.name,
+            "command_sha256": command.definition_sha256(),
+            "kind": command.kind,
+            "params": audit_safe(shown),
+            "cache_key": key,
+            "user_id": caller.user.id,
+            "username": caller.user.username,
+            "source_ip": caller.source_ip or None,
+            "status": "running" if free_slot else "queued",
+            "created_at": now,
+            "started_at": now if free_slot else None,
+            "output_bytes": 0,
+            "output_truncated": False,
+            "host": executor.host,
+            "boot_id": executor.boot_id,
+            "timeout_seconds": timeout or command.timeout,
+        }
+        lease = timedelta(seconds=3 * executor.heartbeat)
+        # A Core insert with the values as parameters (the ORM's unit of work, or .values(), cost
+        # more than the commit on this path); the lease comes from the database clock.
+        tx.connection().execute(_insert_run(tx, lease), values)
+        run = Run(**values, lease_expires_at=utcnow() + lease)  # transient: what the caller reads back
         audit.append(
             "run.started", session=tx, actor=caller.actor(), source_ip=caller.source_ip or None,
             user_agent=caller.user_agent, command=command.name, run_id=run_id, params=shown,
@@ -402,12 +411,15 @@ def audit_safe(value: Any) -> Any:
 # --- execution (in an executor thread, inside an app context) ---------------------------------
 
 
-def _mark_running(run_id: str) -> bool:
+def _mark_running(job: Job) -> bool:
+    started_at = utcnow()
     with write_transaction() as tx:
-        result = tx.execute(
-            update(Run).where(Run.id == run_id, Run.status == "queued").values(status="running", started_at=utcnow())
-        )
-    return result.rowcount == 1
+        queued = update(Run).where(Run.id == job.run_id, Run.status == "queued")
+        result = tx.execute(queued.values(status="running", started_at=started_at))
+    if result.rowcount != 1:
+        return False
+    job.started_at = started_at
+    return True
 
 
 @dataclass
@@ -422,7 +434,7 @@ class Outcome:
 
 
 def execute(job: Job) -> None:
-    if job.queued and not _mark_running(job.run_id):
+    if job.queued and not _mark_running(job):
         return  # cancelled (or reaped) while it waited for a slot
     excerpt_limit = int(current_app.config["AUDIT_OUTPUT_EXCERPT_BYTES"])
     writer = ChunkWriter(job.run_id, excerpt_limit=excerpt_limit)
@@ -487,44 +499,42 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
     """Record the terminal state once (conditional on the run still being live), with run.finished.
 
     Written with Core statements on the table: this is on every run's path, and
-    the ORM's bookkeeping cost more than the commit itself.
+    the ORM's bookkeeping cost more than the commit itself.  For a run that
+    started here (``job.started_at`` known) the conditional UPDATE ... RETURNING
+    is the only statement on the run row.
     """
     now = utcnow()
     table = Run.__table__
     with write_transaction() as tx:
-        run = tx.execute(
-            select(
-                table.c.status, table.c.started_at, table.c.command_sha256, table.c.user_id, table.c.username,
-                table.c.source_ip, table.c.command, table.c.params,
-            ).where(table.c.id == job.run_id)
-        ).first()  # fmt: skip
-        if run is None or run.status not in only_from:
+        values: dict[str, Any] = {
+            "status": outcome.status,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "finished_at": now,
+            "output_bytes": outcome.output_bytes,
+            "output_truncated": outcome.truncated,
+            "output_sha256": outcome.output_sha256,
+            "result": outcome.result,
+            "lease_expires_at": None,
+        }
+        if job.started_at is not None:
+            values["duration_ms"] = _duration_ms(job.started_at, now)
+        pgid = writer.take_pgid() if writer is not None else None
+        if pgid is not None:
+            values["pgid"] = pgid
+        row = tx.connection().execute(_finish_statement(only_from), {"_run_id": job.run_id, **values}).first()
+        if row is None:
             return False
-        duration_ms = int((now - as_utc(run.started_at or now)).total_seconds() * 1000)
-        changed = tx.execute(
-            update(table)
-            .where(table.c.id == job.run_id, table.c.status.in_(only_from))
-            .values(
-                status=outcome.status,
-                exit_code=outcome.exit_code,
-                error=outcome.error,
-                finished_at=now,
-                duration_ms=duration_ms,
-                output_bytes=outcome.output_bytes,
-                output_truncated=outcome.truncated,
-                output_sha256=outcome.output_sha256,
-                result=outcome.result,
-                lease_expires_at=None,
-            )
-        )
-        if changed.rowcount != 1:
-            return False
+        ended = Run(**{column.key: row._mapping[column] for column in table.c})  # transient
+        if job.started_at is None:  # a run that did not start here: its duration from the stored start
+            ended.duration_ms = _duration_ms(ended.started_at or now, now)
+            tx.execute(update(table).where(table.c.id == job.run_id).values(duration_ms=ended.duration_ms))
         if writer is not None:
             writer.write(tx)
         detail = {
-            "command_sha256": run.command_sha256,
+            "command_sha256": ended.command_sha256,
             "exit_code": outcome.exit_code,
-            "duration_ms": duration_ms,
+            "duration_ms": ended.duration_ms,
             "output_bytes": outcome.output_bytes,
             "output_sha256": outcome.output_sha256,
             "output_truncated": outcome.truncated,
@@ -537,22 +547,31 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
         if outcome.error:
             detail["error"] = outcome.error
         audit.append(
-            "run.finished", session=tx, actor={"id": run.user_id, "name": run.username}, source_ip=run.source_ip,
-            command=run.command, run_id=job.run_id, params=run.params, outcome=outcome.status, detail=detail,
+            "run.finished", session=tx, actor={"id": ended.user_id, "name": ended.username},
+            source_ip=ended.source_ip, command=ended.command, run_id=job.run_id, params=ended.params,
+            outcome=outcome.status, detail=detail,
         )  # fmt: skip
         notify.publish(job.run_id, "finished", tx)  # other replicas' waiters, at commit
     wakeups.notify(job.run_id)
+    cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))  # type: ignore[arg-type]
+    if cached is not None:
+        db.session.expire(cached)  # updated behind the ORM's back just now
     if signals.run_finished.receivers:
-        cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))  # type: ignore[arg-type]
-        if cached is not None:
-            db.session.expire(cached)  # updated behind the ORM's back just now
         signals.send(
-            signals.run_finished,
-            current_app._get_current_object(),
-            run=db.session.get(Run, job.run_id),
-            callback_context=job.callback_context,
+            signals.run_finished, current_app._get_current_object(), run=ended, callback_context=job.callback_context
         )
     return True
+
+
+@functools.lru_cache(maxsize=8)
+def _finish_statement(only_from: tuple[str, ...]) -> Any:
+    """The conditional terminal UPDATE ... RETURNING; the SET clause comes from the parameters given."""
+    table = Run.__table__
+    return update(table).where(table.c.id == bindparam("_run_id"), table.c.status.in_(only_from)).returning(*table.c)
+
+
+def _duration_ms(started_at: datetime, now: datetime) -> int:
+    return int((now - as_utc(started_at)).total_seconds() * 1000)
 
 
 def finish_with_error(job: Job, message: str) -> bool:
@@ -589,12 +608,25 @@ def cancel(run_id: str, caller: Caller) -> Run:
 
 
 def database_now(session: Session) -> datetime:
-    """The database clock, so leases mean the same on every replica."""
+    """The database clock, so leases mean the same on every replica.
+
+    SQLite has no server: its clock is this host's, the only host writing the file,
+    so asking it would cost a statement and return what ``utcnow()`` does.
+    """
     if session.get_bind().dialect.name == "postgresql":
-        value = session.scalar(text("SELECT clock_timestamp()"))
-        return as_utc(value)
-    value = session.scalar(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))
-    return as_utc(datetime.fromisoformat(value))
+        return as_utc(session.scalar(text("SELECT clock_timestamp()")))
+    return utcnow()
+
+
+def _insert_run(session: Session, lease: timedelta) -> Any:
+    """INSERT of a run row whose lease ends ``lease`` after now by the database clock.
+
+    PostgreSQL computes it in the statement (no extra round trip); SQLite's clock is ours.
+    """
+    statement = insert(Run.__table__)
+    if session.get_bind().dialect.name == "postgresql":
+        return statement.values(lease_expires_at=func.clock_timestamp() + lease)
+    return statement.values(lease_expires_at=utcnow() + lease)
 
 
 def renew_leases(boot_id: str, heartbeat: float) -> list[str]:
