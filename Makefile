@@ -23,8 +23,17 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
+# The spawn helper (gateway/runners/launcher.c): sets the parent-death signal and the run-as
+# account, then execs the command. Optional: without a C compiler commands start through
+# util-linux's setpriv, about 0.8 ms slower per run.
+$(BIN)/gateway-launch: gateway/runners/launcher.c | $(BIN)/python
+	@if command -v cc >/dev/null 2>&1; then \
+	  cc -O2 -Wall -Wextra -Werror -static -o $@ $< 2>/dev/null || cc -O2 -Wall -Wextra -Werror -o $@ $<; \
+	  chmod 0755 $@; \
+	else echo "no C compiler: commands will start through setpriv"; fi
+
 ## run: the gateway on the embedded default (SQLite, demo users), development mode
-run: $(VENV)/.runtime-installed
+run: $(VENV)/.runtime-installed $(BIN)/gateway-launch
 	GATEWAY_ENV=development $(BIN)/python manage.py demo
 	GATEWAY_ENV=development OPS_DB_URL=sqlite:///$(CURDIR)/instance/demo-ops.db $(RUN_AS) \
 	  $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
@@ -42,13 +51,13 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 ## test: lint and the whole test suite (PostgreSQL tests run when it answers on 127.0.0.1:5432)
-test: $(VENV)/.dev-installed run-as-user browser
+test: $(VENV)/.dev-installed $(BIN)/gateway-launch run-as-user browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2
 
 ## test-fast: the suite without the slow (multi-process, browser) tests
-test-fast: $(VENV)/.dev-installed
+test-fast: $(VENV)/.dev-installed $(BIN)/gateway-launch
 	$(BIN)/pytest -n 2 -m "not slow"
 
 lint: $(VENV)/.dev-installed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import stat
@@ -494,7 +495,10 @@ def test_200_megabytes_of_output_with_bounded_memory() -> None:
 
 HELPER = """
 import sys
+from gateway.runners import shell
 from gateway.runners.shell import SAFE_PATH, ShellRun, ShellSpec
+
+shell.LAUNCH_WITH = sys.argv[1]
 
 def spawned(pid):
     print(pid, flush=True)
@@ -504,10 +508,65 @@ ShellRun(ShellSpec(argv=["sleep", "100"], env={"PATH": SAFE_PATH}, timeout=300),
 """
 
 
+def available_launchers() -> list[Any]:
+    """Every way the runner can start a child here (CI requires gateway-launch, which `make` builds)."""
+    from gateway.runners import shell
+
+    def available(name: str) -> Any:
+        present = {"gateway-launch": shell.LAUNCHER, "setpriv": shell.SETPRIV, "preexec": "always"}[name]
+        if present is None and name == "gateway-launch" and os.environ.get("GATEWAY_TEST_REQUIRE_LAUNCHER") == "1":
+            raise pytest.UsageError("GATEWAY_TEST_REQUIRE_LAUNCHER=1 but gateway-launch was not built (make)")
+        return pytest.param(name, marks=pytest.mark.skipif(present is None, reason=f"{name} is not installed"))
+
+    return [available(name) for name in ("gateway-launch", "setpriv", "preexec")]
+
+
+@pytest.fixture(params=available_launchers())
+def launcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    from gateway.runners import shell
+
+    monkeypatch.setattr(shell, "LAUNCH_WITH", request.param)
+    return request.param
+
+
+def test_every_launcher_gives_the_child_its_group_its_env_and_its_argv(launcher: str) -> None:
+    code = "import json, os, sys; print(json.dumps([os.getpgid(0) == os.getpid(), dict(os.environ), sys.argv[1:]]))"
+    result, recorder = run([sys.executable, "-c", code, "--", "$(id)", "-rf", "a b"])
+    assert result.status == "succeeded", recorder.text()
+    own_group, env, argv = json.loads(recorder.text("stdout"))
+    assert own_group and env == ENV and argv == ["--", "$(id)", "-rf", "a b"]
+
+
+def test_every_launcher_reports_a_program_failing_to_start_by_its_exit(launcher: str, tmp_path: Path) -> None:
+    script = tmp_path / "bad-interpreter"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    result, _ = run([str(script)])
+    assert result.status == "failed" and result.exit_code != 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root and python3")
+def test_every_launcher_switches_to_the_run_as_account_with_no_extra_groups(launcher: str) -> None:
+    import pwd
+
+    try:
+        entry = pwd.getpwnam("gatewayrun")
+    except KeyError:
+        pytest.skip("the gatewayrun account does not exist (make test creates it)")
+    run_as = RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=entry.pw_name, home="/")
+    code = "import os; print(os.getresuid(), os.getresgid(), os.getgroups())"
+    # The system's python: the account may not read this virtualenv's interpreter.
+    result, recorder = run(["/usr/bin/python3", "-c", code], run_as=run_as)
+    assert result.status == "succeeded", recorder.text()
+    uid, gid = entry.pw_uid, entry.pw_gid
+    assert recorder.text("stdout").strip() == f"{(uid, uid, uid)} {(gid, gid, gid)} []"
+
+
 @pytest.mark.slow
-def test_the_command_dies_with_its_worker() -> None:
+@pytest.mark.parametrize("method", available_launchers())
+def test_the_command_dies_with_its_worker(method: str) -> None:
     helper = subprocess.Popen(
-        [sys.executable, "-c", HELPER],
+        [sys.executable, "-c", HELPER, method],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,

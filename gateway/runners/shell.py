@@ -20,20 +20,22 @@ import ctypes.util
 import errno
 import functools
 import hashlib
+import logging
 import os
 import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+log = logging.getLogger("gateway.runners.shell")
+
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-# util-linux's setpriv: parent-death signal and user switch without forking the gateway (see _spawn).
-SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin")
 READ_SIZE = 65536
 KILL_GRACE_SECONDS = 2.0
 DRAIN_AFTER_KILL_SECONDS = 1.0
@@ -89,6 +91,31 @@ def _child_setup(parent: int) -> None:  # pragma: no cover - runs in the child b
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(137)
+
+
+def _trusted_program(path: str) -> str | None:
+    """``path`` if it exists, is executable, and only its owner (root or us) can change it.
+
+    Whoever could replace the launcher would run code as the gateway's user
+    (as root, before the switch to the run-as account).
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if info.st_uid not in (0, os.geteuid()) or info.st_mode & 0o022 or not os.access(path, os.X_OK):
+        log.warning("not using %s: it is writable by others or not ours", path)
+        return None
+    return path
+
+
+# How the child gets its parent-death signal and run-as account without forking the gateway
+# (which ``preexec_fn`` or ``user=`` would force; see ShellRun._spawn), fastest first:
+# gateway-launch (launcher.c, built by `make` next to the virtualenv's python), util-linux's
+# setpriv, and as a last resort a preexec hook.
+LAUNCHER = _trusted_program(os.path.join(os.path.dirname(sys.executable), "gateway-launch"))
+SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin")
+LAUNCH_WITH = "gateway-launch" if LAUNCHER else "setpriv" if SETPRIV else "preexec"
 
 
 def check_program(name: str, path: str, cwd: str | None) -> None:
@@ -231,29 +258,27 @@ class ShellRun:
         self.cancel = cancel or threading.Event()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        """Start the child through ``setpriv`` when the system has it, else through a preexec hook.
+        """Start the child through a launcher that sets the parent-death signal and the account.
 
-        ``setpriv`` (util-linux) sets the parent-death signal and, as root, the
-        run-as account, then execs the program: CPython can then use vfork,
-        which costs about a millisecond where a fork of the whole gateway
-        (needed for ``preexec_fn`` or ``user=``) costs ten.
+        The launcher (``gateway-launch``, else ``setpriv``) execs the program, so
+        CPython can use vfork: well under a millisecond, where a fork of the whole
+        gateway (needed for ``preexec_fn`` or ``user=``) costs several.
         """
         spec = self.spec
         check_program(spec.argv[0], spec.env.get("PATH", SAFE_PATH), spec.cwd)
-        switch_user = spec.run_as is not None and os.geteuid() == 0
+        run_as = spec.run_as if spec.run_as is not None and os.geteuid() == 0 else None
         kwargs: dict[str, object] = {}
-        if SETPRIV is not None:
-            launcher = [SETPRIV]
-            if switch_user:
-                assert spec.run_as is not None
-                launcher += [f"--reuid={spec.run_as.uid}", f"--regid={spec.run_as.gid}", "--clear-groups"]
-            argv = [*launcher, "--pdeathsig", "KILL", "--", *spec.argv]
+        if LAUNCH_WITH == "gateway-launch" and LAUNCHER is not None:
+            ids = [str(run_as.uid), str(run_as.gid)] if run_as else ["-", "-"]
+            argv = [LAUNCHER, str(os.getpid()), *ids, *spec.argv]
+        elif LAUNCH_WITH in ("gateway-launch", "setpriv") and SETPRIV is not None:
+            switch = [f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups"] if run_as else []
+            argv = [SETPRIV, *switch, "--pdeathsig", "KILL", "--", *spec.argv]
         else:
             argv = spec.argv
             kwargs["preexec_fn"] = functools.partial(_child_setup, os.getpid())  # only prctl, resolved before fork
-            if switch_user:
-                assert spec.run_as is not None
-                kwargs.update(user=spec.run_as.uid, group=spec.run_as.gid, extra_groups=[])
+            if run_as:
+                kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=[])
         return subprocess.Popen(  # noqa: S603 - argv list from the reviewed catalogue, no shell
             argv,
             stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
