@@ -35,8 +35,20 @@ max_requests = 0
 timeout = 60  # the worker's main loop heartbeats; requests themselves may be long (streams)
 keepalive = 5
 graceful_timeout = int(float(os.environ.get("RUN_SHUTDOWN_GRACE_SECONDS", "30"))) + DRAIN_MARGIN_SECONDS
-accesslog = "-"
 errorlog = "-"
+if os.environ.get("GATEWAY_ENV", "production").lower() == "production":
+    # One JSON object per line on stderr, like the app's own logs: the app already logs every
+    # request (gateway.access, with its request id), so gunicorn's plain-text access line is off,
+    # and gunicorn's own messages (boot, worker exits, timeouts) use the app's JSON formatter.
+    accesslog = None
+    logconfig_dict = {
+        "formatters": {"json": {"()": "gateway.logs.JsonFormatter"}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False}},
+        "root": {"level": "INFO", "handlers": []},  # the app adds its own JSON handler in each worker
+    }
+else:
+    accesslog = "-"
 
 
 def post_worker_init(worker: Any) -> None:

@@ -184,6 +184,6 @@ def known_events() -> list[str]:
             "run.cache_hit", "admin.user_created", "admin.user_updated", "admin.group_created",
             "admin.group_deleted", "admin.group_member_added", "admin.group_member_removed", "admin.grant_added",
             "admin.grant_removed", "admin.command_disabled", "admin.command_enabled", "token.created",
-            "token.revoked", "audit.pruned", "audit.suppressed",
+            "token.revoked", "audit.pruned", "audit.suppressed", "audit.verified",
         }
     )  # fmt: skip

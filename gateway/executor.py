@@ -204,6 +204,24 @@ class Executor:
         self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
 
+    # --- readiness (read-only; added for gateway/health.py's "executor:*" checks) ---------------
+
+    def wedged(self, cycles: float = 3) -> frozenset[str]:
+        """What keeps this executor from taking runs now (empty when nothing does).
+
+        ``"supervisor"``: its thread died, or no beat (lease renewal, cancels,
+        reaping) completed within ``cycles`` heartbeats; ``"workers"``: the run
+        pool was shut down or broke.  Reads state only.
+        """
+        problems = set()
+        if self._supervisor is not None and (
+            not self._supervisor.is_alive() or time.monotonic() - self.last_beat > cycles * self.heartbeat
+        ):
+            problems.add("supervisor")
+        if self._pool._shutdown or self._pool._broken:
+            problems.add("workers")
+        return frozenset(problems)
+
 
 def get_executor(app: Flask | None = None) -> Executor:
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]

@@ -10,7 +10,9 @@ Answers carry check names and statuses only: no hostnames, exception text,
 versions or environment.
 
 Other parts of the gateway add their own checks with ``add_liveness_check``
-and ``add_readiness_check`` (the executor registers "executor:supervisor").
+and ``add_readiness_check``.  The executor's checks: liveness "executor:supervisor"
+(thread alive, a beat within 3 heartbeats + 5 s); readiness "executor:supervisor"
+(a beat within 3 heartbeats) and "executor:workers" (the run pool is up).
 """
 
 from __future__ import annotations
@@ -202,6 +204,18 @@ def check_executor_supervisor() -> str:
     return PASS if executor is None or executor.supervisor_alive() else FAIL
 
 
+def check_executor_cycling() -> str:
+    """Readiness is stricter than liveness: a supervisor without a completed beat in 3 heartbeats
+    (its leases lapse then, and other replicas reap its runs) stops new traffic first."""
+    executor = current_app.extensions.get("gateway.executor")
+    return PASS if executor is None or "supervisor" not in executor.wedged() else FAIL
+
+
+def check_executor_workers() -> str:
+    executor = current_app.extensions.get("gateway.executor")
+    return PASS if executor is None or "workers" not in executor.wedged() else FAIL
+
+
 def check_not_draining() -> str:
     return FAIL if current_app.extensions.get("gateway.draining") else PASS
 
@@ -230,7 +244,8 @@ def init_app(app: Flask) -> None:
     if not app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
         registry.readiness["ratelimit:storage"] = check_ratelimit_storage
     registry.readiness["catalogue:loaded"] = check_catalogue
-    registry.readiness["executor:supervisor"] = check_executor_supervisor
+    registry.readiness["executor:supervisor"] = check_executor_cycling
+    registry.readiness["executor:workers"] = check_executor_workers
     registry.readiness["process:draining"] = check_not_draining
     app.register_blueprint(bp)
     limiter.exempt(bp)

@@ -14,7 +14,9 @@ What is measured, and where it comes from:
 - runs started/finished: the ``run_started``/``run_finished`` signals;
 - HTTP requests and sign-in failures: an ``after_request`` hook (by URL rule, never the raw path);
 - audit append latency and refused runs (by reason): ``observe_append`` wraps ``audit.append``;
-- ``gateway_audit_chain_ok``: set by ``verify_and_record()``.
+- ``gateway_audit_chain_ok`` and ``gateway_audit_chain_verified_timestamp_seconds``: read at
+  scrape time from the newest ``audit.verified`` event (``gateway.chain_status``), so every
+  replica and worker reports the scheduled verification, not only the process that ran it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -38,6 +40,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,17 +72,6 @@ HTTP_REQUESTS = Counter(
 HTTP_DURATION = Histogram(
     "gateway_http_request_duration_seconds", "Time to the response headers, by route.", ["route"], buckets=HTTP_BUCKETS
 )
-CHAIN_OK = Gauge(
-    "gateway_audit_chain_ok",
-    "1 when the last audit chain verification passed, 0 when it failed.",
-    multiprocess_mode="mostrecent",
-)
-CHAIN_VERIFIED_AT = Gauge(
-    "gateway_audit_chain_verified_timestamp_seconds",
-    "When the audit chain was last verified (Unix time).",
-    multiprocess_mode="mostrecent",
-)
-
 # Runs this process counted as active: only those are decremented (the reaper may finish another replica's run).
 _active_ids: set[str] = set()
 _active_lock = threading.Lock()
@@ -100,13 +92,40 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+class ChainCollector:
+    """The audit chain gauges, computed at scrape time from the ledger (cached there a few seconds).
+
+    Not kept in gauge files: the value is the same for every process, it comes
+    from the last recorded verification, and none is shown until one exists.
+    """
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from gateway import chain_status
+
+        last = chain_status.latest()
+        if last is None:
+            return
+        yield GaugeMetricFamily(
+            "gateway_audit_chain_ok",
+            "1 when the last recorded audit chain verification passed, 0 when it failed.",
+            value=1 if last.ok else 0,
+        )
+        yield GaugeMetricFamily(
+            "gateway_audit_chain_verified_timestamp_seconds",
+            "When the last audit chain verification was recorded (Unix time).",
+            value=last.at,
+        )
+
+
 def render() -> bytes:
     """The exposition text: all workers' values in multiprocess mode, this process's otherwise."""
+    chain = CollectorRegistry()
+    chain.register(ChainCollector())
     if multiprocess_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        return generate_latest(registry) + generate_latest(chain)
+    return generate_latest(REGISTRY) + generate_latest(chain)
 
 
 def metrics() -> Response:
@@ -164,21 +183,10 @@ def observe_append(append: F) -> F:
 
 
 def verify_and_record(anchor: tuple[int, str] | None = None) -> Any:
-    """Verify the whole audit chain (needs an app context) and publish the result as ``gateway_audit_chain_ok``.
+    """Verify the chain and record the result as ``audit.verified`` (see ``gateway.chain_status``)."""
+    from gateway import chain_status
 
-    Reads through a session of its own, so it sees the ledger as committed now,
-    not a snapshot the caller's session may still hold.
-    """
-    from sqlalchemy.orm import Session
-
-    from gateway import audit
-    from gateway.extensions import db
-
-    with Session(db.engine) as session:
-        result = audit.verify(session, audit.Keyring.from_config(current_app.config), anchor=anchor)
-    CHAIN_OK.set(1 if result.ok else 0)
-    CHAIN_VERIFIED_AT.set(time.time())
-    return result
+    return chain_status.verify_and_record(anchor=anchor)
 
 
 # --- request hooks --------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def test_jobs_migrate_as_owner_and_verify_the_chain():
     assert {e["name"]: e["value"] for e in migrate["env"]}["DATABASE_URL_FILE"].endswith("owner-database-url")
     (cron,) = of_kind("CronJob")
     (verify,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert verify["command"][-3:] == ["manage.py", "audit", "verify"]
+    assert verify["command"][1:4] == ["manage.py", "audit", "verify"]
+    assert "--record" in verify["command"]  # every replica's /metrics reports the recorded result
 
 
 def test_configmap_carries_a_catalogue_mounted_where_the_app_reads_it():

@@ -89,14 +89,16 @@ class Replica:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def start_replica(name: str, environ: dict[str, str], folder: Path, token: str = "") -> Replica:
+def start_replica(
+    name: str, environ: dict[str, str], folder: Path, token: str = "", workers: int = 1, threads: int = 16
+) -> Replica:
     """Boot a replica and wait until it is ready; its output goes to ``folder/<name>.log``."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"{name}.log"
     env = {**environ, "GATEWAY_INSTANCE_PATH": str(folder / f"instance-{name}")}
     argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app", "--bind", f"127.0.0.1:{port}"]
-    argv += ["--workers", "1", "--threads", "16"]
+    argv += ["--workers", str(workers), "--threads", str(threads)]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             argv, cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
@@ -109,7 +111,7 @@ def start_replica(name: str, environ: dict[str, str], folder: Path, token: str =
         try:
             if requests.get(replica.base + "/readyz", timeout=2).status_code == 200:
                 return replica
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker booted yet
             pass
         time.sleep(0.1)
     replica.kill()

@@ -1,8 +1,11 @@
-"""``manage.py audit verify [--anchor LINE] | anchor | export --format csv|jsonl | prune --older-than-days N``.
+"""``manage.py audit verify [--anchor LINE] [--record] | anchor | export | prune --older-than-days N``.
 
 Exit codes of ``verify``: 0 intact, 1 broken (first bad seq printed), 2 could not check.
 ``anchor`` exits 2 as well when it cannot read the ledger, so scripts never keep
-a traceback as an anchor.
+a traceback as an anchor.  ``verify --record`` (the scheduled CronJob) also
+appends the result as an ``audit.verified`` event, which every replica's
+``/metrics`` reports as ``gateway_audit_chain_ok``; if that record cannot be
+written, an intact chain exits 2, so the Job still fails.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import audit, audit_export, audit_query
+from gateway import audit, audit_export, audit_query, chain_status
 from gateway.cli.common import operator_actor
 from gateway.extensions import db
 from gateway.timeutil import utcnow
@@ -32,8 +35,9 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @click.option("--anchor", "anchor_line", help="A line printed by 'audit anchor' (or logged by the app).")
 @click.option("--from-seq", type=int, default=None, help="Start checking at this seq.")
+@click.option("--record", is_flag=True, help="Append the result as an audit.verified event (for /metrics).")
 @with_appcontext
-def verify(anchor_line: str | None, from_seq: int | None) -> None:
+def verify(anchor_line: str | None, from_seq: int | None, record: bool) -> None:
     """Recompute the chain and name the first bad seq."""
     keyring = audit.Keyring.from_config(current_app.config)
     try:
@@ -46,6 +50,13 @@ def verify(anchor_line: str | None, from_seq: int | None) -> None:
         click.echo(f"could not check: database error ({type(exc).__name__})", err=True)
         sys.exit(EXIT_UNCHECKED)
     click.echo(json.dumps(result.as_dict(), sort_keys=True))
+    if record:
+        try:
+            chain_status.record(result, from_seq=from_seq, anchor=anchor, actor=operator_actor())
+        except SQLAlchemyError as exc:
+            click.echo(f"could not record the result: database error ({type(exc).__name__})", err=True)
+            if result.ok:
+                sys.exit(EXIT_UNCHECKED)
     if result.ok:
         click.echo(f"audit chain intact: {result.checked} rows checked", err=True)
         sys.exit(EXIT_INTACT)
