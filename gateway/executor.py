@@ -57,6 +57,8 @@ class Job:
     # When it began running, as recorded in its row (so finishing needs not read it back);
     # None for jobs that did not start here (the reaper's, a cancel's).
     started_at: datetime | None = None
+    # What a cancelled run's error says: who or what stopped it.
+    cancel_reason: str = "cancelled"
 
 
 class ExecutorClosed(Exception):
@@ -200,6 +202,7 @@ class Executor:
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
+            job.cancel_reason = f"cancelled: the gateway shut down (the grace period of {grace:g} s ended)"
             job.cancel.set()
         self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=False)

@@ -439,11 +439,13 @@ def execute(job: Job) -> None:
     excerpt_limit = int(current_app.config["AUDIT_OUTPUT_EXCERPT_BYTES"])
     writer = ChunkWriter(job.run_id, excerpt_limit=excerpt_limit)
     if job.cancel.is_set():
-        outcome = Outcome(status="cancelled", error="cancelled")
+        outcome = Outcome(status="cancelled")
     elif job.shell is not None:
         outcome = _execute_shell(job, writer)
     else:
         outcome = _execute_query(job)
+    if outcome.status == "cancelled":
+        outcome.error = job.cancel_reason
     # Uploads go before the terminal state is recorded: whoever sees the run finished
     # (a long-poll wakes on that commit) must not still find its files on disk.
     remove_folder(job.tempdir)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 
@@ -85,11 +84,6 @@ def test_a_dead_run_pool_fails_readiness(make_app: Any) -> None:
     assert checks["process:draining"] == "pass"  # not a drain: the pool itself is dead
 
 
-@pytest.mark.xfail(
-    reason="the drain's cancel is recorded as plain 'cancelled': Executor.shutdown must give the job a reason "
-    "and runs.execute must record it (gateway/executor.py, gateway/runs.py are the lead's)",
-    strict=True,
-)
 def test_a_run_cancelled_by_the_shutdown_drain_says_so(make_app: Any, tmp_path: Path) -> None:
     """An operator reading a run the SIGTERM drain cancelled must learn that the gateway shut down."""
     catalogue = tmp_path / "commands.yaml"
