@@ -91,6 +91,9 @@ class Started:
     cached: bool = False
     joined: bool = False
     job: Job | None = field(default=None, repr=False)
+    # The run's wake-up version before it could move (taken before the job was submitted),
+    # so a waiter can wait first and read after; None when not known (cache hits).
+    version: int | None = None
 
 
 # --- start ----------------------------------------------------------------------------------
@@ -302,8 +305,9 @@ def start(
             statement_timeout=min(source_ds.statement_timeout, timeout or command.timeout),
         )
     signals.send(signals.run_started, current_app._get_current_object(), run=run, callback_context=callback_context)
+    version = wakeups.version(run_id)
     executor.submit(job)
-    return Started(run=run, job=job)
+    return Started(run=run, job=job, version=version)
 
 
 def _admit(
@@ -686,6 +690,13 @@ def kill_orphaned_groups(host: str, boot_id: str) -> list[int]:
 # --- reading --------------------------------------------------------------------------------
 
 
+_OUTPUT_TEXT = (
+    select(RunOutputChunk.__table__.c.text)
+    .where(RunOutputChunk.__table__.c.run_id == bindparam("run_id"))
+    .order_by(RunOutputChunk.__table__.c.seq)
+)
+
+
 def output_chunks(run_id: str, after_seq: int = 0, limit: int = 1000) -> list[RunOutputChunk]:
     return list(
         db.session.scalars(
@@ -698,7 +709,7 @@ def output_chunks(run_id: str, after_seq: int = 0, limit: int = 1000) -> list[Ru
 
 
 def output_text(run_id: str) -> str:
-    return "".join(chunk.text for chunk in output_chunks(run_id, limit=1_000_000))
+    return "".join(db.session.connection().scalars(_OUTPUT_TEXT, {"run_id": run_id}))
 
 
 def prune(older_than: datetime, actor: Any = None) -> int:

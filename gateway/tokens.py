@@ -82,15 +82,20 @@ def authenticate(bearer: str) -> User | None:
     if not bearer.startswith(TOKEN_PREFIX) or len(bearer) > 200:
         return None
     digest = _digest(bearer)
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    # Token and owner in one statement: this runs on every API request.
+    found = db.session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == digest)
+    ).first()
+    if found is None:
+        return None
+    token, user = found
     # The lookup is by digest; compare again in constant time all the same.
-    if token is None or not hmac.compare_digest(token.token_hash, digest):
+    if not hmac.compare_digest(token.token_hash, digest):
         return None
     now = utcnow()
     if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None
-    user = db.session.get(User, token.user_id)
-    if user is None or not user.active:
+    if not user.active:
         return None
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         with write_transaction() as tx:

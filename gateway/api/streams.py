@@ -85,9 +85,16 @@ def fresh_run(run_id: str) -> Run | None:
     return db.session.get(Run, run_id)
 
 
-def wait_for_finish(run_id: str, seconds: float) -> Run | None:
-    """Return as soon as the run is terminal, or when ``seconds`` have passed; no connection held meanwhile."""
+def wait_for_finish(run_id: str, seconds: float, seen_version: int | None = None) -> Run | None:
+    """Return as soon as the run is terminal, or when ``seconds`` have passed; no connection held meanwhile.
+
+    ``seen_version`` (from ``Started.version``, taken before the run could move)
+    lets a caller that just started the run wait before its first read.
+    """
     deadline = time.monotonic() + seconds
+    if seen_version is not None:
+        db.session.remove()
+        wakeups.wait(run_id, seen_version, min(seconds, RECHECK_SECONDS))
     while True:
         version = wakeups.version(run_id)  # before reading: a finish in between moves it
         run = fresh_run(run_id)

@@ -102,7 +102,7 @@ def start_run(name: str) -> Response:
         slot = _optional_slot()
         if slot is not None:
             with slot:
-                run = wait_for_finish(run.id, wait) or run
+                run = wait_for_finish(run.id, wait, started.version) or run
     if run.status in runs.TERMINAL:
         return _json(runs.run_view(run, _user(), cached=started.cached))
     accepted = accepted_view(run)
