@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.orm import Session
 
 from gateway.extensions import db
@@ -41,6 +41,17 @@ def engine_options(database_url: str, base: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("pool_timeout", 10)
     options["connect_args"] = connect_args
     return options
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (the "did I win the race" check of a write).
+
+    ``Session.execute`` is typed as returning a plain ``Result``; for a DML statement it is a
+    ``CursorResult``, the one that carries ``rowcount``. Anything else is a programming error.
+    """
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"rows_matched() needs the result of an UPDATE or DELETE, not {type(result).__name__}")
+    return result.rowcount
 
 
 def is_sqlite(engine: Engine) -> bool:

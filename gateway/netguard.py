@@ -99,5 +99,8 @@ def init_app(app: Flask) -> None:
     """Install ProxyFix (if proxies are trusted) and the allowlist gate, ahead of every other hook."""
     hops = app.config["TRUSTED_PROXY_COUNT"]
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+        # Flask's documented way to add WSGI middleware; Flask types wsgi_app as a method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0
+        )
     app.before_request_funcs.setdefault(None, []).insert(0, guard)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from gateway import audit
-from gateway.database import write_transaction
+from gateway.database import rows_matched, write_transaction
 from gateway.extensions import db
 from gateway.models import ApiToken, User
 from gateway.timeutil import utcnow
@@ -107,7 +107,7 @@ def revoke(token_id: int, *, actor: Any = None, owner: User | None = None, **fie
         result = tx.execute(
             update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
         )
-        if not result.rowcount:
+        if not rows_matched(result):
             return False
         audit.append(
             "token.revoked", session=tx, actor=actor, outcome="ok",

@@ -16,6 +16,7 @@ from gateway import commands as command_switches
 from gateway.admin import bp
 from gateway.admin.shared import back
 from gateway.callers import current_caller
+from gateway.models import Run
 from gateway.web.shared import STATUS_LABELS, me
 
 PAGE_SIZE = 50
@@ -51,7 +52,8 @@ def runs_list() -> str:
     if status is not None and status not in STATUS_LABELS:
         abort(400)
     viewer = _viewer(username)
-    page, next_cursor = [], None
+    page: list[Run] = []
+    next_cursor: str | None = None
     if viewer is not None:
         try:
             page, next_cursor = runs.list_runs(viewer, command=command, status=status, limit=PAGE_SIZE, cursor=cursor)

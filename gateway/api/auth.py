@@ -95,7 +95,7 @@ def still_authorised() -> bool:
         return tokens.authenticate(bearer) is not None
     from gateway.auth import sessions
 
-    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    user = current_user._get_current_object()
     return getattr(user, "id", None) is not None and sessions.load_user(str(user.id)) is not None
 
 
