@@ -24,7 +24,7 @@ from gateway.models import ApiToken, User
 from gateway.timeutil import utcnow
 
 DEFAULT_EXPIRY_DAYS = 90
-TOKEN_PREFIX = "gw_"  # noqa: S105 - a public marker, not a secret
+TOKEN_PREFIX = "gw_"  # noqa: S105  # nosec B105  # a public marker at the start of every token, not a secret
 # last_used_at is written at most this often per token (cheap, and no write per request).
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
