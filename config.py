@@ -120,12 +120,10 @@ def parse_networks(name: str, text: str) -> tuple[Network, ...]:
 
 def covers_everything(networks: tuple[Network, ...]) -> bool:
     """Whether the list admits every IPv4 or every IPv6 address (``0.0.0.0/0``, or e.g. two ``/1`` halves)."""
-    for version in (4, 6):
-        same = [net for net in networks if net.version == version]
-        collapsed = list(ipaddress.collapse_addresses(same))  # type: ignore[type-var]
-        if any(net.prefixlen == 0 for net in collapsed):
-            return True
-    return False
+    v4 = [net for net in networks if isinstance(net, ipaddress.IPv4Network)]
+    v6 = [net for net in networks if isinstance(net, ipaddress.IPv6Network)]
+    collapsed: list[Network] = [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
+    return any(net.prefixlen == 0 for net in collapsed)
 
 
 def parse_audit_keys(text: str | None) -> dict[str, str]:

@@ -51,12 +51,14 @@ def address_allowed(address: str, networks: Iterable[Network]) -> bool:
 
 def networks_for_request() -> tuple[Network, ...]:
     """Probes and metrics have their own lists; everything else, unknown paths included, the app's."""
-    config = current_app.config
     if request.endpoint in HEALTH_ENDPOINTS:
-        return config["HEALTH_ALLOWED_NETWORKS"]
-    if request.endpoint in METRICS_ENDPOINTS:
-        return config["METRICS_ALLOWED_NETWORKS"]
-    return config["ALLOWED_NETWORKS"]
+        setting = "HEALTH_ALLOWED_NETWORKS"
+    elif request.endpoint in METRICS_ENDPOINTS:
+        setting = "METRICS_ALLOWED_NETWORKS"
+    else:
+        setting = "ALLOWED_NETWORKS"
+    networks: tuple[Network, ...] = current_app.config[setting]  # parsed by config.py
+    return networks
 
 
 def _denied() -> Response:

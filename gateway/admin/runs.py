@@ -35,7 +35,8 @@ class RunsOf:
 def _viewer(username: str | None) -> object | None:
     """Everyone's runs (the admin as viewer), one user's, or None for an unknown name."""
     if username is None:
-        return me()
+        admin: object = me()
+        return admin
     user = accounts.find_user(username)
     if user is None:
         flash(f"No user {username!r}.")

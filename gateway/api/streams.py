@@ -66,7 +66,8 @@ class StreamSlots:
 
 def slots(app: Flask | None = None) -> StreamSlots:
     app = app or app_object()
-    return app.extensions["gateway.api.streams"]
+    found: StreamSlots = app.extensions["gateway.api.streams"]
+    return found
 
 
 def take_slot() -> Slot:
