@@ -32,10 +32,19 @@ limiter = Limiter(key_func=_client_address)
 # dynamically, so a type checker cannot see it as a base class; to the checker it is what it is
 # made of: our declarative base plus Flask-SQLAlchemy's model mixin (the `query` property).
 if TYPE_CHECKING:
+    from typing import ClassVar
+
     from flask_sqlalchemy.model import Model as _FlaskModel
+    from sqlalchemy import Table
 
     class Model(_FlaskModel, Base):
-        """The static view of ``db.Model``."""
+        """The static view of ``db.Model``.
+
+        Every model maps one table (none maps a join or a select), so ``__table__`` is a
+        ``Table``, not SQLAlchemy's general ``FromClause``.
+        """
+
+        __table__: ClassVar[Table]
 
 else:
     Model = db.Model
