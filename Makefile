@@ -51,18 +51,24 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 ## test: lint and the whole test suite (PostgreSQL tests run when it answers on 127.0.0.1:5432)
-test: $(VENV)/.dev-installed $(BIN)/gateway-launch run-as-user browser
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint $(BIN)/gateway-launch run-as-user browser
 	$(BIN)/pytest -n 2
 
 ## test-fast: the suite without the slow (multi-process, browser) tests
 test-fast: $(VENV)/.dev-installed $(BIN)/gateway-launch
 	$(BIN)/pytest -n 2 -m "not slow"
 
+# Bandit fails on medium and high findings; an accepted low one carries `# nosec BXXX  # reason`
+# on its line. TODO(lead): set BANDIT_LEVEL to low once gateway/runs.py, gateway/audit.py and
+# gateway/runners/shell.py justify theirs, so an unexplained low finding fails too.
+BANDIT_LEVEL ?= medium
+
+## lint: ruff (lint and format), bandit on gateway/ and mypy (settings in pyproject.toml)
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit -q -c pyproject.toml -r gateway --severity-level $(BANDIT_LEVEL)
+	$(BIN)/mypy
 
 ## compile-requirements: re-pin requirements*.txt from requirements*.in
 compile-requirements: $(VENV)/.dev-installed
@@ -70,4 +76,4 @@ compile-requirements: $(VENV)/.dev-installed
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

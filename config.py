@@ -8,6 +8,7 @@ refuses to start on a value that would make the gateway unsafe.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import os
 import secrets
@@ -38,20 +39,25 @@ class ConfigError(Exception):
 class _Env:
     """Typed accessors over an environment mapping; errors name the variable."""
 
+    # The accessors are named after the types they return, so inside this class `str`, `int`
+    # and `bool` are the methods: annotations spell the builtins out.
+
     def __init__(self, environ: Mapping[str, str]):
         self.environ = environ
 
-    def raw(self, name: str) -> str | None:
+    def raw(self, name: builtins.str) -> builtins.str | None:
         value = self.environ.get(name)
         if value is None or value.strip() == "":
             return None
         return value.strip()
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
         value = self.raw(name)
         return default if value is None else value
 
-    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    def int(
+        self, name: builtins.str, default: builtins.int, minimum: builtins.int = 0, maximum: builtins.int | None = None
+    ) -> builtins.int:
         value = self.raw(name)
         if value is None:
             return default
@@ -64,7 +70,7 @@ class _Env:
             raise ConfigError(f"{name}: must be {bound}, got {number}")
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -75,7 +81,7 @@ class _Env:
             return False
         raise ConfigError(f"{name}: expected true or false, got {value!r}")
 
-    def secret(self, name: str) -> str | None:
+    def secret(self, name: builtins.str) -> builtins.str | None:
         """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (Kubernetes mounts)."""
         direct = self.raw(name)
         file_name = self.raw(f"{name}_FILE")
@@ -93,7 +99,7 @@ class _Env:
             raise ConfigError(f"{name}_FILE: {file_name!r} is empty")
         return value
 
-    def networks(self, name: str, default: str) -> tuple[Network, ...]:
+    def networks(self, name: builtins.str, default: builtins.str) -> tuple[Network, ...]:
         return parse_networks(name, self.str(name, default) or "")
 
 
@@ -114,12 +120,10 @@ def parse_networks(name: str, text: str) -> tuple[Network, ...]:
 
 def covers_everything(networks: tuple[Network, ...]) -> bool:
     """Whether the list admits every IPv4 or every IPv6 address (``0.0.0.0/0``, or e.g. two ``/1`` halves)."""
-    for version in (4, 6):
-        same = [net for net in networks if net.version == version]
-        collapsed = list(ipaddress.collapse_addresses(same))  # type: ignore[type-var]
-        if any(net.prefixlen == 0 for net in collapsed):
-            return True
-    return False
+    v4 = [net for net in networks if isinstance(net, ipaddress.IPv4Network)]
+    v6 = [net for net in networks if isinstance(net, ipaddress.IPv6Network)]
+    collapsed: list[Network] = [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
+    return any(net.prefixlen == 0 for net in collapsed)
 
 
 def parse_audit_keys(text: str | None) -> dict[str, str]:

@@ -11,7 +11,7 @@ from gateway.runs import Caller
 
 def current_caller() -> Caller:
     return Caller(
-        user=current_user._get_current_object(),  # type: ignore[attr-defined]
+        user=current_user._get_current_object(),
         source_ip=client_address(),
         user_agent=request.headers.get("User-Agent"),
     )

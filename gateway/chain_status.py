@@ -113,7 +113,7 @@ class _Cache:
 
 
 def _cache(app: Any) -> _Cache:
-    cache = app.extensions.get("gateway.chain_status")
+    cache: _Cache | None = app.extensions.get("gateway.chain_status")
     if cache is None:
         cache = app.extensions.setdefault("gateway.chain_status", _Cache(lock=threading.Lock()))
     return cache

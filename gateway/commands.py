@@ -46,7 +46,8 @@ class CatalogueHolder:
 
 
 def holder(app: Flask | None = None) -> CatalogueHolder:
-    return (app or current_app).extensions["gateway.catalogue"]
+    found: CatalogueHolder = (app or current_app).extensions["gateway.catalogue"]
+    return found
 
 
 def current_catalogue() -> Catalogue:

@@ -11,13 +11,14 @@ with ``BEGIN IMMEDIATE`` and take the write lock *before* it reads anything
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.orm import Session
 
 from gateway.extensions import db
@@ -25,6 +26,8 @@ from gateway.extensions import db
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 _IMMEDIATE = "gateway_begin_immediate"
 _IN_WRITE = "gateway_in_write"
+# Engines whose listeners are attached (weak: a test's engine goes away with its app).
+_TUNED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def engine_options(database_url: str, base: dict[str, Any]) -> dict[str, Any]:
@@ -45,15 +48,26 @@ def engine_options(database_url: str, base: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (the "did I win the race" check of a write).
+
+    ``Session.execute`` is typed as returning a plain ``Result``; for a DML statement it is a
+    ``CursorResult``, the one that carries ``rowcount``. Anything else is a programming error.
+    """
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"rows_matched() needs the result of an UPDATE or DELETE, not {type(result).__name__}")
+    return result.rowcount
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
 def tune_engine(engine: Engine) -> None:
     """Attach the SQLite connection pragmas and explicit BEGIN handling (idempotent)."""
-    if not is_sqlite(engine) or getattr(engine, "_gateway_tuned", False):
+    if not is_sqlite(engine) or engine in _TUNED:
         return
-    engine._gateway_tuned = True  # type: ignore[attr-defined]
+    _TUNED.add(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

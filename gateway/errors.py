@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
-from werkzeug.wrappers import Response
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 log = logging.getLogger("gateway.errors")
 
@@ -74,13 +73,12 @@ def handle_http(exc: HTTPException) -> Response:
         return error_response(400, "The form expired or was not sent by this site. Reload the page and try again.")
     if isinstance(exc, RateLimitExceeded):
         response = error_response(429)
-        limiter_response = exc.get_response()
-        retry = limiter_response.headers.get("Retry-After") if limiter_response is not None else None
+        retry = exc.get_response().headers.get("Retry-After")
         response.headers["Retry-After"] = retry or "60"
         return response
     headers = {}
-    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
     return error_response(status, None if status >= 500 else MESSAGES.get(status), headers=headers)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from gateway import audit
 from gateway.accounts import AccountError, get_user
-from gateway.database import write_transaction
+from gateway.database import rows_matched, write_transaction
 from gateway.extensions import db
 from gateway.models import CommandGrant, Group, GroupMember
 
@@ -64,7 +64,7 @@ def remove_member(group_name: str, username: str, *, actor: Actor = None, **fiel
     group, user = get_group(group_name), get_user(username)
     with write_transaction() as tx:
         result = tx.execute(delete(GroupMember).where(GroupMember.group_id == group.id, GroupMember.user_id == user.id))
-        if not result.rowcount:
+        if not rows_matched(result):
             return False
         audit.append(
             "admin.group_member_removed", session=tx, actor=actor, outcome="ok",
@@ -97,7 +97,7 @@ def remove_grant(group_name: str, command: str, *, actor: Actor = None, **fields
         result = tx.execute(
             delete(CommandGrant).where(CommandGrant.group_id == group.id, CommandGrant.command == command)
         )
-        if not result.rowcount:
+        if not rows_matched(result):
             return False
         audit.append(
             "admin.grant_removed", session=tx, actor=actor, command=command, outcome="ok",
@@ -117,7 +117,7 @@ def delete_group(name: str, *, actor: Actor = None, **fields: Any) -> dict[str, 
         tx.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
         tx.execute(delete(CommandGrant).where(CommandGrant.group_id == group_id))
         result = tx.execute(delete(Group).where(Group.id == group_id))
-        if not result.rowcount:
+        if not rows_matched(result):
             raise AccountError(f"group: no group {name!r}")
         audit.append("admin.group_deleted", session=tx, actor=actor, outcome="ok", detail={"before": before}, **fields)
     db.session.expire_all()

@@ -20,7 +20,7 @@ import re
 import secrets
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 
@@ -41,7 +41,7 @@ def request_id() -> str | None:
     """This request's id (decided once, on first use); ``None`` outside a request."""
     if not has_request_context():
         return None
-    existing = g.get("request_id")
+    existing: str | None = g.get("request_id")
     if existing is None:
         existing = _trusted_incoming_id() or new_request_id()
         g.request_id = existing
@@ -83,15 +83,18 @@ def _json_or_none(text: str) -> Any:
         return None
 
 
+class _JsonStderrHandler(logging.StreamHandler[TextIO]):
+    """The gateway's own handler, recognisable so configuring twice does not log every line twice."""
+
+
 def configure_json_logging(level: int = logging.INFO) -> logging.Handler:
     """Send the root logger's records to stderr as JSON lines; idempotent (one handler per process)."""
     root = logging.getLogger()
-    for handler in root.handlers:
-        if getattr(handler, "gateway_json", False):
-            return handler
-    handler = logging.StreamHandler(sys.stderr)
+    for existing in root.handlers:
+        if isinstance(existing, _JsonStderrHandler):
+            return existing
+    handler = _JsonStderrHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    handler.gateway_json = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)

@@ -24,11 +24,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from gateway.extensions import db
+from gateway.extensions import Model
 from gateway.timeutil import UTCDateTime, utcnow
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -58,7 +58,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.username}>"
 
 
-class Group(db.Model):
+class Group(Model):
     __tablename__ = "groups"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -70,7 +70,7 @@ class Group(db.Model):
     grants: Mapped[list[CommandGrant]] = relationship(back_populates="group", cascade="all, delete-orphan")
 
 
-class GroupMember(db.Model):
+class GroupMember(Model):
     __tablename__ = "group_members"
 
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
@@ -81,7 +81,7 @@ class GroupMember(db.Model):
     user: Mapped[User] = relationship(back_populates="memberships")
 
 
-class CommandGrant(db.Model):
+class CommandGrant(Model):
     """A group may run a catalogue command (by name; the catalogue itself is reviewed config)."""
 
     __tablename__ = "command_grants"
@@ -95,7 +95,7 @@ class CommandGrant(db.Model):
     group: Mapped[Group] = relationship(back_populates="grants")
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token; only its SHA-256 is stored, the prefix identifies it in lists."""
 
     __tablename__ = "api_tokens"
@@ -113,7 +113,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship()
 
 
-class UserSession(db.Model):
+class UserSession(Model):
     """A signed-in browser session; the cookie carries a random id whose SHA-256 is ``id``.
 
     Server-side records are what make logout, password change and disabling a
@@ -133,7 +133,7 @@ class UserSession(db.Model):
     user: Mapped[User] = relationship()
 
 
-class LoginThrottle(db.Model):
+class LoginThrottle(Model):
     """Failed sign-ins per normalised username, existing or not (a lock reveals nothing)."""
 
     __tablename__ = "login_throttles"
@@ -145,7 +145,7 @@ class LoginThrottle(db.Model):
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """One row of the append-only, HMAC-chained ledger. Written only by ``gateway.audit``."""
 
     __tablename__ = "audit_events"
@@ -176,7 +176,7 @@ class AuditEvent(db.Model):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class Run(db.Model):
+class Run(Model):
     """One invocation of a catalogue command. Every state a page or the API shows comes from here."""
 
     __tablename__ = "runs"
@@ -217,7 +217,7 @@ class Run(db.Model):
     timeout_seconds: Mapped[float] = mapped_column(Float)
 
 
-class RunOutputChunk(db.Model):
+class RunOutputChunk(Model):
     """Output in arrival order; ``seq`` is the SSE event id, so a stream resumes without loss."""
 
     __tablename__ = "run_output_chunks"
@@ -228,7 +228,7 @@ class RunOutputChunk(db.Model):
     text: Mapped[str] = mapped_column(Text)
 
 
-class CommandState(db.Model):
+class CommandState(Model):
     """Runtime switches for catalogue commands (the kill switch); the catalogue itself is config."""
 
     __tablename__ = "command_states"

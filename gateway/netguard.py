@@ -51,12 +51,14 @@ def address_allowed(address: str, networks: Iterable[Network]) -> bool:
 
 def networks_for_request() -> tuple[Network, ...]:
     """Probes and metrics have their own lists; everything else, unknown paths included, the app's."""
-    config = current_app.config
     if request.endpoint in HEALTH_ENDPOINTS:
-        return config["HEALTH_ALLOWED_NETWORKS"]
-    if request.endpoint in METRICS_ENDPOINTS:
-        return config["METRICS_ALLOWED_NETWORKS"]
-    return config["ALLOWED_NETWORKS"]
+        setting = "HEALTH_ALLOWED_NETWORKS"
+    elif request.endpoint in METRICS_ENDPOINTS:
+        setting = "METRICS_ALLOWED_NETWORKS"
+    else:
+        setting = "ALLOWED_NETWORKS"
+    networks: tuple[Network, ...] = current_app.config[setting]  # parsed by config.py
+    return networks
 
 
 def _denied() -> Response:
@@ -99,5 +101,8 @@ def init_app(app: Flask) -> None:
     """Install ProxyFix (if proxies are trusted) and the allowlist gate, ahead of every other hook."""
     hops = app.config["TRUSTED_PROXY_COUNT"]
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+        # Flask's documented way to add WSGI middleware; Flask types wsgi_app as a method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0
+        )
     app.before_request_funcs.setdefault(None, []).insert(0, guard)

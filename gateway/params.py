@@ -125,7 +125,8 @@ def _choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str | int
                 return choice
     if isinstance(value, bool) or value not in choices or type(value) not in {type(c) for c in choices}:
         raise ParamError(name, f"must be one of {', '.join(str(c) for c in choices)}")
-    return value
+    chosen: str | int | float = value
+    return chosen
 
 
 def _date(name: str, spec: ParamSpec, value: Any, source: Source) -> str:

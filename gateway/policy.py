@@ -71,9 +71,8 @@ def visible_commands(user: Any, catalogue: Catalogue) -> list[Command]:
 
 def check_run(user: Any, command: Command | None, address: str) -> Refusal | None:
     """None when the user may run the command from ``address``; otherwise why not."""
-    if not can_see(user, command):
+    if command is None or not can_see(user, command):
         return NOT_FOUND
-    assert command is not None
     networks = command.networks()
     if networks is not None and not address_allowed(address, networks):
         return NETWORK

@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import select, update
 
 from gateway import audit
-from gateway.database import write_transaction
+from gateway.database import rows_matched, write_transaction
 from gateway.extensions import db
 from gateway.models import ApiToken, User
 from gateway.timeutil import utcnow
 
 DEFAULT_EXPIRY_DAYS = 90
-TOKEN_PREFIX = "gw_"  # noqa: S105 - a public marker, not a secret
+TOKEN_PREFIX = "gw_"  # noqa: S105  # nosec B105  # a public marker at the start of every token, not a secret
 # last_used_at is written at most this often per token (cheap, and no write per request).
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -112,7 +112,7 @@ def revoke(token_id: int, *, actor: Any = None, owner: User | None = None, **fie
         result = tx.execute(
             update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
         )
-        if not result.rowcount:
+        if not rows_matched(result):
             return False
         audit.append(
             "token.revoked", session=tx, actor=actor, outcome="ok",

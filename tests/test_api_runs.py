@@ -414,6 +414,25 @@ def test_bearer_requests_get_no_session_cookie_and_update_last_used(api_app, peo
         assert db.session.get(ApiToken, token_id).last_used_at is not None
 
 
+def test_the_api_refuses_to_start_on_sessions_it_cannot_keep_off_bearer_requests():
+    """The no-cookie wrapper needs Flask's cookie sessions; anything else fails at start, not per request."""
+    from flask import Flask
+    from flask.sessions import SessionInterface
+
+    from gateway.api.auth import TokenAwareSessions, init_app
+
+    app = Flask(__name__)
+    init_app(app)
+    init_app(app)  # idempotent: wrapped once
+    assert isinstance(app.session_interface, TokenAwareSessions)
+    assert not isinstance(app.session_interface.inner, TokenAwareSessions)
+
+    other = Flask(__name__)
+    other.session_interface = SessionInterface()
+    with pytest.raises(RuntimeError, match="cookie sessions"):
+        init_app(other)
+
+
 def test_revoked_token_and_disabled_user_stop_on_the_next_request(api_app, people):
     from gateway import accounts, tokens
 

@@ -97,6 +97,6 @@ def audit_export_view(fmt: str) -> Response:
 @bp.route("/audit/verify", methods=["POST"])
 def audit_verify() -> tuple[str, int]:
     keyring = ledger.Keyring.from_config(current_app.config)
-    result = ledger.verify(db.session, keyring)
+    result = ledger.verify(db.session(), keyring)
     db.session.rollback()
     return render_audit(verification={"ok": result.ok, **result.as_dict(), "reason": result.reason})

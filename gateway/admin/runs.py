@@ -16,6 +16,7 @@ from gateway import commands as command_switches
 from gateway.admin import bp
 from gateway.admin.shared import back
 from gateway.callers import current_caller
+from gateway.models import Run
 from gateway.web.shared import STATUS_LABELS, me
 
 PAGE_SIZE = 50
@@ -34,7 +35,8 @@ class RunsOf:
 def _viewer(username: str | None) -> object | None:
     """Everyone's runs (the admin as viewer), one user's, or None for an unknown name."""
     if username is None:
-        return me()
+        admin: object = me()
+        return admin
     user = accounts.find_user(username)
     if user is None:
         flash(f"No user {username!r}.")
@@ -51,7 +53,8 @@ def runs_list() -> str:
     if status is not None and status not in STATUS_LABELS:
         abort(400)
     viewer = _viewer(username)
-    page, next_cursor = [], None
+    page: list[Run] = []
+    next_cursor: str | None = None
     if viewer is not None:
         try:
             page, next_cursor = runs.list_runs(viewer, command=command, status=status, limit=PAGE_SIZE, cursor=cursor)

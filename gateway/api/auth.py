@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g, request
-from flask.sessions import SessionInterface
+from flask.sessions import SecureCookieSessionInterface, SessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError
@@ -48,12 +48,12 @@ def load_user_from_request(req: Any) -> Any:
 class TokenAwareSessions(SessionInterface):
     """Wraps the app's session interface: bearer requests get an empty session and never a cookie."""
 
-    def __init__(self, inner: SessionInterface):
+    def __init__(self, inner: SecureCookieSessionInterface):
         self.inner = inner
 
     def open_session(self, app: Flask, req: Any) -> Any:
         if bearer_value(req) is not None:
-            return self.inner.session_class()  # type: ignore[attr-defined]
+            return self.inner.session_class()
         return self.inner.open_session(app, req)
 
     def save_session(self, app: Flask, session: Any, response: Any) -> None:
@@ -95,7 +95,7 @@ def still_authorised() -> bool:
         return tokens.authenticate(bearer) is not None
     from gateway.auth import sessions
 
-    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    user = current_user._get_current_object()
     return getattr(user, "id", None) is not None and sessions.load_user(str(user.id)) is not None
 
 
@@ -103,5 +103,10 @@ def init_app(app: Flask) -> None:
     from gateway.extensions import login_manager
 
     login_manager.request_loader(load_user_from_request)
-    if not isinstance(app.session_interface, TokenAwareSessions):
-        app.session_interface = TokenAwareSessions(app.session_interface)
+    interface = app.session_interface
+    if isinstance(interface, TokenAwareSessions):
+        return
+    if not isinstance(interface, SecureCookieSessionInterface):
+        # Without the wrapper a bearer request would be handed a session cookie: refuse to start.
+        raise RuntimeError(f"the API expects Flask's cookie sessions, not {type(interface).__name__}")
+    app.session_interface = TokenAwareSessions(interface)

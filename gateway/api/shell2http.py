@@ -53,8 +53,9 @@ class Shell2HttpError(Exception):
 
 def _error_response(exc: Shell2HttpError) -> Response:
     body: dict[str, Any] = {"error": exc.message}
-    if exc.key is not None:
-        body.update(key=exc.key, result_url=_result_url(request.view_args["name"], exc.key))  # type: ignore[index]
+    name = (request.view_args or {}).get("name")  # errors with a key come from the /<name> views
+    if exc.key is not None and name is not None:
+        body.update(key=exc.key, result_url=_result_url(name, exc.key))
     response = jsonify(body)
     response.status_code = exc.status
     response.headers.update(exc.headers)
@@ -72,7 +73,7 @@ bp.register_error_handler(ApiError, _api_error_response)
 
 
 def _user() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+    return current_user._get_current_object()
 
 
 def _result_url(name: str, key: str) -> str:
@@ -134,6 +135,7 @@ def _find(name: str, key: str) -> Run | None:
 
 def _request_body() -> tuple[dict[str, Any], dict[str, Any]]:
     """(JSON fields, uploaded files by field name): JSON body, or multipart with a ``request_json`` field."""
+    raw: str | bytes
     if request.mimetype == "multipart/form-data":
         raw = request.form.get("request_json", "{}")
         files = {name: storage for name, storage in request.files.items() if storage.filename}

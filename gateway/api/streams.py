@@ -20,6 +20,7 @@ from flask import Flask, current_app
 
 from gateway import runs
 from gateway.api.errors import ApiError
+from gateway.appctx import app_object
 from gateway.extensions import db
 from gateway.models import Run
 from gateway.wakeup import wakeups
@@ -64,8 +65,9 @@ class StreamSlots:
 
 
 def slots(app: Flask | None = None) -> StreamSlots:
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    return app.extensions["gateway.api.streams"]
+    app = app or app_object()
+    found: StreamSlots = app.extensions["gateway.api.streams"]
+    return found
 
 
 def take_slot() -> Slot:

@@ -34,7 +34,7 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 
 def _user() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+    return current_user._get_current_object()
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -230,7 +230,7 @@ def verify_audit() -> Response:
     _require_admin()
     from_seq = int_arg("from_seq", None, 1, 2**62)
     keyring = audit.Keyring.from_config(current_app.config)
-    result = audit.verify(db.session, keyring, from_seq=from_seq)
+    result = audit.verify(db.session(), keyring, from_seq=from_seq)
     return _json(result.as_dict())
 
 

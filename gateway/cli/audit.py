@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import timedelta
+from typing import Any
 
 import click
 from flask import current_app
@@ -42,7 +43,7 @@ def verify(anchor_line: str | None, from_seq: int | None, record: bool) -> None:
     keyring = audit.Keyring.from_config(current_app.config)
     try:
         anchor = audit.parse_anchor(anchor_line, keyring) if anchor_line else None
-        result = audit.verify(db.session, keyring, from_seq=from_seq, anchor=anchor)
+        result = audit.verify(db.session(), keyring, from_seq=from_seq, anchor=anchor)
     except audit.AnchorError as exc:
         click.echo(f"could not check: {exc}", err=True)
         sys.exit(EXIT_UNCHECKED)
@@ -70,7 +71,7 @@ def anchor() -> None:
     """Print the signed chain head as one JSON line, to keep outside the database."""
     keyring = audit.Keyring.from_config(current_app.config)
     try:
-        signed = audit.current_anchor(db.session, keyring)
+        signed = audit.current_anchor(db.session(), keyring)
     except SQLAlchemyError as exc:
         click.echo(f"could not read the ledger: database error ({type(exc).__name__})", err=True)
         sys.exit(EXIT_UNCHECKED)
@@ -89,7 +90,7 @@ def export(fmt: str, since: str | None, until: str | None) -> None:
     except audit_query.FilterError as exc:
         click.echo(f"error: --{exc.field} {exc.message}", err=True)
         sys.exit(EXIT_UNCHECKED)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout  # (click.get_text_stream is deprecated since Click 8.5)
     count = -1 if fmt == "csv" else 0  # the CSV header is not an event
     try:
         for line in audit_export.export_lines(fmt, flt):
@@ -116,8 +117,9 @@ def prune(older_than_days: int) -> None:
     if pruned is None:
         click.echo(f"nothing older than {older_than_days} day(s) to prune", err=True)
         return
-    click.echo(json.dumps({"seq": pruned.seq, **pruned.detail}, sort_keys=True))
+    detail: dict[str, Any] = pruned.detail or {}  # audit.prune always records what it cut
+    click.echo(json.dumps({"seq": pruned.seq, **detail}, sort_keys=True))
     click.echo(
-        f"pruned {pruned.detail['deleted']} events; the chain now starts at seq {pruned.detail['first_kept_seq']}",
+        f"pruned {detail['deleted']} events; the chain now starts at seq {detail['first_kept_seq']}",
         err=True,
     )

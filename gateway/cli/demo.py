@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from gateway import accounts, migrate
+from gateway.appctx import app_object
 from gateway.auth.passwords import generate_password, verify_password
 from gateway.cli.common import operator_actor
 
@@ -121,6 +122,6 @@ def serve_command(host: str, port: int) -> None:
     """Run the development server (threaded). Use gunicorn with wsgi.py in production."""
     from gateway.lifecycle import serve_forever
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = app_object()
     click.echo(f"Ops Gateway on http://{host}:{port}/ ({app.config['GATEWAY_ENV']})", err=True)
     serve_forever(app, host, port)

@@ -48,14 +48,14 @@ def account() -> tuple[str, int]:
 def password_change_errors(user: object, current: str, new: str, confirm: str) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not verify_password(getattr(user, "password_hash", None), current):
-        errors["current_password"] = "This is not your current password."
+        errors["current_password"] = "This is not your current password."  # nosec B105  # a message to the user, not a password
     problem = password_problem(new)
     if problem:
         errors["new_password"] = f"The new password {problem}."
     elif new != confirm:
-        errors["confirm_password"] = "The two new passwords are not the same."
+        errors["confirm_password"] = "The two new passwords are not the same."  # nosec B105  # a message to the user, not a password
     elif new == current:
-        errors["new_password"] = "The new password must differ from the current one."
+        errors["new_password"] = "The new password must differ from the current one."  # nosec B105  # a message to the user, not a password
     return errors
 
 
@@ -80,9 +80,9 @@ def create_token() -> tuple[str, int]:
     name = request.form.get("name", "").strip()
     expiry = request.form.get("expires", "90")
     if expiry not in EXPIRY_CHOICES:
-        return render_account(token_error="Choose how long the token stays valid.", status=400)
+        return render_account(token_error="Choose how long the token stays valid.", status=400)  # nosec B106  # a message to the user, not a token
     if not name:
-        return render_account(token_error="Give the token a name, so you can recognise it later.", status=400)
+        return render_account(token_error="Give the token a name, so you can recognise it later.", status=400)  # nosec B106  # a message to the user, not a token
     try:
         issued = tokens.create_token(
             me(), name=name, expires_days=EXPIRY_CHOICES[expiry], actor=_actor(),

@@ -88,10 +88,13 @@ def _store_files(command: Command) -> tuple[dict[str, FileValue], str | None]:
 def command_submit(name: str) -> Response | tuple[str, int]:
     command = command_switches.current_catalogue().get(name)
     submitted = read_submission(command, request.form) if command is not None else {}
-    try:
-        files, folder = _store_files(command) if command is not None and policy.can_see(me(), command) else ({}, None)
-    except ParamError as exc:
-        return render_form(command, submitted, {exc.field: exc.message}, "The file is too large.", 400)  # type: ignore[arg-type]
+    files: dict[str, FileValue] = {}
+    folder: str | None = None
+    if command is not None and policy.can_see(me(), command):
+        try:
+            files, folder = _store_files(command)
+        except ParamError as exc:
+            return render_form(command, submitted, {exc.field: exc.message}, "The file is too large.", 400)
     try:
         started = runs.start(name, submitted, current_caller(), source="form", files=files or None, tempdir=folder)
     except runs.RunRejected as exc:

@@ -36,7 +36,7 @@ class OwnRunsOnly:
 
 
 def me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+    return current_user._get_current_object()
 
 
 def own_viewer() -> OwnRunsOnly:
