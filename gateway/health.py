@@ -48,17 +48,22 @@ bp = Blueprint("health", __name__)
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="health")
 
 
+# A check's (status, seconds) on its way from the pool.
+CheckFuture = Future[tuple[str, float]]
+
+
 @dataclass
 class HealthRegistry:
     liveness: dict[str, Check] = field(default_factory=dict)
     readiness: dict[str, Check] = field(default_factory=dict)
     # Checks in flight, by (name, check): a slow check is shared by the probes that arrive meanwhile.
-    running: dict[tuple[str, Check], Future] = field(default_factory=dict)
+    running: dict[tuple[str, Check], CheckFuture] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _registry(app: Flask | None = None) -> HealthRegistry:
-    return (app or current_app).extensions["gateway.health"]
+    registry: HealthRegistry = (app or current_app).extensions["gateway.health"]
+    return registry
 
 
 def add_liveness_check(app: Flask, name: str, check: Check) -> None:
@@ -83,7 +88,7 @@ def _timed(app: Flask, check: Check) -> Callable[[], tuple[str, float]]:
     return run
 
 
-def _start(app: Flask, registry: HealthRegistry, name: str, check: Check) -> Future:
+def _start(app: Flask, registry: HealthRegistry, name: str, check: Check) -> CheckFuture:
     """Submit a check, or join the run of it that an earlier probe started and is still waiting on."""
     key = (name, check)
     with registry.lock:
@@ -94,7 +99,7 @@ def _start(app: Flask, registry: HealthRegistry, name: str, check: Check) -> Fut
     return future
 
 
-def _bounded(name: str, future: Future, deadline: float) -> Callable[[], tuple[bool, tuple[str, float | None]]]:
+def _bounded(name: str, future: CheckFuture, deadline: float) -> Callable[[], tuple[bool, tuple[str, float | None]]]:
     """A healthcheck checker that waits for an already running check until the shared deadline."""
 
     def checker() -> tuple[bool, tuple[str, float | None]]:
@@ -187,8 +192,7 @@ def check_migrations() -> str:
 
 
 def check_ratelimit_storage() -> str:
-    storage = limiter.storage
-    return PASS if storage is not None and storage.check() else FAIL
+    return PASS if limiter.storage.check() else FAIL
 
 
 def check_catalogue() -> str:

@@ -34,9 +34,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gateway import audit, commands, notify, policy, signals
+from gateway.appctx import app_object
 from gateway.argv import build_argv, build_env, build_stdin
 from gateway.catalogue import Command
-from gateway.database import write_transaction
+from gateway.database import rows_matched, write_transaction
 from gateway.executor import ExecutorClosed, Job, QueryPlan, get_executor, group_belongs_to_run
 from gateway.extensions import db, limiter
 from gateway.models import Run, RunOutputChunk
@@ -217,7 +218,8 @@ def start(
     refusal = policy.check_run(caller.user, command, caller.source_ip)
     if refusal is not None:
         raise _reject(caller, name, refusal.status, refusal.code, refusal.outcome, refusal.message)
-    assert command is not None
+    if command is None:  # check_run refuses unknown commands; this only states it
+        raise RuntimeError(f"the policy let unknown command {name!r} through")
     if not get_executor().accepting:
         raise _reject(caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again.")
     unavailable = catalogue.unavailable_reason(command)
@@ -304,7 +306,7 @@ def start(
             row_limit=source_ds.row_limit,
             statement_timeout=min(source_ds.statement_timeout, timeout or command.timeout),
         )
-    signals.send(signals.run_started, current_app._get_current_object(), run=run, callback_context=callback_context)
+    signals.send(signals.run_started, app_object(), run=run, callback_context=callback_context)
     version = wakeups.version(run_id)
     executor.submit(job)
     return Started(run=run, job=job, version=version)
@@ -420,7 +422,7 @@ def _mark_running(job: Job) -> bool:
     with write_transaction() as tx:
         queued = update(Run).where(Run.id == job.run_id, Run.status == "queued")
         result = tx.execute(queued.values(status="running", started_at=started_at))
-    if result.rowcount != 1:
+    if rows_matched(result) != 1:
         return False
     job.started_at = started_at
     return True
@@ -445,9 +447,11 @@ def execute(job: Job) -> None:
     if job.cancel.is_set():
         outcome = Outcome(status="cancelled")
     elif job.shell is not None:
-        outcome = _execute_shell(job, writer)
+        outcome = _execute_shell(job, job.shell, writer)
+    elif job.query is not None:
+        outcome = _execute_query(job, job.query)
     else:
-        outcome = _execute_query(job)
+        outcome = Outcome(status="failed", error="internal error: the run has nothing to execute")
     if outcome.status == "cancelled":
         outcome.error = job.cancel_reason
     # Uploads go before the terminal state is recorded: whoever sees the run finished
@@ -456,13 +460,11 @@ def execute(job: Job) -> None:
     finish(job, outcome, writer)
 
 
-def _execute_shell(job: Job, writer: ChunkWriter) -> Outcome:
-    assert job.shell is not None
-
+def _execute_shell(job: Job, spec: ShellSpec, writer: ChunkWriter) -> Outcome:
     def spawned(pid: int) -> None:
         writer.pgid = pid
 
-    runner = ShellRun(job.shell, on_output=writer.add, on_spawn=spawned, cancel=job.cancel, on_tick=writer.tick)
+    runner = ShellRun(spec, on_output=writer.add, on_spawn=spawned, cancel=job.cancel, on_tick=writer.tick)
     result = runner.run()
     writer.close_decoders()
     return Outcome(
@@ -475,9 +477,7 @@ def _execute_shell(job: Job, writer: ChunkWriter) -> Outcome:
     )
 
 
-def _execute_query(job: Job) -> Outcome:
-    assert job.query is not None
-    plan = job.query
+def _execute_query(job: Job, plan: QueryPlan) -> Outcome:
     try:
         result = query_runner.run_query(
             plan.url, plan.sql, plan.params, row_limit=plan.row_limit,
@@ -559,13 +559,11 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
         )  # fmt: skip
         notify.publish(job.run_id, "finished", tx)  # other replicas' waiters, at commit
     wakeups.notify(job.run_id)
-    cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))  # type: ignore[arg-type]
+    cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))
     if cached is not None:
         db.session.expire(cached)  # updated behind the ORM's back just now
     if signals.run_finished.receivers:
-        signals.send(
-            signals.run_finished, current_app._get_current_object(), run=ended, callback_context=job.callback_context
-        )
+        signals.send(signals.run_finished, app_object(), run=ended, callback_context=job.callback_context)
     return True
 
 
@@ -594,7 +592,7 @@ def cancel(run_id: str, caller: Caller) -> Run:
         raise RunRejected(404, "not_found", "No such run.")
     if run.status not in LIVE:
         raise RunRejected(409, "conflict", f"The run has already ended ({run.status}).")
-    fields = {
+    fields: dict[str, Any] = {
         "actor": caller.actor(), "source_ip": caller.source_ip or None, "user_agent": caller.user_agent,
         "command": run.command, "run_id": run.id,
     }  # fmt: skip

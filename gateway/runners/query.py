@@ -166,6 +166,14 @@ def _connect(engine: Engine) -> Iterator[sa.Connection]:
         yield connection
 
 
+def _dbapi(connection: sa.Connection) -> Any:
+    """The driver's own connection (progress handler, cancel); always there on a checked-out connection."""
+    raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("the data source connection was invalidated")
+    return raw
+
+
 def _run_sqlite(
     engine: Engine, sql: str, params: Mapping[str, Any], row_limit: int, timeout: float, cancel: threading.Event
 ) -> QueryResult:
@@ -182,7 +190,7 @@ def _run_sqlite(
         return 0
 
     with _connect(engine) as connection:
-        raw = connection.connection.dbapi_connection
+        raw = _dbapi(connection)
         raw.set_progress_handler(progress, 1000)
         try:
             return _fetch(connection.execute(sa.text(sql), dict(params)), row_limit)
@@ -213,7 +221,7 @@ def _run_postgresql(
 ) -> QueryResult:
     with _connect(engine) as connection:
         connection = connection.execution_options(postgresql_readonly=True)
-        raw = connection.connection.dbapi_connection
+        raw = _dbapi(connection)
         finished = threading.Event()
         reason: dict[str, str | None] = {"value": None}
 

@@ -25,7 +25,7 @@ import os
 import selectors
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404  # this module is the one process-spawn chokepoint
 import sys
 import threading
 import time
@@ -267,7 +267,7 @@ class ShellRun:
         spec = self.spec
         check_program(spec.argv[0], spec.env.get("PATH", SAFE_PATH), spec.cwd)
         run_as = spec.run_as if spec.run_as is not None and os.geteuid() == 0 else None
-        kwargs: dict[str, object] = {}
+        preexec: Callable[[], None] | None = None
         if LAUNCH_WITH == "gateway-launch" and LAUNCHER is not None:
             ids = [str(run_as.uid), str(run_as.gid)] if run_as else ["-", "-"]
             argv = [LAUNCHER, str(os.getpid()), *ids, *spec.argv]
@@ -276,10 +276,10 @@ class ShellRun:
             argv = [SETPRIV, *switch, "--pdeathsig", "KILL", "--", *spec.argv]
         else:
             argv = spec.argv
-            kwargs["preexec_fn"] = functools.partial(_child_setup, os.getpid())  # only prctl, resolved before fork
-            if run_as:
-                kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=[])
-        return subprocess.Popen(  # noqa: S603 - argv list from the reviewed catalogue, no shell
+            preexec = functools.partial(_child_setup, os.getpid())  # only prctl, resolved before fork
+        # The preexec path switches accounts itself (user=...); the launchers did it above.
+        native = run_as if preexec is not None else None
+        return subprocess.Popen(  # noqa: S603  # nosec B603  # an argv list from the reviewed catalogue, never a shell
             argv,
             stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -288,7 +288,10 @@ class ShellRun:
             cwd=spec.cwd,
             close_fds=True,
             start_new_session=True,
-            **kwargs,  # type: ignore[arg-type]
+            preexec_fn=preexec,
+            user=native.uid if native else None,
+            group=native.gid if native else None,
+            extra_groups=[] if native else None,
         )
 
     def run(self) -> ShellResult:
@@ -337,11 +340,13 @@ class ShellRun:
                 key.fileobj.close()  # type: ignore[union-attr]
 
     def _feed_stdin(self, process: subprocess.Popen[bytes]) -> None:
-        assert process.stdin is not None
+        stdin = process.stdin
+        if stdin is None:
+            return
         with contextlib.suppress(OSError):
-            process.stdin.write(self.spec.stdin or b"")
+            stdin.write(self.spec.stdin or b"")
         with contextlib.suppress(OSError):
-            process.stdin.close()
+            stdin.close()
 
     def _pump(self, process: subprocess.Popen[bytes], keeper: OutputKeeper) -> str | None:
         """Read both pipes until they close; enforce timeout and cancel. Returns a forced status or None."""
@@ -349,7 +354,8 @@ class ShellRun:
         if self.spec.stdin is not None:
             threading.Thread(target=self._feed_stdin, args=(process,), daemon=True).start()
         selector = selectors.DefaultSelector()
-        assert process.stdout is not None and process.stderr is not None
+        if process.stdout is None or process.stderr is None:
+            raise RuntimeError("the child was spawned without its output pipes")
         selector.register(process.stdout, selectors.EVENT_READ, "stdout")
         selector.register(process.stderr, selectors.EVENT_READ, "stderr")
         deadline = time.monotonic() + self.spec.timeout
