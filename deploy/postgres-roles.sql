@@ -8,7 +8,8 @@
 --
 -- Run with psql as a superuser (or a role with CREATEROLE that owns the database), connected to
 -- the gateway's database. It is idempotent; run it before the first `db upgrade` (creates the roles)
--- and again after every `db upgrade` (grants on the tables the migrations created):
+-- and again after it (grants on the tables it created; later tables get theirs by default privileges,
+-- and re-running after every upgrade does no harm):
 --
 --   psql -v ON_ERROR_STOP=1 -v owner=gateway_owner -v app=gateway_app -v reader=gateway_reader \
 --        -d "$ADMIN_DATABASE_URL" -f deploy/postgres-roles.sql
@@ -50,6 +51,11 @@ GRANT USAGE ON SCHEMA public TO :"app";
 -- The application role on the tables the migrations created (nothing happens before the first upgrade).
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO :"app";
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO :"app";
+-- Tables and sequences that later migrations (run as the owner) create get the same grants at
+-- once, so a new release's tables work before anyone re-runs this script. The revokes below still
+-- need a re-run if a migration ever recreates the ledger or the version table.
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"app";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO :"app";
 -- The ledger is append-only for the application: no UPDATE, DELETE or TRUNCATE, ever.
 SELECT format('REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_events FROM %I', :'app')
   WHERE to_regclass('public.audit_events') IS NOT NULL \gexec

@@ -171,3 +171,15 @@ def test_the_application_role_cannot_rewrite_the_ledger_but_the_gateway_works_un
     assert refused(reader_url, "SELECT count(*) FROM audit_events") is denied
     with psycopg.connect(libpq(url)) as connection:
         assert connection.execute("SELECT name FROM tasks ORDER BY id").fetchall() == [("one",), ("two",)]
+
+
+def test_tables_a_later_migration_creates_are_usable_by_the_application_role_at_once(roles_database):
+    """A new release's migration (run as the owner) must not need the roles script again to work."""
+    url, roles = roles_database
+    with psycopg.connect(libpq(as_role(url, roles["owner"])), autocommit=True) as owner:
+        owner.execute("CREATE TABLE later_feature (id serial PRIMARY KEY, note text)")
+    app_url = libpq(as_role(url, roles["app"]))
+    with psycopg.connect(app_url) as application:
+        application.execute("INSERT INTO later_feature (note) VALUES ('works')")
+        assert application.execute("SELECT note FROM later_feature").fetchall() == [("works",)]
+    assert refused(app_url, "UPDATE audit_events SET outcome = 'x'") is psycopg.errors.InsufficientPrivilege
