@@ -494,18 +494,34 @@ def test_200_megabytes_of_output_with_bounded_memory() -> None:
 # --- the parent-death signal -------------------------------------------------------------------
 
 HELPER = """
-import sys
+import pwd, sys
 from gateway.runners import shell
-from gateway.runners.shell import SAFE_PATH, ShellRun, ShellSpec
+from gateway.runners.shell import SAFE_PATH, RunAs, ShellRun, ShellSpec
 
 shell.LAUNCH_WITH = sys.argv[1]
+run_as = None
+if len(sys.argv) > 2:
+    entry = pwd.getpwnam(sys.argv[2])
+    run_as = RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=entry.pw_name, home="/")
 
 def spawned(pid):
     print(pid, flush=True)
 
-ShellRun(ShellSpec(argv=["sleep", "100"], env={"PATH": SAFE_PATH}, timeout=300), on_output=lambda s, d: None,
-         on_spawn=spawned).run()
+spec = ShellSpec(argv=["sleep", "100"], env={"PATH": SAFE_PATH}, timeout=300, run_as=run_as)
+ShellRun(spec, on_output=lambda s, d: None, on_spawn=spawned).run()
 """
+
+
+def run_as_account_name() -> str | None:
+    """The unprivileged account for tests that switch to it (root only; make test creates it)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("gatewayrun").pw_name
+    except KeyError:
+        return None
 
 
 def available_launchers() -> list[Any]:
@@ -564,9 +580,14 @@ def test_every_launcher_switches_to_the_run_as_account_with_no_extra_groups(laun
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", available_launchers())
-def test_the_command_dies_with_its_worker(method: str) -> None:
+@pytest.mark.parametrize("switch", [False, True], ids=["same-account", "run-as-account"])
+def test_the_command_dies_with_its_worker(method: str, switch: bool) -> None:
+    # The kernel clears the parent-death signal when the effective ids change: it must be set after.
+    account = run_as_account_name()
+    if switch and account is None:
+        pytest.skip("switching accounts needs root and the gatewayrun account")
     helper = subprocess.Popen(
-        [sys.executable, "-c", HELPER, method],
+        [sys.executable, "-c", HELPER, method, *([account] if switch and account else [])],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -575,7 +596,12 @@ def test_the_command_dies_with_its_worker(method: str) -> None:
     try:
         assert helper.stdout is not None
         sleep_pid = int(helper.stdout.readline())
-        assert alive(sleep_pid)
+        # Kill the worker once the command runs: setpriv (unlike gateway-launch and the preexec
+        # hook) cannot notice a worker that died while it was still starting up.
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{sleep_pid}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.01)
         helper.send_signal(signal.SIGKILL)
         helper.wait(10)
         assert wait_dead([sleep_pid]) == [], "the command outlived its SIGKILLed worker"

@@ -9,13 +9,14 @@
  * statically by `make` next to the virtualenv's python; gateway/runners/shell.py
  * falls back to setpriv when it is absent.
  *
- * 1. PR_SET_PDEATHSIG(SIGKILL): the command dies with the worker thread that
- *    spawned it (the exec below keeps the setting; a set-id program would not).
- * 2. If our parent is no longer PARENT_PID, it died before step 1 and nobody
- *    would ever signal us: exit 137.
- * 3. UID and GID given (not "-"): drop supplementary groups, then the group,
+ * 1. UID and GID given (not "-"): drop supplementary groups, then the group,
  *    then the user (after setuid nothing else could change), and check that
  *    all of real, effective and saved ids changed.
+ * 2. PR_SET_PDEATHSIG(SIGKILL): the command dies with the worker thread that
+ *    spawned it.  After step 1, because the kernel clears the setting when the
+ *    effective ids change; the exec below keeps it (a set-id program would not).
+ * 3. If our parent is no longer PARENT_PID, it died before step 2 and nobody
+ *    would ever signal us: exit 137.
  * 4. execvp(PROGRAM): PATH is the scrubbed one the gateway gave the child.
  *
  * No shell, no allocation, no environment handling: argv goes through as is.
@@ -61,20 +62,25 @@ int main(int argc, char **argv) {
         fputs("usage: gateway-launch PARENT_PID UID|- GID|- PROGRAM [ARG...]\n", stderr);
         return EXIT_SETUP;
     }
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
-        perror("gateway-launch: prctl");
-        return EXIT_SETUP;
-    }
-    if (getppid() != (pid_t)parse_id(argv[1], "parent pid")) {
-        return EXIT_ORPHANED;
-    }
+    pid_t parent = (pid_t)parse_id(argv[1], "parent pid");
     if (strcmp(argv[2], "-") != 0 || strcmp(argv[3], "-") != 0) {
         uid_t uid = (uid_t)parse_id(argv[2], "uid");
         gid_t gid = (gid_t)parse_id(argv[3], "gid");
+        if (uid == 0 || gid == 0) {
+            fputs("gateway-launch: refusing to switch to root\n", stderr);
+            return EXIT_SETUP;
+        }
         if (switch_user(uid, gid) != 0) {
             perror("gateway-launch: switching to the run-as account");
             return EXIT_SETUP;
         }
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
+        perror("gateway-launch: prctl");
+        return EXIT_SETUP;
+    }
+    if (getppid() != parent) {
+        return EXIT_ORPHANED;
     }
     execvp(argv[4], argv + 4);
     fprintf(stderr, "gateway-launch: %s: %s\n", argv[4], strerror(errno));
