@@ -120,6 +120,7 @@ def _replace_password(
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
     ended = sessions.revoke_all_for(user.id)
+    invites.revoke_open(tx, user.id)  # a link handed out earlier must not override this password later
     audit.append(
         "admin.user_updated",
         session=tx,

@@ -38,7 +38,7 @@ class InviteProblem(enum.Enum):
     INVALID = "invalid"  # unknown or forged token
     USED = "used"
     EXPIRED = "expired"
-    REVOKED = "revoked"  # a newer invite replaced it
+    REVOKED = "revoked"  # a newer invite, or a password set another way, replaced it
     DISABLED = "disabled"  # the user was disabled meanwhile
 
 
@@ -61,17 +61,23 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def revoke_open(tx: Session, user_id: int) -> int:
+    """Inside a write transaction: end the user's unused invites (a newer invite or a password replaces them)."""
+    result = tx.execute(
+        update(UserInvite)
+        .where(UserInvite.user_id == user_id, UserInvite.used_at.is_(None), UserInvite.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(result.rowcount or 0)
+
+
 def issue_in(tx: Session, user: User, *, actor: Mapping[str, Any] | None, reason: str, **fields: Any) -> IssuedInvite:
     """Inside a write transaction: revoke the user's open invites, issue a new one, audit it.
 
     ``reason`` is ``created`` (a new user) or ``reset`` (an admin reset the password).
     """
     now = utcnow()
-    tx.execute(
-        update(UserInvite)
-        .where(UserInvite.user_id == user.id, UserInvite.used_at.is_(None), UserInvite.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    revoke_open(tx, user.id)
     token = secrets.token_urlsafe(32)
     invite = UserInvite(
         user_id=user.id,

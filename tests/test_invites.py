@@ -159,8 +159,19 @@ def test_a_newer_invite_replaces_the_older_one(app, admin, users):
     newbie = accounts_id(app, "newbie")
     second = invite_from(admin, admin_post(admin, f"/admin/users/{newbie}/invite"))
     replaced = use_invite(app, first)
-    assert replaced.status_code == 400 and "replaced by a newer one" in replaced.get_data(as_text=True)
+    assert replaced.status_code == 400 and "was replaced" in replaced.get_data(as_text=True)
+    assert events(app, "auth.invite_failed")[-1].outcome == "revoked"
     assert use_invite(app, second).status_code == 303
+
+
+def test_a_password_the_admin_sets_afterwards_replaces_the_link(app, admin, users):
+    """The link handed out earlier must not override the password the admin generated later."""
+    token = create_invited(admin)
+    reset = admin_post(admin, f"/admin/users/{accounts_id(app, 'newbie')}/reset-password")
+    generated = re.search(r'id="new-password" class="token" value="([^"]+)"', reset.get_data(as_text=True)).group(1)
+    assert use_invite(app, token).status_code == 400
+    assert login_response(app.test_client(), "newbie", generated).status_code == 302
+    assert login_response(app.test_client(), "newbie", NEW_PASSWORD).status_code == 401
 
 
 def test_a_disabled_user_cannot_use_their_link(app, admin, users):

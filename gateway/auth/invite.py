@@ -23,7 +23,9 @@ LINK_PROBLEMS = {
     invites.InviteProblem.INVALID: f"This invite link is not valid. Check that you copied all of it, or {ASK}",
     invites.InviteProblem.USED: f"This invite link was already used. Sign in with the password you chose, or {ASK}",
     invites.InviteProblem.EXPIRED: f"This invite link has expired: {ASK}",
-    invites.InviteProblem.REVOKED: "This invite link was replaced by a newer one. Use the newest link you were given.",
+    invites.InviteProblem.REVOKED: (
+        "This invite link was replaced by a newer link or a password an administrator set. Use the newest one."
+    ),
     invites.InviteProblem.DISABLED: "This account is disabled. Ask an administrator.",
 }
 
