@@ -74,7 +74,7 @@ def password_change_errors(user: object, current: str, new: str, confirm: str) -
 
 def _my_name_key() -> str:
     """The sign-in limit's per-name key, for the signed-in user's own name."""
-    return "login-user:" + me().username
+    return "login-user:" + getattr(me(), "username", "")
 
 
 @bp.route("/account/password", methods=["POST"])
