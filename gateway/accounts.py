@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import audit
+from gateway import audit, invites
 from gateway.auth import sessions, throttle
 from gateway.auth.passwords import hash_password, password_problem
 from gateway.auth.usernames import normalise_username, username_problem
@@ -46,16 +46,33 @@ def _snapshot(user: User) -> dict[str, Any]:
 def create_user(
     raw_username: str, password: str, *, is_admin: bool = False, actor: Actor = None, **fields: Any
 ) -> User:
+    """A user who signs in with ``password`` (chosen by the admin or generated)."""
+    user, _ = _create(raw_username, password, is_admin=is_admin, actor=actor, **fields)
+    return user
+
+
+def create_invited_user(
+    raw_username: str, *, is_admin: bool = False, actor: Actor = None, **fields: Any
+) -> tuple[User, invites.IssuedInvite]:
+    """A user without a password and an invite link to choose one; nobody can sign in as them before that."""
+    user, invite = _create(raw_username, None, is_admin=is_admin, actor=actor, **fields)
+    assert invite is not None
+    return user, invite
+
+
+def _create(
+    raw_username: str, password: str | None, *, is_admin: bool, actor: Actor, **fields: Any
+) -> tuple[User, invites.IssuedInvite | None]:
     username = normalise_username(raw_username)
     problem = username_problem(username)
     if problem:
         raise AccountError(f"username: {problem}")
-    problem = password_problem(password)
+    problem = password_problem(password) if password is not None else None
     if problem:
         raise AccountError(f"password: {problem}")
     if find_user(username) is not None:
         raise AccountError(f"username: {username!r} already exists")
-    password_hash = hash_password(password)
+    password_hash = hash_password(password) if password is not None else None
     with write_transaction() as tx:
         user = User(
             username=username,
@@ -63,14 +80,16 @@ def create_user(
             password_hash=password_hash,
             is_admin=is_admin,
             active=True,
-            password_changed_at=utcnow(),
+            password_changed_at=utcnow() if password_hash else None,
         )
         tx.add(user)
         tx.flush()
-        audit.append(
-            "admin.user_created", session=tx, actor=actor, outcome="ok", detail={"after": _snapshot(user)}, **fields
-        )
-    return user
+        detail: dict[str, Any] = {"after": _snapshot(user)}
+        if password is None:
+            detail["via"] = "invite"
+        audit.append("admin.user_created", session=tx, actor=actor, outcome="ok", detail=detail, **fields)
+        invite = None if password is not None else invites.issue_in(tx, user, actor=actor, reason="created", **fields)
+    return user, invite
 
 
 def set_password(user: User, password: str, *, actor: Actor = None, **fields: Any) -> int:
@@ -80,19 +99,37 @@ def set_password(user: User, password: str, *, actor: Actor = None, **fields: An
         raise AccountError(f"password: {problem}")
     password_hash = hash_password(password)
     with write_transaction() as tx:
-        user = tx.merge(user)
-        user.password_hash = password_hash
-        user.password_changed_at = utcnow()
-        ended = sessions.revoke_all_for(user.id)
-        audit.append(
-            "admin.user_updated",
-            session=tx,
-            actor=actor,
-            outcome="ok",
-            detail={"user": user.username, "changed": ["password"], "sessions_ended": ended},
-            **fields,
-        )
+        _, ended = _replace_password(tx, user, password_hash, {}, actor=actor, **fields)
     return ended
+
+
+def reset_by_invite(user: User, *, actor: Actor = None, **fields: Any) -> invites.IssuedInvite:
+    """The password stops working and every session ends at once; an invite link lets the user choose a new one."""
+    with write_transaction() as tx:
+        if _is_self(actor, user):
+            raise AccountError("username: you cannot reset your own password by invite (use your account page)")
+        user, _ = _replace_password(tx, user, None, {"via": "invite"}, actor=actor, **fields)
+        return invites.issue_in(tx, user, actor=actor, reason="reset", **fields)
+
+
+def _replace_password(
+    tx: Session, user: User, password_hash: str | None, detail: dict[str, Any], *, actor: Actor, **fields: Any
+) -> tuple[User, int]:
+    """Inside a write transaction: set the hash (None: none until an invite), end sessions, audit."""
+    user = tx.merge(user)
+    user.password_hash = password_hash
+    user.password_changed_at = utcnow()
+    ended = sessions.revoke_all_for(user.id)
+    invites.revoke_open(tx, user.id)  # a link handed out earlier must not override this password later
+    audit.append(
+        "admin.user_updated",
+        session=tx,
+        actor=actor,
+        outcome="ok",
+        detail={"user": user.username, "changed": ["password"], **detail, "sessions_ended": ended},
+        **fields,
+    )
+    return user, ended
 
 
 def _other_active_admins(tx: Session, user_id: int) -> int:

@@ -133,6 +133,41 @@ class UserSession(Model):
     user: Mapped[User] = relationship()
 
 
+class UserInvite(Model):
+    """A one-time "set your password" link for a user an admin created or reset.
+
+    Only the link token's SHA-256 is stored; it works once, until ``expires_at``,
+    and a newer invite for the same user revokes the older ones.
+    """
+
+    __tablename__ = "user_invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(150))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OneTimeReveal(Model):
+    """Half of a secret waiting to be shown once after a redirect (``gateway.reveal``).
+
+    ``masked`` is the secret XOR a random pad that only the session cookie
+    holds: neither half alone tells anything, and the row is deleted when shown.
+    """
+
+    __tablename__ = "one_time_reveals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("user_sessions.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    masked: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class LoginThrottle(Model):
     """Failed sign-ins per normalised username, existing or not (a lock reveals nothing)."""
 

@@ -28,7 +28,7 @@ from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET_KEY, csrf_token_from, log
 
 # Everything else needs a signed-in user. Adding to this set is a security review, not a refactor.
 PUBLIC_ENDPOINTS = frozenset(
-    {"auth.login", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
+    {"auth.login", "auth.invite", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
 )
 HEALTH_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz", "health.metrics"})
 OUTSIDE = {"REMOTE_ADDR": "10.66.0.1"}

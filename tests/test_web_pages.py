@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from gateway import accounts, runs
 from gateway import commands as command_switches
 from gateway.extensions import db
-from gateway.models import Run, UserSession
+from gateway.models import AuditEvent, Run, UserSession
 from tests.browser.webcat import SCRIPT_TAG, grant_staff, make_ops_db, write_catalogue
 from tests.conftest import PASSWORDS, csrf_token_from, login_response
 
@@ -383,12 +383,17 @@ def test_tile_refreshes_by_the_page_do_not_extend_the_session(app, staff):
 # --- account -------------------------------------------------------------------------------
 
 
+NEW_TOKEN = re.compile(r'id="new-token" class="token" value="(gw_[^"]+)"')
+
+
 def test_a_new_token_is_shown_once_then_only_its_prefix(app, staff):
     html = page(staff, "/account")
     assert "You have no API tokens." in html
     response = staff.post("/account/tokens", data={"csrf_token": csrf_token_from(html), "name": "ci", "expires": "30"})
-    assert response.status_code == 200
-    secret = re.search(r'id="new-token" class="token" value="(gw_[^"]+)"', response.get_data(as_text=True)).group(1)
+    # Post/redirect/get: the POST answers with a redirect, the page it leads to shows the token once.
+    assert response.status_code == 303 and "gw_" not in response.get_data(as_text=True)
+    assert "gw_" not in response.headers.get("Set-Cookie", "")  # the cookie carries only a random pad
+    secret = NEW_TOKEN.search(page(staff, response.headers["Location"])).group(1)
     html = page(staff, "/account")
     prefix = secret.split("_")[1]
     assert secret not in html and f"gw_{prefix}_…" in html and "<td>ci</td>" in html and "never" in html
@@ -405,6 +410,31 @@ def test_a_new_token_is_shown_once_then_only_its_prefix(app, staff):
         assert tokens.authenticate(secret) is None
     bad = staff.post("/account/tokens", data={"csrf_token": csrf_token_from(html), "name": "", "expires": "90"})
     assert bad.status_code == 400 and "Give the token a name" in bad.get_data(as_text=True)
+
+
+def test_refreshing_after_creating_a_token_creates_no_second_one(app, staff):
+    """The browser's refresh repeats the GET it was redirected to, not the POST: one token, shown once."""
+    from gateway import tokens
+
+    response = staff.post(
+        "/account/tokens", data={"csrf_token": csrf(staff, "/account"), "name": "ci", "expires": "30"}
+    )
+    first = page(staff, response.headers["Location"])
+    refreshed = page(staff, response.headers["Location"])
+    assert NEW_TOKEN.search(first) and not NEW_TOKEN.search(refreshed)
+    with app.app_context():
+        assert len(tokens.tokens_of(accounts.find_user("staff"))) == 1
+
+
+def test_a_replayed_cookie_does_not_show_the_token_again(app, staff):
+    """Whoever holds a copy of the cookie from before the token was shown finds nothing either."""
+    response = staff.post(
+        "/account/tokens", data={"csrf_token": csrf(staff, "/account"), "name": "ci", "expires": "30"}
+    )
+    copy = app.test_client()
+    copy.set_cookie("gateway_session", staff.get_cookie("gateway_session").value)
+    assert NEW_TOKEN.search(page(staff, response.headers["Location"]))
+    assert not NEW_TOKEN.search(page(copy, "/account"))
 
 
 def test_i_cannot_revoke_someone_elses_token(app, users, login):
@@ -462,6 +492,47 @@ def test_changing_my_password_checks_the_current_one_and_signs_me_out(app, users
     assert client.get("/").status_code == 302  # every session ended, this one included
     assert login_response(client, "staff", PASSWORDS["staff"]).status_code == 401
     assert login_response(client, "staff", new).status_code == 302
+
+
+def change_password(client, token: str, current: str):
+    new = "a-brand-new-password-42"
+    data = {"csrf_token": token, "current_password": current, "new_password": new, "confirm_password": new}
+    return client.post("/account/password", data=data)
+
+
+def test_guessing_the_current_password_counts_toward_the_sign_in_lock(make_app, users):
+    """A stolen session cannot guess the password on the account page faster than at sign-in."""
+    app = make_app(LOGIN_MAX_ATTEMPTS=3, LOGIN_LOCK_SECONDS=60)
+    client = app.test_client()
+    assert login_response(client, "staff", PASSWORDS["staff"]).status_code == 302
+    token = csrf(client, "/account")
+    for _ in range(3):
+        assert change_password(client, token, "a-wrong-guess").status_code == 400
+    # Locked now: even the right current password is refused, without being checked, and sign-in is locked too.
+    locked = change_password(client, token, PASSWORDS["staff"])
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert "Too many failed sign-in attempts" in locked.get_data(as_text=True)
+    assert login_response(app.test_client(), "staff", PASSWORDS["staff"]).status_code == 401
+    with app.app_context():
+        rows = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.event.in_(["auth.login_failed", "auth.locked"]))
+            .order_by(AuditEvent.seq)
+        ).all()
+    failed = [row for row in rows if row.event == "auth.login_failed"]
+    assert [row.outcome for row in failed][:4] == ["invalid", "invalid", "invalid", "locked"]
+    assert all(row.detail == {"via": "password_change"} for row in failed[:4])
+    assert [row.actor_name for row in rows if row.event == "auth.locked"] == ["staff"]
+    assert all("a-wrong-guess" not in str(row.detail) for row in rows)
+
+
+def test_the_account_page_password_check_shares_the_sign_in_rate_limit(make_app, users):
+    app = make_app(LOGIN_RATE_LIMIT="3/minute", LOGIN_MAX_ATTEMPTS=100)
+    client = app.test_client()
+    assert login_response(client, "staff", PASSWORDS["staff"]).status_code == 302
+    token = csrf(client, "/account")
+    statuses = [change_password(client, token, "a-wrong-guess").status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429]
 
 
 # --- quality -------------------------------------------------------------------------------

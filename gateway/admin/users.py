@@ -2,23 +2,28 @@
 
 A generated password is rendered into the response once and never stored
 anywhere else (not in a flash message: the session cookie is signed, not
-encrypted). The guard rails (last active admin, not yourself) live in
+encrypted). An invite link instead goes through post/redirect/get: it is
+handed to ``gateway.reveal`` and the users page shows it once. The guard rails (last active admin, not yourself) live in
 ``gateway.accounts`` so the CLI obeys them too.
 """
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+import json
+
+from flask import abort, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import accounts
+from gateway import accounts, invites, reveal
 from gateway.admin import bp
 from gateway.admin.shared import audited, back, problem_text
+from gateway.auth.invite import invite_url
 from gateway.auth.passwords import generate_password
 from gateway.extensions import db
 from gateway.models import Group, GroupMember, LoginThrottle, User
 from gateway.timeutil import utcnow
+from gateway.web.shared import stamp
 
 
 def _user_or_404(user_id: int) -> User:
@@ -55,6 +60,9 @@ def render_users(
     page = render_template(
         "admin/users.html",
         users=accounts.list_users(),
+        invites=invites.pending(),
+        new_invite=_shown_invite(),
+        invite_hours=int(invites.INVITE_TTL.total_seconds() // 3600),
         locks=_locks(),
         groups_by_user=_groups_by_user(),
         now=utcnow(),
@@ -75,14 +83,35 @@ def users() -> tuple[str, int]:
     return render_users()
 
 
+INVITE_REVEAL = "admin-invite"
+
+
+def _show_invite_once(username: str, issued: invites.IssuedInvite) -> Response:
+    """Post/redirect/get: the users page shows the link once; a refresh does not issue another."""
+    link = {"user": username, "url": invite_url(issued.token), "expires": stamp(issued.expires_at)}
+    reveal.stash(INVITE_REVEAL, json.dumps(link))
+    return redirect(url_for("admin.users"), 303)
+
+
+def _shown_invite() -> dict | None:
+    held = reveal.take(INVITE_REVEAL)
+    return json.loads(held) if held else None
+
+
 @bp.route("/users", methods=["POST"])
-def create_user() -> tuple[str, int]:
+def create_user() -> Response | tuple[str, int]:
     username = request.form.get("username", "")
     make_admin = request.form.get("is_admin") == "on"
     mode = request.form.get("password_mode", "generate")
     form = {"username": username, "is_admin": make_admin, "password_mode": mode}
-    if mode not in ("generate", "set"):
+    if mode not in ("generate", "set", "invite"):
         return render_users(error="Choose how the first password is set.", form=form, status=400)
+    if mode == "invite":
+        try:
+            user, issued = accounts.create_invited_user(username, is_admin=make_admin, **audited())
+        except accounts.AccountError as exc:
+            return render_users(error=problem_text(exc), form=form, status=400)
+        return _show_invite_once(user.username, issued)
     password = generate_password() if mode == "generate" else request.form.get("password", "")
     if mode == "set" and password != request.form.get("password_confirm", ""):
         return render_users(error="The two passwords are not the same.", form=form, status=400)
@@ -151,3 +180,14 @@ def reset_password(user_id: int) -> tuple[str, int]:
     except accounts.AccountError as exc:
         return render_users(error=problem_text(exc), status=400)
     return render_users(new_password=(user.username, password))
+
+
+@bp.route("/users/<int:user_id>/invite", methods=["POST"])
+def invite_user(user_id: int) -> Response:
+    """Reset by invite link: the old password stops working at once; the user chooses a new one."""
+    user = _user_or_404(user_id)
+    try:
+        issued = accounts.reset_by_invite(user, **audited())
+    except accounts.AccountError as exc:
+        return back("admin.users", problem_text(exc))
+    return _show_invite_once(user.username, issued)

@@ -11,8 +11,9 @@ from gateway.auth.views import bp
 from gateway.extensions import login_manager
 
 # Endpoints reachable without signing in. Everything else needs a user.
+# auth.invite: a user with an invite link has no password yet (the link's token is the credential).
 PUBLIC_ENDPOINTS = frozenset(
-    {"auth.login", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
+    {"auth.login", "auth.invite", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
 )
 
 
@@ -33,6 +34,8 @@ def require_login() -> Response | None:
 
 
 def init_app(app: Flask) -> None:
+    from gateway.auth import invite  # noqa: F401 - registers /invite on bp (imported late: it needs gateway.invites)
+
     login_manager.init_app(app)
     login_manager.session_protection = None  # server-side records do this job (see sessions.py)
     login_manager.login_view = "auth.login"

@@ -40,7 +40,7 @@ def attempt_login(raw_username: str, password: str) -> LoginResult:
     user = db.session.scalar(select(User).where(User.username == username))
     password_ok = verify_password(user.password_hash if user else None, password)
     if user is None or not password_ok or not user.active:
-        _record_failure(username, user)
+        record_failure(username, user)
         return LoginResult(user=None, failure=LoginFailure.INVALID)
 
     with write_transaction() as tx:
@@ -58,11 +58,16 @@ def attempt_login(raw_username: str, password: str) -> LoginResult:
     return LoginResult(user=user)
 
 
-def _record_failure(username: str, user: User | None) -> None:
+def record_failure(username: str, user: User | None, *, via: str | None = None) -> None:
+    """A wrong password for ``username``: counted toward its lock and audited (capped).
+
+    ``via`` names where it was guessed when not at sign-in (``password_change``:
+    the account page's current-password check counts toward the same lock).
+    """
     actor = {"id": user.id if user else None, "name": username}
     with write_transaction():
         outcome = throttle.register_failure(username)
-    audit.record_capped("auth.login_failed", actor=actor, outcome="invalid")
+    audit.record_capped("auth.login_failed", actor=actor, outcome="invalid", detail={"via": via} if via else None)
     if outcome.locked_until is not None:
         # Capped like the failures that cause it: a flood of guesses at many names must not fill the ledger.
         audit.record_capped(

@@ -1,17 +1,31 @@
-"""The account page: change my password, manage my API tokens (a new token is shown once)."""
+"""The account page: change my password, manage my API tokens (a new token is shown once).
+
+Guessing the current password here is as limited as guessing it at sign-in:
+the same per-address and per-name rate limit, and each wrong guess counts
+toward the same per-name lock (``gateway.auth.throttle``); while the name is
+locked the check is not even made. A new token is shown after a redirect
+(``gateway.reveal``), so refreshing the page does not create another.
+"""
 
 from __future__ import annotations
+
+import math
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway import accounts, tokens
+from gateway import accounts, audit, reveal, tokens
+from gateway.auth import service, throttle
 from gateway.auth.passwords import password_problem, verify_password
+from gateway.auth.views import LOCKED_MESSAGE, _address_key, _login_limit
+from gateway.extensions import limiter
 from gateway.netguard import client_address
+from gateway.timeutil import utcnow
 from gateway.web import bp
 from gateway.web.shared import me
 
 EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "never": None}
+TOKEN_REVEAL = "account-token"
 
 
 def _actor() -> dict[str, object]:
@@ -22,7 +36,6 @@ def _actor() -> dict[str, object]:
 def render_account(
     password_errors: dict[str, str] | None = None,
     token_error: str | None = None,
-    new_token: str | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
     page = render_template(
@@ -30,7 +43,7 @@ def render_account(
         tokens=tokens.tokens_of(me()),
         password_errors=password_errors or {},
         token_error=token_error,
-        new_token=new_token,
+        new_token=reveal.take(TOKEN_REVEAL),
         expiry_choices=EXPIRY_CHOICES,
     )
     return page, status
@@ -59,12 +72,26 @@ def password_change_errors(user: object, current: str, new: str, confirm: str) -
     return errors
 
 
+def _my_name_key() -> str:
+    """The sign-in limit's per-name key, for the signed-in user's own name."""
+    return "login-user:" + getattr(me(), "username", "")
+
+
 @bp.route("/account/password", methods=["POST"])
-def change_password() -> Response | tuple[str, int]:
+@limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_login_limit, key_func=_my_name_key, methods=["POST"])
+def change_password() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
     user = me()
+    locked_until = throttle.locked_until(user.username)
+    if locked_until is not None:
+        audit.record_capped("auth.login_failed", actor=_actor(), outcome="locked", detail={"via": "password_change"})
+        page, status = render_account(password_errors={"current_password": LOCKED_MESSAGE}, status=429)
+        return page, status, {"Retry-After": str(max(1, math.ceil((locked_until - utcnow()).total_seconds())))}
     current = request.form.get("current_password", "")
     new = request.form.get("new_password", "")
     errors = password_change_errors(user, current, new, request.form.get("confirm_password", ""))
+    if "current_password" in errors:
+        service.record_failure(user.username, user, via="password_change")
     if errors:
         return render_account(password_errors=errors, status=400)
     try:
@@ -76,7 +103,7 @@ def change_password() -> Response | tuple[str, int]:
 
 
 @bp.route("/account/tokens", methods=["POST"])
-def create_token() -> tuple[str, int]:
+def create_token() -> Response | tuple[str, int]:
     name = request.form.get("name", "").strip()
     expiry = request.form.get("expires", "90")
     if expiry not in EXPIRY_CHOICES:
@@ -90,7 +117,8 @@ def create_token() -> tuple[str, int]:
         )  # fmt: skip
     except tokens.TokenError as exc:
         return render_account(token_error=str(exc).split(": ", 1)[-1].capitalize() + ".", status=400)
-    return render_account(new_token=issued.secret)
+    reveal.stash(TOKEN_REVEAL, issued.secret)
+    return redirect(url_for("web.account", _anchor="tokens-heading"), 303)
 
 
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
