@@ -10,6 +10,7 @@ handed to ``gateway.reveal`` and the users page shows it once. The guard rails (
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -54,7 +55,7 @@ def render_users(
     *,
     error: str | None = None,
     new_password: tuple[str, str] | None = None,
-    form: dict | None = None,
+    form: dict[str, Any] | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
     page = render_template(
@@ -93,7 +94,7 @@ def _show_invite_once(username: str, issued: invites.IssuedInvite) -> Response:
     return redirect(url_for("admin.users"), 303)
 
 
-def _shown_invite() -> dict | None:
+def _shown_invite() -> dict[str, Any] | None:
     held = reveal.take(INVITE_REVEAL)
     return json.loads(held) if held else None
 

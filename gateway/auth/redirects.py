@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 
-def safe_next(target: str | None, default: str = "/") -> str:
-    if not target or not isinstance(target, str) or len(target) > 2000:
+def safe_next(target: object, default: str = "/") -> str:
+    """``target`` is whatever the request carried (a form or query value): only a same-origin path passes."""
+    if not isinstance(target, str) or not target or len(target) > 2000:
         return default
     if not target.startswith("/") or target.startswith("//"):
         return default

@@ -16,7 +16,7 @@ from datetime import timedelta
 from flask import current_app, request, session
 from sqlalchemy import update
 
-from gateway.database import write_transaction
+from gateway.database import rows_matched, write_transaction
 from gateway.extensions import db
 from gateway.models import User, UserSession
 from gateway.timeutil import utcnow
@@ -107,4 +107,4 @@ def revoke_all_for(user_id: int) -> int:
         .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return int(result.rowcount or 0)
+    return rows_matched(result)

@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway.database import rows_matched
 from gateway.extensions import db
 from gateway.models import LoginThrottle
 from gateway.timeutil import utcnow
@@ -78,4 +79,4 @@ def _row_for_update(username: str) -> LoginThrottle:
 def clear(username: str) -> bool:
     """Inside a write transaction: forget failures and locks (successful sign-in, unlock)."""
     result = db.session.execute(delete(LoginThrottle).where(LoginThrottle.username == username))
-    return bool(result.rowcount)
+    return rows_matched(result) > 0

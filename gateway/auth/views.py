@@ -20,7 +20,8 @@ LOCKED_MESSAGE = "Too many failed sign-in attempts for this account. Try again l
 
 
 def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
+    limit: str = current_app.config["LOGIN_RATE_LIMIT"]
+    return limit
 
 
 def _address_key() -> str:
