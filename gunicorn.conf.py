@@ -49,6 +49,9 @@ if os.environ.get("GATEWAY_ENV", "production").lower() == "production":
     }
 else:
     accesslog = "-"
+    # The path without its query string (%(U)s, not %(r)s) and no Referer: queries carry
+    # Shell2HTTP keys and audit search text, which the logs never hold.
+    access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
 def post_worker_init(worker: Any) -> None:

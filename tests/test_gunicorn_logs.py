@@ -45,3 +45,26 @@ def test_every_line_a_production_gunicorn_writes_is_json(database_url: str, tmp_
     assert "gunicorn.error" in loggers  # boot, worker and shutdown messages
     requests_logged = [e for e in entries if e["logger"] == "gateway.access" and e.get("path") == "/livez"]
     assert any(e["request_id"] == response.headers["X-Request-ID"] for e in requests_logged)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_outside_production_gunicorns_access_line_leaves_out_the_query_string(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Query strings carry Shell2HTTP keys and audit search text: no log line holds them."""
+    catalogue = tmp_path / "commands.yaml"
+    catalogue.write_text(textwrap.dedent('commands:\n  - {name: quick, title: Q, kind: shell, argv: ["true"]}\n'))
+    environ = replica_environ(database_url, catalogue)
+    environ.update(GATEWAY_ENV="development", RATELIMIT_STORAGE_URI="memory://")
+    replica = start_replica("dev", environ, tmp_path)
+    try:
+        response = requests.get(replica.base + "/livez?key=secret-looking-key", timeout=5, headers={"Referer": "x"})
+        assert response.status_code == 200
+        os.killpg(replica.process.pid, signal.SIGTERM)
+        replica.process.wait(timeout=60)
+    finally:
+        replica.kill()
+    text = replica.log.read_text()
+    assert '"GET /livez HTTP/1.1" 200' in text  # the access line is there...
+    assert "secret-looking-key" not in text  # ...without the query
