@@ -73,7 +73,8 @@ def get_command(name: str) -> Response:
 
 
 def _visible_run(run_id: str) -> Run:
-    run = db.session.get(Run, run_id) if len(run_id) <= 36 else None
+    # A control character is never in an id, and PostgreSQL refuses a NUL in a query parameter.
+    run = db.session.get(Run, run_id) if len(run_id) <= 36 and run_id.isprintable() else None
     if run is None or not policy.can_view_run(_user(), run):
         raise NOT_FOUND_RUN
     return run
