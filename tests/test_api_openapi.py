@@ -31,7 +31,8 @@ def test_the_document_is_valid_openapi_and_covers_every_route(api_app, bearer): 
 
 # --- schemathesis against the live app ------------------------------------------------------
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 25  # per operation, valid requests (mostly with real values)
+MAX_NEGATIVE_EXAMPLES = 10  # per operation, invalid requests (to real objects): 4xx, never 5xx, on schema
 ADMIN_ONLY = ("admins-only",)
 # Valid params per command of tests/test_api_runs.py's catalogue: the fuzzer would almost never guess them.
 VALID_PARAMS = {
@@ -106,7 +107,7 @@ def realistic_values(seeds: Seeds) -> dict[str, dict[str, st.SearchStrategy]]:
     )
     return {
         "GET /api/v1/commands/{name}": {"path": st.fixed_dictionaries({"name": names})},
-        "POST /api/v1/commands/{name}/runs": {"name+body": run_bodies},
+        "POST /api/v1/commands/{name}/runs": {"path": st.fixed_dictionaries({"name": names}), "name+body": run_bodies},
         "GET /api/v1/runs": {
             "query": st.fixed_dictionaries(
                 {},
@@ -236,11 +237,24 @@ def shorter(wait, limit: float):
     return min(seconds, limit) if seconds == seconds else wait
 
 
-def fuzz(operation, label: str, values: dict[str, st.SearchStrategy], call) -> None:
-    """Generated requests for one operation, mostly made realistic, each sent and checked by ``call``."""
+def fuzz(operation, label: str, values: dict[str, st.SearchStrategy], call, *, negative: bool = False) -> None:
+    """Generated requests for one operation, mostly made realistic, each sent and checked by ``call``.
 
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(case=operation.as_strategy(), data=st.data())
+    Negative requests break the schema somewhere; only their path is made real, so they reach real objects.
+    """
+    from schemathesis import GenerationMode
+
+    mode = GenerationMode.NEGATIVE if negative else GenerationMode.POSITIVE
+    if negative:
+        values = {part: strategy for part, strategy in values.items() if part == "path"}
+
+    @settings(
+        max_examples=MAX_NEGATIVE_EXAMPLES if negative else MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     def check(case, data):
         make_realistic(case, label, values, data)
         call(case)
@@ -282,5 +296,6 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_schema(api_app, 
             response = call(operation.Case(**request))
             assert response.status_code == status, (label, request, response.status_code, response.text)
         fuzz(operation, label, values.get(label, {}), call)
+        fuzz(operation, label, values.get(label, {}), call, negative=True)
         fuzzed.add(label)
     assert not explicit and len(fuzzed) == 12, (explicit, fuzzed)  # every operation but the schema itself
