@@ -464,6 +464,22 @@ def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def fsync_ms(directory: Path, rounds: int = 50) -> dict[str, float]:
+    """fsync latency of the disk under the gateway's SQLite file: each run commits (and fsyncs) at least twice."""
+    timings = []
+    fd = os.open(directory / "fsync-probe", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(rounds):
+            os.write(fd, b"x" * 4096)
+            t0 = time.perf_counter()
+            os.fsync(fd)
+            timings.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(directory / "fsync-probe")
+    return {"p50_ms": round(statistics.median(timings), 3), "p95_ms": round(percentile(timings, 0.95), 3)}
+
+
 def failed(result: dict[str, Any]) -> bool:
     return any(part.get("failures") or part.get("error") for part in result.values())
 
@@ -584,6 +600,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         directory = Path(tmp)
+        disk = fsync_ms(directory)
         for server in build_servers(directory, wanted, args.threads):
             server.start(args.server_cpu, directory / f"{server.name}.log")
             try:
@@ -603,12 +620,16 @@ def main() -> None:
             "python": platform.python_version(),
             "server_cpu": args.server_cpu,
             "client_cpu": args.client_cpu,
+            "fsync_of_the_database_disk": disk,
         },
         "settings": {"runs": args.runs, "warmup": args.warmup, "seconds": args.seconds, "threads": args.threads},
         "results": results,
         "targets": checks,
     }
     print(markdown(results, checks))
+    print(
+        f"\nfsync on the gateway database's disk: p50 {disk['p50_ms']} ms, p95 {disk['p95_ms']} ms (load {report['machine']['load_average'][0]:.1f})"
+    )
     print()
     print(json.dumps(report, indent=2))
     RESULTS.mkdir(exist_ok=True)
