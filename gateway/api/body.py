@@ -1,8 +1,9 @@
-"""Strict JSON bodies: the right content type, no duplicate keys, no unknown top-level keys."""
+"""Strict JSON bodies: the right content type, no duplicate keys, no unknown top-level keys, finite numbers."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flask import request
@@ -11,6 +12,10 @@ from gateway.api.errors import ApiError
 
 
 class DuplicateKey(ValueError):
+    pass
+
+
+class NotFinite(ValueError):
     pass
 
 
@@ -24,13 +29,25 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+def _finite(text: str) -> float:
+    """parse_float/parse_constant: NaN, Infinity and 1e400 are no JSON numbers (and no JSON writer takes them)."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise NotFinite(text)
+    return number
+
+
 def parse_json_text(text: str | bytes) -> Any:
-    """Decode JSON refusing duplicate keys at any depth; raises ApiError(400)."""
+    """Decode JSON refusing duplicate keys at any depth and non-finite numbers; raises ApiError(400)."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_finite)
     except DuplicateKey as exc:
         raise ApiError(
             400, "validation_error", f"Duplicate key in JSON body: {exc}.", {str(exc): "duplicate key"}
+        ) from None
+    except NotFinite as exc:
+        raise ApiError(
+            400, "validation_error", f"Numbers must be finite, got {exc}.", {"body": "non-finite number"}
         ) from None
     except (ValueError, RecursionError):
         raise ApiError(400, "validation_error", "The body is not valid JSON.", {"body": "malformed JSON"}) from None

@@ -63,7 +63,6 @@ def time_arg(name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (ValueError, OverflowError):  # overflow: 9999-12-31T23:59:59-14:00 is past the last UTC year
         raise ApiError.invalid(name, "must be an ISO 8601 time, e.g. 2025-01-31T12:00:00Z") from None
-    return as_utc(parsed)

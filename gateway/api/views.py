@@ -73,7 +73,8 @@ def get_command(name: str) -> Response:
 
 
 def _visible_run(run_id: str) -> Run:
-    run = db.session.get(Run, run_id) if len(run_id) <= 36 else None
+    # A control character is never in an id, and PostgreSQL refuses a NUL in a query parameter.
+    run = db.session.get(Run, run_id) if len(run_id) <= 36 and run_id.isprintable() else None
     if run is None or not policy.can_view_run(_user(), run):
         raise NOT_FOUND_RUN
     return run
@@ -128,12 +129,16 @@ def get_run(run_id: str) -> Response:
     return _json(runs.run_view(run, user, cached=_shared_result(user, run)))
 
 
+# Output chunk ids are a 32-bit column: a larger id is never an event's, and PostgreSQL refuses to compare one.
+MAX_EVENT_ID = 2**31 - 1
+
+
 def _last_event_id() -> int:
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or ""
     raw = raw.strip()
     if not raw:
         return 0
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) > MAX_EVENT_ID:
         raise ApiError.invalid("Last-Event-ID", "must be the id of an output event (an integer)")
     return int(raw)
 
