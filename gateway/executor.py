@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +75,8 @@ class Executor:
         self.host = socket.gethostname()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway-run")
         self._jobs: dict[str, Job] = {}
+        # Runs that ended while their terminal state could not be written: run id -> the retry.
+        self._unrecorded: dict[str, Callable[[], object]] = {}
         self._lock = threading.Lock()
         self._inflight = 0
         self._stop = threading.Event()
@@ -180,10 +183,34 @@ class Executor:
                 cancelled = runs.renew_leases(self.boot_id, self.heartbeat)
                 for run_id in cancelled:
                     self.cancel_local(run_id)
+                self.record_unrecorded()
                 runs.reap_expired()
             finally:
                 db.session.remove()
         self.last_beat = time.monotonic()
+
+    def defer_finish(self, run_id: str, record: Callable[[], object]) -> None:
+        """Keep the end of a run the database could not take; ``record`` is retried at each beat.
+
+        Its lease is renewed meanwhile (the run is still ``running`` in the
+        database), so the true outcome, not ``lost``, lands when the database returns.
+        """
+        with self._lock:
+            self._unrecorded[run_id] = record
+
+    def record_unrecorded(self) -> None:
+        """Inside an app context: write the ends that could not be written before (oldest first)."""
+        with self._lock:
+            pending = list(self._unrecorded.items())
+        for run_id, record in pending:
+            try:
+                record()
+            except Exception:
+                log.warning("still cannot record the end of run %s", run_id, exc_info=True)
+                db.session.remove()
+                return  # the database is still away: the rest waits for the next beat
+            with self._lock:
+                self._unrecorded.pop(run_id, None)
 
     def _supervise(self) -> None:
         while not self._stop.wait(self.heartbeat):
@@ -206,6 +233,11 @@ class Executor:
             job.cancel.set()
         self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        with self.app.app_context():  # a last try; what still fails is reaped as lost elsewhere
+            try:
+                self.record_unrecorded()
+            finally:
+                db.session.remove()
 
     # --- readiness (read-only; added for gateway/health.py's "executor:*" checks) ---------------
 

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, update
-from sqlalchemy.orm import Session
 
 from gateway import notify
 from gateway.database import write_transaction
@@ -83,12 +82,13 @@ class ChunkWriter:
             self._last_flush = time.monotonic()
             return rows
 
-    def write(self, session: Session) -> None:
-        """Inside a write transaction: insert what is pending (and the process group, once)."""
-        rows = self.take()
-        if rows:
-            session.execute(insert(RunOutputChunk), rows)
-        self._write_pgid(session)
+    def restore(self, rows: list[dict[str, object]], pgid: int | None) -> None:
+        """Put back what a failed transaction took, for the next try (chunks first, in order)."""
+        with self._lock:
+            self._pending[:0] = rows
+            self._pending_bytes += sum(len(str(row["text"])) for row in rows)
+            if pgid is not None:
+                self._pgid_written = False
 
     def take_pgid(self) -> int | None:
         """The process group, if not yet recorded; the caller writes it (finish folds it into its UPDATE)."""
@@ -96,11 +96,6 @@ class ChunkWriter:
             return None
         self._pgid_written = True
         return self.pgid
-
-    def _write_pgid(self, session: Session) -> None:
-        pgid = self.take_pgid()
-        if pgid is not None:
-            session.execute(update(Run).where(Run.id == self.run_id).values(pgid=pgid))
 
     def flush(self) -> None:
         rows = self.take()
@@ -113,9 +108,6 @@ class ChunkWriter:
                 if pgid is not None:
                     tx.execute(update(Run).where(Run.id == self.run_id).values(pgid=pgid))
         except Exception:
-            with self._lock:
-                self._pending[:0] = rows
-                self._pending_bytes += sum(len(str(row["text"])) for row in rows)
-                self._pgid_written = self._pgid_written and pgid is None
+            self.restore(rows, pgid)
             raise
         wakeups.notify(self.run_id)

@@ -29,6 +29,8 @@ from typing import Any
 
 from flask import current_app
 from limits import parse as parse_limit
+from limits.errors import StorageError
+from redis.exceptions import RedisError
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -134,8 +136,13 @@ def _reject(
 
 
 def _hit_rate_limit(command: Command, caller: Caller) -> int | None:
-    """Seconds to wait when the per-user limit of this command is spent, else None."""
+    """Seconds to wait when the per-user limit of this command is spent, else None.
+
+    Raises the storage's error when it cannot answer: runs fail closed then,
+    also those of commands without a limit of their own (DESIGN.md).
+    """
     if not command.rate_limit:
+        _require_limiter_storage()
         return None
     strategy = limiter.limiter
     item = parse_limit(command.rate_limit)
@@ -144,6 +151,12 @@ def _hit_rate_limit(command: Command, caller: Caller) -> int | None:
         return None
     reset_at, _remaining = strategy.get_window_stats(item, *keys)
     return max(1, int(reset_at - time.time()) + 1)
+
+
+def _require_limiter_storage() -> None:
+    """Raise StorageError unless the rate-limit storage answers (one PING on Redis, nothing in memory)."""
+    if not limiter.storage.check():
+        raise StorageError(ConnectionError("the rate-limit storage does not answer"))
 
 
 def run_as_account() -> RunAs | None:
@@ -249,7 +262,13 @@ def start(
             caller, name, 400, "validation_error", "invalid_params", "timeout can only lower the command's timeout.",
             params=shown, details={"timeout": f"must be between 0 and {command.timeout:g}"},
         )  # fmt: skip
-    retry_after = _hit_rate_limit(command, caller)
+    try:
+        retry_after = _hit_rate_limit(command, caller)
+    except (RedisError, StorageError, ConnectionError):
+        raise _reject(
+            caller, name, 503, "unavailable", "ratelimit_unavailable",
+            "The rate-limit storage is unavailable; nothing was run.", params=shown,
+        ) from None  # fmt: skip
     if retry_after is not None:
         raise _reject(
             caller, name, 429, "rate_limited", "rate_limited", "You have run this command too often; wait a little.",
@@ -457,7 +476,14 @@ def execute(job: Job) -> None:
     # Uploads go before the terminal state is recorded: whoever sees the run finished
     # (a long-poll wakes on that commit) must not still find its files on disk.
     remove_folder(job.tempdir)
-    finish(job, outcome, writer)
+    try:
+        finish(job, outcome, writer)
+    except SQLAlchemyError:
+        # The database is away as the command ends. The outcome is known and kept: the
+        # supervisor retries at each beat (keeping the lease meanwhile); if this process
+        # dies first, the lease runs out and another replica's reaper records it lost.
+        log.warning("could not record the end of run %s; retrying at each heartbeat", job.run_id, exc_info=True)
+        get_executor().defer_finish(job.run_id, functools.partial(finish, job, outcome, writer))
 
 
 def _execute_shell(job: Job, spec: ShellSpec, writer: ChunkWriter) -> Outcome:
@@ -509,6 +535,26 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
     started here (``job.started_at`` known) the conditional UPDATE ... RETURNING
     is the only statement on the run row.
     """
+    # Output and process group are taken now and put back if the transaction fails, so a
+    # retry (see execute) writes them: nothing the command printed is lost to an outage.
+    chunks = writer.take() if writer is not None else []
+    pgid = writer.take_pgid() if writer is not None else None
+    try:
+        return _record_end(job, outcome, writer, only_from, chunks, pgid)
+    except BaseException:
+        if writer is not None:
+            writer.restore(chunks, pgid)
+        raise
+
+
+def _record_end(
+    job: Job,
+    outcome: Outcome,
+    writer: ChunkWriter | None,
+    only_from: tuple[str, ...],
+    chunks: list[dict[str, object]],
+    pgid: int | None,
+) -> bool:
     now = utcnow()
     table = Run.__table__
     with write_transaction() as tx:
@@ -525,7 +571,6 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
         }
         if job.started_at is not None:
             values["duration_ms"] = _duration_ms(job.started_at, now)
-        pgid = writer.take_pgid() if writer is not None else None
         if pgid is not None:
             values["pgid"] = pgid
         row = tx.connection().execute(_finish_statement(only_from), {"_run_id": job.run_id, **values}).first()
@@ -535,8 +580,8 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
         if job.started_at is None:  # a run that did not start here: its duration from the stored start
             ended.duration_ms = _duration_ms(ended.started_at or now, now)
             tx.execute(update(table).where(table.c.id == job.run_id).values(duration_ms=ended.duration_ms))
-        if writer is not None:
-            writer.write(tx)
+        if chunks:
+            tx.execute(insert(RunOutputChunk), chunks)
         detail = {
             "command_sha256": ended.command_sha256,
             "exit_code": outcome.exit_code,
