@@ -408,21 +408,22 @@ def client_loop(client: Client, deadline: float) -> None:
 # --- reconciliation ----------------------------------------------------------------------------------
 
 
-def settle(base: str, token: str, run_ids: set[str], timeout: float) -> list[str]:
-    """Wait for every run the clients saw to end; return those still live after ``timeout``."""
+def settle(base: str, token: str, timeout: float) -> int:
+    """Wait until no run is queued or running (asked as an admin); return how many still are after ``timeout``."""
     api = requests.Session()
     api.headers["Authorization"] = f"Bearer {token}"
     deadline = time.monotonic() + timeout
-    pending = sorted(run_ids)
-    while pending and time.monotonic() < deadline:
-        still = []
-        for run_id in pending:
-            wait = max(0, min(5, int(deadline - time.monotonic())))
-            run = api.get(f"{base}/api/v1/runs/{run_id}", params={"wait": wait}, timeout=30).json()
-            if run.get("status") in LIVE:
-                still.append(run_id)
-        pending = still
-    return pending
+    while True:
+        live = [
+            run["id"]
+            for status in LIVE
+            for run in api.get(f"{base}/api/v1/runs", params={"status": status, "limit": 500}, timeout=30).json()[
+                "items"
+            ]
+        ]
+        if not live or time.monotonic() >= deadline:
+            return len(live)
+        api.get(f"{base}/api/v1/runs/{live[0]}", params={"wait": 5}, timeout=30)
 
 
 def reconcile(environ: dict[str, str], run_ids: set[str]) -> dict[str, Any]:
@@ -541,7 +542,8 @@ def main() -> int:
         for thread in threads:
             thread.join()
         load_seconds = time.monotonic() - began
-        still_live = settle(server.base, tokens["admin"], tally.run_ids, args.settle)
+        load_samples = len(samples)
+        still_live = settle(server.base, tokens["admin"], args.settle)
         stop_sampling.set()
         sampler.join()
         ready_after = requests.get(server.base + "/readyz", timeout=5).status_code
@@ -572,11 +574,11 @@ def main() -> int:
         },
         "client_errors": len(tally.errors),
         "client_error_examples": tally.errors[:10],
-        "runs_live_after_settle": len(still_live),
+        "runs_live_after_settle": still_live,
         "ready_at_end": ready_after,
         "server_exit_code": exit_code,
         "reconciliation": reconciliation,
-        "rss": rss_verdict(samples),
+        "rss": {**rss_verdict(samples[:load_samples]), "after_settle_mib": round(samples[-1][1] / 1024 / 1024, 1)},
         "rss_samples_mib": [(t, round(rss / 1024 / 1024, 1)) for t, rss in samples],
     }
     checks = {

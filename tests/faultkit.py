@@ -127,6 +127,8 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -163,6 +165,7 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()  # a partition holds the bytes, as TCP retransmits them until it heals
                 sink.sendall(data)
         except OSError:
             pass
@@ -189,7 +192,15 @@ class TcpProxy:
     def restore(self) -> None:
         self.start()
 
+    def stall(self) -> None:
+        """A partition: connections stay open (and new ones are accepted) but no byte gets through."""
+        self._flowing.clear()
+
+    def heal(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
+        self._flowing.set()
         self.cut()
 
 

@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -530,3 +531,66 @@ def test_cancelling_a_swarm_kills_it_to_the_last_too(build_app, tmp_path):
     run = client.get(f"/api/v1/runs/{run_id}?wait=30", headers=headers).get_json()
     assert run["status"] == "cancelled", run
     assert wait_until(lambda: processes_of_run(run_id) == [], timeout=5), processes_of_run(run_id)
+
+
+# --- (a') the network to the database stalls (packets dropped, nothing refused) ----------------
+
+
+def prime_pool(app: Flask, connections: int = 8) -> None:
+    """As after a busy minute: the pool holds several open connections (set-up, not the fault)."""
+    with app.app_context():
+        held = [db.engine.connect() for _ in range(connections)]
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.slow
+def test_probes_answer_in_bounded_time_while_the_database_link_stalls(build_app, pg_database, marker):
+    app = build_app(pg_database.url)
+    api, _, _, _ = warm_up(app, marker)
+    prime_pool(app)
+    pg_database.link.stall()
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            status, checks = readiness(api)
+            assert status == 503 and checks["database:connection"] == "fail", checks
+            assert time.monotonic() - started < 1.5  # probes never hang on the database
+            assert api.get("/livez").status_code == 200
+    finally:
+        pg_database.link.heal()
+    assert wait_until(lambda: ready(api), timeout=30), readiness(api)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="database.py: pooled PostgreSQL connections have no client-side read timeout, so while the link "
+    "stalls (a hung server or middlebox that accepts but never answers) a request that took a pooled "
+    "connection hangs for as long as the stall lasts (new connections are bounded by connect_timeout=3)",
+)
+def test_run_requests_get_503_in_bounded_time_while_the_database_link_stalls(build_app, pg_database, marker):
+    app = build_app(pg_database.url)
+    api, headers, _, _ = warm_up(app, marker)
+    prime_pool(app)
+    pg_database.link.stall()
+    try:
+        started = time.monotonic()
+        answers: list[list[Any]] = [[] for _ in range(6)]
+        workers = [
+            threading.Thread(target=lambda a=a: a.append(start_run(app.test_client(), headers, "touch")), daemon=True)
+            for a in answers
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(max(0.0, started + 30 - time.monotonic()))
+        assert all(answers), f"{sum(1 for a in answers if not a)} of 6 run requests still hang after 30 s"
+        for answer in answers:
+            assert_unavailable(answer[0])
+        assert_nothing_spawned(marker)
+    finally:
+        pg_database.link.heal()
+    assert wait_until(lambda: ready(api), timeout=30), readiness(api)
+    assert start_run(api, headers, "touch").status_code == 200
+    assert ledger(app)["verified"]
