@@ -100,8 +100,13 @@ class OwnPostgres:
         )
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        try:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            # pg_ctl could not (a loaded machine): SIGQUIT is the postmaster's own immediate shutdown.
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid = int((self.data / "postmaster.pid").read_text().split()[0])
+                os.kill(pid, signal.SIGQUIT)
 
     def url(self, database: str = "postgres", port: int | None = None) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{port or self.port}/{database}"
