@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 log = logging.getLogger("gateway.errors")
@@ -60,11 +61,32 @@ def error_response(
     elif wants_json():
         response = jsonify(error={"code": CODES.get(status, "internal"), "message": message, "details": details or {}})
     else:
-        response = Response(render_template("error.html", status=status, message=message), mimetype="text/html")
+        response = Response(_error_page(status, message), mimetype="text/html")
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+# The error page without the site's chrome, for when rendering the chrome is what fails.
+PLAIN_PAGE = (
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{status} · Ops Gateway</title></head>'
+    "<body><main><h1>{status}</h1><p>{message}</p></main></body></html>\n"
+)
+
+
+def _error_page(status: int, message: str) -> str:
+    """The error page; a plain one when the full page cannot be rendered.
+
+    The full page shows who is signed in, which reads the database: with the
+    database down (the very reason for a 503) that read fails again, and the
+    caller would get a bare 500 instead of the 503 that says "try again".
+    """
+    try:
+        return render_template("error.html", status=status, message=message)
+    except Exception:
+        log.warning("error page rendered without its chrome", exc_info=True)
+        return PLAIN_PAGE.format(status=status, message=escape(message))
 
 
 def handle_http(exc: HTTPException) -> Response:
@@ -88,6 +110,20 @@ def handle_storage_unavailable(exc: Exception) -> Response:
     return error_response(503, headers={"Retry-After": "5"})
 
 
+# SQLSTATE classes that mean "the database cannot serve this now", not "the query is wrong":
+# a read-only transaction (standby, frozen database), insufficient resources (disk full, out of
+# memory, too many connections), operator intervention (shutdown), connection exceptions.
+UNAVAILABLE_SQLSTATES = ("25006", "53", "57P", "08")
+
+
+def handle_database_error(exc: Exception) -> Response:
+    """A database error is a 503 when the database refuses service (e.g. writes), else a 500."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    if sqlstate.startswith(UNAVAILABLE_SQLSTATES):
+        return handle_storage_unavailable(exc)
+    return handle_unexpected(exc)
+
+
 def handle_unexpected(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return handle_http(exc)
@@ -98,11 +134,12 @@ def handle_unexpected(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     from limits.errors import StorageError
     from redis.exceptions import RedisError
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DBAPIError, OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     app.register_error_handler(HTTPException, handle_http)
     for exc_type in (RedisError, StorageError, OperationalError, PoolTimeout, ConnectionError):
         app.register_error_handler(exc_type, handle_storage_unavailable)
+    app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)

@@ -39,6 +39,8 @@ log = logging.getLogger("gateway.health")
 PASS, WARN, FAIL = "pass", "warn", "fail"
 DEADLINE_SECONDS = 0.8
 CONTENT_TYPE = "application/health+json"
+# Below this much free space on the SQLite file's filesystem, writes are about to fail.
+MIN_FREE_BYTES = 1 << 20
 
 # A check returns PASS, WARN or FAIL; raising or running past the deadline is FAIL.
 Check = Callable[[], str]
@@ -161,6 +163,17 @@ def run_checks(checks: dict[str, Check]) -> Response:
 # --- the built-in checks ----------------------------------------------------------------
 
 
+def _sqlite_path() -> str | None:
+    """The SQLite database file's path, or None (another engine, or an in-memory database)."""
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite":
+        return None
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
+
+
 def _sqlite_file_missing() -> bool:
     """True when the SQLite database file is gone.
 
@@ -168,19 +181,32 @@ def _sqlite_file_missing() -> bool:
     would silently create an empty database in its place, so only the path says
     the truth; the checks look before they connect.
     """
-    url = db.engine.url
-    if url.get_backend_name() != "sqlite":
+    path = _sqlite_path()
+    return path is not None and not os.path.exists(path)
+
+
+def _sqlite_disk_full() -> bool:
+    """True when the SQLite file's filesystem has (almost) no space left: every write would fail."""
+    path = _sqlite_path()
+    if path is None:
         return False
-    path = url.database
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return False
-    return not os.path.exists(path)
+    stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    return stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES
 
 
 def check_database() -> str:
-    if _sqlite_file_missing():
+    """Reachable and writable: every sign-in and run writes, so a database that only reads is not ready.
+
+    PostgreSQL reports a read-only session (a standby after failover, or
+    ``default_transaction_read_only``) in ``transaction_read_only``; for SQLite
+    the filesystem's free space tells whether a commit can land.
+    """
+    if _sqlite_file_missing() or _sqlite_disk_full():
         return FAIL
     with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            read_only = connection.exec_driver_sql("SELECT current_setting('transaction_read_only')").scalar()
+            return FAIL if read_only == "on" else PASS
         connection.exec_driver_sql("SELECT 1")
     return PASS
 

@@ -71,6 +71,13 @@ def catalogue(tmp_path: Path) -> str:
               TOKEN: "{{token}}"
             params:
               token: {{type: string, secret: true, required: true}}
+          - name: cached-echo
+            title: A status report whose result is shared for a minute
+            kind: shell
+            argv: ["{PY}", "-c", "{ECHO}", "--", "{{word}}"]
+            params:
+              word: {{type: string, required: true}}
+            cache_seconds: 60
           - name: tasks
             title: Tasks by name
             kind: query
@@ -106,9 +113,25 @@ def atk_app(make_app, atk_env, users):
         groups.create_group("ops")
         for name in ("staff", "other"):
             groups.add_member("ops", name)
-        for command in ("echo", "args", "show-log", "with-secret", "tasks"):
+        for command in ("echo", "args", "show-log", "with-secret", "cached-echo", "tasks"):
             groups.add_grant("ops", command)
     return app
+
+
+@pytest.fixture
+def web(atk_app):
+    """A browser on the attack app itself (the shared ``client`` fixture serves the default catalogue)."""
+    return atk_app.test_client()
+
+
+@pytest.fixture
+def sign_in(web, users):
+    def as_user(name: str):
+        response = login_response(web, name, PASSWORDS[name])
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return web
+
+    return as_user
 
 
 def bearer(app, username: str) -> tuple[int, dict[str, str]]:
@@ -255,18 +278,21 @@ def test_typed_params_refuse_injection_with_400_and_run_nothing(atk_app):
     assert run_count(atk_app) == 0
 
 
-def test_web_form_injection_is_one_literal_argument(atk_app, client, login, tmp_path):
+def test_web_form_injection_is_one_literal_argument(atk_app, web, sign_in, tmp_path):
     marker = tmp_path / "pwned"
-    login("staff")
-    page = client.get("/commands/echo").get_data(as_text=True)
-    value = f"$(touch {marker}); `id`"
-    response = client.post("/commands/echo", data={"csrf_token": csrf_token_from(page), "word": value})
+    sign_in("staff")
+    page = web.get("/commands/echo").get_data(as_text=True)
+    value = f"$(touch {marker}); `id` -rf"
+    response = web.post("/commands/echo", data={"csrf_token": csrf_token_from(page), "word": value})
     assert response.status_code == 303, response.get_data(as_text=True)
     run_id = response.headers["Location"].split("/runs/")[1].split("?")[0]
-    run = client.get(f"/api/v1/runs/{run_id}?wait=20").get_json()
-    assert run["status"] in ("succeeded", "running", "queued", "failed"), run
+    run = web.get(f"/api/v1/runs/{run_id}?wait=20").get_json()
+    # Exactly the catalogue's argv with the defaults filled in; the payload is one element, after "--";
+    # the empty list param expands to no element at all.
+    assert printed_argv(run) == ["--", value, "--n=1", "--x=1.5", "--flag=false", "a", "--day=2024-01-01"]
     assert not marker.exists()
-    assert audit_rows(atk_app, "run.started")[-1].run_id == run_id
+    started = audit_rows(atk_app, "run.started")[-1]
+    assert started.run_id == run_id and started.params["word"] == value
 
 
 def test_shell2http_args_are_literal(atk_app, tmp_path):
@@ -371,17 +397,17 @@ def state_changing_forms(app) -> list[str]:
     return urls
 
 
-def test_csrf_every_form_refuses_a_post_without_token(atk_app, client, login):
-    login("admin")
+def test_csrf_every_form_refuses_a_post_without_token(atk_app, web, sign_in):
+    sign_in("admin")
     before_runs, before_seq = run_count(atk_app), audit_rows(atk_app)[-1].seq
     urls = state_changing_forms(atk_app)
     assert len(urls) >= 20
     for url in urls:
-        response = client.post(url, data={"word": "x", "name": "evil", "username": "evil", "password": "p" * 20})
+        response = web.post(url, data={"word": "x", "name": "evil", "username": "evil", "password": "p" * 20})
         assert response.status_code == 400, f"POST {url} without CSRF -> {response.status_code}"
     assert run_count(atk_app) == before_runs
     assert [e.event for e in audit_rows(atk_app) if e.seq > before_seq] == []
-    assert client.get("/admin/users").status_code == 200  # still signed in: logout was refused too
+    assert web.get("/admin/users").status_code == 200  # still signed in: logout was refused too
     assert find_user(atk_app, "evil") is None
 
 
@@ -489,7 +515,7 @@ def test_token_reuse_after_revoke_and_after_disable_is_401(atk_app):
 # --- log and audit injection ----------------------------------------------------------------
 
 
-def test_newlines_and_ansi_are_stored_faithfully_and_rendered_inert(atk_app, client, login):
+def test_newlines_and_ansi_are_stored_faithfully_and_rendered_inert(atk_app, web, sign_in):
     value = "ok<script>alert(1)</script>"
     forged_line = "x\n2024-01-01 INFO auth.login admin\x1b[31mRED"
     _, headers = bearer(atk_app, "staff")
@@ -500,8 +526,8 @@ def test_newlines_and_ansi_are_stored_faithfully_and_rendered_inert(atk_app, cli
     assert api_run(atk_app.test_client(), headers, "echo", {"word": forged_line}).status_code == 400
     rejected = audit_rows(atk_app, "run.rejected")[-1]
     assert rejected.params is None or rejected.params.get("word") in (forged_line, None)
-    login("admin")
-    page = client.get("/admin/audit?command=echo").get_data(as_text=True)
+    sign_in("admin")
+    page = web.get("/admin/audit?command=echo").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in page
     assert "\x1b" not in page
 
@@ -594,12 +620,12 @@ def check_weird_value(atk_app, headers, value):
         assert response.status_code < 500, (response.status_code, response.get_data(as_text=True)[:300])
 
 
-def test_unicode_and_nul_in_web_form_fields_never_cause_a_500(atk_app, client, login):
-    login("staff")
-    page = client.get("/commands/echo").get_data(as_text=True)
+def test_unicode_and_nul_in_web_form_fields_never_cause_a_500(atk_app, web, sign_in):
+    sign_in("staff")
+    page = web.get("/commands/echo").get_data(as_text=True)
     for value in WEIRD:
         data = {"csrf_token": csrf_token_from(page), "word": value, "n": value, "pick": value, "items": value}
-        response = client.post("/commands/echo", data=data)
+        response = web.post("/commands/echo", data=data)
         assert response.status_code < 500, (repr(value[:10]), response.status_code)
 
 
@@ -652,26 +678,26 @@ def csv_cells(text: str) -> list[str]:
     return [cell for row in csv.reader(io.StringIO(text)) for cell in row]
 
 
-def test_csv_exports_neutralise_formulas(atk_app, client, login):
+def test_csv_exports_neutralise_formulas(atk_app, web, sign_in):
     _, headers = bearer(atk_app, "staff")
     api = atk_app.test_client()
     run_ids = [api_run(api, headers, "tasks", {"name": formula}).get_json()["id"] for formula in FORMULAS[:1]]
     api_run(api, headers, "echo", {"word": FORMULAS[1], "items": FORMULAS})
-    login("admin")
-    audit_csv = client.get("/admin/audit/export.csv")
+    sign_in("admin")
+    audit_csv = web.get("/admin/audit/export.csv")
     assert audit_csv.status_code == 200
     cells = csv_cells(audit_csv.get_data(as_text=True))
     assert any("HYPERLINK" in cell for cell in cells)
     for cell in cells:
         assert not cell.startswith(("=", "+", "-", "@")), cell
-    run_csv = client.get(f"/runs/{run_ids[0]}.csv")
+    run_csv = web.get(f"/runs/{run_ids[0]}.csv")
     assert run_csv.status_code in (200, 404)
 
 
-def test_run_csv_neutralises_formula_cells(atk_app, ops_db, client, login):
+def test_run_csv_neutralises_formula_cells(atk_app, ops_db, web, sign_in):
     with sqlite3.connect(ops_db) as connection:
         connection.executemany("INSERT INTO tasks (name) VALUES (?)", [(f,) for f in FORMULAS])
-    login("staff")
+    sign_in("staff")
     _, headers = bearer(atk_app, "staff")
     run_ids = []
     for formula in FORMULAS:
@@ -679,7 +705,7 @@ def test_run_csv_neutralises_formula_cells(atk_app, ops_db, client, login):
         assert run["result"]["rows"][0][1] == formula  # the API keeps the value as it is
         run_ids.append(run["id"])
     for run_id in run_ids:
-        response = client.get(f"/runs/{run_id}.csv")
+        response = web.get(f"/runs/{run_id}.csv")
         assert response.status_code == 200
         for cell in csv_cells(response.get_data(as_text=True)):
             assert not cell.startswith(("=", "+", "-", "@")), cell
@@ -688,8 +714,8 @@ def test_run_csv_neutralises_formula_cells(atk_app, ops_db, client, login):
 # --- no state change through GET ------------------------------------------------------------
 
 
-def test_state_changing_routes_refuse_get(atk_app, client, login):
-    login("staff")
+def test_state_changing_routes_refuse_get(atk_app, web, sign_in):
+    sign_in("staff")
     _, headers = bearer(atk_app, "staff")
     run = api_run(atk_app.test_client(), headers, "echo", {"word": "x"}).get_json()
     before = audit_rows(atk_app)[-1].seq
@@ -701,11 +727,11 @@ def test_state_changing_routes_refuse_get(atk_app, client, login):
         "/account/password",
         "/account/tokens/1/revoke",
     ):
-        assert client.get(url).status_code in (404, 405), url
-    assert client.get("/commands/echo?word=x").status_code == 200  # the form, not a run
+        assert web.get(url).status_code in (404, 405), url
+    assert web.get("/commands/echo?word=x").status_code == 200  # the form, not a run
     assert run_count(atk_app) == 1
     assert [e.event for e in audit_rows(atk_app) if e.seq > before] == []
-    assert client.get("/account").status_code == 200  # still signed in
+    assert web.get("/account").status_code == 200  # still signed in
 
 
 # --- other users' Shell2HTTP keys and cached results ----------------------------------------
@@ -722,3 +748,42 @@ def test_another_users_shell2http_key_is_404(atk_app):
     # Asking for the same args gets the other user their own key, never the staff member's.
     mine = client.post("/shell2http/args", json={"args": ["mine"]}, headers=other).get_json()
     assert mine.get("key") != key
+
+
+def test_another_users_cached_result_hides_who_ran_it_and_their_other_runs_stay_404(atk_app):
+    """DESIGN.md cached results: a shared result shows the output, never its owner, address or params."""
+    _, staff = bearer(atk_app, "staff")
+    _, other = bearer(atk_app, "other")
+    client = atk_app.test_client()
+    owned = api_run(client, staff, "cached-echo", {"word": "status"}).get_json()
+    assert owned["status"] == "succeeded" and owned["user"] == "staff" and owned["cached"] is False
+    private = api_run(client, staff, "echo", {"word": "private"}).get_json()
+
+    response = api_run(client, other, "cached-echo", {"word": "status"})
+    assert response.status_code == 200, response.get_json()
+    shared = response.get_json()
+    assert shared["id"] == owned["id"] and shared["cached"] is True
+    assert shared["output"] == owned["output"]
+    assert (shared["user"], shared["source_ip"], shared["params"]) == (None, None, None)
+    by_id = client.get(f"/api/v1/runs/{owned['id']}", headers=other).get_json()
+    assert (by_id["user"], by_id["source_ip"], by_id["params"], by_id["cached"]) == (None, None, None, True)
+    assert "staff" not in json.dumps([shared, by_id]) and "127.0.0.1" not in json.dumps([shared, by_id])
+
+    # The owner's other runs do not exist for this user; the shared one cannot be cancelled by them.
+    for method, url in (
+        ("GET", f"/api/v1/runs/{private['id']}"),
+        ("GET", f"/api/v1/runs/{private['id']}?wait=1"),
+        ("GET", f"/api/v1/runs/{private['id']}/stream"),
+        ("POST", f"/api/v1/runs/{private['id']}/cancel"),
+        ("POST", f"/api/v1/runs/{owned['id']}/cancel"),
+    ):
+        assert_json_error(client.open(url, method=method, headers=other), 404, "not_found")
+    listed = client.get("/api/v1/runs", headers=other).get_json()["items"]
+    assert [run["id"] for run in listed] == []
+
+    # The owner still sees everything; the ledger says who got the shared result, and nothing ran twice.
+    assert client.get(f"/api/v1/runs/{owned['id']}", headers=staff).get_json()["user"] == "staff"
+    hit = audit_rows(atk_app, "run.cache_hit")[-1]
+    assert (hit.actor_name, hit.run_id, hit.outcome) == ("other", owned["id"], "cached")
+    assert [e.run_id for e in audit_rows(atk_app, "run.started")] == [owned["id"], private["id"]]
+    assert not audit_rows(atk_app, "run.cancel_requested")
