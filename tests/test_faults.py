@@ -433,7 +433,9 @@ def test_redis_down_makes_sign_in_and_rate_limited_runs_fail_closed_until_it_ret
     assert checks["database:connection"] == "pass"  # readiness names the dependency that is down
     assert_nothing_spawned(marker)
     during = ledger(app)
-    assert (during["runs"], during["events"]) == (before["runs"], before["events"])  # nothing started
+    assert during["runs"] == before["runs"]  # nothing started...
+    refused = [("run.rejected", None, "ratelimit_unavailable")] * 2  # ...and both refusals are on record
+    assert during["events"] == before["events"] + refused
 
     own_redis.start()  # same port: the gateway's configuration is unchanged
     assert wait_until(lambda: ready(api), timeout=10), readiness(api)
