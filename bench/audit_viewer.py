@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +50,20 @@ def build_app(database_url: str, directory: Path):
     return app
 
 
+def _detail(rng: random.Random, seq: int) -> dict | None:
+    """A run.finished-like detail on every third row (exit code, sizes, digest, an excerpt)."""
+    if seq % 3:
+        return None
+    return {
+        "exit_code": rng.choice([0, 0, 0, 1]),
+        "duration_ms": rng.randrange(5, 30_000),
+        "output_bytes": rng.randrange(0, 100_000),
+        "output_sha256": f"{rng.getrandbits(256):064x}",
+        "definition_sha256": f"{rng.getrandbits(256):064x}",
+        "excerpt": "line of output with some text \u00e9 and numbers 12345\n" * rng.randrange(1, 6),
+    }
+
+
 def fill(app, rows: int) -> datetime:
     """A valid chain of ``rows`` events, one second apart, ending now."""
     from gateway import audit
@@ -71,9 +88,9 @@ def fill(app, rows: int) -> datetime:
                 user_agent="bench",
                 command=rng.choice(COMMANDS),
                 run_id=None,
-                params={"status": rng.choice(["Success", "Pending", "Failed"]), "n": seq % 97},
+                params={"status": rng.choice(["Success", "Pending", "Failed"]), "n": seq % 97, "ref": f"T-{seq:07d}"},
                 outcome=rng.choice(OUTCOMES),
-                detail=None,
+                detail=_detail(rng, seq),
                 key_id="k1",
                 prev_hash=prev,
             )
@@ -96,7 +113,7 @@ def fill(app, rows: int) -> datetime:
     return start
 
 
-def time_pages(app, start: datetime, repeats: int) -> dict[str, dict[str, float]]:
+def time_pages(app, start: datetime, rows: int, repeats: int) -> dict[str, dict[str, float]]:
     from gateway import audit_query
     from gateway.extensions import db
 
@@ -109,7 +126,9 @@ def time_pages(app, start: datetime, repeats: int) -> dict[str, dict[str, float]
         "command": {"command": "task-list"},
         "outcome": {"outcome": "failed"},
         "source ip": {"source_ip": "10.0.2.17"},
-        "free text": {"text": "Pending"},
+        "free text": {"text": "Pending"},  # a third of the rows: the newest page is found at once
+        "free text (rare)": {"text": f"T-{rows // 2:07d}"},  # one row, in the middle of the ledger
+        "free text (absent)": {"text": "no-such-text"},  # nothing: without an index, a full scan
     }
     results = {}
     with app.app_context():
@@ -145,7 +164,9 @@ def time_verify(app, rows: int) -> float:
     return round(rows / elapsed)
 
 
-def run_engine(engine: str, rows: int, repeats: int) -> dict:
+@contextmanager
+def fresh_app(engine: str) -> Iterator:
+    """An app on a new, migrated database of the given engine (a temp SQLite file or a PostgreSQL database)."""
     directory = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     dropper = None
     if engine == "sqlite":
@@ -155,8 +176,23 @@ def run_engine(engine: str, rows: int, repeats: int) -> dict:
 
         name = create_pg_database()
         url, dropper = pg_url(name), (lambda: drop_pg_database(name))
+    app = None
     try:
         app = build_app(url, directory)
+        yield app
+    finally:
+        if app is not None:
+            from gateway.extensions import db
+
+            with app.app_context():
+                db.engine.dispose()
+        if dropper:
+            dropper()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_engine(engine: str, rows: int, repeats: int) -> dict:
+    with fresh_app(engine) as app:
         t0 = time.perf_counter()
         start = fill(app, rows)
         fill_seconds = round(time.perf_counter() - t0, 1)
@@ -164,16 +200,9 @@ def run_engine(engine: str, rows: int, repeats: int) -> dict:
             "engine": engine,
             "rows": rows,
             "fill_seconds": fill_seconds,
-            "pages": time_pages(app, start, repeats),
+            "pages": time_pages(app, start, rows, repeats),
             "verify_events_per_second": time_verify(app, rows),
         }
-    finally:
-        if dropper:
-            from gateway.extensions import db
-
-            with app.app_context():
-                db.engine.dispose()
-            dropper()
 
 
 def main() -> None:
