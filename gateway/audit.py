@@ -371,7 +371,7 @@ def parse_anchor(line: str, keyring: Keyring) -> tuple[int, str]:
 
 
 # Verification reads every column as stored and rebuilds the canonical text itself: the same bytes
-# as canonical_bytes() (tests/test_audit_verify_fast.py holds the two together), at a fraction of the
+# as canonical_bytes() (tests/test_audit_verify.py holds the two together), at a fraction of the
 # cost of ORM objects, the drivers' JSON and datetime parsing and a whole-document json.dumps per row.
 VERIFY_BATCH = 10_000
 # PostgreSQL formats ``at`` itself, exactly as rfc3339() does (UTC, microseconds, "Z").
@@ -425,14 +425,16 @@ def _json_scalar(value: Any) -> str:
     return _encode_value(value)
 
 
-def _json_nested(stored: Any, cache: dict[Any, str]) -> str:
-    """A JSON column's stored text, parsed as the driver would and re-encoded canonically (memoised:
-    ``run.started`` and ``run.finished`` of a run carry the same params)."""
+def _json_nested(stored: Any, cache: dict[str, str]) -> str:
+    """A JSON column's stored text, parsed as the driver would and re-encoded canonically (memoised by
+    text: ``run.started`` and ``run.finished`` of a run carry the same params)."""
     if stored is None:
         return "null"
+    if not isinstance(stored, str):  # SQLite's NUMERIC affinity keeps a bare number as a number
+        return _encode_value(stored)
     encoded = cache.get(stored)
     if encoded is None:
-        value = _parse_stored_json(stored) if isinstance(stored, str) else stored
+        value = _parse_stored_json(stored)
         if _ENCODE_JSON is not None and isinstance(value, (dict, list)):
             encoded = "".join(_ENCODE_JSON(value, 0))
         else:
@@ -446,7 +448,7 @@ def _json_nested(stored: Any, cache: dict[Any, str]) -> str:
 def _stored_rows(session: Session, start_seq: int) -> Any:
     """The ledger from ``start_seq`` on, oldest first, streamed in batches (one statement, one snapshot).
 
-    Columns in ``canonical`` order of use, as text where the database holds text: JSON columns as
+    The table's columns, as text where the database holds text: JSON columns as
     stored (parsed once, here, not by the driver and again by SQLAlchemy), ``at`` as SQLite's stored
     UTC text (checked in Python) or formatted by PostgreSQL. PostgreSQL streams through a
     server-side cursor, SQLite through its own cursor.
@@ -518,8 +520,8 @@ def verify(
     sqlite = session.get_bind().dialect.name == "sqlite"
     # key_id and prev_hash are str once they have matched a key id and the chain; seq an int.
     scalar, quote, digest, same = _json_scalar, _encode_string, hmac.digest, hmac.compare_digest
-    params_cache: dict[Any, str] = {}
-    detail_cache: dict[Any, str] = {}
+    params_cache: dict[str, str] = {}
+    detail_cache: dict[str, str] = {}
     checked, head = 0, None
 
     def fail(seq: int, reason: str) -> Verification:

@@ -27,6 +27,7 @@ ODD_VALUES: list[dict[str, Any]] = [
     {"params": {"big": 2**70, "neg": -5, "float": 1.5, "tiny": 1e-300, "huge": 1e300, "false": False}},
     {"params": ["a", 1, None, {"k": "v"}]},
     {"params": "just a string"},
+    {"params": 42, "detail": 1.5},  # SQLite keeps a bare JSON number as a number (NUMERIC affinity)
     {"params": None, "detail": None},
     {"detail": {"excerpt": "x" * 3000, "exit_code": 0, "output_sha256": "ab" * 32}},
     {"detail": {"lone": "\ud800 surrogate", "nul": "a\x00b"}},  # scrubbed by append, then stored
