@@ -4,8 +4,10 @@ Run: ``.venv/bin/python bench/audit_viewer.py [--rows 1000000] [--engine sqlite|
 Fills a fresh database with a valid HMAC chain of synthetic events (bulk
 inserts, bypassing the app's writer, whose speed is not what is measured),
 then times ``gateway.audit_query.page`` for each filter of /admin/audit (first
-page and next page, p50/p95 over repeats) and ``gateway.audit.verify`` in
-events/s. Targets (issue 5): p95 < 100 ms per page; verify >= 50,000 events/s.
+page and next page, p50/p95 over repeats; free text three ways: a term in a
+third of the rows, one in a single row, one in none) and
+``gateway.audit.verify`` in events/s (``bench/audit_verify.py`` measures that
+alone, on a smaller ledger). Targets (issue 5): p95 < 100 ms per page; verify >= 50,000 events/s.
 """
 
 from __future__ import annotations
