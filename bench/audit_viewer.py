@@ -7,7 +7,14 @@ then times ``gateway.audit_query.page`` for each filter of /admin/audit (first
 page and next page, p50/p95 over repeats; free text three ways: a term in a
 third of the rows, one in a single row, one in none) and
 ``gateway.audit.verify`` in events/s (``bench/audit_verify.py`` measures that
-alone, on a smaller ledger). Targets (issue 5): p95 < 100 ms per page; verify >= 50,000 events/s.
+alone, on a smaller ledger).
+
+Measured 2026-11-26 (1,000,000 rows, 2 shared cores, quiet at the time), free
+text p95 before -> after the trigram index (migration 0005): SQLite common
+0.7 -> 1.8 ms, rare 452 -> 2.1 ms, absent 419 -> 0.3 ms; PostgreSQL common
+6.6 -> 1.2 ms, rare 355 -> 3.9 ms, absent 381 -> 0.9 ms. Every other filter
+stayed under 6 ms p95 on both engines. Fill with the index: SQLite 58 -> 103 s,
+PostgreSQL 60 -> 69 s. Targets (issue 5): p95 < 100 ms per page; verify >= 50,000 events/s.
 """
 
 from __future__ import annotations
