@@ -45,6 +45,9 @@ ALTER ROLE :"reader" SET default_transaction_read_only = on;
 SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I, %I', current_database(), :'owner', :'app') \gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'reader') \gexec
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- Extensions the migrations use (the audit viewer's text index, migration 0005): creating one
+-- needs CREATE on the database, which the owner is not given.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
 GRANT USAGE, CREATE ON SCHEMA public TO :"owner";
 GRANT USAGE ON SCHEMA public TO :"app";
 

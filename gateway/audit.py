@@ -22,13 +22,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import String, delete, event, func, insert, select, text, type_coerce
+from sqlalchemy import String, Text, cast, delete, event, func, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from gateway.database import write_transaction
@@ -377,27 +377,108 @@ def parse_anchor(line: str, keyring: Keyring) -> tuple[int, str]:
     return seq, str(head_hash)
 
 
-def _iter_rows(session: Session, start_seq: int, batch: int = 5000) -> Iterator[Any]:
-    """Keyset pagination over the ledger so memory stays flat on millions of rows.
+# Verification reads every column as stored and rebuilds the canonical text itself: the same bytes
+# as canonical_bytes() (tests/test_audit_verify.py holds the two together), at a fraction of the
+# cost of ORM objects, the drivers' JSON and datetime parsing and a whole-document json.dumps per row.
+VERIFY_BATCH = 10_000
+# PostgreSQL formats ``at`` itself, exactly as rfc3339() does (UTC, microseconds, "Z").
+_PG_CANONICAL_AT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+_encode_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for str
+_encode_value = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+_NESTED_CACHE_MAX = 4096
 
-    Plain rows, not ORM objects: verification reads every column of every row,
-    and the identity map would cost more than the HMACs. The rows carry the same
-    attribute names (and column types) that ``canonical_bytes`` reads.
+
+def _c_json() -> tuple[Any, Any]:
+    """The json module's C scanner and encoder, built once with ``canonical_bytes``' settings.
+
+    ``json.loads``/``json.dumps`` build or wrap these on every call; verification calls them twice per
+    row. Without the C accelerator the public functions are used (same output, slower).
     """
-    table = AuditEvent.__table__
-    columns = [column for column in table.columns if column.name != "at"]
-    at = table.c.at
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite keeps UTC text with microseconds; parsing it back into datetimes was most of the cost.
-        at = type_coerce(table.c.at, String)
-    query = select(*columns, at.label("at"))
-    last = start_seq - 1
-    while True:
-        rows = session.execute(query.where(table.c.seq > last).order_by(table.c.seq).limit(batch)).all()
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].seq
+    scanner = json.scanner.c_make_scanner(json.JSONDecoder()) if json.scanner.c_make_scanner else None
+    encoder = None
+    if json.encoder.c_make_encoder:
+        # markers None: no circularity check (parsed JSON cannot be circular); the rest as JSONEncoder.iterencode.
+        encoder = json.encoder.c_make_encoder(
+            None, json.JSONEncoder().default, _encode_string, None, ":", ",", True, False, True
+        )
+    return scanner, encoder
+
+
+_SCAN_JSON, _ENCODE_JSON = _c_json()
+
+
+def _parse_stored_json(text: str) -> Any:
+    """``json.loads(text)``, through the C scanner when the text is one JSON value and nothing else."""
+    if _SCAN_JSON is not None:
+        try:
+            value, end = _SCAN_JSON(text, 0)
+        except StopIteration:
+            pass
+        else:
+            if end == len(text):
+                return value
+    return json.loads(text)
+
+
+def _json_scalar(value: Any) -> str:
+    """One column's value as canonical JSON: the common types directly, anything else through the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    return _encode_value(value)
+
+
+def _json_nested(stored: Any, cache: dict[str, str]) -> str:
+    """A JSON column's stored text, parsed as the driver would and re-encoded canonically (memoised by
+    text: ``run.started`` and ``run.finished`` of a run carry the same params)."""
+    if stored is None:
+        return "null"
+    if not isinstance(stored, str):  # SQLite's NUMERIC affinity keeps a bare number as a number
+        return _encode_value(stored)
+    encoded = cache.get(stored)
+    if encoded is None:
+        value = _parse_stored_json(stored)
+        if _ENCODE_JSON is not None and isinstance(value, (dict, list)):
+            encoded = "".join(_ENCODE_JSON(value, 0))
+        else:
+            encoded = _encode_value(value)
+        if len(cache) >= _NESTED_CACHE_MAX:
+            cache.clear()
+        cache[stored] = encoded
+    return encoded
+
+
+def _stored_rows(session: Session, start_seq: int) -> Any:
+    """The ledger from ``start_seq`` on, oldest first, streamed in batches (one statement, one snapshot).
+
+    The table's columns, as text where the database holds text: JSON columns as
+    stored (parsed once, here, not by the driver and again by SQLAlchemy), ``at`` as SQLite's stored
+    UTC text (checked in Python) or formatted by PostgreSQL. PostgreSQL streams through a
+    server-side cursor, SQLite through its own cursor.
+    """
+    c = AuditEvent.__table__.c
+    if session.get_bind().dialect.name == "postgresql":
+        at = func.to_char(func.timezone("UTC", c.at), _PG_CANONICAL_AT)
+        params, detail = cast(c.params, Text), cast(c.detail, Text)
+    else:
+        at = type_coerce(c.at, String)
+        params, detail = type_coerce(c.params, String), type_coerce(c.detail, String)
+    query = select(
+        c.seq, at, c.event, c.actor_id, c.actor_name, c.source_ip, c.user_agent, c.command, c.run_id,
+        params, c.outcome, detail, c.key_id, c.prev_hash, c.hash,
+    ).where(c.seq >= start_seq).order_by(c.seq)  # fmt: skip
+    return session.execute(query, execution_options={"yield_per": VERIFY_BATCH})
+
+
+def _sqlite_at(stored: Any) -> str | None:
+    """SQLite's stored time in canonical form, or None when it is not the one form the app writes."""
+    if isinstance(stored, str) and _SQLITE_STORED_AT.fullmatch(stored):
+        return stored.replace(" ", "T") + "Z"
+    return None
 
 
 def _pruned_claims(session: Session) -> dict[int, str]:
@@ -424,8 +505,15 @@ def _first_missing(start: int, found_seq: int, claims: Mapping[int, str]) -> int
 def verify(
     session: Session, keyring: Keyring, *, from_seq: int | None = None, anchor: tuple[int, str] | None = None
 ) -> Verification:
-    """Recompute the chain and name the first bad ``seq`` (a missing seq counts as bad)."""
+    """Recompute the chain and name the first bad ``seq`` (a missing seq counts as bad).
+
+    Per row: seq continuity, the ``prev_hash`` link, and the HMAC recomputed
+    from the canonical text of every stored column. The loop is written for
+    speed (issue 5: >= 50,000 events/s): locals, tuple unpacking, one
+    ``hmac.digest`` call per row; ``canonical_bytes`` remains the definition.
+    """
     result = Verification(ok=True, pruned_claims=_pruned_claims(session))
+    claims = result.pruned_claims
     expected_seq: int | None = None
     expected_prev: str | None = None
     if from_seq is not None and from_seq > 1:
@@ -433,41 +521,88 @@ def verify(
         if before is not None:
             expected_seq, expected_prev = from_seq, before.hash
     start = from_seq or 1
+    anchor_seq, anchor_hash = anchor if anchor is not None else (None, None)
     anchor_seen = False
+    keys = {key_id: key.encode("utf-8") for key_id, key in keyring.keys.items()}
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    # key_id and prev_hash are str once they have matched a key id and the chain; seq an int.
+    scalar, quote, digest, same = _json_scalar, _encode_string, hmac.digest, hmac.compare_digest
+    params_cache: dict[str, str] = {}
+    detail_cache: dict[str, str] = {}
+    checked, head = 0, None
 
     def fail(seq: int, reason: str) -> Verification:
         result.ok, result.first_bad_seq, result.reason = False, seq, reason
+        result.checked = checked
         return result
 
-    for row in _iter_rows(session, start):
-        if expected_seq is None:
-            # The chain's first row: seq 1 from genesis, or the first row kept by a recorded prune.
-            if row.seq == 1:
-                if row.prev_hash != GENESIS_HASH:
-                    return fail(row.seq, "first row does not start from the genesis hash")
-            elif result.pruned_claims.get(row.seq) != row.prev_hash:
-                return fail(_first_missing(start, row.seq, result.pruned_claims), "rows before this one are missing")
-        else:
-            if row.seq != expected_seq:
-                return fail(expected_seq, "row missing")
-            if row.prev_hash != expected_prev:
-                return fail(row.seq, "prev_hash does not match the previous row")
-        key = keyring.key(row.key_id)
-        if key is None:
-            return fail(row.seq, f"unknown key id {row.key_id!r}")
-        if not hmac.compare_digest(row_hash(key, row), row.hash):
-            return fail(row.seq, "hash does not match the row")
-        if anchor is not None and row.seq == anchor[0]:
-            if row.hash != anchor[1]:
-                return fail(row.seq, "row differs from the anchor")
-            anchor_seen = True
-        result.checked += 1
-        result.head = {"seq": row.seq, "hash": row.hash}
-        expected_seq, expected_prev = row.seq + 1, row.hash
+    rows = _stored_rows(session, start)
+    try:
+        for batch in rows.partitions():
+            for (
+                seq, at, event_name, actor_id, actor_name, source_ip, user_agent, command, run_id,
+                params, outcome, detail, key_id, prev_hash, stored_hash,
+            ) in batch:  # fmt: skip
+                if expected_seq is None:
+                    # The chain's first row: seq 1 from genesis, or the first row kept by a recorded prune.
+                    if seq == 1:
+                        if prev_hash != GENESIS_HASH:
+                            return fail(seq, "first row does not start from the genesis hash")
+                    elif claims.get(seq) != prev_hash:
+                        return fail(_first_missing(start, seq, claims), "rows before this one are missing")
+                else:
+                    if seq != expected_seq:
+                        return fail(expected_seq, "row missing")
+                    if prev_hash != expected_prev:
+                        return fail(seq, "prev_hash does not match the previous row")
+                key = keys.get(key_id)
+                if key is None:
+                    return fail(seq, f"unknown key id {key_id!r}")
+                if sqlite:
+                    at = _sqlite_at(at)
+                    if at is None:
+                        return fail(seq, "stored time is not in the ledger's format")
+                seq_text = str(seq)
+                if actor_id is None and actor_name is None:
+                    actor = "null"
+                else:
+                    actor = '{"id":' + scalar(actor_id) + ',"name":' + scalar(actor_name) + "}"
+                # canonical_bytes(): the document's keys in sorted order, no whitespace.
+                canonical = (
+                    '{"actor":' + actor
+                    + ',"at":' + scalar(at)
+                    + ',"command":' + scalar(command)
+                    + ',"detail":' + _json_nested(detail, detail_cache)
+                    + ',"event":' + scalar(event_name)
+                    + ',"key_id":' + quote(key_id)
+                    + ',"outcome":' + scalar(outcome)
+                    + ',"params":' + _json_nested(params, params_cache)
+                    + ',"prev_hash":' + quote(prev_hash)
+                    + ',"run_id":' + scalar(run_id)
+                    + ',"seq":' + seq_text
+                    + ',"source_ip":' + scalar(source_ip)
+                    + ',"user_agent":' + scalar(user_agent)
+                    + "}"
+                )  # fmt: skip
+                message = f"{prev_hash}\n{seq_text}\n{canonical}".encode()
+                computed = digest(key, message, "sha256").hex()
+                if not (isinstance(stored_hash, str) and stored_hash.isascii() and same(computed, stored_hash)):
+                    return fail(seq, "hash does not match the row")
+                if seq == anchor_seq:
+                    if stored_hash != anchor_hash:
+                        return fail(seq, "row differs from the anchor")
+                    anchor_seen = True
+                checked += 1
+                head = (seq, stored_hash)
+                expected_seq, expected_prev = seq + 1, stored_hash
+    finally:
+        rows.close()
 
-    if anchor is not None and not anchor_seen and anchor[0] >= start:
-        head_seq = result.head["seq"] if result.head else start - 1
-        if anchor[0] > head_seq:
+    result.checked = checked
+    result.head = None if head is None else {"seq": head[0], "hash": head[1]}
+    if anchor_seq is not None and not anchor_seen and anchor_seq >= start:
+        head_seq = head[0] if head else start - 1
+        if anchor_seq > head_seq:
             return fail(head_seq + 1, "rows after this point are missing (anchor is ahead of the ledger)")
     return result
 

@@ -3,9 +3,14 @@
 Pages are cut by ``seq`` only (``seq < cursor`` newest first, ``seq > after``
 oldest first), never by OFFSET and never with a COUNT over the table, so the
 next page of a million-row ledger costs what the first one does. Equality
-filters hit the ``(column, seq)`` indexes; free text over ``params`` is a
-LIKE over the JSON as text (PostgreSQL casts ``json`` to text; on SQLite the
-column already is text).
+filters hit the ``(column, seq)`` indexes. Free text over ``params`` is a
+case-insensitive LIKE over the JSON as text, which decides what matches on
+both engines; a trigram index (migration 0005) finds the candidates:
+PostgreSQL's planner uses the pg_trgm GIN index on ``params::text`` for the
+ILIKE itself; on SQLite the query joins the FTS5 trigram table, walks it in
+``seq`` order (FTS5 hands rowids back in order, so a page stops after
+``limit`` hits) and the LIKE rechecks each candidate. Terms shorter than three
+characters have no trigram and scan as before.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, cast, or_, select
+from sqlalchemy import ColumnElement, Select, Text, cast, or_, select
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Row
 
 from gateway.extensions import db
@@ -24,6 +31,9 @@ from gateway.models import AuditEvent
 from gateway.timeutil import as_utc
 
 MAX_FILTER_LENGTH = 200
+# SQLite's FTS5 trigram index over params (migration 0005); not a model: autogenerate must not manage it.
+PARAMS_FTS = sql_table("audit_events_fts", sql_column("rowid"), sql_column("audit_events_fts"))
+TRIGRAM = 3
 # Equality filters: query-string name -> column.
 EXACT_FILTERS = {
     "actor": AuditEvent.actor_name,
@@ -130,6 +140,17 @@ class AuditFilter:
             query = query.where(_params_contain(self.text))
         return query
 
+    def keyed(self, query: Select[Any]) -> tuple[Select[Any], ColumnElement[int]]:
+        """``apply``, plus the column to order and cut pages by: ``seq``, or on SQLite with free text
+        the FTS table's rowid (the same number), so the index is walked in order and a page stops early."""
+        query = self.apply(query)
+        spellings = _spellings(self.text) if self.text is not None else []
+        if not spellings or min(map(len, spellings)) < TRIGRAM or db.session.get_bind().dialect.name != "sqlite":
+            return query, AuditEvent.seq
+        phrases = " OR ".join('"' + s.replace('"', '""') + '"' for s in spellings)  # literal text, no operators
+        query = query.join(PARAMS_FTS, PARAMS_FTS.c.rowid == AuditEvent.seq)
+        return query.where(PARAMS_FTS.c.audit_events_fts.match(phrases)), PARAMS_FTS.c.rowid
+
 
 def _params_contain(needle: str) -> Any:
     """Case-insensitive substring of the params JSON, as typed or as it appears JSON-escaped.
@@ -137,16 +158,21 @@ def _params_contain(needle: str) -> Any:
     JSON columns are written with ASCII escapes, so ``é`` or a quote sits in the
     stored text as ``\\u00e9`` or ``\\"``: matching the escaped spelling too finds them.
     """
-    as_text = cast(AuditEvent.params, String)
-    spellings = {needle, json.dumps(needle)[1:-1]}
-    return or_(*(as_text.ilike("%" + _like_escape(s) + "%", escape="\\") for s in sorted(spellings)))
+    as_text = cast(AuditEvent.params, Text)  # the expression PostgreSQL's trigram index covers
+    return or_(*(as_text.ilike("%" + _like_escape(s) + "%", escape="\\") for s in _spellings(needle)))
+
+
+def _spellings(needle: str) -> list[str]:
+    """The needle as typed and as it appears JSON-escaped in the stored text."""
+    return sorted({needle, json.dumps(needle)[1:-1]})
 
 
 def page(flt: AuditFilter, *, before_seq: int | None = None, limit: int = 50) -> tuple[list[AuditEvent], int | None]:
     """One page, newest first, starting below ``before_seq``. Returns (rows, next cursor or None)."""
-    query = flt.apply(select(AuditEvent)).order_by(AuditEvent.seq.desc())
+    query, key = flt.keyed(select(AuditEvent))
+    query = query.order_by(key.desc())
     if before_seq is not None:
-        query = query.where(AuditEvent.seq < before_seq)
+        query = query.where(key < before_seq)
     rows = list(db.session.scalars(query.limit(limit + 1)))
     shown = rows[:limit]
     return shown, (shown[-1].seq if len(rows) > limit and shown else None)
@@ -160,7 +186,8 @@ def iter_rows(flt: AuditFilter, *, batch: int = 500) -> Iterator[Row[Any]]:
     """
     after = 0
     while True:
-        query = flt.apply(select(*COLUMNS)).where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(batch)
+        query, key = flt.keyed(select(*COLUMNS))
+        query = query.where(key > after).order_by(key).limit(batch)
         rows = db.session.execute(query).all()
         db.session.rollback()  # end the read transaction between batches
         if not rows:
