@@ -18,7 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import json.encoder
+import json.scanner
 import logging
+import math
 import re
 import threading
 import time
@@ -30,6 +33,7 @@ from typing import Any
 from flask import current_app, has_request_context, request
 from sqlalchemy import String, Text, cast, delete, event, func, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.database import write_transaction
 from gateway.extensions import db
@@ -87,7 +91,18 @@ def _json_roundtrip(value: Any) -> Any:
     """What the database will hand back for a JSON column, so the hash covers exactly that."""
     if value is None:
         return None
-    return _scrub_surrogates(json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False, default=str)))
+    return _scrub_surrogates(json.loads(json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, default=str)))
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (not JSON) become their names as text: the ledger records any request."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _clean_text(value: str | None, limit: int | None = None) -> str | None:
@@ -189,8 +204,7 @@ def append(
     if not session.info.get("gateway_in_write"):
         raise RuntimeError("audit.append() must run inside write_transaction()")
     keyring = Keyring.from_config(current_app.config)
-    key = keyring.key(keyring.current_id)
-    assert key is not None
+    key = _current_key(keyring)
 
     _take_chain_lock(session)
     head_seq, head_hash = _chain_head(session)
@@ -343,9 +357,15 @@ def _anchor_sig(key: bytes, seq: int, head_hash: str, at: str, key_id: str) -> s
     return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def sign_anchor(keyring: Keyring, seq: int, head_hash: str) -> dict[str, Any]:
+def _current_key(keyring: Keyring) -> bytes:
     key = keyring.key(keyring.current_id)
-    assert key is not None
+    if key is None:  # config.py refuses to start so; this only states it
+        raise RuntimeError(f"AUDIT_KEY_ID {keyring.current_id!r} is not among AUDIT_KEYS")
+    return key
+
+
+def sign_anchor(keyring: Keyring, seq: int, head_hash: str) -> dict[str, Any]:
+    key = _current_key(keyring)
     at = rfc3339(utcnow())
     return {
         "seq": seq,
@@ -394,13 +414,14 @@ def _c_json() -> tuple[Any, Any]:
     ``json.loads``/``json.dumps`` build or wrap these on every call; verification calls them twice per
     row. Without the C accelerator the public functions are used (same output, slower).
     """
-    scanner = json.scanner.c_make_scanner(json.JSONDecoder()) if json.scanner.c_make_scanner else None
+    # The C accelerators are optional and untyped (not in typeshed): looked up, not imported.
+    make_scanner: Any = getattr(json.scanner, "c_make_scanner", None)
+    make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+    scanner = make_scanner(json.JSONDecoder()) if make_scanner else None
     encoder = None
-    if json.encoder.c_make_encoder:
+    if make_encoder:
         # markers None: no circularity check (parsed JSON cannot be circular); the rest as JSONEncoder.iterencode.
-        encoder = json.encoder.c_make_encoder(
-            None, json.JSONEncoder().default, _encode_string, None, ":", ",", True, False, True
-        )
+        encoder = make_encoder(None, json.JSONEncoder().default, _encode_string, None, ":", ",", True, False, True)
     return scanner, encoder
 
 
@@ -461,6 +482,9 @@ def _stored_rows(session: Session, start_seq: int) -> Any:
     server-side cursor, SQLite through its own cursor.
     """
     c = AuditEvent.__table__.c
+    at: ColumnElement[Any]
+    params: ColumnElement[Any]
+    detail: ColumnElement[Any]
     if session.get_bind().dialect.name == "postgresql":
         at = func.to_char(func.timezone("UTC", c.at), _PG_CANONICAL_AT)
         params, detail = cast(c.params, Text), cast(c.detail, Text)
@@ -627,7 +651,8 @@ def prune(older_than: datetime, **fields: Any) -> AuditEvent | None:
         if last_old < 1:
             return None
         first_kept = session.get(AuditEvent, last_old + 1)
-        assert first_kept is not None
+        if first_kept is None:  # seq is gapless below the head: only a damaged ledger gets here
+            raise RuntimeError(f"audit event {last_old + 1} is missing; verify the chain before pruning")
         deleted = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq <= last_old))
         pruned = append(
             PRUNED_EVENT,

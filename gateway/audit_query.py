@@ -146,7 +146,7 @@ class AuditFilter:
         query = self.apply(query)
         spellings = _spellings(self.text) if self.text is not None else []
         if not spellings or min(map(len, spellings)) < TRIGRAM or db.session.get_bind().dialect.name != "sqlite":
-            return query, AuditEvent.seq
+            return query, AuditEvent.__table__.c.seq
         phrases = " OR ".join('"' + s.replace('"', '""') + '"' for s in spellings)  # literal text, no operators
         query = query.join(PARAMS_FTS, PARAMS_FTS.c.rowid == AuditEvent.seq)
         return query.where(PARAMS_FTS.c.audit_events_fts.match(phrases)), PARAMS_FTS.c.rowid

@@ -24,7 +24,7 @@ UNMODELLED_INDEXES = frozenset({"ix_audit_events_params_trgm"})
 
 
 def is_unmodelled_table(name: str | None) -> bool:
-    return bool(name) and name.startswith(UNMODELLED_TABLE_PREFIX)
+    return name is not None and name.startswith(UNMODELLED_TABLE_PREFIX)
 
 
 def alembic_config(database_url: str | None = None) -> Config:

@@ -31,6 +31,7 @@ ODD_VALUES: list[dict[str, Any]] = [
     {"params": None, "detail": None},
     {"detail": {"excerpt": "x" * 3000, "exit_code": 0, "output_sha256": "ab" * 32}},
     {"detail": {"lone": "\ud800 surrogate", "nul": "a\x00b"}},  # scrubbed by append, then stored
+    {"params": {"nan": float("nan"), "inf": [float("inf"), -float("inf")]}},  # not JSON: recorded as text
     {"actor": {"id": None, "name": "cli:root"}, "user_agent": "Mozilla/5.0 (ünïcödé)"},
     {"actor": {"id": 7, "name": None}, "source_ip": "2001:db8::1", "command": "disk-usage"},
     {"actor": None, "run_id": "0b6a1d9e-3f53-4a35-9f0e-1d1c3c9e2f10", "outcome": "succeeded"},
@@ -103,3 +104,11 @@ def test_sqlite_time_in_another_spelling_of_the_same_instant_is_detected(app: Fl
     drop_update_trigger(app)
     execute_sql(app, "UPDATE audit_events SET at = replace(at, ' ', 'T') WHERE seq = 2")
     assert_broken_at(app, 2)
+
+
+def test_non_finite_numbers_are_recorded_as_their_names(app: Flask) -> None:
+    """A request carrying NaN must still leave its audit record (not fail the append)."""
+    with app.app_context(), write_transaction() as tx:
+        row = audit.append("test.nan", session=tx, params={"x": float("nan"), "y": [float("-inf")]})
+    assert row.params == {"x": "nan", "y": ["-inf"]}
+    assert verify(app).ok

@@ -47,7 +47,7 @@ def invite() -> Response | tuple[str, int]:
     code = request.form.get("code", "").strip()
     password = request.form.get("password", "")
     if password != request.form.get("password_confirm", ""):
-        return _render({"password_confirm": "The two passwords are not the same."}, 400, code)
+        return _render({"password_confirm": "The two passwords are not the same."}, 400, code)  # nosec B105  # a message
     try:
         user = invites.accept(
             code, password, source_ip=client_address() or None, user_agent=request.headers.get("User-Agent")

@@ -18,7 +18,7 @@ Neither object is in the models' metadata; migrations/env.py keeps the FTS
 table and its shadow tables out of ``db check``'s comparison.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-26
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
