@@ -553,11 +553,13 @@ def verify(
     scalar, quote, digest, same = _json_scalar, _encode_string, hmac.digest, hmac.compare_digest
     params_cache: dict[str, str] = {}
     detail_cache: dict[str, str] = {}
-    checked, head = 0, None
+    checked = 0
+    head: tuple[int, str] | None = None
 
     def fail(seq: int, reason: str) -> Verification:
         result.ok, result.first_bad_seq, result.reason = False, seq, reason
         result.checked = checked
+        result.head = None if head is None else {"seq": head[0], "hash": head[1]}  # the last row found intact
         return result
 
     rows = _stored_rows(session, start)

@@ -36,9 +36,12 @@ def test_a_last_event_id_past_any_chunk_id_is_400_not_500(api_app, bearer):  # n
 def test_non_finite_numbers_in_a_json_body_are_400(api_app, bearer, number):  # noqa: F811
     client, headers = api_app.test_client(), bearer("staff")
     json_headers = {**headers, "Content-Type": "application/json"}
-    for body in (b'{"params": {"seconds": %s}}', b'{"params": {"seconds": 1}, "wait": %s}'):
+    for body, field in (
+        (b'{"params": {"seconds": %s}}', "params.seconds"),
+        (b'{"params": {"seconds": 1}, "wait": %s}', "wait"),
+    ):
         response = client.post("/api/v1/commands/nap/runs", data=body % number, headers=json_headers)
-        assert_error(response, 400, "validation_error", "body")
+        assert_error(response, 400, "validation_error", field)  # the error names where the number was
     compat = client.post(
         "/shell2http/echo", data=b'{"args": ["a"], "callback_context": {"x": %s}}' % number, headers=json_headers
     )

@@ -15,8 +15,13 @@ class DuplicateKey(ValueError):
     pass
 
 
-class NotFinite(ValueError):
-    pass
+class _NonFinite:
+    """Stands in for NaN, Infinity or 1e400 while parsing, so the error can name where it was."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -29,28 +34,42 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _finite(text: str) -> float:
+def _number(text: str) -> float | _NonFinite:
     """parse_float/parse_constant: NaN, Infinity and 1e400 are no JSON numbers (and no JSON writer takes them)."""
     number = float(text)
-    if not math.isfinite(number):
-        raise NotFinite(text)
-    return number
+    return number if math.isfinite(number) else _NonFinite(text)
+
+
+def _non_finite(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(field path, text) of the first non-finite number in a parsed body, e.g. ("params.limit", "NaN")."""
+    if isinstance(value, _NonFinite):
+        return path or "body", value.text
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_json_text(text: str | bytes) -> Any:
     """Decode JSON refusing duplicate keys at any depth and non-finite numbers; raises ApiError(400)."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_finite)
+        body = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_number, parse_constant=_number)
+        bad = _non_finite(body)
     except DuplicateKey as exc:
         raise ApiError(
             400, "validation_error", f"Duplicate key in JSON body: {exc}.", {str(exc): "duplicate key"}
         ) from None
-    except NotFinite as exc:
-        raise ApiError(
-            400, "validation_error", f"Numbers must be finite, got {exc}.", {"body": "non-finite number"}
-        ) from None
     except (ValueError, RecursionError):
         raise ApiError(400, "validation_error", "The body is not valid JSON.", {"body": "malformed JSON"}) from None
+    if bad is not None:
+        field, number = bad
+        raise ApiError(
+            400, "validation_error", f"Numbers must be finite, got {number} in {field}.",
+            {field: "must be a finite number"},
+        )  # fmt: skip
+    return body
 
 
 def json_object_body(allowed: frozenset[str]) -> dict[str, Any]:
