@@ -11,6 +11,7 @@ with ``BEGIN IMMEDIATE`` and take the write lock *before* it reads anything
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, Engine, Result
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from gateway.extensions import db
@@ -28,6 +30,9 @@ _IMMEDIATE = "gateway_begin_immediate"
 _IN_WRITE = "gateway_in_write"
 # Engines whose listeners are attached (weak: a test's engine goes away with its app).
 _TUNED: weakref.WeakSet[Engine] = weakref.WeakSet()
+# One writer at a time per SQLite file within this process (see _sqlite_writer).
+_SQLITE_WRITERS: dict[str, threading.Lock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
 
 
 def engine_options(database_url: str, base: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +124,9 @@ def write_transaction(session: Session | None = None) -> Iterator[Session]:
         raise RuntimeError("changes were made outside write_transaction()")
     if session.in_transaction():
         session.commit()
+    writer = _sqlite_writer(session)
+    if writer is not None and not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_SECONDS):
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked (by this process)"))
     session.info[_IN_WRITE] = True
     try:
         session.connection(execution_options={_IMMEDIATE: True})
@@ -129,3 +137,24 @@ def write_transaction(session: Session | None = None) -> Iterator[Session]:
         raise
     finally:
         session.info[_IN_WRITE] = False
+        if writer is not None:
+            writer.release()
+
+
+def _sqlite_writer(session: Session) -> threading.Lock | None:
+    """The in-process queue for a SQLite file's write lock.
+
+    Threads of one process that meet at ``BEGIN IMMEDIATE`` would otherwise wait
+    in SQLite's busy handler, which sleeps 1, 2, 5, 10... ms between tries: the
+    handoff of a Python lock takes microseconds. Other processes (the CLI, other
+    gunicorn workers) still meet at SQLite's lock, under its busy timeout.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return None
+    key = bind.engine.url.render_as_string(hide_password=False)
+    lock = _SQLITE_WRITERS.get(key)
+    if lock is None:
+        with _SQLITE_WRITERS_GUARD:
+            lock = _SQLITE_WRITERS.setdefault(key, threading.Lock())
+    return lock
