@@ -162,7 +162,6 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build an app on this test's database; keyword arguments override environment settings."""
-    from gateway.extensions import db
 
     apps: list[Flask] = []
 
@@ -174,12 +173,19 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
 
     yield factory
     for app in apps:
-        executor = app.extensions.get("gateway.executor")
-        if executor is not None:
-            executor.shutdown(grace=0)
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        close_app(app)
+
+
+def close_app(app: Flask) -> None:
+    """Stop an app a test built: its executor (cancelling what still runs) and its connections."""
+    from gateway.extensions import db
+
+    executor = app.extensions.get("gateway.executor")
+    if executor is not None:
+        executor.shutdown(grace=0)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture

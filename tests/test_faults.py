@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from gateway import accounts, audit, create_app, tokens
 from gateway.extensions import db
 from gateway.models import AuditEvent, Run
-from tests.conftest import PASSWORDS, _migrate, base_environ, csrf_token_from, login_response
+from tests.conftest import PASSWORDS, _migrate, base_environ, close_app, csrf_token_from, login_response
 from tests.faultkit import (
     OwnPostgres,
     OwnRedis,
@@ -164,12 +164,7 @@ def build_app(tmp_path: Path, marker: Path) -> Iterator[Callable[..., Flask]]:
 
     yield factory
     for app in apps:
-        executor = app.extensions.get("gateway.executor")
-        if executor is not None:
-            executor.shutdown(grace=0)
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        close_app(app)
 
 
 def bearer(app: Flask) -> dict[str, str]:

@@ -27,6 +27,7 @@ from tests.conftest import (
     PG_ADMIN_URL,
     PG_AVAILABLE,
     base_environ,
+    close_app,
     create_pg_database,
     drop_pg_database,
     login_response,
@@ -151,12 +152,7 @@ def test_the_application_role_cannot_rewrite_the_ledger_but_the_gateway_works_un
 
             assert audit.verify(db.session, audit.Keyring.from_config(app.config)).ok
     finally:
-        executor = app.extensions.get("gateway.executor")
-        if executor is not None:
-            executor.shutdown(grace=0)
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        close_app(app)
         os.environ.pop("ROLES_TEST_OPS_URL", None)
 
     denied = psycopg.errors.InsufficientPrivilege
