@@ -236,6 +236,29 @@ def warm_up(app: Flask, marker: Path) -> tuple[Any, dict[str, str], Any, str]:
     return api, headers, browser, csrf
 
 
+def assert_writes_refused(app: Flask, api: Any, headers: dict[str, str], browser: Any, csrf: str, marker: Path) -> None:
+    """A database that refuses writes: runs (API, web form) and sign-in fail closed, readiness says so."""
+    assert_unavailable(start_run(api, headers, "touch"))
+    assert_unavailable(browser.post("/commands/touch", data={"csrf_token": csrf}))
+    fresh = app.test_client()
+    assert_unavailable(login_response(fresh, "admin", PASSWORDS["admin"]))
+    assert not signed_in(fresh)
+    status, checks = readiness(api)
+    assert status == 503 and checks["database:connection"] == "fail", checks
+    assert_nothing_spawned(marker)
+
+
+def assert_one_clean_run(app: Flask, api: Any, headers: dict[str, str], marker: Path, before: dict[str, Any]) -> None:
+    """After recovery one run works, and it is the only thing recorded since ``before``: nothing half-done."""
+    response = start_run(api, headers, "touch")
+    assert response.status_code == 200, response.get_json()
+    assert marker.exists()
+    after = ledger(app)
+    assert after["runs"] == before["runs"] + 1  # nothing ran, or was recorded as running, in between
+    assert [e[0] for e in after["events"][len(before["events"]) :]] == ["run.started", "run.finished"]
+    assert after["verified"]
+
+
 def assert_nothing_spawned(marker: Path) -> None:
     time.sleep(0.3)  # a spawn that slipped through would have written by now
     assert not marker.exists(), "a command ran while the gateway should have refused"
@@ -328,25 +351,12 @@ def test_a_read_only_postgresql_fails_closed_and_recovers(build_app, pg_database
     pg_database.drop_connections()
     readiness(api)  # the pool notices the dropped connections and reconnects (read-only now)
 
-    assert_unavailable(start_run(api, headers, "touch"))
-    assert_unavailable(browser.post("/commands/touch", data={"csrf_token": csrf}))
-    fresh = app.test_client()
-    assert_unavailable(login_response(fresh, "admin", PASSWORDS["admin"]))
-    assert not signed_in(fresh)
-    status, checks = readiness(api)
-    assert status == 503 and checks["database:connection"] == "fail", checks
-    assert_nothing_spawned(marker)
+    assert_writes_refused(app, api, headers, browser, csrf, marker)
 
     pg_database.cluster.execute(f'ALTER DATABASE "{pg_database.name}" RESET default_transaction_read_only')
     pg_database.drop_connections()
     assert wait_until(lambda: ready(api), timeout=15), readiness(api)
-    response = start_run(api, headers, "touch")
-    assert response.status_code == 200, response.get_json()
-    assert marker.exists()
-    after = ledger(app)
-    assert after["runs"] == before["runs"] + 1  # nothing ran, or was recorded as running, in between
-    assert [e[0] for e in after["events"][len(before["events"]) :]] == ["run.started", "run.finished"]
-    assert after["verified"]
+    assert_one_clean_run(app, api, headers, marker, before)
 
 
 @pytest.mark.slow
@@ -365,23 +375,11 @@ def test_a_full_disk_under_sqlite_fails_closed_and_recovers(build_app, tmp_path,
         before = ledger(app)
 
         disk.fill()
-        assert_unavailable(start_run(api, headers, "touch"))
-        assert_unavailable(browser.post("/commands/touch", data={"csrf_token": csrf}))
-        fresh = app.test_client()
-        assert_unavailable(login_response(fresh, "admin", PASSWORDS["admin"]))
-        status, checks = readiness(api)
-        assert status == 503 and checks["database:connection"] == "fail", checks
-        assert_nothing_spawned(marker)
+        assert_writes_refused(app, api, headers, browser, csrf, marker)
 
         disk.free()
         assert wait_until(lambda: ready(api), timeout=10), readiness(api)
-        response = start_run(api, headers, "touch")
-        assert response.status_code == 200, response.get_json()
-        assert marker.exists()
-        after = ledger(app)
-        assert after["runs"] == before["runs"] + 1
-        assert [e[0] for e in after["events"][len(before["events"]) :]] == ["run.started", "run.finished"]
-        assert after["verified"]
+        assert_one_clean_run(app, api, headers, marker, before)
         with app.app_context():
             db.engine.dispose()
     finally:
