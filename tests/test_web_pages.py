@@ -141,7 +141,7 @@ def test_the_form_is_generated_from_the_parameter_schema(app, staff):
 
 def test_submitting_the_form_starts_a_run_and_shows_both_streams(app, staff):
     response = submit(
-        staff, "greet", {"who": "Ann Lee", "count": "3", "loud": "true", "items": "ab\n\ncd\n", "pin": "1234"}
+        staff, "greet", {"who": "Ann Lee", "count": "3", "loud": "true", "items": "ab\n\ncd\n", "pin": "hush-1234"}
     )
     run_id = started_run_id(response)
     assert wait_done(app, run_id) == "succeeded"
@@ -151,7 +151,7 @@ def test_submitting_the_form_starts_a_run_and_shows_both_streams(app, staff):
     stderr = html.index('<span class="out-stderr">careful')
     assert stdout < stderr  # arrival order, visually distinct
     assert "Succeeded" in html and '<dd id="run-exit">0</dd>' in html
-    assert "1234" not in html  # the secret is masked everywhere
+    assert "hush-1234" not in html  # the secret is masked everywhere
     with app.app_context():
         run = db.session.get(Run, run_id)
         assert run.params["pin"] == "***" and run.params["items"] == ["ab", "cd"] and run.params["loud"] is True
@@ -276,15 +276,16 @@ def test_a_running_run_can_be_cancelled_with_a_post(app, staff):
 
 
 def test_run_again_is_a_form_prefilled_with_the_parameters_but_not_secrets(app, staff):
-    run_id = started_run_id(submit(staff, "greet", {"who": "Ann", "count": "4", "items": "ab\ncd", "pin": "99"}))
+    run_id = started_run_id(submit(staff, "greet", {"who": "Ann", "count": "4", "items": "ab\ncd", "pin": "hush-4821"}))
     wait_done(app, run_id)
     html = page(staff, f"/runs/{run_id}")
     again = html.split('<form method="get" action="/commands/greet">')[1].split("</form>")[0]
     assert 'name="who" value="Ann"' in again and 'name="count" value="4"' in again
     assert 'name="items" value="ab\ncd"' in again and 'name="pin"' not in again
-    form = page(staff, "/commands/greet?who=Ann&count=4&items=ab%0Acd&pin=99")
+    form = page(staff, "/commands/greet?who=Ann&count=4&items=ab%0Acd&pin=hush-4821")
     assert 'id="param-who" name="who" value="Ann"' in form and 'name="count" value="4"' in form
-    assert ">ab\ncd</textarea>" in form and "99" not in form
+    assert ">ab\ncd</textarea>" in form and 'id="param-pin" name="pin" value=""' in form
+    assert "hush-4821" not in form  # a word, not digits: a random CSRF token may hold any digits
 
 
 def test_runs_of_others_are_invisible_but_shared_cached_results_hide_who_ran_them(app, users, client):

@@ -134,6 +134,17 @@ def run_command(page: Page, name: str, fields: dict[str, str] | None = None) -> 
     page.get_by_role("button", name="Run", exact=True).click()
 
 
+def wait_for_finished_page(page: Page) -> None:
+    """Wait until the run page on screen is the one rendered from the database after the run ended.
+
+    While a run is live the page follows its stream and reloads itself on `end`; evaluating script
+    in that window fails with "execution context was destroyed". The reloaded page is not live and
+    never starts following (no data-streaming attribute).
+    """
+    expect(page.locator('#run[data-live="0"]:not([data-streaming])')).to_have_count(1)
+    page.wait_for_load_state("load")
+
+
 def stream_endpoint_missing(app) -> bool:
     return not any(
         rule.rule.startswith("/api/v1/runs/<") and rule.rule.endswith(">/stream") for rule in app.url_map.iter_rules()
@@ -229,6 +240,8 @@ def test_a_command_printing_script_shows_text_and_runs_nothing(page: Page):
     run_command(page, "scripty")
     expect(page.locator("#output")).to_contain_text("<script>window.__pwned = 1</script>")
     expect(page.locator("#output")).to_contain_text("<b>bold</b> & done")
+    wait_for_finished_page(page)
+    expect(page.locator("#output")).to_contain_text("<script>window.__pwned = 1</script>")
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator("#output b").count() == 0
 
