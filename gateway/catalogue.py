@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -221,18 +222,32 @@ class Command(_Strict):
             if spec.type in ("list", "file"):
                 raise ValueError(f"params.{name}: type {spec.type} is not supported in queries")
 
-    def definition_sha256(self) -> str:
-        """Digest of the definition that ran, recorded in run.started / run.finished."""
+    # The model is frozen, so what is derived from it is computed once per loaded definition
+    # (a reload builds new objects): these are read on every run's path.
+    @cached_property
+    def definition_digest(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def secret_params(self) -> frozenset[str]:
+    @cached_property
+    def secret_names(self) -> frozenset[str]:
         return frozenset(name for name, spec in self.params.items() if spec.secret)
 
-    def networks(self) -> tuple[Network, ...] | None:
+    @cached_property
+    def network_list(self) -> tuple[Network, ...] | None:
         if self.allowed_networks is None:
             return None
         return parse_networks("allowed_networks", ",".join(self.allowed_networks))
+
+    def definition_sha256(self) -> str:
+        """Digest of the definition that ran, recorded in run.started / run.finished."""
+        return self.definition_digest
+
+    def secret_params(self) -> frozenset[str]:
+        return self.secret_names
+
+    def networks(self) -> tuple[Network, ...] | None:
+        return self.network_list
 
 
 class _CatalogueFile(_Strict):

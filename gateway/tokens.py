@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from gateway import audit
 from gateway.database import rows_matched, write_transaction
@@ -77,15 +77,18 @@ def create_token(
     return IssuedToken(token=token, secret=secret)
 
 
+# Token and owner in one statement, built once: this runs on every API request.
+_TOKEN_AND_OWNER = (
+    select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == bindparam("digest"))
+)
+
+
 def authenticate(bearer: str) -> User | None:
     """The active user behind a bearer token, or None (unknown, revoked, expired, owner disabled)."""
     if not bearer.startswith(TOKEN_PREFIX) or len(bearer) > 200:
         return None
     digest = _digest(bearer)
-    # Token and owner in one statement: this runs on every API request.
-    found = db.session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == digest)
-    ).first()
+    found = db.session.execute(_TOKEN_AND_OWNER, {"digest": digest}).first()
     if found is None:
         return None
     token, user = found
