@@ -52,7 +52,7 @@ browser:
 
 ## test: lint and the whole test suite (PostgreSQL tests run when it answers on 127.0.0.1:5432)
 test: lint $(BIN)/gateway-launch run-as-user browser
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --durations=30
 
 ## test-fast: the suite without the slow (multi-process, browser) tests
 test-fast: $(VENV)/.dev-installed $(BIN)/gateway-launch

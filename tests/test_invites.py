@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from gateway import accounts, audit
+from gateway.cli.users import users_group
 from gateway.extensions import db
 from gateway.models import AuditEvent, UserInvite
 from gateway.timeutil import utcnow
@@ -65,6 +66,13 @@ def use_invite(app, code: str, password: str = NEW_PASSWORD, confirm: str | None
     return client.post("/invite", data=data)
 
 
+def users_list(app) -> list[str]:
+    """What ``manage.py users list`` prints, one line per user."""
+    result = app.test_cli_runner().invoke(users_group, ["list"])
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
 def events(app, *names: str) -> list[AuditEvent]:
     with app.app_context():
         query = select(AuditEvent).order_by(AuditEvent.seq)
@@ -84,9 +92,12 @@ def test_invited_user_chooses_a_password_then_signs_in(app, admin, users, caplog
     for guess in ("", "x" * 12, token):
         assert login_response(app.test_client(), "newbie", guess).status_code in (400, 401)
 
+    assert "newbie\tstaff\tinvited" in users_list(app)
+
     done = use_invite(app, token)
     assert done.status_code == 303 and done.headers["Location"].endswith("/login")
     assert login_response(app.test_client(), "newbie", NEW_PASSWORD).status_code == 302
+    assert "newbie\tstaff\tactive" in users_list(app)
 
     created, invited = events(app, "admin.user_created")[-1], events(app, "admin.user_invited")[-1]
     assert created.detail == {"after": {"username": "newbie", "is_admin": False, "active": True}, "via": "invite"}

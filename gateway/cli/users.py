@@ -96,8 +96,8 @@ def set_admin(name: str, state: str) -> None:
 @users_group.command("list")
 @with_appcontext
 def list_users() -> None:
-    """List users: name, role, state."""
+    """List users: name, role, state (``invited``: created through an invite link, no password yet)."""
     for user in accounts.list_users():
         role = "admin" if user.is_admin else "staff"
-        state = "active" if user.active else "disabled"
+        state = "disabled" if not user.active else "invited" if user.password_hash is None else "active"
         click.echo(f"{user.username}\t{role}\t{state}")
