@@ -1,9 +1,9 @@
 """/admin/users: create, disable/enable, unlock, reset password, make or revoke admin.
 
-A generated password is rendered into the response once and never stored
-anywhere else (not in a flash message: the session cookie is signed, not
-encrypted). An invite link instead goes through post/redirect/get: it is
-handed to ``gateway.reveal`` and the users page shows it once. The guard rails (last active admin, not yourself) live in
+A generated password and an invite link go through post/redirect/get: each is
+handed to ``gateway.reveal`` and the users page shows it once (a refresh neither
+submits the form again nor shows the secret again; it is never in a flash
+message: the session cookie is signed, not encrypted). The guard rails (last active admin, not yourself) live in
 ``gateway.accounts`` so the CLI obeys them too.
 """
 
@@ -54,7 +54,6 @@ def _groups_by_user() -> dict[int, list[str]]:
 def render_users(
     *,
     error: str | None = None,
-    new_password: tuple[str, str] | None = None,
     form: dict[str, Any] | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
@@ -68,7 +67,7 @@ def render_users(
         groups_by_user=_groups_by_user(),
         now=utcnow(),
         error=error,
-        new_password=new_password,
+        new_password=_shown_password(),
         form=form or {},
     )
     return page, status
@@ -92,6 +91,23 @@ def _show_invite_once(username: str, issued: invites.IssuedInvite) -> Response:
     link = {"user": username, "url": invite_url(issued.token), "expires": stamp(issued.expires_at)}
     reveal.stash(INVITE_REVEAL, json.dumps(link))
     return redirect(url_for("admin.users"), 303)
+
+
+GENERATED_REVEAL = "admin-generated"
+
+
+def _show_password_once(username: str, password: str) -> Response:
+    """Post/redirect/get: the users page shows the generated password once."""
+    reveal.stash(GENERATED_REVEAL, json.dumps([username, password]))
+    return redirect(url_for("admin.users"), 303)
+
+
+def _shown_password() -> tuple[str, str] | None:
+    held = reveal.take(GENERATED_REVEAL)
+    if not held:
+        return None
+    username, password = json.loads(held)
+    return str(username), str(password)
 
 
 def _shown_invite() -> dict[str, Any] | None:
@@ -120,8 +136,9 @@ def create_user() -> Response | tuple[str, int]:
         user = accounts.create_user(username, password, is_admin=make_admin, **audited())
     except accounts.AccountError as exc:
         return render_users(error=problem_text(exc), form=form, status=400)
-    shown = (user.username, password) if mode == "generate" else None
-    return render_users(new_password=shown)
+    if mode == "generate":
+        return _show_password_once(user.username, password)
+    return back("admin.users", f"{user.username} is created.")
 
 
 def _change(user_id: int, change: str) -> Response:
@@ -173,14 +190,14 @@ def unlock_user(user_id: int) -> Response:
 
 
 @bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
-def reset_password(user_id: int) -> tuple[str, int]:
+def reset_password(user_id: int) -> Response | tuple[str, int]:
     user = _user_or_404(user_id)
     password = generate_password()
     try:
         accounts.set_password(user, password, **audited())
     except accounts.AccountError as exc:
         return render_users(error=problem_text(exc), status=400)
-    return render_users(new_password=(user.username, password))
+    return _show_password_once(user.username, password)
 
 
 @bp.route("/users/<int:user_id>/invite", methods=["POST"])
