@@ -23,6 +23,7 @@ from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from gateway import stall_guard
 from gateway.extensions import db
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -108,6 +109,7 @@ def init_app(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         tune_engine(db.engine)
+        stall_guard.attach(db.engine)
 
 
 @contextmanager
