@@ -25,6 +25,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -42,14 +43,14 @@ class StallGuard:
 
     def __init__(self, deadline: float = STATEMENT_DEADLINE_SECONDS) -> None:
         self.deadline = deadline
-        self._watched: dict[int, tuple[float, int]] = {}
+        self._watched: dict[int, tuple[float, int, weakref.ref[Any]]] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def watch(self, cursor_id: int, fd: int) -> None:
+    def watch(self, cursor_id: int, fd: int, connection: Any) -> None:
         with self._changed:
-            self._watched[cursor_id] = (time.monotonic() + self.deadline, fd)
+            self._watched[cursor_id] = (time.monotonic() + self.deadline, fd, weakref.ref(connection))
             self._ensure_thread()
             if len(self._watched) == 1:
                 self._changed.notify()
@@ -69,12 +70,21 @@ class StallGuard:
         with self._changed:
             while True:
                 now = time.monotonic()
-                for cursor_id, (deadline, fd) in list(self._watched.items()):
+                for cursor_id, (deadline, fd, connection) in list(self._watched.items()):
                     if deadline <= now:
                         del self._watched[cursor_id]
-                        _shut_down(fd)
-                soonest = min((deadline for deadline, _ in self._watched.values()), default=None)
+                        if _still_on(connection(), fd):
+                            _shut_down(fd)
+                soonest = min((entry[0] for entry in self._watched.values()), default=None)
                 self._changed.wait(None if soonest is None else max(0.05, soonest - now))
+
+
+def _still_on(connection: Any, fd: int) -> bool:
+    """The socket is still that connection's: a number the kernel reused for something else is never touched."""
+    try:
+        return connection is not None and not connection.closed and connection.pgconn.socket == fd
+    except (AttributeError, psycopg.Error):
+        return False
 
 
 def _shut_down(fd: int) -> None:
@@ -130,7 +140,7 @@ def _watch(key: int, dbapi_connection: Any) -> bool:
         fd = dbapi_connection.pgconn.socket
     except (AttributeError, psycopg.Error):  # no socket (closed, or not psycopg): nothing to guard
         return False
-    GUARD.watch(key, fd)
+    GUARD.watch(key, fd, dbapi_connection)
     return True
 
 
