@@ -13,8 +13,10 @@ from config import ConfigError
 
 def _create_app():
     """The app from the environment; ``GATEWAY_INSTANCE_PATH`` moves ``instance/`` (default: the project's)."""
-    from gateway import create_app
+    from gateway import create_app, stall_guard
 
+    # Prunes, exports and migrations may hold a statement longer than a request ever should.
+    stall_guard.GUARD.enabled = False
     try:
         return create_app()
     except ConfigError as exc:

@@ -104,6 +104,14 @@ def set_password(user: User, password: str, *, actor: Actor = None, **fields: An
     return ended
 
 
+def reset_password(user: User, password: str, *, actor: Actor = None, **fields: Any) -> int:
+    """An admin's reset to a generated password; not of their own account (it would end the very
+    session the new password is about to be shown in)."""
+    if _is_self(actor, user):
+        raise AccountError("username: you cannot reset your own password here (use your account page)")
+    return set_password(user, password, actor=actor, **fields)
+
+
 def reset_by_invite(user: User, *, actor: Actor = None, **fields: Any) -> invites.IssuedInvite:
     """The password stops working and every session ends at once; an invite link lets the user choose a new one."""
     with write_transaction() as tx:

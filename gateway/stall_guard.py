@@ -1,4 +1,4 @@
-"""A client-side deadline for PostgreSQL statements issued while serving a request.
+"""A client-side deadline for the gateway's PostgreSQL round trips.
 
 libpq has a connect timeout but no read timeout: when the link to the server
 stalls (a hung server, a middlebox that accepts and never answers, a
@@ -8,14 +8,20 @@ holding it. TCP keepalives and ``tcp_user_timeout`` do not help while the
 other side's kernel still answers, and PostgreSQL's own ``statement_timeout``
 is enforced by the server that is not answering.
 
-So a watchdog thread shuts down the socket of a statement that has not
+So a watchdog thread shuts down the socket of a round trip that has not
 returned after ``STATEMENT_DEADLINE_SECONDS``. The driver's blocked wait then
 sees end-of-file, psycopg raises ``OperationalError`` (a disconnect, so the
 pool discards that connection), and the request answers 503 like any other
-database outage. The pool's pre-ping at checkout is watched too (it is where a
-request meets a stalled link first). Watched: statements of requests and of the
-gateway's own threads (executor, supervisor, probes), none of which comes near
-the deadline; not the CLI, whose prunes and migrations may legitimately run longer.
+database outage. Every round trip of the app's engine is watched: statements,
+the pool's pre-ping (where a request meets a stalled link first), commits and
+rollbacks (including the one at the end of each request). They are wrapped at
+the dialect, in ``try``/``finally``, so an entry never outlives its call
+whatever the outcome. A request that waits longer than the deadline on the
+database (a lock held by a long prune, say) gets 503 too: no request should.
+
+The CLI turns the guard off (``manage.py``: prunes and migrations may run
+long); ``serve`` turns it back on. Query commands use their own engines and
+their own ``statement_timeout``, not this one.
 """
 
 from __future__ import annotations
@@ -26,133 +32,129 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from flask import has_request_context
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
 STATEMENT_DEADLINE_SECONDS = 20.0
+_GUARDED = ("do_execute", "do_execute_no_params", "do_executemany", "do_commit", "do_rollback", "do_ping")
 
 
 class StallGuard:
-    """Statements in flight (cursor id -> deadline and socket) and the thread that ends stalled ones."""
+    """Round trips in flight (key -> deadline, socket, connection) and the thread that ends stalled ones."""
 
     def __init__(self, deadline: float = STATEMENT_DEADLINE_SECONDS) -> None:
         self.deadline = deadline
+        self.enabled = True
         self._watched: dict[int, tuple[float, int, weakref.ref[Any]]] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
-    def watch(self, cursor_id: int, fd: int, connection: Any) -> None:
+    def watch(self, key: int, fd: int, connection: Any) -> None:
         with self._changed:
-            self._watched[cursor_id] = (time.monotonic() + self.deadline, fd, weakref.ref(connection))
-            self._ensure_thread()
-            if len(self._watched) == 1:
-                self._changed.notify()
+            self._watched[key] = (time.monotonic() + self.deadline, fd, weakref.ref(connection))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="gateway-stall-guard", daemon=True)
+                self._thread.start()
+            self._changed.notify()  # the new deadline may be the soonest (tests shorten it)
 
-    def done(self, cursor_id: int) -> None:
+    def done(self, key: int) -> None:
         with self._changed:
-            self._watched.pop(cursor_id, None)
+            self._watched.pop(key, None)
 
-    def _ensure_thread(self) -> None:
-        # A forked process (a gunicorn worker) does not inherit the parent's thread.
-        if self._thread is None or self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="gateway-stall-guard", daemon=True)
-            self._thread.start()
+    def reset_after_fork(self) -> None:
+        """A forked child has none of the parent's round trips in flight, nor its thread."""
+        self._watched = {}
+        self._changed = threading.Condition()
+        self._thread = None
 
     def _run(self) -> None:
-        with self._changed:
-            while True:
+        while True:
+            expired: list[tuple[int, weakref.ref[Any]]] = []
+            with self._changed:
                 now = time.monotonic()
-                for cursor_id, (deadline, fd, connection) in list(self._watched.items()):
+                for key, (deadline, fd, connection) in list(self._watched.items()):
                     if deadline <= now:
-                        del self._watched[cursor_id]
-                        if _still_on(connection(), fd):
-                            _shut_down(fd)
-                soonest = min((entry[0] for entry in self._watched.values()), default=None)
-                self._changed.wait(None if soonest is None else max(0.05, soonest - now))
+                        del self._watched[key]
+                        expired.append((fd, connection))
+                if not expired:
+                    soonest = min((entry[0] for entry in self._watched.values()), default=None)
+                    self._changed.wait(None if soonest is None else max(0.05, soonest - now))
+                    continue
+            for fd, connection in expired:  # outside the lock: watch() and done() never wait on a log write
+                _shut_down(fd, connection)
 
 
-def _still_on(connection: Any, fd: int) -> bool:
-    """The socket is still that connection's: a number the kernel reused for something else is never touched."""
+def _shut_down(fd: int, connection_ref: weakref.ref[Any]) -> None:
+    """End the connection under a blocked round trip, and only if that socket is still that connection's."""
     try:
-        return connection is not None and not connection.closed and connection.pgconn.socket == fd
-    except (AttributeError, psycopg.Error):
-        return False
-
-
-def _shut_down(fd: int) -> None:
-    """End the connection under a blocked statement; done under the guard's lock, so never after ``done``."""
-    try:
-        sock = socket.socket(fileno=os.dup(fd))
+        duplicate = os.dup(fd)  # first: while we hold it, the number cannot be reused under us
     except OSError:
         return  # already closed
     try:
-        sock.shutdown(socket.SHUT_RDWR)
-        log.warning("a database statement got no answer for %.0f s; its connection was shut down", GUARD.deadline)
+        sock = socket.socket(fileno=duplicate)  # owns the duplicate from here on
     except OSError:
-        pass
-    finally:
-        sock.close()  # closes the duplicate only; the driver still owns the original
+        os.close(duplicate)  # not a socket (any more)
+        return
+    with sock:  # closes the duplicate only; the driver still owns the original
+        try:
+            connection = connection_ref()
+            if connection is None or connection.closed or connection.pgconn.socket != fd:
+                return
+            sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError, psycopg.Error):
+            return
+    log.warning("a database round trip got no answer for %.0f s; its connection was shut down", GUARD.deadline)
 
 
 GUARD = StallGuard()
+os.register_at_fork(after_in_child=GUARD.reset_after_fork)
 
 
 def attach(engine: Engine) -> None:
-    """Watch statements and pre-pings on a PostgreSQL engine (idempotent)."""
-    if engine.dialect.name != "postgresql" or event.contains(engine, "before_cursor_execute", _before):
+    """Guard every round trip of a PostgreSQL engine's dialect (idempotent)."""
+    dialect = engine.dialect
+    if dialect.name != "postgresql" or getattr(dialect, "_gateway_stall_guard", False):
         return
-    event.listen(engine, "before_cursor_execute", _before)
-    event.listen(engine, "after_cursor_execute", _after)
-    event.listen(engine, "handle_error", _on_error)
-    # The pre-ping runs below the event layer; this engine's dialect gets a guarded one.
-    ping = engine.dialect.do_ping
+    for name in _GUARDED:
+        setattr(dialect, name, _guarded(getattr(dialect, name)))
+    dialect._gateway_stall_guard = True  # type: ignore[attr-defined]
 
-    def guarded_ping(dbapi_connection: Any) -> bool:
-        watched = _watch(id(dbapi_connection), dbapi_connection)
+
+def _guarded(call: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(target: Any, *args: Any, **kwargs: Any) -> Any:
+        connection = _dbapi_connection(target)
+        key = id(target)
+        watched = _watch(key, connection)
         try:
-            return bool(ping(dbapi_connection))
+            return call(target, *args, **kwargs)
         finally:
             if watched:
-                GUARD.done(id(dbapi_connection))
+                GUARD.done(key)
 
-    engine.dialect.do_ping = guarded_ping  # type: ignore[method-assign]
-
-
-def _watched_here() -> bool:
-    return has_request_context() or threading.current_thread().name.startswith(WATCHED_THREADS)
+    return guarded
 
 
-WATCHED_THREADS = ("gateway-", "health_")
+def _dbapi_connection(target: Any) -> Any:
+    """do_execute* get a cursor; do_commit, do_rollback and do_ping a DBAPI connection or the pool's proxy of one."""
+    if isinstance(target, psycopg.Connection):
+        return target
+    proxied = getattr(target, "dbapi_connection", None)
+    if proxied is not None:
+        return proxied
+    return getattr(target, "connection", target)
 
 
-def _watch(key: int, dbapi_connection: Any) -> bool:
-    if not _watched_here():
+def _watch(key: int, connection: Any) -> bool:
+    if not GUARD.enabled:
         return False
     try:
-        fd = dbapi_connection.pgconn.socket
+        fd = connection.pgconn.socket
     except (AttributeError, psycopg.Error):  # no socket (closed, or not psycopg): nothing to guard
         return False
-    GUARD.watch(key, fd, dbapi_connection)
+    GUARD.watch(key, fd, connection)
     return True
-
-
-def _before(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, executemany: bool) -> None:
-    _watch(id(cursor), cursor.connection)
-
-
-def _after(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, executemany: bool) -> None:
-    GUARD.done(id(cursor))
-
-
-def _on_error(context: Any) -> None:
-    cursor = getattr(context, "cursor", None)  # absent when the pre-ping failed (guarded_ping cleans up)
-    if cursor is not None:
-        GUARD.done(id(cursor))

@@ -177,6 +177,18 @@ def test_reset_password_shows_a_new_one_once_and_the_old_one_stops_working(app, 
     assert event.detail["changed"] == ["password"] and password not in str(event.detail)
 
 
+def test_an_admin_cannot_reset_their_own_password_here(app, admin, users):
+    """It would end the session the new password was about to be shown in: locked out, password lost."""
+    page = admin.get("/admin/users").get_data(as_text=True)
+    assert f"/admin/users/{users['admin'].id}/reset-password" not in page
+    assert f"/admin/users/{users['staff'].id}/reset-password" in page
+    response = post(admin, f"/admin/users/{users['admin'].id}/reset-password")
+    assert response.status_code == 400 and "use your account page" in response.get_data(as_text=True)
+    assert admin.get("/admin/users").status_code == 200  # still signed in
+    assert login_response(app.test_client(), "admin", users["admin"].password).status_code == 302
+    assert not [e for e in events(app, "admin.user_updated") if "password" in e.detail.get("changed", [])]
+
+
 def test_make_and_revoke_admin(app, admin, users):
     staff = app.test_client()
     login_response(staff, "staff", users["staff"].password)

@@ -1,33 +1,40 @@
-"""stall_guard on a real PostgreSQL: a statement past its deadline is cut off; one in time is left alone.
+"""stall_guard on a real PostgreSQL: a round trip past its deadline is cut off; everything else is left alone.
 
 The end-to-end case (a stalled link, run requests answered 503 in bounded time)
-is in test_faults.py; these pin the guard's own contract with a slow statement.
+is in test_faults.py; these pin the guard's own contract with slow statements.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gateway import stall_guard
 from gateway.extensions import db
+from tests.conftest import base_environ, close_app
 
 # The guard watches PostgreSQL connections only (a SQLite file cannot stall like a link).
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", ["postgresql"])]
+DEADLINE = 1.5
 
 
 @pytest.fixture
 def pg_app(make_app, monkeypatch):
-    monkeypatch.setattr(stall_guard.GUARD, "deadline", 1.0)
+    monkeypatch.setattr(stall_guard.GUARD, "deadline", DEADLINE)
+    monkeypatch.setattr(stall_guard.GUARD, "enabled", True)
     return make_app()
 
 
-def test_a_request_statement_past_its_deadline_is_cut_off_and_the_next_one_works(pg_app):
-    with pg_app.test_request_context("/"):
+def watched() -> int:
+    with stall_guard.GUARD._changed:
+        return len(stall_guard.GUARD._watched)
+
+
+def test_a_statement_past_its_deadline_is_cut_off_and_the_next_one_works(pg_app):
+    with pg_app.app_context():
         started = time.monotonic()
         with pytest.raises(OperationalError):
             db.session.execute(text("SELECT pg_sleep(30)"))
@@ -35,25 +42,41 @@ def test_a_request_statement_past_its_deadline_is_cut_off_and_the_next_one_works
         db.session.rollback()
         # The cut connection was discarded by the pool: the next statement gets a working one.
         assert db.session.execute(text("SELECT 1")).scalar() == 1
+        db.session.commit()
+    assert watched() == 0
 
 
-def test_statements_that_finish_in_time_are_never_cut(pg_app):
-    with pg_app.test_request_context("/"):
-        for _ in range(5):
-            assert db.session.execute(text("SELECT 1 FROM pg_sleep(0.3)")).scalar() == 1
-        time.sleep(1.5)  # past the deadline of every statement above: nothing fires late
-        assert db.session.execute(text("SELECT 2")).scalar() == 2
+def test_round_trips_that_end_in_time_are_never_cut_whatever_their_outcome(pg_app):
+    with pg_app.app_context():
+        assert db.session.execute(text("SELECT 1 FROM pg_sleep(0.2)")).scalar() == 1
+        with pytest.raises(DBAPIError):  # a statement the server refuses still ends its watch
+            db.session.execute(text("SELECT 1 / 0"))
+        db.session.rollback()
+        db.session.execute(text("SELECT 2"))
+        db.session.commit()
+        assert watched() == 0
+        time.sleep(DEADLINE + 0.5)  # past every deadline above: nothing fires late
+        assert db.session.execute(text("SELECT 3")).scalar() == 3
+        db.session.commit()
 
 
-def test_the_cli_and_other_threads_are_not_watched(pg_app):
-    """A prune or a migration from manage.py may run long: outside a request nothing is cut."""
-    outcome: list[object] = []
+def test_when_disabled_as_the_cli_does_nothing_is_cut(pg_app):
+    """manage.py turns the guard off: a prune or a migration may hold a statement for long."""
+    stall_guard.GUARD.enabled = False
+    with pg_app.app_context():
+        assert db.session.execute(text("SELECT 4 FROM pg_sleep(:s)"), {"s": DEADLINE + 0.5}).scalar() == 4
+        db.session.commit()
+    assert watched() == 0
 
-    def slow_statement() -> None:
-        with pg_app.app_context():
-            outcome.append(db.session.execute(text("SELECT 3 FROM pg_sleep(1.5)")).scalar())
 
-    worker = threading.Thread(target=slow_statement, name="cli-like")
-    worker.start()
-    worker.join(20)
-    assert outcome == [3]
+def test_manage_py_turns_the_guard_off(monkeypatch, database_url, tmp_path):
+    import manage
+
+    monkeypatch.setattr(stall_guard.GUARD, "enabled", True)
+    for key, value in base_environ(database_url, GATEWAY_INSTANCE_PATH=str(tmp_path / "cli")).items():
+        monkeypatch.setenv(key, value)
+    app = manage._create_app()
+    try:
+        assert stall_guard.GUARD.enabled is False
+    finally:
+        close_app(app)

@@ -57,19 +57,18 @@ def render_users(
     form: dict[str, Any] | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
-    page = render_template(
-        "admin/users.html",
-        users=accounts.list_users(),
-        invites=invites.pending(),
-        new_invite=_shown_invite(),
-        invite_hours=int(invites.INVITE_TTL.total_seconds() // 3600),
-        locks=_locks(),
-        groups_by_user=_groups_by_user(),
-        now=utcnow(),
-        error=error,
-        new_password=_shown_password(),
-        form=form or {},
-    )
+    context = {
+        "users": accounts.list_users(),
+        "invites": invites.pending(),
+        "invite_hours": int(invites.INVITE_TTL.total_seconds() // 3600),
+        "locks": _locks(),
+        "groups_by_user": _groups_by_user(),
+        "now": utcnow(),
+        "error": error,
+        "form": form or {},
+    }
+    # Taken last: a one-time secret is consumed only once nothing else on the page can still fail.
+    page = render_template("admin/users.html", new_invite=_shown_invite(), new_password=_shown_password(), **context)
     return page, status
 
 
@@ -194,7 +193,7 @@ def reset_password(user_id: int) -> Response | tuple[str, int]:
     user = _user_or_404(user_id)
     password = generate_password()
     try:
-        accounts.set_password(user, password, **audited())
+        accounts.reset_password(user, password, **audited())
     except accounts.AccountError as exc:
         return render_users(error=problem_text(exc), status=400)
     return _show_password_once(user.username, password)

@@ -120,8 +120,10 @@ def demo_command() -> None:
 @with_appcontext
 def serve_command(host: str, port: int) -> None:
     """Run the development server (threaded). Use gunicorn with wsgi.py in production."""
+    from gateway import stall_guard
     from gateway.lifecycle import serve_forever
 
+    stall_guard.GUARD.enabled = True  # manage.py turned it off for the CLI; this serves requests
     app = app_object()
     click.echo(f"Ops Gateway on http://{host}:{port}/ ({app.config['GATEWAY_ENV']})", err=True)
     serve_forever(app, host, port)
