@@ -103,14 +103,18 @@ def test_a_recorded_verification_is_reported_by_a_process_that_never_verified(ap
         assert not audit.verify(db.session, audit.Keyring.from_config(app.config)).ok  # still broken at seq 2
 
 
-def test_scrapes_share_a_cached_answer_for_a_few_seconds(app: Flask) -> None:
+def test_scrapes_share_a_cached_answer_for_a_few_seconds(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The window is widened for the first half: starting manage.py may itself take longer than
+    # the real CACHE_SECONDS on a loaded machine, and the point is what happens inside the window.
+    monkeypatch.setattr(chain_status, "CACHE_SECONDS", 3600.0)
     write_events(app, 1)
     assert manage_verify(app.config["SQLALCHEMY_DATABASE_URI"], "--record").returncode == 0
     client = app.test_client()
     first = value(fresh_scrape(app), STAMP)
     assert manage_verify(app.config["SQLALCHEMY_DATABASE_URI"], "--record").returncode == 0
     assert value(scrape(client), STAMP) == first  # read at most once per CACHE_SECONDS per process
-    assert value(fresh_scrape(app), STAMP) > first
+    monkeypatch.setattr(chain_status, "CACHE_SECONDS", 0.0)  # the window has passed: read again
+    assert value(scrape(client), STAMP) > first
 
 
 def test_a_forged_ok_record_reports_zero(app: Flask) -> None:
