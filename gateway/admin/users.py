@@ -68,7 +68,9 @@ def render_users(
         "form": form or {},
     }
     # Taken last: a one-time secret is consumed only once nothing else on the page can still fail.
-    page = render_template("admin/users.html", new_invite=_shown_invite(), new_password=_shown_password(), **context)
+    page = render_template(
+        "admin/users.html", new_invite=_shown(INVITE_REVEAL), new_password=_shown(GENERATED_REVEAL), **context
+    )
     return page, status
 
 
@@ -85,33 +87,27 @@ def users() -> tuple[str, int]:
 INVITE_REVEAL = "admin-invite"
 
 
-def _show_invite_once(username: str, issued: invites.IssuedInvite) -> Response:
-    """Post/redirect/get: the users page shows the link once; a refresh does not issue another."""
-    link = {"user": username, "url": invite_url(issued.token), "expires": stamp(issued.expires_at)}
-    reveal.stash(INVITE_REVEAL, json.dumps(link))
+def _show_once(kind: str, secret: dict[str, str]) -> Response:
+    """Post/redirect/get: the users page shows ``secret`` once; a refresh neither resubmits nor shows it again."""
+    reveal.stash(kind, json.dumps(secret))
     return redirect(url_for("admin.users"), 303)
+
+
+def _shown(kind: str) -> dict[str, Any] | None:
+    held = reveal.take(kind)
+    return json.loads(held) if held else None
+
+
+def _show_invite_once(username: str, issued: invites.IssuedInvite) -> Response:
+    link = {"user": username, "url": invite_url(issued.token), "expires": stamp(issued.expires_at)}
+    return _show_once(INVITE_REVEAL, link)
 
 
 GENERATED_REVEAL = "admin-generated"
 
 
 def _show_password_once(username: str, password: str) -> Response:
-    """Post/redirect/get: the users page shows the generated password once."""
-    reveal.stash(GENERATED_REVEAL, json.dumps([username, password]))
-    return redirect(url_for("admin.users"), 303)
-
-
-def _shown_password() -> tuple[str, str] | None:
-    held = reveal.take(GENERATED_REVEAL)
-    if not held:
-        return None
-    username, password = json.loads(held)
-    return str(username), str(password)
-
-
-def _shown_invite() -> dict[str, Any] | None:
-    held = reveal.take(INVITE_REVEAL)
-    return json.loads(held) if held else None
+    return _show_once(GENERATED_REVEAL, {"user": username, "password": password})
 
 
 @bp.route("/users", methods=["POST"])
