@@ -32,10 +32,11 @@ from typing import Any
 
 from flask import current_app, has_request_context, request
 from sqlalchemy import String, Text, cast, delete, event, func, insert, select, text, type_coerce
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.database import write_transaction
+from gateway.database import core, in_write, on_commit, write_transaction
 from gateway.extensions import db
 from gateway.metrics import observe_append
 from gateway.models import AuditEvent
@@ -159,15 +160,50 @@ def canonical_bytes(row: Any) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def row_hash(key: bytes, row: AuditEvent) -> str:
+@dataclass
+class LedgerRow:
+    """One appended event, as written: the columns of ``audit_events``, not an ORM object.
+
+    ``append()`` is on every run's path twice; building an instrumented
+    AuditEvent just to hash and insert it cost more than the insert itself.
+    """
+
+    seq: int
+    at: datetime
+    event: str
+    actor_id: int | None
+    actor_name: str | None
+    source_ip: str | None
+    user_agent: str | None
+    command: str | None
+    run_id: str | None
+    params: Any
+    outcome: str | None
+    detail: Any
+    key_id: str
+    prev_hash: str
+    hash: str = ""
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _COLUMN_KEYS}
+
+
+_COLUMN_KEYS = tuple(column.key for column in AuditEvent.__table__.columns)
+_INSERT = insert(AuditEvent.__table__)
+
+
+def row_hash(key: bytes, row: AuditEvent | LedgerRow) -> str:
     message = f"{row.prev_hash}\n{row.seq}\n".encode() + canonical_bytes(row)
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def _take_chain_lock(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-    # SQLite: write_transaction() began with BEGIN IMMEDIATE, which holds the write lock.
+_CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def _take_chain_lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(_CHAIN_LOCK, {"key": PG_LOCK_KEY})
+    # SQLite: the write unit began with BEGIN IMMEDIATE, which holds the write lock.
 
 
 _HEAD = (
@@ -175,8 +211,8 @@ _HEAD = (
 )
 
 
-def _chain_head(session: Session) -> tuple[int, str]:
-    head = session.connection().execute(_HEAD).first()
+def _chain_head(connection: Connection) -> tuple[int, str]:
+    head = connection.execute(_HEAD).first()
     return (0, GENESIS_HASH) if head is None else (int(head.seq), head.hash)
 
 
@@ -184,7 +220,7 @@ def _chain_head(session: Session) -> tuple[int, str]:
 def append(
     event_name: str,
     *,
-    session: Session | None = None,
+    session: Session | Connection | None = None,
     actor: Mapping[str, Any] | None = None,
     source_ip: str | None = None,
     user_agent: str | None = None,
@@ -194,21 +230,24 @@ def append(
     outcome: str | None = None,
     detail: Any = None,
     at: datetime | None = None,
-) -> AuditEvent:
-    """Append one event inside the caller's ``write_transaction()``; the caller's commit seals it.
+) -> LedgerRow:
+    """Append one event inside the caller's write unit; the caller's commit seals it.
 
-    Taking part in the caller's transaction is what lets a run row and its
-    ``run.started`` event land in one commit, or not at all.
+    ``session`` is the unit: a Session from ``write_transaction()`` or a
+    Connection from ``write_connection()``.  Taking part in the caller's
+    transaction is what lets a run row and its ``run.started`` event land in
+    one commit, or not at all.
     """
     session = session or db.session()
-    if not session.info.get("gateway_in_write"):
+    if not in_write(session):
         raise RuntimeError("audit.append() must run inside write_transaction()")
     keyring = Keyring.from_config(current_app.config)
     key = _current_key(keyring)
 
-    _take_chain_lock(session)
-    head_seq, head_hash = _chain_head(session)
-    row = AuditEvent(
+    connection = core(session)
+    _take_chain_lock(connection)
+    head_seq, head_hash = _chain_head(connection)
+    row = LedgerRow(
         seq=head_seq + 1,
         at=as_utc(at or utcnow()),
         event=event_name,
@@ -226,15 +265,16 @@ def append(
     )
     row.hash = row_hash(key, row)
     # A Core insert of the row's columns: the ledger is on every run's path twice, and the ORM's
-    # unit of work cost more than the commit. The returned row is transient (not in the session).
-    # The values go as parameters of one cached statement, not through .values(): building
-    # fresh bind parameters for every column on every append cost more than executing it.
-    table = AuditEvent.__table__
-    session.connection().execute(insert(table), {column.key: getattr(row, column.key) for column in table.columns})
+    # unit of work cost more than the commit. The values go as parameters of one statement built
+    # once, not through .values(): fresh bind parameters for every column cost more than executing it.
+    connection.execute(_INSERT, row.columns())
 
     every = int(current_app.config.get("AUDIT_ANCHOR_EVERY") or 0)
     if every and row.seq % every == 0:
-        session.info.setdefault(_PENDING_ANCHORS, []).append(row)
+        if isinstance(session, Session):
+            session.info.setdefault(_PENDING_ANCHORS, []).append(row)
+        else:
+            on_commit(session, lambda: _log_anchors([row]))
     return row
 
 
@@ -242,8 +282,11 @@ def append(
 def _log_pending_anchors(session: Session) -> None:
     """Anchors go to the log only once their row is committed, so the head also lives outside the DB."""
     rows = session.info.pop(_PENDING_ANCHORS, None)
-    if not rows:
-        return
+    if rows:
+        _log_anchors(rows)
+
+
+def _log_anchors(rows: list[LedgerRow]) -> None:
     keyring = Keyring.from_config(current_app.config)
     for row in rows:
         anchor_log.info(json.dumps(sign_anchor(keyring, row.seq, row.hash), sort_keys=True))
@@ -271,7 +314,7 @@ def request_context_fields() -> dict[str, Any]:
     return fields
 
 
-def record(event_name: str, **fields: Any) -> AuditEvent:
+def record(event_name: str, **fields: Any) -> LedgerRow:
     """Write one event in its own transaction, filling actor and address from the request."""
     merged = {**request_context_fields(), **fields}
     with write_transaction() as session:
@@ -317,7 +360,7 @@ class FloodGate:
             return admitted, summary
 
 
-def record_capped(event_name: str, **fields: Any) -> AuditEvent | None:
+def record_capped(event_name: str, **fields: Any) -> LedgerRow | None:
     """``record()`` under the per-minute flood cap."""
     gate: FloodGate = current_app.extensions["gateway.audit_floodgate"]
     admitted, summary = gate.admit(event_name)
@@ -377,7 +420,7 @@ def sign_anchor(keyring: Keyring, seq: int, head_hash: str) -> dict[str, Any]:
 
 
 def current_anchor(session: Session, keyring: Keyring) -> dict[str, Any]:
-    seq, head_hash = _chain_head(session)
+    seq, head_hash = _chain_head(session.connection())
     return sign_anchor(keyring, seq, head_hash)
 
 
@@ -636,16 +679,16 @@ def verify(
 # --- pruning ----------------------------------------------------------------------------
 
 
-def prune(older_than: datetime, **fields: Any) -> AuditEvent | None:
+def prune(older_than: datetime, **fields: Any) -> LedgerRow | None:
     """Delete rows older than ``older_than``, recording the cut so verification still passes.
 
     Runs with the schema owner's role in production (the application role may
     only INSERT and SELECT on ``audit_events``).
     """
     with write_transaction() as session:
-        _take_chain_lock(session)
+        _take_chain_lock(session.connection())
         last_old = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.at < as_utc(older_than)))
-        head_seq, _ = _chain_head(session)
+        head_seq, _ = _chain_head(session.connection())
         if last_old is None:
             return None
         # Never cut the head itself: the first kept row must exist to carry the chain.

@@ -59,7 +59,7 @@ def record(
     from_seq: int | None = None,
     anchor: tuple[int, str] | None = None,
     actor: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> audit.LedgerRow:
     """Append the result of a verification as ``audit.verified`` (its own transaction)."""
     detail = {
         "ok": result.ok,

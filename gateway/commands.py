@@ -13,12 +13,13 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from config import ConfigError
 from gateway import audit
 from gateway.catalogue import Catalogue, CatalogueError, load_catalogue
-from gateway.database import write_transaction
+from gateway.database import core, write_transaction
 from gateway.extensions import db
 from gateway.models import CommandState
 from gateway.timeutil import utcnow
@@ -60,10 +61,9 @@ def disabled_commands() -> dict[str, str | None]:
     return {row.command: row.reason for row in rows}
 
 
-def is_disabled(name: str, session: Session | None = None) -> bool:
+def is_disabled(name: str, session: Session | Connection | None = None) -> bool:
     """The kill switch, read from the database (never a cached object: another replica may flip it)."""
-    session = session or db.session()
-    return bool(session.connection().scalar(_DISABLED, {"name": name}))
+    return bool(core(session or db.session()).scalar(_DISABLED, {"name": name}))
 
 
 _STATES = CommandState.__table__

@@ -20,8 +20,10 @@ import psycopg
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from gateway.database import core
 from gateway.extensions import db
 from gateway.wakeup import wakeups
 
@@ -33,16 +35,20 @@ RECONNECT_SECONDS = 1.0
 POLL_SECONDS = 1.0
 
 
-def publish(run_id: str, kind: str, session: Session | None = None) -> None:
+def publish(run_id: str, kind: str, session: Session | Connection | None = None) -> None:
     """Queue a notification in the current write transaction (sent by PostgreSQL at its commit).
 
-    Must be called inside ``write_transaction()``: outside one it would open a
+    Must be called inside a write unit (``write_transaction()`` or
+    ``write_connection()``): outside one it would open a
     transaction nobody commits.  A no-op on SQLite.
     """
-    session = session or db.session()
-    if session.get_bind().dialect.name != "postgresql":
+    connection = core(session or db.session())
+    if connection.dialect.name != "postgresql":
         return
-    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": f"{kind}:{run_id}"})
+    connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": f"{kind}:{run_id}"})
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
 def parse(payload: str) -> tuple[str, str] | None:

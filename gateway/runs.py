@@ -32,6 +32,7 @@ from limits import parse as parse_limit
 from limits.errors import StorageError
 from redis.exceptions import RedisError
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -39,7 +40,7 @@ from gateway import audit, commands, notify, policy, signals
 from gateway.appctx import app_object
 from gateway.argv import build_argv, build_env, build_stdin
 from gateway.catalogue import Command
-from gateway.database import rows_matched, write_transaction
+from gateway.database import rows_matched, write_connection, write_transaction
 from gateway.executor import ExecutorClosed, Job, QueryPlan, get_executor, group_belongs_to_run
 from gateway.extensions import db, limiter
 from gateway.models import Run, RunOutputChunk
@@ -113,7 +114,7 @@ def _reject(
     params: Any = None,
     details: Mapping[str, Any] | None = None,
     retry_after: int | None = None,
-    session: Session | None = None,
+    session: Session | Connection | None = None,
 ) -> RunRejected:
     fields = {
         "actor": caller.actor(),
@@ -169,28 +170,34 @@ def run_as_account() -> RunAs | None:
     return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=entry.pw_name, home=entry.pw_dir)
 
 
-def _lock_command(session: Session, name: str) -> None:
+def _lock_command(connection: Connection, name: str) -> None:
     """Serialise starts of one command (cache joins, concurrency) across replicas."""
-    if session.get_bind().dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(f"run:{name}".encode()).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def _cached_run(session: Session, command: Command, key: str) -> tuple[Run | None, bool]:
+def _cached_run(connection: Connection, command: Command, key: str) -> tuple[Run | None, bool]:
     """A live identical run to join, or a fresh enough finished one; (run, joined)."""
-    in_flight = session.scalars(
-        select(Run).where(Run.cache_key == key, Run.status.in_(LIVE)).order_by(Run.created_at).limit(1)
+    table = Run.__table__
+    in_flight = connection.execute(
+        select(table).where(table.c.cache_key == key, table.c.status.in_(LIVE)).order_by(table.c.created_at).limit(1)
     ).first()
     if in_flight is not None:
-        return in_flight, True
+        return detached_run(in_flight), True
     cutoff = utcnow() - timedelta(seconds=command.cache_seconds)
-    recent = session.scalars(
-        select(Run)
-        .where(Run.cache_key == key, Run.status == "succeeded", Run.finished_at >= cutoff)
-        .order_by(Run.finished_at.desc())
+    recent = connection.execute(
+        select(table)
+        .where(table.c.cache_key == key, table.c.status == "succeeded", table.c.finished_at >= cutoff)
+        .order_by(table.c.finished_at.desc())
         .limit(1)
     ).first()
-    return recent, False
+    return (None if recent is None else detached_run(recent)), False
+
+
+def detached_run(row: Any) -> Run:
+    """A Run built from a row of the runs table (read through Core): not in any session."""
+    return Run(**{column.key: row._mapping[column] for column in Run.__table__.c})
 
 
 def _owns_tempdir(func: Callable[..., Started]) -> Callable[..., Started]:
@@ -347,7 +354,7 @@ def _admit(
     cache hit (committed with run.cache_hit), or a RunRejected whose
     run.rejected event is committed.
     """
-    with write_transaction() as tx:
+    with write_connection() as tx:
         # The kill switch is read inside the transaction that records the start: a command
         # disabled a moment ago on another replica cannot slip through between check and start.
         if commands.is_disabled(command.name, session=tx):
@@ -399,8 +406,13 @@ def _admit(
         lease = timedelta(seconds=3 * executor.heartbeat)
         # A Core insert with the values as parameters (the ORM's unit of work, or .values(), cost
         # more than the commit on this path); the lease comes from the database clock.
-        tx.connection().execute(_insert_run(tx, lease), values)
-        run = Run(**values, lease_expires_at=utcnow() + lease)  # transient: what the caller reads back
+        if tx.dialect.name == "postgresql":
+            tx.execute(_insert_run_leased_by_database(lease), values)
+            run = Run(**values, lease_expires_at=utcnow() + lease)  # transient: what the caller reads back
+        else:  # SQLite's clock is this host's
+            values["lease_expires_at"] = utcnow() + lease
+            tx.execute(_INSERT_RUN, values)
+            run = Run(**values)
         audit.append(
             "run.started", session=tx, actor=caller.actor(), source_ip=caller.source_ip or None,
             user_agent=caller.user_agent, command=command.name, run_id=run_id, params=shown,
@@ -438,8 +450,9 @@ def audit_safe(value: Any) -> Any:
 
 def _mark_running(job: Job) -> bool:
     started_at = utcnow()
-    with write_transaction() as tx:
-        queued = update(Run).where(Run.id == job.run_id, Run.status == "queued")
+    table = Run.__table__
+    with write_connection() as tx:
+        queued = update(table).where(table.c.id == job.run_id, table.c.status == "queued")
         result = tx.execute(queued.values(status="running", started_at=started_at))
     if rows_matched(result) != 1:
         return False
@@ -557,7 +570,7 @@ def _record_end(
 ) -> bool:
     now = utcnow()
     table = Run.__table__
-    with write_transaction() as tx:
+    with write_connection() as tx:
         values: dict[str, Any] = {
             "status": outcome.status,
             "exit_code": outcome.exit_code,
@@ -573,15 +586,15 @@ def _record_end(
             values["duration_ms"] = _duration_ms(job.started_at, now)
         if pgid is not None:
             values["pgid"] = pgid
-        row = tx.connection().execute(_finish_statement(only_from), {"_run_id": job.run_id, **values}).first()
+        row = tx.execute(_finish_statement(only_from), {"_run_id": job.run_id, **values}).first()
         if row is None:
             return False
-        ended = Run(**{column.key: row._mapping[column] for column in table.c})  # transient
+        ended = detached_run(row)
         if job.started_at is None:  # a run that did not start here: its duration from the stored start
             ended.duration_ms = _duration_ms(ended.started_at or now, now)
             tx.execute(update(table).where(table.c.id == job.run_id).values(duration_ms=ended.duration_ms))
         if chunks:
-            tx.execute(insert(RunOutputChunk), chunks)
+            tx.execute(insert(RunOutputChunk.__table__), chunks)
         detail = {
             "command_sha256": ended.command_sha256,
             "exit_code": outcome.exit_code,
@@ -667,15 +680,13 @@ def database_now(session: Session) -> datetime:
     return utcnow()
 
 
-def _insert_run(session: Session, lease: timedelta) -> Any:
-    """INSERT of a run row whose lease ends ``lease`` after now by the database clock.
+_INSERT_RUN = insert(Run.__table__)
 
-    PostgreSQL computes it in the statement (no extra round trip); SQLite's clock is ours.
-    """
-    statement = insert(Run.__table__)
-    if session.get_bind().dialect.name == "postgresql":
-        return statement.values(lease_expires_at=func.clock_timestamp() + lease)
-    return statement.values(lease_expires_at=utcnow() + lease)
+
+@functools.lru_cache(maxsize=4)
+def _insert_run_leased_by_database(lease: timedelta) -> Any:
+    """INSERT of a run row whose lease ends ``lease`` after now by PostgreSQL's clock (no extra round trip)."""
+    return _INSERT_RUN.values(lease_expires_at=func.clock_timestamp() + lease)
 
 
 def renew_leases(boot_id: str, heartbeat: float) -> list[str]:

@@ -13,15 +13,17 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
 from gateway import audit
-from gateway.database import write_transaction
+from gateway.database import write_connection, write_transaction
 from tests.conftest import base_environ
 from tests.test_audit_chain import GENESIS, ledger_rows, verify
 
@@ -61,11 +63,14 @@ def assert_one_linear_chain(app: Flask, workers: int, per_worker: int) -> None:
     assert result.head == {"seq": total, "hash": rows[-1]["hash"]}
 
 
-def test_write_transaction_takes_the_write_lock_before_reading(app: Flask, backend: str, database_url: str) -> None:
-    """Another writer is shut out for the whole unit, from its first statement on."""
+@pytest.mark.parametrize("unit", [write_transaction, write_connection], ids=["session", "connection"])
+def test_a_write_unit_takes_the_write_lock_before_reading(
+    app: Flask, backend: str, database_url: str, unit: Callable[[], Any]
+) -> None:
+    """Another writer is shut out for the whole unit, from its first statement on (both kinds of unit)."""
     if backend == "sqlite":
         path = sa.make_url(database_url).database
-        with app.app_context(), write_transaction():
+        with app.app_context(), unit():
             other = sqlite3.connect(path, timeout=0, isolation_level=None)
             try:
                 with pytest.raises(sqlite3.OperationalError, match="locked"):
@@ -77,7 +82,7 @@ def test_write_transaction_takes_the_write_lock_before_reading(app: Flask, backe
     engine = sa.create_engine(database_url)
     try_lock = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
     try:
-        with app.app_context(), write_transaction() as tx:
+        with app.app_context(), unit() as tx:
             audit.append("test.locked", session=tx)
             with engine.connect() as other:
                 assert other.execute(try_lock, {"key": audit.PG_LOCK_KEY}).scalar_one() is False

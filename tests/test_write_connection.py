@@ -1,0 +1,109 @@
+"""``write_connection()``: the runs' hot-path write unit keeps every rule of ``write_transaction()``.
+
+A run's row and its ledger event are written through it on every run, so the
+rules are checked on both engines: all or nothing, anchors and other
+after-commit work only once committed, no nesting (which on SQLite would wait
+on its own writer), and a request's session sees the write afterwards.  The
+write lock taken before the first read is checked for both kinds of unit in
+``test_audit_concurrency.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from gateway import audit
+from gateway.database import on_commit, write_connection, write_transaction
+from gateway.extensions import db
+from gateway.models import AuditEvent
+from tests.test_audit_chain import ledger_rows, verify
+
+
+def _count_events(connection: Any = None) -> int:
+    statement = sa.select(sa.func.count()).select_from(AuditEvent)
+    return int((connection or db.session).scalar(statement))
+
+
+def test_the_event_commits_with_the_unit_or_not_at_all(app: Flask) -> None:
+    with app.app_context():
+        with write_connection() as tx:
+            row = audit.append("test.kept", session=tx, detail={"n": 1})
+        with pytest.raises(ZeroDivisionError), write_connection() as tx:
+            audit.append("test.rolled_back", session=tx)
+            _ = 1 / 0
+        with write_connection() as tx:
+            after = audit.append("test.kept", session=tx, detail={"n": 2})
+    rows = ledger_rows(app)
+    assert [r["event"] for r in rows] == ["test.kept", "test.kept"]
+    assert [r["seq"] for r in rows] == [row.seq, after.seq] == [1, 2]
+    assert rows[1]["prev_hash"] == rows[0]["hash"] == row.hash
+    assert verify(app).ok
+
+
+def test_after_commit_work_runs_only_once_committed(app: Flask) -> None:
+    done: list[str] = []
+    with app.app_context():
+        with write_connection() as tx:
+            audit.append("test.event", session=tx)
+            on_commit(tx, lambda: done.append("committed"))
+            assert done == []
+        assert done == ["committed"]
+        with pytest.raises(ZeroDivisionError), write_connection() as tx:
+            on_commit(tx, lambda: done.append("rolled back"))
+            _ = 1 / 0
+        with write_connection() as tx:
+            assert _count_events(tx) == 1
+    assert done == ["committed"]
+
+
+def test_anchors_are_logged_after_commit_only(make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(AUDIT_ANCHOR_EVERY=2)
+    caplog.set_level(logging.INFO, logger="gateway.audit.anchor")
+
+    def anchored() -> list[int]:
+        return [json.loads(r.getMessage())["seq"] for r in caplog.records if r.name == "gateway.audit.anchor"]
+
+    with app.app_context():
+        with write_connection() as tx:
+            audit.append("test.event", session=tx)
+            audit.append("test.event", session=tx)
+            assert anchored() == []  # seq 2 is written but not committed
+        assert anchored() == [2]
+        with pytest.raises(ZeroDivisionError), write_connection() as tx:
+            audit.append("test.rolled_back", session=tx)
+            audit.append("test.rolled_back", session=tx)
+            _ = 1 / 0
+    assert anchored() == [2]
+
+
+def test_units_do_not_nest_either_way(app: Flask) -> None:
+    with app.app_context():
+        began = time.monotonic()
+        with write_connection(), pytest.raises(RuntimeError, match="nest"), write_transaction():
+            pass
+        with write_transaction(), pytest.raises(RuntimeError, match="nest"), write_connection():
+            pass
+        with write_connection(), pytest.raises(RuntimeError, match="nest"), write_connection():
+            pass
+        # Refused at once: on SQLite a nested unit would otherwise wait for its own writer.
+        assert time.monotonic() - began < 5
+        with pytest.raises(RuntimeError, match="write_transaction"), write_connection():
+            audit.append("test.outside")  # the session is not the unit: refused, not written elsewhere
+    assert ledger_rows(app) == []
+
+
+def test_the_session_reads_the_write_afterwards(app: Flask) -> None:
+    """A read transaction the request had open (a snapshot, on SQLite) is ended before the write."""
+    with app.app_context():
+        assert _count_events() == 0  # the session now holds an open read transaction
+        with write_connection() as tx:
+            audit.append("test.event", session=tx)
+        assert _count_events() == 1
