@@ -77,9 +77,12 @@ def create_token(
     return IssuedToken(token=token, secret=secret)
 
 
-# Token and owner in one statement, built once: this runs on every API request.
+# Token and owner in one statement, built once: this runs on every API request. The token's
+# columns only (no ApiToken object): the owner is the one object the request goes on with.
 _TOKEN_AND_OWNER = (
-    select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == bindparam("digest"))
+    select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.expires_at, ApiToken.last_used_at, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("digest"))
 )
 
 
@@ -91,7 +94,8 @@ def authenticate(bearer: str) -> User | None:
     found = db.session.execute(_TOKEN_AND_OWNER, {"digest": digest}).first()
     if found is None:
         return None
-    token, user = found
+    token = found
+    user: User = found.User
     # The lookup is by digest; compare again in constant time all the same.
     if not hmac.compare_digest(token.token_hash, digest):
         return None

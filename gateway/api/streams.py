@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Flask, current_app
+from sqlalchemy import bindparam, select
 
 from gateway import runs
 from gateway.api.errors import ApiError
@@ -81,10 +82,19 @@ def take_slot() -> Slot:
     return slot
 
 
+_RUN_BY_ID = select(Run.__table__).where(Run.__table__.c.id == bindparam("run_id"))
+
+
 def fresh_run(run_id: str) -> Run | None:
-    """The run as the database has it now (a new session: no stale snapshot)."""
+    """The run as the database has it now: read on a connection of its own (no stale snapshot).
+
+    Read through Core into a detached Run: a long-poll or stream re-reads it at
+    every wake-up, and the ORM's identity-map load cost more than the query.
+    """
     db.session.remove()
-    return db.session.get(Run, run_id)
+    with db.engine.connect() as connection:
+        row = connection.execute(_RUN_BY_ID, {"run_id": run_id}).first()
+    return None if row is None else runs.detached_run(row)
 
 
 def wait_for_finish(run_id: str, seconds: float, seen_version: int | None = None) -> Run | None:
