@@ -37,7 +37,9 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 _BEGIN_MODE = threading.local()
 _IN_WRITE = "gateway_in_write"
 _IN_WRITE_CONNECTION = "gateway_in_write_connection"
-_AFTER_COMMIT = "gateway_after_commit"
+# The open write_connection() units: connection -> its after-commit callbacks. Kept here, not in
+# ``Connection.info``: reading that after a lost connection would reconnect just to answer.
+_OPEN_UNITS: weakref.WeakKeyDictionary[Connection, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
 # Engines whose listeners are attached (weak: a test's engine goes away with its app).
 _TUNED: weakref.WeakSet[Engine] = weakref.WeakSet()
 # One writer at a time per SQLite file within this process (see _writer_lock).
@@ -176,22 +178,19 @@ def write_connection() -> Iterator[Connection]:
     """
     session = db.session()
     writer = _enter_unit(session)
-    engine = session.get_bind().engine
     callbacks: list[Callable[[], None]] = []
-    # Marked on the session too: a write_transaction() opened inside would wait for this writer forever.
-    session.info[_IN_WRITE_CONNECTION] = True
     try:
-        with engine.connect() as connection:
-            connection.info[_IN_WRITE] = True
-            connection.info[_AFTER_COMMIT] = callbacks
+        # Marked on the session too: a write_transaction() opened inside would wait for this writer forever.
+        session.info[_IN_WRITE_CONNECTION] = True
+        with session.get_bind().engine.connect() as connection:
+            _OPEN_UNITS[connection] = callbacks
             try:
                 with _begin_immediate():
                     transaction = connection.begin()
                 with transaction:
                     yield connection
             finally:
-                connection.info.pop(_IN_WRITE, None)
-                connection.info.pop(_AFTER_COMMIT, None)
+                _OPEN_UNITS.pop(connection, None)
     finally:
         session.info.pop(_IN_WRITE_CONNECTION, None)
         if writer is not None:
@@ -202,7 +201,7 @@ def write_connection() -> Iterator[Connection]:
 
 def on_commit(connection: Connection, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the ``write_connection()`` unit of ``connection`` has committed."""
-    pending = connection.info.get(_AFTER_COMMIT)
+    pending = _OPEN_UNITS.get(connection)
     if pending is None:
         raise RuntimeError("on_commit() needs a connection from write_connection()")
     pending.append(callback)
@@ -210,7 +209,9 @@ def on_commit(connection: Connection, callback: Callable[[], None]) -> None:
 
 def in_write(unit: Session | Connection) -> bool:
     """Whether ``unit`` is inside ``write_transaction()`` (a Session) or ``write_connection()``."""
-    return bool(unit.info.get(_IN_WRITE))
+    if isinstance(unit, Session):
+        return bool(unit.info.get(_IN_WRITE))
+    return unit in _OPEN_UNITS
 
 
 def core(unit: Session | Connection) -> Connection:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy import event
 
 from gateway import audit
 from gateway.database import on_commit, write_connection, write_transaction
@@ -107,3 +108,19 @@ def test_the_session_reads_the_write_afterwards(app: Flask) -> None:
         with write_connection() as tx:
             audit.append("test.event", session=tx)
         assert _count_events() == 1
+
+
+def test_a_connection_lost_inside_the_unit_raises_the_unit_s_own_error(app: Flask) -> None:
+    """No reconnect while leaving the unit: during an outage that would wait, then hide the real error."""
+    connects: list[int] = []
+    with app.app_context():
+        with write_connection():
+            pass  # the pool holds a connection now
+        event.listen(db.engine, "connect", lambda *_: connects.append(1))
+        with pytest.raises(ValueError, match="the unit's own error"), write_connection() as tx:
+            tx.invalidate()  # what a dropped link or the stall guard's cut leaves behind
+            raise ValueError("the unit's own error")
+        assert connects == []
+        with write_connection() as tx:  # the next unit gets a working connection
+            audit.append("test.after", session=tx)
+    assert [row["event"] for row in ledger_rows(app)] == ["test.after"]
