@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import String, Text, cast, delete, event, func, insert, select, text, type_coerce
+from sqlalchemy import String, Text, cast, delete, func, insert, select, text, type_coerce
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -50,7 +50,6 @@ PRUNED_EVENT = "audit.pruned"
 SUPPRESSED_EVENT = "audit.suppressed"
 # Arbitrary constant naming the ledger's advisory lock on PostgreSQL.
 PG_LOCK_KEY = 0x6761_7465_7761_79  # "gateway"
-_PENDING_ANCHORS = "gateway_pending_anchors"
 _REDACTED = "***"
 _SECRET_KEYS = frozenset({"password", "new_password", "current_password", "token", "secret"})
 USER_AGENT_MAX = 300
@@ -271,30 +270,14 @@ def append(
 
     every = int(current_app.config.get("AUDIT_ANCHOR_EVERY") or 0)
     if every and row.seq % every == 0:
-        if isinstance(session, Session):
-            session.info.setdefault(_PENDING_ANCHORS, []).append(row)
-        else:
-            on_commit(session, lambda: _log_anchors([row]))
+        on_commit(session, lambda: _log_anchor(row))
     return row
 
 
-@event.listens_for(Session, "after_commit")
-def _log_pending_anchors(session: Session) -> None:
+def _log_anchor(row: LedgerRow) -> None:
     """Anchors go to the log only once their row is committed, so the head also lives outside the DB."""
-    rows = session.info.pop(_PENDING_ANCHORS, None)
-    if rows:
-        _log_anchors(rows)
-
-
-def _log_anchors(rows: list[LedgerRow]) -> None:
     keyring = Keyring.from_config(current_app.config)
-    for row in rows:
-        anchor_log.info(json.dumps(sign_anchor(keyring, row.seq, row.hash), sort_keys=True))
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_pending_anchors(session: Session) -> None:
-    session.info.pop(_PENDING_ANCHORS, None)
+    anchor_log.info(json.dumps(sign_anchor(keyring, row.seq, row.hash), sort_keys=True))
 
 
 def request_context_fields() -> dict[str, Any]:

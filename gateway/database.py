@@ -37,6 +37,7 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 _BEGIN_MODE = threading.local()
 _IN_WRITE = "gateway_in_write"
 _IN_WRITE_CONNECTION = "gateway_in_write_connection"
+_AFTER_COMMIT = "gateway_after_commit"
 # The open write_connection() units: connection -> its after-commit callbacks. Kept here, not in
 # ``Connection.info``: reading that after a lost connection would reconnect just to answer.
 _OPEN_UNITS: weakref.WeakKeyDictionary[Connection, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
@@ -145,10 +146,13 @@ def write_transaction(session: Session | None = None) -> Iterator[Session]:
 
     A read transaction the request already has open is ended first, so the
     write lock is always taken before the unit reads what it is about to change.
+    Callbacks registered with ``on_commit()`` run after a successful commit only.
     """
     session = session or db.session()
     writer = _enter_unit(session)
+    callbacks: list[Callable[[], None]] = []
     session.info[_IN_WRITE] = True
+    session.info[_AFTER_COMMIT] = callbacks
     try:
         with _begin_immediate():
             session.connection()
@@ -159,8 +163,11 @@ def write_transaction(session: Session | None = None) -> Iterator[Session]:
         raise
     finally:
         session.info[_IN_WRITE] = False
+        session.info.pop(_AFTER_COMMIT, None)
         if writer is not None:
             writer.release()
+    for callback in callbacks:
+        callback()
 
 
 @contextmanager
@@ -199,11 +206,11 @@ def write_connection() -> Iterator[Connection]:
         callback()
 
 
-def on_commit(connection: Connection, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the ``write_connection()`` unit of ``connection`` has committed."""
-    pending = _OPEN_UNITS.get(connection)
+def on_commit(unit: Session | Connection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the write unit ``unit`` has committed (never if it rolls back)."""
+    pending = unit.info.get(_AFTER_COMMIT) if isinstance(unit, Session) else _OPEN_UNITS.get(unit)
     if pending is None:
-        raise RuntimeError("on_commit() needs a connection from write_connection()")
+        raise RuntimeError("on_commit() needs a write unit (write_transaction() or write_connection())")
     pending.append(callback)
 
 
