@@ -40,6 +40,7 @@ from gateway.database import core, in_write, on_commit, write_transaction
 from gateway.extensions import db
 from gateway.metrics import observe_append
 from gateway.models import AuditEvent
+from gateway.prepared import Prepared
 from gateway.timeutil import as_utc, rfc3339, utcnow
 
 log = logging.getLogger("gateway.audit")
@@ -188,7 +189,7 @@ class LedgerRow:
 
 
 _COLUMN_KEYS = tuple(column.key for column in AuditEvent.__table__.columns)
-_INSERT = insert(AuditEvent.__table__)
+_INSERT = Prepared(insert(AuditEvent.__table__))
 
 
 def row_hash(key: bytes, row: AuditEvent | LedgerRow) -> str:
@@ -205,14 +206,14 @@ def _take_chain_lock(connection: Connection) -> None:
     # SQLite: the write unit began with BEGIN IMMEDIATE, which holds the write lock.
 
 
-_HEAD = (
+_HEAD = Prepared(
     select(AuditEvent.__table__.c.seq, AuditEvent.__table__.c.hash).order_by(AuditEvent.__table__.c.seq.desc()).limit(1)
 )
 
 
 def _chain_head(connection: Connection) -> tuple[int, str]:
-    head = connection.execute(_HEAD).first()
-    return (0, GENESIS_HASH) if head is None else (int(head.seq), head.hash)
+    head = _HEAD.first(connection)
+    return (0, GENESIS_HASH) if head is None else (int(head["seq"]), head["hash"])
 
 
 @observe_append  # latency, and refused runs by reason
@@ -263,10 +264,9 @@ def append(
         prev_hash=head_hash,
     )
     row.hash = row_hash(key, row)
-    # A Core insert of the row's columns: the ledger is on every run's path twice, and the ORM's
-    # unit of work cost more than the commit. The values go as parameters of one statement built
-    # once, not through .values(): fresh bind parameters for every column cost more than executing it.
-    connection.execute(_INSERT, row.columns())
+    # One prepared INSERT of the row's columns (gateway.prepared): the ledger is on every run's
+    # path twice, and the ORM's unit of work, then Core's execution, cost more than the commit.
+    _INSERT.execute(connection, row.columns())
 
     every = int(current_app.config.get("AUDIT_ANCHOR_EVERY") or 0)
     if every and row.seq % every == 0:

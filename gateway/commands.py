@@ -22,6 +22,7 @@ from gateway.catalogue import Catalogue, CatalogueError, load_catalogue
 from gateway.database import core, write_transaction
 from gateway.extensions import db
 from gateway.models import CommandState
+from gateway.prepared import Prepared
 from gateway.timeutil import utcnow
 
 log = logging.getLogger("gateway.commands")
@@ -63,11 +64,11 @@ def disabled_commands() -> dict[str, str | None]:
 
 def is_disabled(name: str, session: Session | Connection | None = None) -> bool:
     """The kill switch, read from the database (never a cached object: another replica may flip it)."""
-    return bool(core(session or db.session()).scalar(_DISABLED, {"name": name}))
+    return bool(_DISABLED.scalar(core(session or db.session()), {"name": name}))
 
 
 _STATES = CommandState.__table__
-_DISABLED = select(_STATES.c.disabled).where(_STATES.c.command == bindparam("name"))
+_DISABLED = Prepared(select(_STATES.c.disabled).where(_STATES.c.command == bindparam("name")))
 
 
 def set_disabled(name: str, disabled: bool, *, actor: Any = None, reason: str | None = None, **fields: Any) -> bool:

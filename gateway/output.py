@@ -13,17 +13,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 
 from gateway import notify
-from gateway.database import write_transaction
+from gateway.database import write_connection
 from gateway.models import Run, RunOutputChunk
+from gateway.prepared import Prepared
 from gateway.wakeup import wakeups
 
 log = logging.getLogger("gateway.output")
 
 FLUSH_SECONDS = 0.1
 FLUSH_BYTES = 64 * 1024
+
+INSERT_CHUNKS = Prepared(insert(RunOutputChunk.__table__))
+_SET_PGID = Prepared(
+    update(Run.__table__).where(Run.__table__.c.id == bindparam("run_id")).values(pgid=bindparam("pgid"))
+)
 
 
 @dataclass
@@ -101,12 +107,12 @@ class ChunkWriter:
         rows = self.take()
         pgid = self.take_pgid()
         try:
-            with write_transaction() as tx:
+            with write_connection() as tx:  # Core: a long run flushes a few times a second
                 if rows:
-                    tx.execute(insert(RunOutputChunk), rows)
+                    INSERT_CHUNKS.execute_many(tx, rows)
                     notify.publish(self.run_id, "output", tx)
                 if pgid is not None:
-                    tx.execute(update(Run).where(Run.id == self.run_id).values(pgid=pgid))
+                    _SET_PGID.execute(tx, {"run_id": self.run_id, "pgid": pgid})
         except Exception:
             self.restore(rows, pgid)
             raise

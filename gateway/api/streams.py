@@ -24,6 +24,7 @@ from gateway.api.errors import ApiError
 from gateway.appctx import app_object
 from gateway.extensions import db
 from gateway.models import Run
+from gateway.prepared import Prepared
 from gateway.wakeup import wakeups
 
 RECHECK_SECONDS = 5.0
@@ -82,7 +83,7 @@ def take_slot() -> Slot:
     return slot
 
 
-_RUN_BY_ID = select(Run.__table__).where(Run.__table__.c.id == bindparam("run_id"))
+_RUN_BY_ID = Prepared(select(Run.__table__).where(Run.__table__.c.id == bindparam("run_id")))
 
 
 def fresh_run(run_id: str) -> Run | None:
@@ -93,7 +94,7 @@ def fresh_run(run_id: str) -> Run | None:
     """
     db.session.remove()
     with db.engine.connect() as connection:
-        row = connection.execute(_RUN_BY_ID, {"run_id": run_id}).first()
+        row = _RUN_BY_ID.first(connection, {"run_id": run_id})
     return None if row is None else runs.detached_run(row)
 
 
