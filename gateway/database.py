@@ -27,7 +27,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 
 from gateway import stall_guard
 from gateway.extensions import db
@@ -135,6 +135,11 @@ def init_app(app: Flask) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {})
     )
     db.init_app(app)
+    # Mappers are otherwise configured by the first ORM query or constructor call; runs.detached_run
+    # fills objects without the constructor, and may come first (a Core-only request path, a script).
+    import gateway.models  # noqa: F401  # every mapped class, before configuring
+
+    configure_mappers()
     with app.app_context():
         tune_engine(db.engine)
         stall_guard.attach(db.engine)

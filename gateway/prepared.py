@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter
@@ -49,16 +49,24 @@ class _Compiled:
     processors: tuple[Processor, ...]  # per position
     result_keys: tuple[str, ...]
     result_processors: tuple[Processor, ...]
+    writes: bool  # INSERT, UPDATE or DELETE
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The driver's parameters, through the types' processors; errors as Core raises them (StatementError)."""
         bound = []
         for name, processor in zip(self.names, self.processors, strict=True):
             value = values.get(name, _MISSING)
             if value is _MISSING:
                 value = self.fixed.get(name, _MISSING)
                 if value is _MISSING:
-                    raise KeyError(f"no value for {name!r}: prepared statements apply no column defaults")
-            bound.append(value if processor is None else processor(value))
+                    missing = InvalidRequestError(
+                        f"A value is required for bind parameter {name!r} (no column defaults are applied here)"
+                    )
+                    raise StatementError(str(missing), self.sql, None, missing)
+            try:
+                bound.append(value if processor is None else processor(value))
+            except Exception as error:
+                raise StatementError(f"bind parameter {name!r}: {error}", self.sql, None, error) from error
         return tuple(bound)
 
     def row(self, raw: Sequence[Any]) -> dict[str, Any]:
@@ -84,11 +92,8 @@ class Prepared:
         if connection.dialect.name != "sqlite":
             return int(connection.execute(self.statement, dict(values)).rowcount)
         compiled = self._for(connection.dialect, values)
-        cursor = self._run(connection, compiled, compiled.parameters(values))
-        try:
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        rowcount, _ = _run(connection, compiled, compiled.parameters(values))
+        return rowcount
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """The statement once per row (all rows with the same parameter names)."""
@@ -98,8 +103,7 @@ class Prepared:
             connection.execute(self.statement, [dict(row) for row in rows])
             return
         compiled = self._for(connection.dialect, rows[0])
-        cursor = self._run(connection, compiled, [compiled.parameters(row) for row in rows], many=True)
-        cursor.close()
+        _run(connection, compiled, [compiled.parameters(row) for row in rows], many=True)
 
     def first(self, connection: Connection, values: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The first row (of a SELECT or of RETURNING) by column key, values as the column types load them."""
@@ -108,34 +112,12 @@ class Prepared:
             found = connection.execute(self.statement, dict(values)).first()
             return None if found is None else dict(found._mapping)
         compiled = self._for(connection.dialect, values)
-        cursor = self._run(connection, compiled, compiled.parameters(values))
-        try:
-            raw = cursor.fetchone()
-            # Read to the end: SQLite completes an UPDATE ... RETURNING only once its rows are consumed.
-            cursor.fetchall()
-        finally:
-            cursor.close()
+        _, raw = _run(connection, compiled, compiled.parameters(values), fetch=True)
         return None if raw is None else compiled.row(raw)
 
     def scalar(self, connection: Connection, values: Mapping[str, Any] | None = None) -> Any:
         found = self.first(connection, values)
         return None if found is None else next(iter(found.values()))
-
-    @staticmethod
-    def _run(connection: Connection, compiled: _Compiled, parameters: Any, many: bool = False) -> Any:
-        dialect = connection.dialect
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if many:
-                cursor.executemany(compiled.sql, parameters)
-            else:
-                cursor.execute(compiled.sql, parameters)
-        except dialect.loaded_dbapi.Error as error:
-            cursor.close()
-            raise DBAPIError.instance(
-                compiled.sql, parameters, error, dialect.loaded_dbapi.Error, dialect=dialect
-            ) from error
-        return cursor
 
     # --- compiling it once --------------------------------------------------------------
 
@@ -156,6 +138,9 @@ class Prepared:
             raise TypeError(f"{dialect.name}: prepared statements need a positional paramstyle")
         names = tuple(compiled.positiontup)
         binds: dict[str, BindParameter[Any]] = compiled.binds
+        if compiled.post_compile_params or compiled.literal_execute_params or any(binds[n].callable for n in names):
+            # Each is rendered or computed per execution by Core; compiled once, it would be wrong.
+            raise TypeError("prepared statements take no expanding IN, literal_execute or callable bind values")
         # Columns whose Python-side default (or onupdate) Core would compute at execution: here the
         # caller must give them, or the statement would store NULL where Core stores the default.
         defaulted = {column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)}
@@ -167,4 +152,33 @@ class Prepared:
         result_processors = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
-        return _Compiled(compiled.string, names, fixed, processors, result_keys, result_processors)
+        writes = bool(compiled.isinsert or compiled.isupdate or compiled.isdelete)
+        return _Compiled(compiled.string, names, fixed, processors, result_keys, result_processors, writes)
+
+
+def _run(
+    connection: Connection, compiled: _Compiled, parameters: Any, *, many: bool = False, fetch: bool = False
+) -> tuple[int, Sequence[Any] | None]:
+    """Execute on the connection's DBAPI cursor: (rows matched, first row if ``fetch``); driver errors as Core's."""
+    if compiled.writes and not connection.in_transaction():
+        # Core would refuse or autobegin; on the bare cursor the write would commit on its own.
+        raise InvalidRequestError("a prepared write needs the write unit's open transaction")
+    dialect = connection.dialect
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if many:
+            cursor.executemany(compiled.sql, parameters)
+        else:
+            cursor.execute(compiled.sql, parameters)
+        first = None
+        if fetch:
+            first = cursor.fetchone()
+            # Read to the end: SQLite completes an UPDATE ... RETURNING only once its rows are consumed.
+            cursor.fetchall()
+        return int(cursor.rowcount), first
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            compiled.sql, parameters, error, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from error
+    finally:
+        cursor.close()

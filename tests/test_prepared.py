@@ -9,14 +9,17 @@ Core, and the tests check that delegation gives the same answers.
 
 from __future__ import annotations
 
+import subprocess  # nosec B404  # a fresh interpreter for one test
+import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
 
 from gateway.database import write_connection
 from gateway.extensions import db
@@ -24,6 +27,7 @@ from gateway.models import Run
 from gateway.prepared import Prepared
 from gateway.timeutil import utcnow
 
+ROOT = Path(__file__).resolve().parent.parent
 RUNS = Run.__table__
 INSERT = Prepared(sa.insert(RUNS))
 BY_ID = Prepared(sa.select(RUNS).where(RUNS.c.id == sa.bindparam("run_id")))
@@ -148,8 +152,60 @@ def test_a_missing_column_is_an_error_not_a_silent_default(app: Flask) -> None:
     with app.app_context():
         values = _run_values()
         del values["created_at"]
-        with pytest.raises(KeyError, match="created_at"), write_connection() as tx:
+        with pytest.raises(StatementError, match="created_at"), write_connection() as tx:
             INSERT.execute(tx, values)
+
+
+def test_a_value_its_type_refuses_is_a_statement_error_as_in_core(app: Flask) -> None:
+    """What callers catch (SQLAlchemyError) is what they get, whichever path ran the statement."""
+    with app.app_context(), pytest.raises(StatementError, match="output_truncated"), write_connection() as tx:
+        INSERT.execute(tx, _run_values(output_truncated="yes"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # Core (PostgreSQL) would begin a transaction itself
+def test_a_write_outside_a_unit_is_refused_not_autocommitted(app: Flask) -> None:
+    with app.app_context():
+        values = _run_values()
+        with db.engine.connect() as connection, pytest.raises(InvalidRequestError, match="transaction"):
+            INSERT.execute(connection, values)
+        with pytest.raises(InvalidRequestError, match="transaction"), write_connection() as tx:
+            tx.commit()  # the unit's transaction is over: what follows would commit on its own
+            INSERT.execute(tx, values)
+        with db.engine.connect() as connection:
+            assert BY_ID.first(connection, {"run_id": values["id"]}) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_statements_core_renders_per_execution_are_refused(app: Flask) -> None:
+    """An expanding IN list is rendered by Core at each execution; compiled once it would be wrong."""
+    expanding = Prepared(sa.select(RUNS.c.id).where(RUNS.c.status.in_(["queued", "running"])))
+    with app.app_context(), db.engine.connect() as connection, pytest.raises(TypeError, match="expanding IN"):
+        expanding.first(connection)
+
+
+def test_a_detached_run_reads_before_any_orm_use(tmp_path: Path) -> None:
+    """In a fresh interpreter the first Run may be a detached one (no ORM query has configured the mappers)."""
+    script = f"""
+import uuid
+from gateway import create_app, migrate
+from gateway.api.streams import fresh_run
+from gateway.database import write_connection
+from tests.conftest import base_environ
+from tests.test_prepared import INSERT, _run_values
+
+app = create_app(base_environ("sqlite:///{tmp_path / "fresh.db"}"), instance_path="{tmp_path / "instance"}")
+with app.app_context():
+    migrate.upgrade("head")
+    values = _run_values()
+    with write_connection() as tx:
+        INSERT.execute(tx, values)
+    print(fresh_run(values["id"]).status)
+"""
+    done = subprocess.run(  # nosec B603  # the test's own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "running"
 
 
 def test_many_rows_in_one_call(app: Flask) -> None:
