@@ -27,6 +27,7 @@ from flask import Flask, current_app
 
 from gateway.catalogue import Command
 from gateway.extensions import db
+from gateway.output import ProcessGroups
 from gateway.runners.shell import ShellSpec
 from gateway.uploads import remove_folder
 
@@ -73,6 +74,7 @@ class Executor:
         self.heartbeat = float(app.config["RUN_HEARTBEAT_SECONDS"])
         self.boot_id = str(uuid.uuid4())
         self.host = socket.gethostname()
+        self.groups = ProcessGroups()  # process groups of this process's runs, not yet written
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway-run")
         self._jobs: dict[str, Job] = {}
         # Runs that ended while their terminal state could not be written: run id -> the retry.

@@ -2,7 +2,10 @@
 
 Chunks are written every ``FLUSH_SECONDS`` or ``FLUSH_BYTES``, whichever comes
 first, so a fast command costs no extra commit at all (its output lands with
-the finish), and a chatty one a few commits a second.
+the finish), and a chatty one a few commits a second.  A run's process group
+(what a worker starting after a crash kills: ``runs.kill_orphaned_groups``)
+is written within ``FLUSH_SECONDS`` of the spawn too, and the groups of all
+runs that started meanwhile go in the same commit (``ProcessGroups``).
 """
 
 from __future__ import annotations
@@ -27,9 +30,51 @@ FLUSH_SECONDS = 0.1
 FLUSH_BYTES = 64 * 1024
 
 INSERT_CHUNKS = Prepared(insert(RunOutputChunk.__table__))
-_SET_PGID = Prepared(
+SET_PGID = Prepared(
     update(Run.__table__).where(Run.__table__.c.id == bindparam("run_id")).values(pgid=bindparam("pgid"))
 )
+
+
+class ProcessGroups:
+    """This process's runs whose process group is not in the database yet (one per executor).
+
+    Whichever run's flush comes due first writes every pending group, so a
+    wave of runs that start together (32 slots freeing at once) costs one
+    commit for their groups, not one each; none waits longer than
+    ``FLUSH_SECONDS``.  A run that ends first writes its own with its finish.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[int, float]] = {}  # run id -> (pgid, when spawned)
+
+    def add(self, run_id: str, pgid: int) -> None:
+        with self._lock:
+            self._pending[run_id] = (pgid, time.monotonic())
+
+    def due(self) -> bool:
+        oldest = time.monotonic() - FLUSH_SECONDS
+        with self._lock:
+            return any(since <= oldest for _, since in self._pending.values())
+
+    def take(self, run_id: str) -> int | None:
+        """The run's group if still pending (its finish writes it)."""
+        with self._lock:
+            found = self._pending.pop(run_id, None)
+        return None if found is None else found[0]
+
+    def take_all(self) -> dict[str, int]:
+        with self._lock:
+            taken = {run_id: pgid for run_id, (pgid, _) in self._pending.items()}
+            self._pending.clear()
+        return taken
+
+    def restore(self, taken: dict[str, int]) -> None:
+        """Put back what a failed transaction took: due at once, for the next flush."""
+        overdue = time.monotonic() - FLUSH_SECONDS
+        with self._lock:
+            for run_id, pgid in taken.items():
+                self._pending.setdefault(run_id, (pgid, overdue))
 
 
 @dataclass
@@ -43,8 +88,7 @@ class ChunkWriter:
     _last_flush: float = field(default_factory=time.monotonic)
     _decoders: dict[str, codecs.IncrementalDecoder] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    pgid: int | None = None
-    _pgid_written: bool = False
+    groups: ProcessGroups = field(default_factory=ProcessGroups)
 
     def add(self, stream: str, data: bytes) -> None:
         decoder = self._decoders.get(stream)
@@ -69,10 +113,15 @@ class ChunkWriter:
             if tail:
                 self._queue(stream, tail, 0)
 
+    def spawned(self, pgid: int) -> None:
+        """The command's process group (its leader's pid): recorded within FLUSH_SECONDS, or with the finish."""
+        self.groups.add(self.run_id, pgid)
+
     def due(self) -> bool:
-        return bool(self._pending or (self.pgid is not None and not self._pgid_written)) and (
+        output_due = bool(self._pending) and (
             self._pending_bytes >= FLUSH_BYTES or time.monotonic() - self._last_flush >= FLUSH_SECONDS
         )
+        return output_due or self.groups.due()
 
     def tick(self) -> None:
         """Flush when due; a database hiccup keeps the chunks for the next try instead of breaking the run."""
@@ -93,27 +142,25 @@ class ChunkWriter:
         with self._lock:
             self._pending[:0] = rows
             self._pending_bytes += sum(len(str(row["text"])) for row in rows)
-            if pgid is not None:
-                self._pgid_written = False
+        if pgid is not None:
+            self.groups.restore({self.run_id: pgid})
 
     def take_pgid(self) -> int | None:
         """The process group, if not yet recorded; the caller writes it (finish folds it into its UPDATE)."""
-        if self.pgid is None or self._pgid_written:
-            return None
-        self._pgid_written = True
-        return self.pgid
+        return self.groups.take(self.run_id)
 
     def flush(self) -> None:
         rows = self.take()
-        pgid = self.take_pgid()
+        groups = self.groups.take_all()  # due or not: this commit happens anyway
         try:
             with write_connection() as tx:  # Core: a long run flushes a few times a second
                 if rows:
                     INSERT_CHUNKS.execute_many(tx, rows)
                     notify.publish(self.run_id, "output", tx)
-                if pgid is not None:
-                    _SET_PGID.execute(tx, {"run_id": self.run_id, "pgid": pgid})
+                if groups:
+                    SET_PGID.execute_many(tx, [{"run_id": run_id, "pgid": pgid} for run_id, pgid in groups.items()])
         except Exception:
-            self.restore(rows, pgid)
+            self.restore(rows, None)
+            self.groups.restore(groups)
             raise
         wakeups.notify(self.run_id)

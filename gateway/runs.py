@@ -485,7 +485,7 @@ def execute(job: Job) -> None:
     if job.queued and not _mark_running(job):
         return  # cancelled (or reaped) while it waited for a slot
     excerpt_limit = int(current_app.config["AUDIT_OUTPUT_EXCERPT_BYTES"])
-    writer = ChunkWriter(job.run_id, excerpt_limit=excerpt_limit)
+    writer = ChunkWriter(job.run_id, excerpt_limit=excerpt_limit, groups=get_executor().groups)
     if job.cancel.is_set():
         outcome = Outcome(status="cancelled")
     elif job.shell is not None:
@@ -510,10 +510,7 @@ def execute(job: Job) -> None:
 
 
 def _execute_shell(job: Job, spec: ShellSpec, writer: ChunkWriter) -> Outcome:
-    def spawned(pid: int) -> None:
-        writer.pgid = pid
-
-    runner = ShellRun(spec, on_output=writer.add, on_spawn=spawned, cancel=job.cancel, on_tick=writer.tick)
+    runner = ShellRun(spec, on_output=writer.add, on_spawn=writer.spawned, cancel=job.cancel, on_tick=writer.tick)
     result = runner.run()
     writer.close_decoders()
     return Outcome(
