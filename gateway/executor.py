@@ -74,7 +74,8 @@ class Executor:
         self.heartbeat = float(app.config["RUN_HEARTBEAT_SECONDS"])
         self.boot_id = str(uuid.uuid4())
         self.host = socket.gethostname()
-        self.groups = ProcessGroups()  # process groups of this process's runs, not yet written
+        # Process groups of this process's runs not yet written; batched where there is one writer.
+        self.groups = ProcessGroups(batched=str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"))
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway-run")
         self._jobs: dict[str, Job] = {}
         # Runs that ended while their terminal state could not be written: run id -> the retry.

@@ -4,8 +4,9 @@ Chunks are written every ``FLUSH_SECONDS`` or ``FLUSH_BYTES``, whichever comes
 first, so a fast command costs no extra commit at all (its output lands with
 the finish), and a chatty one a few commits a second.  A run's process group
 (what a worker starting after a crash kills: ``runs.kill_orphaned_groups``)
-is written within ``FLUSH_SECONDS`` of the spawn too, and the groups of all
-runs that started meanwhile go in the same commit (``ProcessGroups``).
+is due ``FLUSH_SECONDS`` after the spawn and written at the next tick of a
+run's pump; on SQLite the groups of all runs that started meanwhile go in the
+same commit (``ProcessGroups``).
 """
 
 from __future__ import annotations
@@ -38,13 +39,18 @@ SET_PGID = Prepared(
 class ProcessGroups:
     """This process's runs whose process group is not in the database yet (one per executor).
 
-    Whichever run's flush comes due first writes every pending group, so a
-    wave of runs that start together (32 slots freeing at once) costs one
-    commit for their groups, not one each; none waits longer than
-    ``FLUSH_SECONDS``.  A run that ends first writes its own with its finish.
+    A run that ends first writes its own group with its finish.  Otherwise,
+    with ``batched`` (SQLite), whichever run's flush comes first takes every
+    pending group along, so a wave of runs that start together (32 slots
+    freeing at once) costs one commit for their groups, not one each: there
+    every commit waits its turn for the one writer anyway.  Not on PostgreSQL,
+    where each run writes its own: one UPDATE of several runs' rows would take
+    their row locks in its own order (a deadlock with the lease renewal's
+    UPDATE) and wait for any of them that is finishing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, batched: bool = True) -> None:
+        self.batched = batched
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[int, float]] = {}  # run id -> (pgid, when spawned)
 
@@ -52,10 +58,21 @@ class ProcessGroups:
         with self._lock:
             self._pending[run_id] = (pgid, time.monotonic())
 
-    def due(self) -> bool:
+    def due(self, run_id: str) -> bool:
+        """Whether a flush by ``run_id``'s writer would write a group that is due."""
         oldest = time.monotonic() - FLUSH_SECONDS
         with self._lock:
+            if not self.batched:
+                own = self._pending.get(run_id)
+                return own is not None and own[1] <= oldest
             return any(since <= oldest for _, since in self._pending.values())
+
+    def take_for(self, run_id: str) -> dict[str, int]:
+        """What a flush by ``run_id``'s writer writes: every pending group (batched), or its own."""
+        if not self.batched:
+            own = self.take(run_id)
+            return {} if own is None else {run_id: own}
+        return self.take_all()
 
     def take(self, run_id: str) -> int | None:
         """The run's group if still pending (its finish writes it)."""
@@ -121,7 +138,7 @@ class ChunkWriter:
         output_due = bool(self._pending) and (
             self._pending_bytes >= FLUSH_BYTES or time.monotonic() - self._last_flush >= FLUSH_SECONDS
         )
-        return output_due or self.groups.due()
+        return output_due or self.groups.due(self.run_id)
 
     def tick(self) -> None:
         """Flush when due; a database hiccup keeps the chunks for the next try instead of breaking the run."""
@@ -151,7 +168,9 @@ class ChunkWriter:
 
     def flush(self) -> None:
         rows = self.take()
-        groups = self.groups.take_all()  # due or not: this commit happens anyway
+        groups = self.groups.take_for(self.run_id)  # due or not: this commit happens anyway
+        if not rows and not groups:
+            return  # another run's flush took them meanwhile
         try:
             with write_connection() as tx:  # Core: a long run flushes a few times a second
                 if rows:

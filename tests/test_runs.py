@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from gateway import audit, commands, groups, runs, signals
 from gateway.extensions import db
@@ -239,6 +239,39 @@ def assert_rejected(excinfo, status: int, outcome: str) -> None:
     last = events(event="run.rejected")[-1]
     assert last.outcome == outcome
     assert run_count() == 0
+
+
+def test_process_groups_are_recorded_while_the_runs_go_on(engine_app, people):
+    """What a worker starting after a crash would kill is on record within moments of the spawn.
+
+    On SQLite, runs that start together share the commit that records their groups.
+    """
+    admin = caller(people["admin"])
+    commits: list[int] = []
+    with engine_app.app_context():
+        ids = [runs.start("long-nap", {}, admin).run.id for _ in range(6)]
+
+        def listener(*_: object) -> None:
+            commits.append(1)
+
+        event.listen(db.engine, "commit", listener)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                db.session.rollback()
+                rows = db.session.execute(select(Run.pgid, Run.status).where(Run.id.in_(ids))).all()
+                if all(pgid for pgid, _ in rows) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+        finally:
+            event.remove(db.engine, "commit", listener)
+        assert [status for _, status in rows] == ["running"] * len(ids)
+        assert all(pgid for pgid, _ in rows)
+        if db.engine.dialect.name == "sqlite":
+            assert len(commits) < len(ids)  # not one commit per run
+        for run_id in ids:
+            runs.cancel(run_id, admin)
+        assert {wait_for(run_id).status for run_id in ids} == {"cancelled"}
 
 
 def test_unknown_and_ungranted_commands_are_invisible(engine_app, people):
