@@ -242,6 +242,8 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     return {
         "GATEWAY_ENV": gateway_env,
         "TESTING": gateway_env == "testing",
+        # Not a setting: only the test suite's environment hashes passwords cheaply.
+        "PASSWORD_HASH_PROFILE": "cheap-for-tests" if gateway_env == "testing" else "strong",
         "DEBUG": False,
         "SECRET_KEY": secret_key,
         "AUDIT_KEY": audit_key,

@@ -2,29 +2,54 @@
 
 Hashing a dummy password when the user does not exist makes "unknown user"
 and "wrong password" cost the same time, so timing does not enumerate accounts.
+
+The argon2 cost comes from the app's ``PASSWORD_HASH_PROFILE``, which only the
+``testing`` environment sets to the cheap profile (config.py); outside an app,
+and in production and development, hashes are always made with RFC 9106's
+recommended parameters. A hash records its own parameters, so a hash made with
+either profile verifies under the other.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask import current_app, has_app_context
 
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 
+# Named profiles a config may choose; "strong" is argon2-cffi's default (RFC 9106, low memory).
+PROFILES = {"strong": profiles.RFC_9106_LOW_MEMORY, "cheap-for-tests": profiles.CHEAPEST}
+STRONG_PROFILE = "strong"
+
+
+@functools.cache
+def _hasher(profile: str) -> tuple[PasswordHasher, str]:
+    """The hasher of a profile and a dummy hash made with it (for unknown users)."""
+    hasher = PasswordHasher.from_parameters(PROFILES[profile])
+    return hasher, hasher.hash(secrets.token_urlsafe(16))
+
+
+def _profile() -> str:
+    if has_app_context():
+        return str(current_app.config.get("PASSWORD_HASH_PROFILE", STRONG_PROFILE))
+    return STRONG_PROFILE
+
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    hasher, _ = _hasher(_profile())
+    return hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; always spends one argon2 verification."""
+    hasher, dummy_hash = _hasher(_profile())
     try:
-        _hasher.verify(password_hash or _DUMMY_HASH, password)  # raises on a mismatch
+        hasher.verify(password_hash or dummy_hash, password)  # raises on a mismatch
         return password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False

@@ -27,7 +27,8 @@ BACKGROUND_HEADER = "X-Gateway-Background"
 TOUCH_INTERVAL = timedelta(seconds=30)
 
 
-def _digest(token: str) -> str:
+def record_id(token: str) -> str:
+    """The stored id of a session token: its SHA-256, so the database never holds a usable cookie."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
@@ -48,7 +49,7 @@ def start(user: User, source_ip: str | None, user_agent: str | None) -> None:
     now = utcnow()
     db.session.add(
         UserSession(
-            id=_digest(token),
+            id=record_id(token),
             user_id=user.id,
             created_at=now,
             last_seen_at=now,
@@ -63,7 +64,7 @@ def current_record() -> UserSession | None:
     token = session.get(SESSION_KEY)
     if not isinstance(token, str) or not token:
         return None
-    return db.session.get(UserSession, _digest(token))
+    return db.session.get(UserSession, record_id(token))
 
 
 def _expired(record: UserSession) -> bool:
