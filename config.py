@@ -282,6 +282,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "SESSION_IDLE_MINUTES": env.int("SESSION_IDLE_MINUTES", 30, minimum=1),
         "SESSION_MAX_HOURS": env.int("SESSION_MAX_HOURS", 12, minimum=1),
         "STREAMS_PER_PROCESS": env.int("STREAMS_PER_PROCESS", 16, minimum=1),
+        "STREAMS_PER_USER": env.int("STREAMS_PER_USER", 4, minimum=1),
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
     }

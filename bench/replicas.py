@@ -210,6 +210,7 @@ def measure(setup: Setup, runs: int, clients: int, users: int, threads: int) -> 
         RATELIMIT_STORAGE_URI=REDIS if setup.redis else "memory://",
         AUDIT_ANCHOR_EVERY="0",
         STREAMS_PER_PROCESS=str(threads - 8),  # every client holds a long-poll; keep threads for the rest
+        STREAMS_PER_USER=str(threads),  # clients share a few accounts: only the process cap applies here
     )
     replicas: list[Replica] = []
     try:

@@ -17,6 +17,10 @@ What is measured, and where it comes from:
 - ``gateway_audit_chain_ok`` and ``gateway_audit_chain_verified_timestamp_seconds``: read at
   scrape time from the newest ``audit.verified`` event (``gateway.chain_status``), so every
   replica and worker reports the scheduled verification, not only the process that ran it.
+
+Every label value passes through the ``*_label`` functions below and comes from a
+fixed set: a caller-chosen string (a method, a path, a command name, a reason)
+never becomes a label value, so no client can grow the number of series.
 """
 
 from __future__ import annotations
@@ -48,6 +52,18 @@ RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 UNMATCHED_ROUTE = "<unmatched>"
+DENIED_ROUTE = "<denied>"
+OTHER = "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"})
+# The audit outcomes of ``run.rejected`` (policy refusals and ``runs._reject``); anything else counts as "other".
+REJECTION_REASONS = frozenset(
+    {
+        "not_found", "denied_network", "draining", "unavailable", "invalid_params",
+        "ratelimit_unavailable", "rate_limited", "disabled", "concurrency_full",
+    }
+)  # fmt: skip
+LOGIN_FAILURE_REASONS = {401: "rejected", 429: "rate_limited"}
 
 RUNS = Counter(
     "gateway_runs_total", "Runs that reached a terminal state, by command and status.", ["command", "status"]
@@ -140,13 +156,46 @@ def mark_worker_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+# --- label values: the one place a value becomes a label ------------------------------------
+
+
+def method_label(method: str) -> str:
+    """A standard HTTP method as itself, anything a client invents as ``other``."""
+    return method if method in METHODS else OTHER
+
+
+def route_label() -> str:
+    """The URL rule (never the raw path); ``<denied>`` when the allowlist refused, ``<unmatched>`` for no rule."""
+    if g.get("network_denied"):
+        return DENIED_ROUTE
+    return request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+
+
+def status_label(code: int) -> str:
+    """The response code the application chose; one outside the HTTP range (never expected) as ``other``."""
+    return str(code) if 100 <= code <= 599 else OTHER
+
+
+def run_status_label(status: str) -> str:
+    return status if status in RUN_STATUSES else OTHER
+
+
+def command_label(name: str) -> str:
+    """A run's command: runs exist only for catalogue commands (``runs.start`` refuses others before a row)."""
+    return name
+
+
+def reason_label(outcome: object) -> str:
+    return outcome if isinstance(outcome, str) and outcome in REJECTION_REASONS else OTHER
+
+
 # --- engine hooks ---------------------------------------------------------------------------
 
 
 def _run_started(sender: Any, run: Any = None, **_: Any) -> None:
     if run is None:
         return
-    RUNS_STARTED.labels(command=run.command).inc()
+    RUNS_STARTED.labels(command=command_label(run.command)).inc()
     with _active_lock:
         if run.id in _active_ids:
             return
@@ -157,9 +206,10 @@ def _run_started(sender: Any, run: Any = None, **_: Any) -> None:
 def _run_finished(sender: Any, run: Any = None, **_: Any) -> None:
     if run is None:
         return
-    RUNS.labels(command=run.command, status=run.status).inc()
+    command = command_label(run.command)
+    RUNS.labels(command=command, status=run_status_label(run.status)).inc()
     if run.duration_ms is not None:
-        RUN_DURATION.labels(command=run.command).observe(run.duration_ms / 1000)
+        RUN_DURATION.labels(command=command).observe(run.duration_ms / 1000)
     with _active_lock:
         if run.id not in _active_ids:
             return
@@ -176,7 +226,7 @@ def observe_append(append: F) -> F:
         row = append(event_name, *args, **kwargs)
         AUDIT_APPEND.observe(time.perf_counter() - started)
         if event_name == "run.rejected":
-            REJECTED_RUNS.labels(reason=str(kwargs.get("outcome") or "unknown")[:32]).inc()
+            REJECTED_RUNS.labels(reason=reason_label(kwargs.get("outcome"))).inc()
         return row
 
     return timed  # type: ignore[return-value]
@@ -197,13 +247,14 @@ def _request_started() -> None:
 
 
 def _request_finished(response: Response) -> Response:
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    HTTP_REQUESTS.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+    route = route_label()
+    method = method_label(request.method)
+    HTTP_REQUESTS.labels(route=route, method=method, status=status_label(response.status_code)).inc()
     started = g.get("metrics_started")
     if started is not None:
         HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
     if request.endpoint == "auth.login" and request.method == "POST":
-        reason = {401: "rejected", 429: "rate_limited"}.get(response.status_code)
+        reason = LOGIN_FAILURE_REASONS.get(response.status_code)
         if reason:
             LOGIN_FAILURES.labels(reason=reason).inc()
     return response

@@ -83,6 +83,7 @@ def guard() -> Response | None:
     address = client_address()
     if address_allowed(address, networks_for_request()):
         return None
+    g.network_denied = True  # metrics label the refusal apart: nothing of the request becomes a label
     _as_anonymous()
     from gateway import audit
 

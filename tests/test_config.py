@@ -130,6 +130,8 @@ def test_postgres_urls_use_the_installed_driver(tmp_path):
         ("LOGIN_MAX_ATTEMPTS", "5x"),
         ("SESSION_IDLE_MINUTES", "thirty"),
         ("SESSION_MAX_HOURS", "0"),
+        ("STREAMS_PER_USER", "0"),
+        ("STREAMS_PER_USER", "four"),
         ("MAX_OUTPUT_BYTES", "1e6"),
         ("RUN_HEARTBEAT_SECONDS", "five"),
         ("SESSION_COOKIE_SECURE", "maybe"),
@@ -270,6 +272,7 @@ def test_production_defaults(tmp_path):
     assert config["RUN_HEARTBEAT_SECONDS"] == 5
     assert config["SESSION_IDLE_MINUTES"] == 30
     assert config["SESSION_MAX_HOURS"] == 12
+    assert config["STREAMS_PER_USER"] == 4
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["SESSION_COOKIE_HTTPONLY"] is True
     assert config["SESSION_COOKIE_SAMESITE"] == "Lax"
@@ -294,12 +297,14 @@ def test_settings_are_parsed(tmp_path):
         TRUSTED_PROXY_COUNT="2",
         RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
         SESSION_IDLE_MINUTES=" 45 ",
+        STREAMS_PER_USER="2",
         HEALTH_ALLOWED_NETWORKS="10.1.0.0/16",
     )
     config = load_config(environ, tmp_path / "instance")
     assert config["TRUSTED_PROXY_COUNT"] == 2
     assert config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/0"
     assert config["SESSION_IDLE_MINUTES"] == 45
+    assert config["STREAMS_PER_USER"] == 2
     assert config["HEALTH_ALLOWED_NETWORKS"] == nets("10.1.0.0/16")
 
 

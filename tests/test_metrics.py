@@ -7,8 +7,10 @@ text. Metrics are process-wide, so every test compares before and after.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
+import string
 import subprocess
 import sys
 import textwrap
@@ -117,6 +119,62 @@ def test_http_requests_are_counted_by_route_not_raw_path(metrics_app):
         )
 
     assert unmatched(after) - unmatched(before) == 1
+
+
+def series_lines(body: str) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith("#"))
+
+
+def test_invented_methods_paths_and_command_names_add_a_bounded_number_of_series(metrics_app):
+    """No caller-chosen string becomes a label value, from inside or outside the allowlist.
+
+    Half the requests come from outside ALLOWED_NETWORKS (refused by the allowlist), half
+    with a staff token from inside; each carries a fresh invented method, path or command
+    name. Counted as Prometheus sees it: lines of the /metrics text before and after.
+    """
+    from tests.test_api_runs import issue_token
+
+    with metrics_app.app_context():
+        accounts.create_user("staff", PASSWORDS["staff"])
+    token = issue_token(metrics_app, "staff")[1]
+    client = metrics_app.test_client()
+    rng = random.Random(13)
+    before = client.get("/metrics").get_data(as_text=True)
+    markers = []
+    for i in range(300):
+        marker = "Q" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=10))
+        markers.append(marker)
+        outside = i % 2 == 1
+        environ = {"REMOTE_ADDR": "192.0.2.7" if outside else "127.0.0.1"}
+        headers = {} if outside else {"Authorization": f"Bearer {token}"}
+        kind = (i // 2) % 3
+        if kind == 0:  # invented method on an invented path
+            response = client.open(f"/{marker}/x", method=marker, headers=headers, environ_base=environ)
+        elif kind == 1:  # invented method on a real route
+            response = client.open("/api/v1/commands", method=marker, headers=headers, environ_base=environ)
+        else:  # a command name no catalogue has
+            path = f"/api/v1/commands/{marker}/runs"
+            response = client.post(path, json={"params": {}}, headers=headers, environ_base=environ)
+        assert response.status_code < 500, (kind, outside, response.status_code)
+    body = client.get("/metrics").get_data(as_text=True)
+    lowered = body.lower()
+    assert not [m for m in markers if m.lower() in lowered]
+    # Before: at least two lines (_total, _created) per invented method, 400+ in all. Now a
+    # handful of fixed series: denied, unmatched and the runs route, each with its histogram.
+    assert series_lines(body) - series_lines(before) <= 100
+    after = parse(body)
+    assert value(after, "gateway_http_requests_total", route="<denied>", method="other", status="403") >= 100
+    assert value(after, "gateway_http_requests_total", route="<denied>", method="POST", status="403") >= 50
+
+
+def test_label_sets_follow_the_engine():
+    """The fixed label sets cover what the engine produces (a new run status would otherwise count as "other")."""
+    from gateway import metrics, policy
+
+    assert set(runs.LIVE + runs.TERMINAL) == metrics.RUN_STATUSES
+    assert {policy.NOT_FOUND.outcome, policy.NETWORK.outcome} <= metrics.REJECTION_REASONS
+    assert metrics.method_label("Q0000001") == metrics.method_label("get") == "other"
+    assert metrics.reason_label("x" * 20) == "other"
 
 
 def test_login_failures_are_counted_and_the_password_is_not_exposed(metrics_app):

@@ -1,4 +1,10 @@
-"""Long-lived requests: a per-process cap, long-polls and SSE streams woken by ``gateway.wakeup``.
+"""Long-lived requests: per-process and per-user caps, long-polls and SSE streams woken by ``gateway.wakeup``.
+
+Every long-lived request (API stream, which the web run page follows, API
+long-poll and wait on start, Shell2HTTP ``wait=true``) holds a slot from
+``take_slot``: at most ``STREAMS_PER_PROCESS`` in the process and
+``STREAMS_PER_USER`` per user across their tokens and sessions, so one user
+cannot take every thread that other users' live output waits on.
 
 Every wait drops the request's database session first (``db.session.remove()``),
 so a thousand open run pages hold no connection; after waking, state is read
@@ -17,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Flask, current_app
+from flask_login import current_user
 from sqlalchemy import bindparam, select
 
 from gateway import runs
@@ -34,10 +41,14 @@ PAGE = 500
 
 
 class Slot:
-    """One place among STREAMS_PER_PROCESS; release is idempotent (close hooks may call it twice)."""
+    """One place among STREAMS_PER_PROCESS and its holder's STREAMS_PER_USER; release is idempotent.
 
-    def __init__(self, semaphore: threading.BoundedSemaphore):
-        self._semaphore = semaphore
+    Close hooks and ``with`` blocks may both release it: only the first counts.
+    """
+
+    def __init__(self, owner: StreamSlots, holder: object):
+        self._owner = owner
+        self._holder = holder
         self._released = False
         self._lock = threading.Lock()
 
@@ -46,7 +57,7 @@ class Slot:
             if self._released:
                 return
             self._released = True
-        self._semaphore.release()
+        self._owner._give_back(self._holder)
 
     def __enter__(self) -> Slot:
         return self
@@ -55,15 +66,53 @@ class Slot:
         self.release()
 
 
-class StreamSlots:
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._semaphore = threading.BoundedSemaphore(limit)
+class SlotsFull(Exception):
+    """No slot: ``per_user`` says whether the holder's own cap (rather than the process's) refused it."""
 
-    def try_acquire(self) -> Slot | None:
-        if not self._semaphore.acquire(blocking=False):
-            return None
-        return Slot(self._semaphore)
+    def __init__(self, per_user: bool):
+        super().__init__("per-user stream cap" if per_user else "per-process stream cap")
+        self.per_user = per_user
+
+
+class StreamSlots:
+    """The counts of open long-lived requests, in total and per holder (a user id), under one lock."""
+
+    def __init__(self, limit: int, per_user: int):
+        self.limit = limit
+        self.per_user = per_user
+        self._lock = threading.Lock()
+        self._open = 0
+        self._by_holder: dict[object, int] = {}
+
+    def acquire(self, holder: object) -> Slot:
+        """A slot for ``holder``, or SlotsFull; the holder's cap is checked first (it is theirs to free)."""
+        with self._lock:
+            held = self._by_holder.get(holder, 0)
+            if held >= self.per_user:
+                raise SlotsFull(per_user=True)
+            if self._open >= self.limit:
+                raise SlotsFull(per_user=False)
+            self._by_holder[holder] = held + 1
+            self._open += 1
+        return Slot(self, holder)
+
+    def held(self, holder: object) -> int:
+        with self._lock:
+            return self._by_holder.get(holder, 0)
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return self._open
+
+    def _give_back(self, holder: object) -> None:
+        with self._lock:
+            self._open -= 1
+            left = self._by_holder.get(holder, 1) - 1
+            if left > 0:
+                self._by_holder[holder] = left
+            else:
+                self._by_holder.pop(holder, None)  # no entry outlives its last slot: the map stays small
 
 
 def slots(app: Flask | None = None) -> StreamSlots:
@@ -73,14 +122,25 @@ def slots(app: Flask | None = None) -> StreamSlots:
 
 
 def take_slot() -> Slot:
-    """A slot for a long-lived request, or 503 with Retry-After: probes and pages keep their threads."""
-    slot = slots().try_acquire()
-    if slot is None:
+    """A slot for the signed-in caller's long-lived request: the one place both caps are counted.
+
+    :raise ApiError 429: the caller holds STREAMS_PER_USER already (their tokens and sessions together);
+    :raise ApiError 503: the process holds STREAMS_PER_PROCESS: probes and pages keep their threads.
+    """
+    holder = getattr(current_user, "id", None)  # the user, whichever token or session they came with
+    try:
+        return slots().acquire(holder)
+    except SlotsFull as full:
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if full.per_user:
+            raise ApiError(
+                429, "rate_limited",
+                "You have too many open streams and long-polls; close one (e.g. a run page) or retry shortly.",
+                headers=retry,
+            ) from None  # fmt: skip
         raise ApiError(
-            503, "unavailable", "Too many open streams and long-polls on this server; retry shortly.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )  # fmt: skip
-    return slot
+            503, "unavailable", "Too many open streams and long-polls on this server; retry shortly.", headers=retry
+        ) from None
 
 
 _RUN_BY_ID = Prepared(select(Run.__table__).where(Run.__table__.c.id == bindparam("run_id")))
@@ -170,4 +230,6 @@ def sse_events(
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["gateway.api.streams"] = StreamSlots(int(app.config["STREAMS_PER_PROCESS"]))
+    app.extensions["gateway.api.streams"] = StreamSlots(
+        int(app.config["STREAMS_PER_PROCESS"]), int(app.config["STREAMS_PER_USER"])
+    )

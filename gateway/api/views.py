@@ -111,7 +111,7 @@ def start_run(name: str) -> Response:
 
 
 def _optional_slot() -> Any:
-    """The run has started already: with no slot free, answer 202 at once instead of 503."""
+    """The run has started already: with no slot free (the caller's own or the process's), answer 202 at once."""
     try:
         return take_slot()
     except ApiError:
