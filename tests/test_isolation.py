@@ -109,6 +109,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, st
         "DATABASE_URL": f"sqlite:///{database}",
         "GATEWAY_COMMANDS_FILE": str(catalogue),
         "RUN_AS_USER": RUN_AS_USER,
+        "PUBLIC_BASE_URL": "https://ops.example.com",
     }
     completed = subprocess.run(
         [sys.executable, "-c", GATEWAY_SCRIPT, str(instance)],

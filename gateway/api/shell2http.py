@@ -18,7 +18,7 @@ import re
 import threading
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -34,6 +34,7 @@ from gateway.extensions import db
 from gateway.models import Run
 from gateway.params import ParamError
 from gateway.timeutil import as_utc
+from gateway.urls import external_url
 
 bp = Blueprint("shell2http", __name__, url_prefix="/shell2http")
 POST_FIELDS = frozenset({"args", "timeout", "force_unique_key", "callback_context"})
@@ -77,7 +78,7 @@ def _user() -> Any:
 
 
 def _result_url(name: str, key: str) -> str:
-    return url_for("shell2http.command", name=name, _external=True) + f"?key={key}&wait=false"
+    return external_url("shell2http.command", name=name, key=key, wait="false")
 
 
 def _command(name: str) -> Command:
