@@ -188,15 +188,10 @@ def _store_files(
     unreferenced = sorted(set(files) - refs)
     if unreferenced:
         raise Shell2HttpError(f"Uploaded file(s) not referenced as @name in args: {', '.join(unreferenced)}.")
-    folder = uploads.make_run_folder(runs.run_as_account())
-    stored: dict[str, Any] = {}
-    try:
-        for ref in sorted(refs):
-            storage = files[ref]
-            limit = int(current_app.config["MAX_CONTENT_LENGTH"])
-            stored[ref] = uploads.store_upload(ref, storage.stream, storage.filename or ref, folder, limit, None)
+    limit = int(current_app.config["MAX_CONTENT_LENGTH"])
+    try:  # the web form's path: files owned by the run-as account, so `cat @file` can read them
+        stored, folder = uploads.store_uploads({ref: files[ref] for ref in sorted(refs)}, limit, runs.run_as_account())
     except ParamError as exc:
-        uploads.remove_folder(folder)
         raise Shell2HttpError(f"{exc.field}: {exc.message}") from None
     kept = [item for item in args if not (isinstance(item, str) and item.startswith("@") and item[1:] in refs)]
     return kept, stored, folder
