@@ -262,12 +262,22 @@ def _report(run: Run, key: str, name: str) -> dict[str, Any]:
     return {
         "key": key,
         "report": stdout,
-        "error": stderr or None,
+        "error": _error(run, stderr),
         "returncode": run.exit_code,
         "start_time": start_time,
         "end_time": end_time,
         "process_time": None if start_time is None or end_time is None else max(0.0, end_time - start_time),
     }
+
+
+def _error(run: Run, stderr: str) -> str | None:
+    """Flask-Shell2HTTP's ``error``: why the run ended, when the run itself failed (timed out, cancelled, lost,
+    never started), else its stderr; a command's exit status alone is ``returncode``'s to tell."""
+    if run.status == "timed_out":
+        return f"command timedout after {run.timeout_seconds:g} seconds."  # upstream's words, for its clients
+    if run.error and (run.status in ("cancelled", "lost") or run.exit_code is None):
+        return run.error
+    return stderr or None
 
 
 def _json(payload: Any, status: int = 200) -> Response:
