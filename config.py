@@ -11,16 +11,20 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 ENVIRONMENTS = ("production", "development", "testing")
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
 ALL_NETWORKS = "0.0.0.0/0,::/0"
 MIN_SECRET_LENGTH = 32
+# Where links point when PUBLIC_BASE_URL is not set: `manage.py serve`'s default address, the test client's host.
+DEFAULT_PUBLIC_BASE_URLS = {"development": "http://127.0.0.1:5000", "testing": "http://localhost"}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -239,6 +243,9 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
 
     commands_file = env.str("GATEWAY_COMMANDS_FILE", str(PROJECT_ROOT / "commands.yaml"))
 
+    public_base_url = parse_public_base_url(env.str("PUBLIC_BASE_URL"), gateway_env)
+    trusted_hosts = parse_trusted_hosts(env.str("TRUSTED_HOSTS"), public_base_url)
+
     return {
         "GATEWAY_ENV": gateway_env,
         "TESTING": gateway_env == "testing",
@@ -257,6 +264,11 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "HEALTH_ALLOWED_NETWORKS": env.networks("HEALTH_ALLOWED_NETWORKS", ALL_NETWORKS),
         "METRICS_ALLOWED_NETWORKS": env.networks("METRICS_ALLOWED_NETWORKS", ",".join(str(net) for net in allowed)),
         "TRUSTED_PROXY_COUNT": env.int("TRUSTED_PROXY_COUNT", 0, maximum=10),
+        "PUBLIC_BASE_URL": public_base_url,
+        "PUBLIC_BASE_URL_DEFAULTED": env.raw("PUBLIC_BASE_URL") is None,
+        # Not Flask's TRUSTED_HOSTS: Flask checks that while routing, before netguard can let the
+        # probes and /metrics through whatever their Host.
+        "GATEWAY_TRUSTED_HOSTS": trusted_hosts,
         "RATELIMIT_STORAGE_URI": storage_uri,
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_SWALLOW_ERRORS": False,
@@ -286,6 +298,73 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
     }
+
+
+def parse_public_base_url(text: str | None, gateway_env: str) -> str:
+    """``PUBLIC_BASE_URL``: an absolute http(s) URL, maybe with a path prefix; returned without a trailing slash.
+
+    Every absolute URL the gateway hands out starts with it, so a request's
+    ``Host`` header never chooses where an invite link points.  Production has
+    no default: a guess there would be the very thing this setting replaces.
+    """
+    if text is None:
+        default = DEFAULT_PUBLIC_BASE_URLS.get(gateway_env)
+        if default is None:
+            raise ConfigError(
+                "PUBLIC_BASE_URL: not set (the gateway's address as users reach it, e.g. https://ops.example.com)"
+            )
+        return default
+    expected = "expected an absolute http(s) URL such as https://ops.example.com"
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # raises ValueError when the port is not a number in range
+    except ValueError:
+        raise ConfigError(f"PUBLIC_BASE_URL: {expected}, got {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in text):
+        raise ConfigError(f"PUBLIC_BASE_URL: {expected}, got {text!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("PUBLIC_BASE_URL: must not carry a user name or password")
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise ConfigError(f"PUBLIC_BASE_URL: must not have a query or fragment, got {text!r}")
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+_HOST_NAME = re.compile(r"\.?[a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\]")
+_HOST_HEADER = re.compile(r"([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def host_trusted(host_header: str, trusted: tuple[str, ...]) -> bool:
+    """Whether a ``Host`` value (``name[:port]``, ``[v6][:port]``) names one of ``trusted`` (ports ignored).
+
+    An entry starting with a dot admits that domain and its subdomains.
+    Werkzeug's ``host_is_trusted`` cannot match bracketed IPv6 entries, hence our own.
+    """
+    match = _HOST_HEADER.fullmatch(host_header.lower())
+    if match is None:
+        return False
+    name = match.group(1).rstrip(".")
+    return any(
+        name == entry or (entry.startswith(".") and (name == entry[1:] or name.endswith(entry))) for entry in trusted
+    )
+
+
+def parse_trusted_hosts(text: str | None, public_base_url: str) -> tuple[str, ...] | None:
+    """``TRUSTED_HOSTS``: host names (``.example.com`` for its subdomains) the ``Host`` header may name; None = any.
+
+    The list must admit ``PUBLIC_BASE_URL``'s own host, or every link the
+    gateway hands out would lead to a 400.
+    """
+    if text is None:
+        return None
+    hosts = tuple(item.strip().lower() for item in text.split(",") if item.strip())
+    if not hosts:
+        raise ConfigError("TRUSTED_HOSTS: no host given")
+    for host in hosts:
+        if not _HOST_NAME.fullmatch(host):
+            raise ConfigError(f"TRUSTED_HOSTS: {host!r} is not a host name (no scheme, port or path)")
+    if not host_trusted(urlsplit(public_base_url).netloc, hosts):
+        raise ConfigError("TRUSTED_HOSTS: does not include PUBLIC_BASE_URL's host")
+    return hosts
 
 
 def _check_run_as_user(name: str | None, production: bool) -> None:

@@ -154,6 +154,7 @@ def gateway_environ(directory: Path, port: int, threads: int) -> dict[str, str]:
             "GUNICORN_WORKERS": "1",
             "GUNICORN_THREADS": str(threads),
             "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         }
     )
     if os.geteuid() == 0:

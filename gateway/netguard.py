@@ -3,6 +3,9 @@
 The client address is ``request.remote_addr`` after ProxyFix, which is only
 installed when ``TRUSTED_PROXY_COUNT`` > 0 and then honours exactly that many
 X-Forwarded-For hops: with 0, a forged header changes nothing.
+
+The same gate answers 400 to a ``Host`` outside ``TRUSTED_HOSTS`` (when set),
+except on the probes and ``/metrics``, which kubelet and Prometheus call by pod IP.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from collections.abc import Iterable
 from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import Network
+from config import Network, host_trusted
 
 log = logging.getLogger("gateway.netguard")
 
 HEALTH_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz"})
 METRICS_ENDPOINTS = frozenset({"health.metrics"})
+# Called by pod IP (kubelet, Prometheus), so they answer whatever the Host.
+ANY_HOST_ENDPOINTS = HEALTH_ENDPOINTS | METRICS_ENDPOINTS
 
 
 def parse_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -78,11 +83,27 @@ def _as_anonymous() -> None:
     g._login_user = login_manager.anonymous_user()  # flask-login's per-request user slot
 
 
+def host_allowed() -> bool:
+    """Whether ``TRUSTED_HOSTS`` names the request's ``Host``; without the setting, and on probes, any Host passes."""
+    trusted: tuple[str, ...] | None = current_app.config["GATEWAY_TRUSTED_HOSTS"]
+    if trusted is None or request.endpoint in ANY_HOST_ENDPOINTS:
+        return True
+    return host_trusted(request.host, trusted)
+
+
+def _unknown_host() -> Response:
+    return Response("Bad Request: unknown host\n", status=400, mimetype="text/plain")
+
+
 def guard() -> Response | None:
-    """The before_request hook that runs first: ``None`` lets the request through, else the 403."""
+    """The before_request hook that runs first: ``None`` lets the request through, else the 403 (or 400 for a Host)."""
     address = client_address()
     if address_allowed(address, networks_for_request()):
-        return None
+        if host_allowed():
+            return None
+        _as_anonymous()
+        log.info("refused a request for an untrusted Host %r", request.host[:100])
+        return _unknown_host()
     g.network_denied = True  # metrics label the refusal apart: nothing of the request becomes a label
     _as_anonymous()
     from gateway import audit

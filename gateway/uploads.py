@@ -3,7 +3,9 @@
 Each file is stored under a generated name in a private per-run folder that
 only the run-as account can read, size-capped while it is written; the audit
 records its original name, size and sha256, and its path is what reaches argv.
-The executor removes the folder when the run ends.
+The executor removes the folder when the run ends.  ``store_uploads`` is the
+one way in, for the web form and Shell2HTTP alike: folder and files get the
+run-as account together, so no surface can hand a command a file it cannot read.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Mapping
 from typing import IO
+
+from werkzeug.datastructures import FileStorage
 
 from gateway.params import FileValue, ParamError
 from gateway.runners.shell import RunAs
@@ -21,14 +26,37 @@ from gateway.runners.shell import RunAs
 CHUNK = 64 * 1024
 
 
-def make_run_folder(run_as: RunAs | None) -> str:
+def store_uploads(
+    files: Mapping[str, FileStorage], max_bytes: int, run_as: RunAs | None
+) -> tuple[dict[str, FileValue], str | None]:
+    """Store one request's uploads (by param name) in a new per-run folder; (values, folder), or ({}, None).
+
+    ``run_as`` is the account the run will use (``runs.run_as_account()``):
+    the folder and every file in it become its own.
+    :raise ParamError: a file larger than ``max_bytes``; nothing is left on disk then.
+    """
+    if not files:
+        return {}, None
+    folder = _make_run_folder(run_as)
+    try:
+        stored = {
+            name: _store_upload(name, upload.stream, upload.filename or "upload", folder, max_bytes, run_as)
+            for name, upload in files.items()
+        }
+    except BaseException:
+        remove_folder(folder)
+        raise
+    return stored, folder
+
+
+def _make_run_folder(run_as: RunAs | None) -> str:
     path = tempfile.mkdtemp(prefix="gateway-run-")
     if run_as is not None and os.geteuid() == 0:
         os.chown(path, run_as.uid, run_as.gid)
     return path
 
 
-def store_upload(
+def _store_upload(
     field: str, stream: IO[bytes], original_name: str, folder: str, max_bytes: int, run_as: RunAs | None
 ) -> FileValue:
     """Copy an upload into ``folder`` under a random name; refuse it past ``max_bytes``."""

@@ -24,11 +24,17 @@ PROJECT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "s" * 40
 GOOD_AUDIT_KEY = "a" * 40
 UNPRIVILEGED = "nobody"  # production refuses to run commands as root, and these tests may run as root
+PUBLIC = "https://ops.example.com"
 
 
 def production(**overrides: str) -> dict[str, str]:
     """A complete, safe production environment; overrides add or replace settings."""
-    environ = {"SECRET_KEY": GOOD_SECRET, "AUDIT_KEY": GOOD_AUDIT_KEY, "RUN_AS_USER": UNPRIVILEGED}
+    environ = {
+        "SECRET_KEY": GOOD_SECRET,
+        "AUDIT_KEY": GOOD_AUDIT_KEY,
+        "RUN_AS_USER": UNPRIVILEGED,
+        "PUBLIC_BASE_URL": PUBLIC,
+    }
     environ.update(overrides)
     return {name: value for name, value in environ.items() if value is not None}
 
@@ -63,6 +69,72 @@ def test_production_without_secret_key_refuses(tmp_path):
 
 def test_production_without_audit_key_refuses(tmp_path):
     assert refusal(production(AUDIT_KEY=None), tmp_path).startswith("AUDIT_KEY")
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_production_without_public_base_url_refuses(tmp_path, value):
+    # Without it every link would have to come from the request's Host, which the caller chooses.
+    assert refusal(production(PUBLIC_BASE_URL=value), tmp_path).startswith("PUBLIC_BASE_URL:")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ops.example.com",
+        "//ops.example.com",
+        "ftp://ops.example.com",
+        "javascript:alert(1)",
+        "https://",
+        "https://ops.example.com:99999",
+        "https://ops.example.com:port",
+        "https://ops.example.com/?next=x",
+        "https://ops.example.com/#top",
+        "https://ops.example.com?",
+        "https://user:pw@ops.example.com",
+        "https://ops example.com",
+        "https://ops.example.com/a\tb",
+    ],
+)
+def test_malformed_public_base_url_refuses(tmp_path, value):
+    message = refusal(production(PUBLIC_BASE_URL=value), tmp_path)
+    assert message.startswith("PUBLIC_BASE_URL:")
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://ops.example.com", "https://ops.example.com"),
+        ("https://Ops.Example.COM/", "https://ops.example.com"),
+        ("http://10.0.0.5:8080/gateway/", "http://10.0.0.5:8080/gateway"),
+        ("http://[2001:db8::5]:8000", "http://[2001:db8::5]:8000"),
+    ],
+)
+def test_public_base_url_is_normalised(tmp_path, value, expected):
+    assert load_config(production(PUBLIC_BASE_URL=value), tmp_path / "instance")["PUBLIC_BASE_URL"] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", None),  # unset: any Host
+        (",", "TRUSTED_HOSTS: no host given"),
+        ("https://ops.example.com", "TRUSTED_HOSTS: 'https://ops.example.com' is not a host name"),
+        ("ops.example.com:443", "TRUSTED_HOSTS: 'ops.example.com:443' is not a host name"),
+        ("other.example.com", "TRUSTED_HOSTS: does not include PUBLIC_BASE_URL's host"),
+    ],
+)
+def test_trusted_hosts_are_checked_against_the_public_base_url(tmp_path, value, message):
+    if message is None:
+        assert load_config(production(TRUSTED_HOSTS=value), tmp_path / "instance")["GATEWAY_TRUSTED_HOSTS"] is None
+    else:
+        assert refusal(production(TRUSTED_HOSTS=value), tmp_path).startswith(message)
+
+
+def test_trusted_hosts_are_parsed(tmp_path):
+    config = load_config(production(TRUSTED_HOSTS=" OPS.example.com, .internal.example , [2001:db8::5]"), tmp_path)
+    assert config["GATEWAY_TRUSTED_HOSTS"] == ("ops.example.com", ".internal.example", "[2001:db8::5]")
+    assert "TRUSTED_HOSTS" not in config  # Flask's own would refuse the probes while routing, before netguard
 
 
 @pytest.mark.parametrize("value", ["", "   "])
@@ -191,6 +263,7 @@ def test_secrets_from_files(tmp_path):
     database = f"sqlite:///{tmp_path / 'from-file.db'}"
     environ = {
         "RUN_AS_USER": UNPRIVILEGED,
+        "PUBLIC_BASE_URL": PUBLIC,
         "SECRET_KEY_FILE": write_secret(tmp_path, "secret", "f" * 40),
         "AUDIT_KEY_FILE": write_secret(tmp_path, "audit", "g" * 40),
         "DATABASE_URL_FILE": write_secret(tmp_path, "dburl", database),
@@ -277,6 +350,8 @@ def test_production_defaults(tmp_path):
     assert config["SESSION_COOKIE_HTTPONLY"] is True
     assert config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'instance' / 'gateway.db'}"
+    assert config["PUBLIC_BASE_URL"] == PUBLIC and config["PUBLIC_BASE_URL_DEFAULTED"] is False
+    assert config["GATEWAY_TRUSTED_HOSTS"] is None
 
 
 def test_metrics_networks_follow_allowed_networks(tmp_path):
@@ -359,6 +434,10 @@ def test_development_with_unusable_instance_refuses(tmp_path):
 def test_development_defaults(tmp_path):
     config = load_config({"GATEWAY_ENV": "development"}, tmp_path / "instance")
     assert config["SESSION_COOKIE_SECURE"] is False
+    # manage.py serve's default address (serve moves it to its --host/--port); tests use the test client's host.
+    assert config["PUBLIC_BASE_URL"] == "http://127.0.0.1:5000" and config["PUBLIC_BASE_URL_DEFAULTED"] is True
+    testing = load_config(production(GATEWAY_ENV="testing", PUBLIC_BASE_URL=None), tmp_path / "instance")
+    assert testing["PUBLIC_BASE_URL"] == "http://localhost"
     config = load_config({"GATEWAY_ENV": "development", "SESSION_COOKIE_SECURE": "1"}, tmp_path / "instance")
     assert config["SESSION_COOKIE_SECURE"] is True
 
@@ -402,6 +481,7 @@ def test_manage_py_names_a_malformed_network(tmp_path):
         "SECRET_KEY": GOOD_SECRET,
         "AUDIT_KEY": GOOD_AUDIT_KEY,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
+        "PUBLIC_BASE_URL": PUBLIC,
         "ALLOWED_NETWORKS": "10.0.0.1/8",
     }
     assert_one_line_refusal(run_entry_point(["manage.py", "users", "list"], environ), "ALLOWED_NETWORKS")
@@ -410,3 +490,8 @@ def test_manage_py_names_a_malformed_network(tmp_path):
 def test_wsgi_refuses_with_one_line():
     result = run_entry_point(["-c", "import wsgi"], {"GATEWAY_ENV": "production", "SECRET_KEY": GOOD_SECRET})
     assert_one_line_refusal(result, "AUDIT_KEY")
+
+
+def test_wsgi_without_public_base_url_refuses_with_one_line(tmp_path):
+    environ = production(PUBLIC_BASE_URL=None, DATABASE_URL=f"sqlite:///{tmp_path / 'gw.db'}")
+    assert_one_line_refusal(run_entry_point(["-c", "import wsgi"], environ), "PUBLIC_BASE_URL")

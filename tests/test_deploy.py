@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from config import parse_public_base_url, parse_trusted_hosts
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
@@ -79,3 +81,18 @@ def test_configmap_carries_a_catalogue_mounted_where_the_app_reads_it():
     env = {e["name"]: e["value"] for e in container["env"]}
     mount = next(m for m in container["volumeMounts"] if m["name"] == "commands")
     assert env["GATEWAY_COMMANDS_FILE"] == mount["mountPath"] + "/commands.yaml"
+
+
+def test_every_container_links_to_one_public_base_url_and_the_gateway_trusts_only_its_host():
+    # Production refuses to start without PUBLIC_BASE_URL (the jobs too: they build the same app).
+    bases = set()
+    for spec in pod_specs():
+        for container in spec["containers"]:
+            env = {e["name"]: e["value"] for e in container["env"]}
+            bases.add(parse_public_base_url(env["PUBLIC_BASE_URL"], "production"))
+    (base,) = bases
+    assert base.startswith("https://")
+    (deployment,) = of_kind("Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert parse_trusted_hosts(env["TRUSTED_HOSTS"], base)  # refuses other Hosts; admits the links' own

@@ -26,6 +26,7 @@ def test_every_line_a_production_gunicorn_writes_is_json(database_url: str, tmp_
     catalogue.write_text(textwrap.dedent('commands:\n  - {name: quick, title: Q, kind: shell, argv: ["true"]}\n'))
     environ = replica_environ(database_url, catalogue)
     environ.update(GATEWAY_ENV="production", RUN_AS_USER="gatewayrun", RATELIMIT_STORAGE_URI="memory://")
+    environ.update(PUBLIC_BASE_URL="https://ops.example.com")
     replica = start_replica("prod", environ, tmp_path)
     try:
         response = requests.get(replica.base + "/livez", timeout=5)

@@ -20,25 +20,9 @@ from pathlib import Path
 import pytest
 
 from config import PROJECT_ROOT
+from tests.runas import require_run_as_user
 
-RUN_AS_USER = os.environ.get("GATEWAY_TEST_RUN_AS_USER", "gatewayrun")
-REQUIRED = os.environ.get("GATEWAY_TEST_REQUIRE_RUN_AS_USER") == "1"
-
-
-def _account_ready() -> str | None:
-    if os.geteuid() != 0:
-        return "the tests do not run as root, so the gateway cannot switch users"
-    try:
-        pwd.getpwnam(RUN_AS_USER)
-    except KeyError:
-        return f"no account {RUN_AS_USER!r} (create it: useradd --system {RUN_AS_USER})"
-    return None
-
-
-if (reason := _account_ready()) is not None:
-    if REQUIRED:
-        pytest.fail(f"isolation tests required but cannot run: {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+RUN_AS_USER = require_run_as_user(module_level=True)
 
 SECRET_KEY = "isolation-secret-key-" + "k" * 40
 AUDIT_KEY = "isolation-audit-key-" + "a" * 40
@@ -109,6 +93,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, st
         "DATABASE_URL": f"sqlite:///{database}",
         "GATEWAY_COMMANDS_FILE": str(catalogue),
         "RUN_AS_USER": RUN_AS_USER,
+        "PUBLIC_BASE_URL": "https://ops.example.com",
     }
     completed = subprocess.run(
         [sys.executable, "-c", GATEWAY_SCRIPT, str(instance)],

@@ -99,7 +99,7 @@ def test_production_logs_json_to_stderr_once_per_process(make_app):
     before = list(root.handlers)
     try:
         for _ in range(2):
-            make_app(GATEWAY_ENV="production", RUN_AS_USER="nobody")
+            make_app(GATEWAY_ENV="production", RUN_AS_USER="nobody", PUBLIC_BASE_URL="https://ops.example.com")
         added = [handler for handler in root.handlers if handler not in before]
         assert len(added) == 1 and isinstance(added[0].formatter, JsonFormatter)
         assert all(handler in root.handlers for handler in before)  # pytest's capture keeps working

@@ -32,6 +32,7 @@ def test_production_and_development_hash_with_the_strong_parameters(tmp_path, en
         "SECRET_KEY": "s" * 40,
         "AUDIT_KEY": "a" * 40,
         "RUN_AS_USER": "nobody",
+        "PUBLIC_BASE_URL": "https://ops.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
         # The name an operator might guess for a switch: it must change nothing.
         "PASSWORD_HASH_PROFILE": "cheap-for-tests",

@@ -531,18 +531,26 @@ def test_signals_carry_the_callback_context(engine_app, people):
 # --- uploads --------------------------------------------------------------------------------
 
 
-def test_an_uploaded_file_reaches_argv_as_a_path_and_is_removed_after(engine_app, people):
+def test_an_uploaded_file_reaches_argv_as_a_path_and_is_removed_after(engine_app, people, tmp_path, monkeypatch):
     import hashlib
     import io
     import os
+    import tempfile
+
+    from werkzeug.datastructures import FileStorage
 
     from gateway import uploads
     from gateway.params import ParamError
 
     content = b"report data\n" * 1000
+
+    def upload(name: str) -> FileStorage:
+        return FileStorage(io.BytesIO(content), filename=name)
+
     with engine_app.app_context():
-        folder = uploads.make_run_folder(None)
-        stored = uploads.store_upload("upload", io.BytesIO(content), "../../etc/passwd", folder, 1 << 20, None)
+        files, folder = uploads.store_uploads({"upload": upload("../../etc/passwd")}, 1 << 20, None)
+        assert folder is not None
+        stored = files["upload"]
         assert os.path.dirname(stored.path) == folder and stored.original_name == "passwd"
         started = runs.start("checksum", {}, caller(people["admin"]), files={"upload": stored}, tempdir=folder)
         run = wait_for(started.run.id)
@@ -555,10 +563,12 @@ def test_an_uploaded_file_reaches_argv_as_a_path_and_is_removed_after(engine_app
             time.sleep(0.05)
         assert not os.path.exists(folder)
 
-        other = uploads.make_run_folder(None)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the refused upload's folder would stay
         with pytest.raises(ParamError) as excinfo:
-            uploads.store_upload("upload", io.BytesIO(content), "big.bin", other, 100, None)
-        assert excinfo.value.field == "upload" and os.listdir(other) == []
+            uploads.store_uploads({"upload": upload("big.bin")}, 100, None)
+        assert excinfo.value.field == "upload"
+        assert not [path for path in tmp_path.iterdir() if path.name.startswith("gateway-run-")]
+        _, other = uploads.store_uploads({"upload": upload("small.bin")}, 1 << 20, None)
         with pytest.raises(runs.RunRejected):
             runs.start("checksum", {"upload": "/etc/passwd"}, caller(people["admin"]), tempdir=other)
-        assert not os.path.exists(other)  # refused: the folder goes at once
+        assert other is not None and not os.path.exists(other)  # refused: the folder goes at once

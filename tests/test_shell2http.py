@@ -50,6 +50,12 @@ CATALOGUE = textwrap.dedent(
         title: No args param
         kind: shell
         argv: ["true"]
+      - name: not-installed
+        title: A program that is not installed
+        kind: shell
+        argv: ["/nonexistent/program", "{{args}}"]
+        params:
+          args: {{type: list}}
     """
 )
 
@@ -71,7 +77,7 @@ def staff(s2h_app):
         groups.create_group("ops")
         for name in ("staff", "other"):
             groups.add_member("ops", name)
-        for command in ("saythis", "split", "pidsleep", "digest", "noargs"):
+        for command in ("saythis", "split", "pidsleep", "digest", "noargs", "not-installed"):
             groups.add_grant("ops", command)
     return {"Authorization": f"Bearer {issue_token(s2h_app, 'staff')[1]}"}
 
@@ -187,6 +193,31 @@ def test_wait_true_is_bounded_by_the_timeout_and_timeout_only_lowers(s2h_app, st
     with s2h_app.app_context():
         timeouts = sorted(run.timeout_seconds for run in db.session.query(Run))
     assert timeouts == [1.0, 60.0]  # 999999 was capped at the catalogue's 60
+
+
+def finished(client, headers, url) -> dict:
+    """The report once the run has ended (a long-poll bounded by a short timeout may answer "running")."""
+    deadline = time.monotonic() + 20
+    while (report := result(client, headers, url).get_json()).get("status") == "running":
+        assert time.monotonic() < deadline, report
+    return report
+
+
+def test_error_is_the_runs_own_failure_when_it_has_one(s2h_app, staff):
+    # Flask-Shell2HTTP clients read `error` to learn why a job ended; a timeout is not "no error".
+    client = s2h_app.test_client()
+    timed = client.post("/shell2http/pidsleep", json={"args": ["20"], "timeout": 1}, headers=staff).get_json()
+    report = finished(client, staff, timed["result_url"])
+    assert report["error"] == "command timedout after 1 seconds." and report["returncode"] is not None
+    slow = client.post("/shell2http/pidsleep", json={"args": ["20"], "force_unique_key": True}, headers=staff)
+    key = slow.get_json()["key"]
+    assert client.delete(f"/shell2http/pidsleep?key={key}", headers=staff).status_code == 204
+    cancelled = finished(client, staff, slow.get_json()["result_url"])
+    assert cancelled["error"] in ("cancelled", "cancelled before it started")
+    missing = client.post("/shell2http/not-installed", json={"args": []}, headers=staff).get_json()
+    never = finished(client, staff, missing["result_url"])
+    assert never["error"] == "program not found: /nonexistent/program" and never["returncode"] is None
+    # A command that fails on its own still reports its stderr (see test_report_is_stdout_and_error_is_stderr).
 
 
 def test_callback_context_reaches_run_finished(s2h_app, staff):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
-
 from gateway.catalogue import Catalogue, Command
 from gateway.models import AuditEvent, Run
 from gateway.timeutil import as_utc
+from gateway.urls import external_url
 
 PARAM_FIELDS = ("type", "required", "pattern", "min", "max", "choices", "max_length", "max_items", "help", "label")
 
@@ -41,7 +40,7 @@ def command_view(command: Command, catalogue: Catalogue, disabled: bool) -> dict
         "unavailable_reason": reason,
         "shell2http": command.kind == "shell" and args is not None and args.type == "list",
         "params": param_schema(command),
-        "runs_url": url_for("api.start_run", name=command.name, _external=True),
+        "runs_url": external_url("api.start_run", name=command.name),
     }
 
 
@@ -49,8 +48,8 @@ def accepted_view(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
         "status": run.status,
-        "url": url_for("api.get_run", run_id=run.id, _external=True),
-        "stream_url": url_for("api.stream_run", run_id=run.id, _external=True),
+        "url": external_url("api.get_run", run_id=run.id),
+        "stream_url": external_url("api.stream_run", run_id=run.id),
     }
 
 

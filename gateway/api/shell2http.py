@@ -18,7 +18,7 @@ import re
 import threading
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -34,6 +34,7 @@ from gateway.extensions import db
 from gateway.models import Run
 from gateway.params import ParamError
 from gateway.timeutil import as_utc
+from gateway.urls import external_url
 
 bp = Blueprint("shell2http", __name__, url_prefix="/shell2http")
 POST_FIELDS = frozenset({"args", "timeout", "force_unique_key", "callback_context"})
@@ -77,7 +78,7 @@ def _user() -> Any:
 
 
 def _result_url(name: str, key: str) -> str:
-    return url_for("shell2http.command", name=name, _external=True) + f"?key={key}&wait=false"
+    return external_url("shell2http.command", name=name, key=key, wait="false")
 
 
 def _command(name: str) -> Command:
@@ -187,15 +188,10 @@ def _store_files(
     unreferenced = sorted(set(files) - refs)
     if unreferenced:
         raise Shell2HttpError(f"Uploaded file(s) not referenced as @name in args: {', '.join(unreferenced)}.")
-    folder = uploads.make_run_folder(runs.run_as_account())
-    stored: dict[str, Any] = {}
-    try:
-        for ref in sorted(refs):
-            storage = files[ref]
-            limit = int(current_app.config["MAX_CONTENT_LENGTH"])
-            stored[ref] = uploads.store_upload(ref, storage.stream, storage.filename or ref, folder, limit, None)
+    limit = int(current_app.config["MAX_CONTENT_LENGTH"])
+    try:  # the web form's path: files owned by the run-as account, so `cat @file` can read them
+        stored, folder = uploads.store_uploads({ref: files[ref] for ref in sorted(refs)}, limit, runs.run_as_account())
     except ParamError as exc:
-        uploads.remove_folder(folder)
         raise Shell2HttpError(f"{exc.field}: {exc.message}") from None
     kept = [item for item in args if not (isinstance(item, str) and item.startswith("@") and item[1:] in refs)]
     return kept, stored, folder
@@ -266,12 +262,22 @@ def _report(run: Run, key: str, name: str) -> dict[str, Any]:
     return {
         "key": key,
         "report": stdout,
-        "error": stderr or None,
+        "error": _error(run, stderr),
         "returncode": run.exit_code,
         "start_time": start_time,
         "end_time": end_time,
         "process_time": None if start_time is None or end_time is None else max(0.0, end_time - start_time),
     }
+
+
+def _error(run: Run, stderr: str) -> str | None:
+    """Flask-Shell2HTTP's ``error``: why the run ended, when the run itself failed (timed out, cancelled, lost,
+    never started), else its stderr; a command's exit status alone is ``returncode``'s to tell."""
+    if run.status == "timed_out":
+        return f"command timedout after {run.timeout_seconds:g} seconds."  # upstream's words, for its clients
+    if run.error and (run.status in ("cancelled", "lost") or run.exit_code is None):
+        return run.error
+    return stderr or None
 
 
 def _json(payload: Any, status: int = 200) -> Response:

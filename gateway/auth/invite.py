@@ -17,6 +17,7 @@ from gateway import invites
 from gateway.auth.views import _address_key, _login_limit, bp
 from gateway.extensions import limiter
 from gateway.netguard import client_address
+from gateway.urls import external_url
 
 ASK = "ask an administrator for a new one."
 LINK_PROBLEMS = {
@@ -31,8 +32,8 @@ LINK_PROBLEMS = {
 
 
 def invite_url(token: str) -> str:
-    """The link an admin hands over: absolute, token in the fragment."""
-    return url_for("auth.invite", _external=True) + "#" + token
+    """The link an admin hands over: absolute (``PUBLIC_BASE_URL``, never the request's Host), token in the fragment."""
+    return external_url("auth.invite") + "#" + token
 
 
 def _render(errors: dict[str, str] | None = None, status: int = 200, code: str = "") -> tuple[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -125,5 +126,21 @@ def serve_command(host: str, port: int) -> None:
 
     stall_guard.GUARD.enabled = True  # manage.py turned it off for the CLI; this serves requests
     app = app_object()
-    click.echo(f"Ops Gateway on http://{host}:{port}/ ({app.config['GATEWAY_ENV']})", err=True)
+    listening = served_base_url(host, port)
+    if app.config["PUBLIC_BASE_URL_DEFAULTED"]:
+        app.config["PUBLIC_BASE_URL"] = listening  # links (invites, API urls) point where this server answers
+    click.echo(f"Ops Gateway on {listening}/ ({app.config['GATEWAY_ENV']})", err=True)
+    if app.config["PUBLIC_BASE_URL"] != listening:
+        click.echo(f"links use PUBLIC_BASE_URL={app.config['PUBLIC_BASE_URL']}", err=True)
     serve_forever(app, host, port)
+
+
+def served_base_url(host: str, port: int) -> str:
+    """The address a browser on this machine reaches ``serve`` at (a wildcard host is reached via loopback)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}"  # a host name
+    if address.is_unspecified:
+        address = ipaddress.ip_address("127.0.0.1")
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"

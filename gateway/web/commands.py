@@ -12,7 +12,7 @@ from gateway import policy, runs
 from gateway.callers import current_caller
 from gateway.catalogue import Command
 from gateway.params import FileValue, ParamError
-from gateway.uploads import make_run_folder, remove_folder, store_upload
+from gateway.uploads import store_uploads
 from gateway.web import bp
 from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
 from gateway.web.shared import me
@@ -67,21 +67,8 @@ def command_form(name: str) -> tuple[str, int]:
 def _store_files(command: Command) -> tuple[dict[str, FileValue], str | None]:
     """Uploaded files into a private per-run folder; (files, folder). Raises ParamError on a too-large file."""
     wanted = [name for name, spec in command.params.items() if spec.type == "file"]
-    present = [name for name in wanted if request.files.get(name) and request.files[name].filename]
-    if not present:
-        return {}, None
-    run_as = runs.run_as_account()  # the engine's reading of RUN_AS_USER, so the run can read its uploads
-    folder = make_run_folder(run_as)
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    files: dict[str, FileValue] = {}
-    try:
-        for name in present:
-            upload = request.files[name]
-            files[name] = store_upload(name, upload.stream, upload.filename or "upload", folder, limit, run_as)
-    except BaseException:
-        remove_folder(folder)
-        raise
-    return files, folder
+    present = {name: request.files[name] for name in wanted if request.files.get(name) and request.files[name].filename}
+    return store_uploads(present, current_app.config["MAX_CONTENT_LENGTH"], runs.run_as_account())
 
 
 @bp.route("/commands/<name>", methods=["POST"])
