@@ -132,6 +132,9 @@ def test_postgres_urls_use_the_installed_driver(tmp_path):
         ("SESSION_MAX_HOURS", "0"),
         ("MAX_OUTPUT_BYTES", "1e6"),
         ("RUN_HEARTBEAT_SECONDS", "five"),
+        ("WRITE_LOCK_TIMEOUT_SECONDS", "0"),
+        ("WRITE_LOCK_TIMEOUT_SECONDS", "31"),
+        ("WRITE_LOCK_TIMEOUT_SECONDS", "2.5"),
         ("SESSION_COOKIE_SECURE", "maybe"),
         ("ALLOW_ALL_NETWORKS", "sure"),
     ],
@@ -270,6 +273,7 @@ def test_production_defaults(tmp_path):
     assert config["RUN_HEARTBEAT_SECONDS"] == 5
     assert config["SESSION_IDLE_MINUTES"] == 30
     assert config["SESSION_MAX_HOURS"] == 12
+    assert config["WRITE_LOCK_TIMEOUT_SECONDS"] == 5
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["SESSION_COOKIE_HTTPONLY"] is True
     assert config["SESSION_COOKIE_SAMESITE"] == "Lax"
@@ -295,8 +299,10 @@ def test_settings_are_parsed(tmp_path):
         RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
         SESSION_IDLE_MINUTES=" 45 ",
         HEALTH_ALLOWED_NETWORKS="10.1.0.0/16",
+        WRITE_LOCK_TIMEOUT_SECONDS="1",
     )
     config = load_config(environ, tmp_path / "instance")
+    assert config["WRITE_LOCK_TIMEOUT_SECONDS"] == 1
     assert config["TRUSTED_PROXY_COUNT"] == 2
     assert config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/0"
     assert config["SESSION_IDLE_MINUTES"] == 45
