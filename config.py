@@ -286,6 +286,10 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "AUDIT_OUTPUT_EXCERPT_BYTES": env.int("AUDIT_OUTPUT_EXCERPT_BYTES", 2048),
         "AUDIT_ANCHOR_EVERY": env.int("AUDIT_ANCHOR_EVERY", 1000),
         "MAX_CONTENT_LENGTH": env.int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
+        # How long a request waits for the database's write lock before its 503. At least 1 s: with 0,
+        # requests of one process queueing for the write lock a few ms apart would refuse each other.
+        # At most the background writers' patience (30 s), which a request never outlasts.
+        "WRITE_LOCK_TIMEOUT_SECONDS": env.int("WRITE_LOCK_TIMEOUT_SECONDS", 5, minimum=1, maximum=30),
         "SESSION_COOKIE_NAME": "gateway_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

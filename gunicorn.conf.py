@@ -36,22 +36,19 @@ timeout = 60  # the worker's main loop heartbeats; requests themselves may be lo
 keepalive = 5
 graceful_timeout = int(float(os.environ.get("RUN_SHUTDOWN_GRACE_SECONDS", "30"))) + DRAIN_MARGIN_SECONDS
 errorlog = "-"
+# The app writes one access line per request (gateway.access: method, path without its query
+# string, status, duration; JSON in production, text elsewhere), so gunicorn's own is off: a
+# second line per request, and one that would need care to keep Shell2HTTP keys out.
+accesslog = None
 if os.environ.get("GATEWAY_ENV", "production").lower() == "production":
-    # One JSON object per line on stderr, like the app's own logs: the app already logs every
-    # request (gateway.access, with its request id), so gunicorn's plain-text access line is off,
-    # and gunicorn's own messages (boot, worker exits, timeouts) use the app's JSON formatter.
-    accesslog = None
+    # One JSON object per line on stderr, like the app's own logs: gunicorn's own messages
+    # (boot, worker exits, timeouts) use the app's JSON formatter.
     logconfig_dict = {
         "formatters": {"json": {"()": "gateway.logs.JsonFormatter"}},
         "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
         "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False}},
         "root": {"level": "INFO", "handlers": []},  # the app adds its own JSON handler in each worker
     }
-else:
-    accesslog = "-"
-    # The path without its query string (%(U)s, not %(r)s) and no Referer: queries carry
-    # Shell2HTTP keys and audit search text, which the logs never hold.
-    access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
 def post_worker_init(worker: Any) -> None:

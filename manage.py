@@ -6,12 +6,13 @@ from __future__ import annotations
 import sys
 
 import click
-from flask.cli import FlaskGroup
+from flask import Flask
+from flask.cli import ScriptInfo
 
 from config import ConfigError
 
 
-def _create_app():
+def _create_app() -> Flask:
     """The app from the environment; ``GATEWAY_INSTANCE_PATH`` moves ``instance/`` (default: the project's)."""
     from gateway import create_app, stall_guard
 
@@ -25,16 +26,21 @@ def _create_app():
 
 
 def build_cli() -> click.Group:
+    """The operator commands (``gateway.cli.COMMANDS``, nothing else).
+
+    The app, and with it the settings and secrets, is built only when a command
+    that needs it runs (``with_appcontext`` loads it from the ``ScriptInfo``):
+    help, an unknown command's error and ``commands validate`` need no secrets.
+    Not Flask's ``FlaskGroup``, which builds the app to list its plugin commands.
+    """
     from gateway.cli import COMMANDS
 
-    group = FlaskGroup(
+    group = click.Group(
         name="manage.py",
-        create_app=_create_app,
-        add_default_commands=False,
-        add_version_option=False,
-        load_dotenv=False,
-        set_debug_flag=False,
         help="Ops Gateway operator commands.",
+        context_settings={
+            "obj": ScriptInfo(create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False),
+        },
     )
     for command in COMMANDS:
         group.add_command(command)

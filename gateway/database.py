@@ -12,19 +12,28 @@ The BEGIN is issued by the dialect's ``do_begin``, not by a ``begin`` event
 listener: any connection event on the engine sends every statement through
 SQLAlchemy's event dispatch (before/after execute, before/after cursor
 execute), which cost a fifth of a run's CPU.
+
+How long a write unit waits for the write lock depends on who is waiting
+(``_lock_patience``, the one place that tells them apart): a request's caller
+gets its 503 within ``WRITE_LOCK_TIMEOUT_SECONDS`` (the in-process writer queue,
+then SQLite's busy wait, or PostgreSQL's ``lock_timeout`` for the transaction);
+background writers (a run's end, lease renewals, the reaper, output) record
+what already happened and keep the long patience.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import event
+from flask import Flask, current_app, has_request_context
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, configure_mappers
@@ -32,9 +41,15 @@ from sqlalchemy.orm import Session, configure_mappers
 from gateway import stall_guard
 from gateway.extensions import db
 
+# Background writers' patience for the write lock (SQLite's busy timeout; the in-process writer queue).
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
-# Set by a write unit while it begins its transaction: BEGIN IMMEDIATE instead of BEGIN.
+# Set by a write unit while it begins its transaction (``busy_ms``): BEGIN IMMEDIATE instead of
+# BEGIN, after that busy timeout (milliseconds) on the connection.
 _BEGIN_MODE = threading.local()
+# The busy timeout a pooled SQLite connection has now, in its record's ``info`` (set only when it changes).
+_BUSY_MS = "gateway_busy_ms"
+# A request unit's bound on lock waits in its PostgreSQL transaction (SET LOCAL, with a bound parameter).
+_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :value, true)")
 _IN_WRITE = "gateway_in_write"
 _IN_WRITE_CONNECTION = "gateway_in_write_connection"
 _AFTER_COMMIT = "gateway_after_commit"
@@ -88,7 +103,7 @@ def tune_engine(engine: Engine) -> None:
     _TUNED.add(engine)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -96,28 +111,41 @@ def tune_engine(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        record.info[_BUSY_MS] = SQLITE_BUSY_TIMEOUT_SECONDS * 1000
         _make_private(engine.url.database)
 
     engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign]
 
 
 def _sqlite_begin(dbapi_connection: Any) -> None:
-    """The SQLite dialect's ``do_begin`` (pysqlite's own is a no-op once it stopped managing transactions)."""
+    """The SQLite dialect's ``do_begin`` (pysqlite's own is a no-op once it stopped managing transactions).
+
+    ``dbapi_connection`` is the pool's proxy: its ``info`` lives as long as the
+    DBAPI connection, so the busy timeout is set only when a unit wants another one.
+    """
+    busy_ms: int | None = getattr(_BEGIN_MODE, "busy_ms", None)
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("BEGIN IMMEDIATE" if getattr(_BEGIN_MODE, "immediate", False) else "BEGIN")
+        if busy_ms is None:
+            cursor.execute("BEGIN")
+            return
+        info = getattr(dbapi_connection, "info", {})
+        if info.get(_BUSY_MS) != busy_ms:
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")  # a whole number: PRAGMA takes no parameters
+            info[_BUSY_MS] = busy_ms
+        cursor.execute("BEGIN IMMEDIATE")
     finally:
         cursor.close()
 
 
 @contextmanager
-def _begin_immediate() -> Iterator[None]:
-    """Transactions begun in this thread meanwhile take SQLite's write lock at once."""
-    _BEGIN_MODE.immediate = True
+def _begin_immediate(patience: float) -> Iterator[None]:
+    """Transactions begun in this thread meanwhile take SQLite's write lock at once, waiting ``patience`` s at most."""
+    _BEGIN_MODE.busy_ms = max(1, int(patience * 1000))
     try:
         yield
     finally:
-        _BEGIN_MODE.immediate = False
+        _BEGIN_MODE.busy_ms = None
 
 
 def _make_private(database: str | None) -> None:
@@ -154,13 +182,14 @@ def write_transaction(session: Session | None = None) -> Iterator[Session]:
     Callbacks registered with ``on_commit()`` run after a successful commit only.
     """
     session = session or db.session()
-    writer = _enter_unit(session)
+    writer, patience = _enter_unit(session)
     callbacks: list[Callable[[], None]] = []
     session.info[_IN_WRITE] = True
     session.info[_AFTER_COMMIT] = callbacks
     try:
-        with _begin_immediate():
-            session.connection()
+        with _begin_immediate(patience.seconds):
+            connection = session.connection()
+        _bound_lock_waits(connection, patience)
         yield session
         session.commit()
     except BaseException:
@@ -189,7 +218,7 @@ def write_connection() -> Iterator[Connection]:
     Callbacks registered with ``on_commit()`` run after a successful commit only.
     """
     session = db.session()
-    writer = _enter_unit(session)
+    writer, patience = _enter_unit(session)
     callbacks: list[Callable[[], None]] = []
     try:
         # Marked on the session too: a write_transaction() opened inside would wait for this writer forever.
@@ -197,9 +226,10 @@ def write_connection() -> Iterator[Connection]:
         with session.get_bind().engine.connect() as connection:
             _OPEN_UNITS[connection] = callbacks
             try:
-                with _begin_immediate():
+                with _begin_immediate(patience.seconds):
                     transaction = connection.begin()
                 with transaction:
+                    _bound_lock_waits(connection, patience)
                     yield connection
             finally:
                 _OPEN_UNITS.pop(connection, None)
@@ -231,12 +261,43 @@ def core(unit: Session | Connection) -> Connection:
     return unit.connection() if isinstance(unit, Session) else unit
 
 
-def _enter_unit(session: Session) -> threading.Lock | None:
-    """What both write units do first; returns the SQLite writer lock it took (None on PostgreSQL).
+@dataclass(slots=True)
+class _Patience:
+    """How long a write unit may still wait for the database's write lock, and whether that is a request's bound."""
+
+    seconds: float
+    bounded: bool
+
+
+def _lock_patience() -> _Patience:
+    """Request or background: the one place a write unit's wait for the write lock is decided.
+
+    A request's caller is waiting for an answer (a 503 in bounded time beats a
+    hang past the client's own timeout); a background writer records what has
+    already happened (a run's end, a lease) and must not give up early.
+    """
+    if has_request_context():
+        return _Patience(float(current_app.config["WRITE_LOCK_TIMEOUT_SECONDS"]), bounded=True)
+    return _Patience(float(SQLITE_BUSY_TIMEOUT_SECONDS), bounded=False)
+
+
+def _bound_lock_waits(connection: Connection, patience: _Patience) -> None:
+    """PostgreSQL, request units only: every lock the transaction waits for (the ledger's above all) gives up in time.
+
+    The error (``55P03``, an ``OperationalError``) answers 503 like any database
+    that cannot serve now. SQLite's bound was set as the transaction began.
+    """
+    if patience.bounded and connection.dialect.name == "postgresql":
+        connection.execute(_LOCK_TIMEOUT, {"value": f"{max(1, int(patience.seconds * 1000))}ms"})
+
+
+def _enter_unit(session: Session) -> tuple[threading.Lock | None, _Patience]:
+    """What both write units do first: returns the SQLite writer lock taken (None on PostgreSQL) and the patience left.
 
     Refuse nesting (on SQLite a nested unit would wait for its own writer) and
     changes made outside a unit; end a read transaction the session has open,
     so the write lock is taken before the unit reads what it is about to change.
+    A request's time in the writer queue counts against its bound.
     """
     if session.info.get(_IN_WRITE) or session.info.get(_IN_WRITE_CONNECTION):
         raise RuntimeError("write units do not nest")
@@ -244,10 +305,15 @@ def _enter_unit(session: Session) -> threading.Lock | None:
         raise RuntimeError("changes were made outside write_transaction()")
     if session.in_transaction():
         session.commit()
+    patience = _lock_patience()
     writer = _writer_lock(session.get_bind().engine)
-    if writer is not None and not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_SECONDS):
-        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked (by this process)"))
-    return writer
+    if writer is not None and not writer.acquire(blocking=False):  # the queue is usually empty: no clock read
+        queued = time.monotonic()
+        if not writer.acquire(timeout=patience.seconds):
+            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked (by this process)"))
+        if patience.bounded:
+            patience.seconds = max(0.001, patience.seconds - (time.monotonic() - queued))
+    return writer, patience
 
 
 def _writer_lock(engine: Engine) -> threading.Lock | None:

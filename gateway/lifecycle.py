@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from flask import Flask
-from werkzeug.serving import run_simple
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from gateway import notify
 from gateway.catalogue import CatalogueError
@@ -117,17 +117,31 @@ def install_drain_on_sigterm(app: Flask, stop_server: Callable[[], None]) -> Non
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def serve_forever(app: Flask, host: str, port: int) -> None:
-    """The development server (threaded), with a pidfile for ``manage.py commands reload``."""
-    import _thread
+class _QuietRequestHandler(WSGIRequestHandler):
+    """The development server's handler without werkzeug's own access line.
 
+    The app writes one per request (``gateway.access``: method, path, status,
+    duration); werkzeug's would be a second, and it carries the query string,
+    where Shell2HTTP keys and audit search text travel.
+    """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
+
+
+def serve_forever(app: Flask, host: str, port: int) -> None:
+    """The development server (threaded), with a pidfile for ``manage.py commands reload``.
+
+    SIGTERM drains, then stops the server itself (``shutdown()`` from the drain
+    thread). Not a simulated Ctrl-C: a process started with ``cmd &`` from a
+    script ignores SIGINT, and would drain and then serve on.
+    """
     prepare_serving(app)
-    # The werkzeug server stops on KeyboardInterrupt in the main thread.
-    install_drain_on_sigterm(app, _thread.interrupt_main)
+    server = make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+    install_drain_on_sigterm(app, server.shutdown)
     pidfile = write_pidfile(app)
     try:
-        # Not app.run(): Flask ignores it inside a Flask CLI command.
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+        server.serve_forever()  # returns after shutdown(); Ctrl-C (KeyboardInterrupt) ends it too
     finally:
         pidfile.unlink(missing_ok=True)
         get_executor(app).shutdown(grace=0)

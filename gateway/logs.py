@@ -106,18 +106,37 @@ def _stamp_request() -> None:
     request_id()
 
 
+# C0 and C1 control characters (a decoded path may hold %0A): a text log line must stay one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 def _finish_request(response: Response) -> Response:
-    """Echo the id and write one access line (path without its query string: it may carry a key)."""
+    """Echo the id and write the request's one access line (path without its query string: it may carry a key).
+
+    The message itself says what happened (``GET /runs 200 3.2ms``), so the
+    line reads the same as text in development as it does as JSON (where the
+    fields are also separate); no server's own access line is needed beside it.
+    """
     response.headers[REQUEST_ID_HEADER] = request_id() or new_request_id()
     started = g.get("request_started")
+    path = request.path[:200]
+    duration_ms = None if started is None else round((time.perf_counter() - started) * 1000, 3)
     access_log.info(
-        "request",
+        "%s %s %s %sms",
+        _printable(request.method[:20]),
+        _printable(path),
+        response.status_code,
+        "-" if duration_ms is None else f"{duration_ms:.1f}",
         extra={
             "method": request.method,
-            "path": request.path[:200],
+            "path": path,
             "route": request.url_rule.rule if request.url_rule is not None else None,
             "status": response.status_code,
-            "duration_ms": None if started is None else round((time.perf_counter() - started) * 1000, 3),
+            "duration_ms": duration_ms,
         },
     )
     return response

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -207,6 +208,78 @@ class TcpProxy:
     def close(self) -> None:
         self._flowing.set()
         self.cut()
+
+
+# --- another process holding the database's write lock -----------------------------------------
+
+# SQLite: the file's write lock (the sqlite3 shell's BEGIN EXCLUSIVE does the same in WAL mode);
+# PostgreSQL: the ledger's advisory lock every audited write takes. Held until a line on stdin.
+_HOLD_WRITE_LOCK = """
+import sys
+engine, target, key = sys.argv[1:4]
+if engine == "sqlite":
+    import sqlite3
+    connection = sqlite3.connect(target, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+else:
+    import psycopg
+    connection = psycopg.connect(target)
+    connection.execute("SELECT pg_advisory_xact_lock(%s)", (int(key),))
+print("held", flush=True)
+sys.stdin.readline()
+connection.rollback()
+connection.close()
+"""
+
+
+class HeldWriteLock:
+    """Another process holds the write lock of the database at ``database_url`` from ``__enter__`` until ``release()``.
+
+    A process, not a connection of the test's own: the gateway's in-process
+    writer queue plays no part, as with the CLI or another gunicorn worker.
+    """
+
+    def __init__(self, database_url: str, ledger_lock_key: int):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        if url.get_backend_name() == "sqlite":
+            self.argv = ["sqlite", str(url.database), "0"]
+        else:
+            libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self.argv = ["postgresql", libpq, str(ledger_lock_key)]
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> HeldWriteLock:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_WRITE_LOCK, *self.argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "held":
+            self.process.kill()
+            raise RuntimeError(f"could not take the write lock: {line!r}")
+        return self
+
+    def release(self) -> None:
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        with contextlib.suppress(OSError):
+            assert process.stdin is not None
+            process.stdin.write("\n")
+            process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
 
 
 # --- Redis ----------------------------------------------------------------------------------------

@@ -294,3 +294,37 @@ def test_demo_is_idempotent_and_its_credentials_sign_in(tmp_path: Path):
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+# --- help and validation need no secrets ------------------------------------------------
+
+
+def test_help_and_catalogue_validation_need_no_secrets(tmp_path: Path) -> None:
+    """An operator reads the help and checks a catalogue before any secret exists (a CI job, a new host)."""
+    bare = {"GATEWAY_ENV": "production"}  # no SECRET_KEY, no AUDIT_KEY, no database
+    top = run_manage(bare, "--help")
+    assert top.returncode == 0, top.stderr
+    for group in ("users", "tokens", "commands", "runs", "audit", "db", "serve"):
+        assert f"  {group} " in top.stdout, top.stdout
+    group_help = run_manage(bare, "users", "--help")
+    assert group_help.returncode == 0 and "set-password" in group_help.stdout, group_help.stderr
+    assert run_manage(bare, "commands", "validate", "--help").returncode == 0
+
+    catalogue = tmp_path / "commands.yaml"
+    catalogue.write_text('commands:\n  - {name: hello, title: Hello, kind: shell, argv: ["echo", "hi"]}\n')
+    valid = run_manage(bare, "commands", "validate", str(catalogue))
+    assert valid.returncode == 0, valid.stderr
+    assert f"{catalogue}: 1 commands, 0 data sources: valid" in valid.stdout
+    catalogue.write_text("commands:\n  - {name: hello, kind: shell}\n")
+    invalid = run_manage(bare, "commands", "validate", str(catalogue))
+    assert invalid.returncode == 1 and "hello" in invalid.stderr, invalid.stderr
+
+    unknown = run_manage(bare, "no-such-verb")
+    assert unknown.returncode == 2 and "No such command" in unknown.stderr, unknown.stderr
+    for result in (top, group_help, valid, invalid, unknown):
+        assert "SECRET_KEY" not in result.stderr and "Traceback" not in result.stderr
+
+    needs_app = run_manage(bare, "users", "list")  # what does need the app still refuses, in one line
+    assert needs_app.returncode == 2 and needs_app.stderr.strip().splitlines() == [
+        "refusing to start: SECRET_KEY: not set (set SECRET_KEY or SECRET_KEY_FILE)"
+    ]

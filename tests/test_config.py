@@ -206,6 +206,9 @@ def test_postgres_urls_use_the_installed_driver(tmp_path):
         ("STREAMS_PER_USER", "four"),
         ("MAX_OUTPUT_BYTES", "1e6"),
         ("RUN_HEARTBEAT_SECONDS", "five"),
+        ("WRITE_LOCK_TIMEOUT_SECONDS", "0"),
+        ("WRITE_LOCK_TIMEOUT_SECONDS", "31"),
+        ("WRITE_LOCK_TIMEOUT_SECONDS", "2.5"),
         ("SESSION_COOKIE_SECURE", "maybe"),
         ("ALLOW_ALL_NETWORKS", "sure"),
     ],
@@ -346,6 +349,7 @@ def test_production_defaults(tmp_path):
     assert config["SESSION_IDLE_MINUTES"] == 30
     assert config["SESSION_MAX_HOURS"] == 12
     assert config["STREAMS_PER_USER"] == 4
+    assert config["WRITE_LOCK_TIMEOUT_SECONDS"] == 5
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["SESSION_COOKIE_HTTPONLY"] is True
     assert config["SESSION_COOKIE_SAMESITE"] == "Lax"
@@ -374,8 +378,10 @@ def test_settings_are_parsed(tmp_path):
         SESSION_IDLE_MINUTES=" 45 ",
         STREAMS_PER_USER="2",
         HEALTH_ALLOWED_NETWORKS="10.1.0.0/16",
+        WRITE_LOCK_TIMEOUT_SECONDS="1",
     )
     config = load_config(environ, tmp_path / "instance")
+    assert config["WRITE_LOCK_TIMEOUT_SECONDS"] == 1
     assert config["TRUSTED_PROXY_COUNT"] == 2
     assert config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/0"
     assert config["SESSION_IDLE_MINUTES"] == 45

@@ -36,6 +36,7 @@ from gateway.extensions import db
 from gateway.models import AuditEvent, Run
 from tests.conftest import PASSWORDS, _migrate, base_environ, close_app, csrf_token_from, login_response
 from tests.faultkit import (
+    HeldWriteLock,
     OwnPostgres,
     OwnRedis,
     SmallDisk,
@@ -384,6 +385,60 @@ def test_a_full_disk_under_sqlite_fails_closed_and_recovers(build_app, tmp_path,
             db.engine.dispose()
     finally:
         disk.unmount()
+
+
+# --- (f) another process holds the database's write lock ------------------------------------------
+
+REQUEST_LOCK_WAIT = 1  # WRITE_LOCK_TIMEOUT_SECONDS in these tests
+
+
+@pytest.mark.slow
+def test_a_held_write_lock_refuses_runs_with_503_within_the_request_bound_and_recovers(build_app, database_url, marker):
+    # Before WRITE_LOCK_TIMEOUT_SECONDS a run request waited 30 s (SQLite's busy timeout) or 20 s
+    # (PostgreSQL: the stall guard) for its 503: a client with a normal timeout never saw it.
+    app = build_app(database_url, WRITE_LOCK_TIMEOUT_SECONDS=str(REQUEST_LOCK_WAIT))
+    api, headers, browser, csrf = warm_up(app, marker)
+    before = ledger(app)
+
+    with HeldWriteLock(database_url, audit.PG_LOCK_KEY):
+        for send in (
+            lambda: start_run(api, headers, "touch"),
+            lambda: browser.post("/commands/touch", data={"csrf_token": csrf}),
+        ):
+            started = time.monotonic()
+            assert_unavailable(send())
+            waited = time.monotonic() - started
+            assert REQUEST_LOCK_WAIT * 0.8 <= waited < REQUEST_LOCK_WAIT + 3, waited  # it waited, then gave up
+        assert_nothing_spawned(marker)
+
+    assert_one_clean_run(app, api, headers, marker, before)
+
+
+@pytest.mark.slow
+def test_a_runs_end_waits_behind_a_held_write_lock_longer_than_a_request_would(build_app, database_url, marker, caplog):
+    # A long heartbeat: an end given up on would only be retried 30 s later, long after the assertions.
+    app = build_app(database_url, WRITE_LOCK_TIMEOUT_SECONDS=str(REQUEST_LOCK_WAIT), RUN_HEARTBEAT_SECONDS="30")
+    client = app.test_client()
+    headers = bearer(app)
+    accepted = start_run(client, headers, "nap", wait=0, seconds=1)
+    assert accepted.status_code == 202, accepted.get_json()
+    run_id = accepted.get_json()["id"]
+
+    with HeldWriteLock(database_url, audit.PG_LOCK_KEY):
+        time.sleep(REQUEST_LOCK_WAIT + 2)  # the command ends after 1 s; recording its end waits behind the lock
+
+    def ended() -> bool:
+        return client.get(f"/api/v1/runs/{run_id}", headers=headers).get_json()["status"] != "running"
+
+    assert wait_until(ended, timeout=5)
+    assert client.get(f"/api/v1/runs/{run_id}", headers=headers).get_json()["status"] == "succeeded"
+    assert "could not record the end" not in caplog.text  # it waited; it did not give up and defer
+    recorded = ledger(app)
+    assert [e for e in recorded["events"] if e[1] == run_id] == [
+        ("run.started", run_id, "running"),
+        ("run.finished", run_id, "succeeded"),
+    ]
+    assert recorded["verified"]
 
 
 # --- (e) the rate-limit storage goes away --------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +108,13 @@ def test_production_logs_json_to_stderr_once_per_process(make_app):
         for handler in root.handlers[:]:
             if handler not in before:
                 root.removeHandler(handler)
+
+
+def test_a_text_access_line_stays_one_line_whatever_the_path(app, caplog):
+    """Outside production the access line is text: a decoded ``%0A`` in a path must not start a forged line."""
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
+        app.test_client().get("/no-such%0A2026-01-01 INFO gateway.audit: forged?key=secret-looking-key")
+    [record] = [r for r in caplog.records if r.name == "gateway.access"]
+    message = record.getMessage()
+    assert re.fullmatch(r"GET /no-such\\x0a2026-01-01 INFO gateway\.audit: forged \d{3} \d+\.\dms", message), message
+    assert "secret-looking-key" not in message

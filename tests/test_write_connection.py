@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -124,3 +125,53 @@ def test_a_connection_lost_inside_the_unit_raises_the_unit_s_own_error(app: Flas
         with write_connection() as tx:  # the next unit gets a working connection
             audit.append("test.after", session=tx)
     assert [row["event"] for row in ledger_rows(app)] == ["test.after"]
+
+
+@pytest.mark.parametrize("unit", [write_transaction, write_connection], ids=["write_transaction", "write_connection"])
+def test_a_request_gives_up_on_the_write_lock_in_bounded_time_a_background_writer_waits(
+    make_app: Callable[..., Flask], unit: Callable[[], Any]
+) -> None:
+    """WRITE_LOCK_TIMEOUT_SECONDS bounds a request's wait (SQLite: the writer queue; PostgreSQL: the ledger lock).
+
+    The same unit without a request (a run's end, a lease renewal) keeps the long patience.
+    """
+    app = make_app(WRITE_LOCK_TIMEOUT_SECONDS=1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # a writer of this process that keeps the ledger (and SQLite's write lock) a while
+        with app.app_context():
+            with write_connection() as tx:
+                audit.append("test.holder", session=tx)
+                holding.set()
+                release.wait(15)
+            db.session.remove()
+
+    def background() -> None:
+        with app.app_context():
+            with unit() as tx:
+                audit.append("test.background", session=tx)
+            db.session.remove()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with app.test_request_context("/"):
+            started = time.monotonic()
+            with pytest.raises(sa.exc.OperationalError), unit() as tx:  # the error every 503 handler maps
+                audit.append("test.request", session=tx)
+            waited = time.monotonic() - started
+            assert 0.8 <= waited < 3, waited
+            db.session.remove()
+        waiter = threading.Thread(target=background)
+        waiter.start()
+        time.sleep(2)  # longer than a request may wait
+        assert waiter.is_alive()
+        release.set()
+        waiter.join(15)
+        assert not waiter.is_alive()
+    finally:
+        release.set()
+        holder.join(15)
+    assert [row["event"] for row in ledger_rows(app)] == ["test.holder", "test.background"]
+    assert verify(app).ok
