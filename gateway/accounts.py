@@ -1,18 +1,22 @@
 """User account changes, each with its audit event in the same commit.
 
 The CLI and the admin pages both go through here, so a change is audited
-the same way whoever makes it.
+the same way whoever makes it. Every change that takes an account back
+(a password reset, changed or set through an invite, a disabled user) ends
+the user's sessions and API tokens in the same commit, through one function,
+``revoke_access``: a credential minted before the change must not outlive it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import audit, invites
+from gateway import audit, invites, tokens
 from gateway.auth import sessions, throttle
 from gateway.auth.passwords import hash_password, password_problem
 from gateway.auth.usernames import normalise_username, username_problem
@@ -22,6 +26,8 @@ from gateway.models import User
 from gateway.timeutil import utcnow
 
 Actor = Mapping[str, Any] | None
+# Why a user's sessions and tokens were all ended: the ``reason`` of each ``token.revoked``.
+RevokeReason = Literal["password_changed", "password_reset", "password_set", "user_disabled"]
 
 
 class AccountError(ValueError):
@@ -93,18 +99,50 @@ def _create(
     return user, invite
 
 
-def set_password(user: User, password: str, *, actor: Actor = None, **fields: Any) -> int:
-    """Change a password and end every session of that user; returns how many ended."""
+@dataclass(frozen=True)
+class Revoked:
+    """What ``revoke_access`` ended: server-side sessions and API tokens."""
+
+    sessions: int
+    tokens: int
+
+    def as_detail(self) -> dict[str, int]:
+        return {"sessions_ended": self.sessions, "tokens_revoked": self.tokens}
+
+
+def revoke_access(tx: Session, user: User, reason: RevokeReason, *, actor: Actor, **fields: Any) -> Revoked:
+    """Inside a write transaction: end every session and API token of ``user``, each token audited with ``reason``.
+
+    The one place an account change takes back what was handed out before it,
+    so no path (web, admin, CLI, invite) can end the sessions and forget the
+    tokens. Logging out is not such a change: it ends only its own session.
+    """
+    ended = sessions.revoke_all_for(user.id)
+    revoked = tokens.revoke_all_in(tx, user.id, reason=reason, actor=actor, **fields)
+    return Revoked(sessions=ended, tokens=revoked)
+
+
+def set_password(user: User, password: str, *, actor: Actor = None, **fields: Any) -> Revoked:
+    """An operator sets a password (CLI, admin reset): every session and API token of that user ends."""
+    return _set_password(user, password, "password_reset", actor=actor, **fields)
+
+
+def change_own_password(user: User, password: str, **fields: Any) -> Revoked:
+    """The user changed their own password (current one already checked): every session and token ends."""
+    return _set_password(user, password, "password_changed", actor=user.actor(), **fields)
+
+
+def _set_password(user: User, password: str, reason: RevokeReason, *, actor: Actor, **fields: Any) -> Revoked:
     problem = password_problem(password)
     if problem:
         raise AccountError(f"password: {problem}")
     password_hash = hash_password(password)
     with write_transaction() as tx:
-        _, ended = _replace_password(tx, user, password_hash, {}, actor=actor, **fields)
-    return ended
+        _, revoked = _replace_password(tx, user, password_hash, {}, reason, actor=actor, **fields)
+    return revoked
 
 
-def reset_password(user: User, password: str, *, actor: Actor = None, **fields: Any) -> int:
+def reset_password(user: User, password: str, *, actor: Actor = None, **fields: Any) -> Revoked:
     """An admin's reset to a generated password; not of their own account (it would end the very
     session the new password is about to be shown in)."""
     if _is_self(actor, user):
@@ -113,32 +151,73 @@ def reset_password(user: User, password: str, *, actor: Actor = None, **fields: 
 
 
 def reset_by_invite(user: User, *, actor: Actor = None, **fields: Any) -> invites.IssuedInvite:
-    """The password stops working and every session ends at once; an invite link lets the user choose a new one."""
+    """The password, sessions and API tokens stop working at once; an invite link lets the user choose a password."""
     with write_transaction() as tx:
         if _is_self(actor, user):
             raise AccountError("username: you cannot reset your own password by invite (use your account page)")
-        user, _ = _replace_password(tx, user, None, {"via": "invite"}, actor=actor, **fields)
+        user, _ = _replace_password(tx, user, None, {"via": "invite"}, "password_reset", actor=actor, **fields)
         return invites.issue_in(tx, user, actor=actor, reason="reset", **fields)
 
 
 def _replace_password(
-    tx: Session, user: User, password_hash: str | None, detail: dict[str, Any], *, actor: Actor, **fields: Any
-) -> tuple[User, int]:
-    """Inside a write transaction: set the hash (None: none until an invite), end sessions, audit."""
+    tx: Session,
+    user: User,
+    password_hash: str | None,
+    detail: dict[str, Any],
+    reason: RevokeReason,
+    *,
+    actor: Actor,
+    **fields: Any,
+) -> tuple[User, Revoked]:
+    """Inside a write transaction: set the hash (None: none until an invite), end sessions and tokens, audit."""
     user = tx.merge(user)
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
-    ended = sessions.revoke_all_for(user.id)
+    revoked = revoke_access(tx, user, reason, actor=actor, **fields)
     invites.revoke_open(tx, user.id)  # a link handed out earlier must not override this password later
     audit.append(
         "admin.user_updated",
         session=tx,
         actor=actor,
         outcome="ok",
-        detail={"user": user.username, "changed": ["password"], **detail, "sessions_ended": ended},
+        detail={"user": user.username, "changed": ["password"], **detail, **revoked.as_detail()},
         **fields,
     )
-    return user, ended
+    return user, revoked
+
+
+def accept_invite(token: str, password: str, **fields: Any) -> User:
+    """Use an invite link: set the password, mark the link used and end anything the user held, in one commit.
+
+    A link that cannot be used raises ``invites.InviteError`` after writing
+    ``auth.invite_failed`` (under the flood cap, like failed sign-ins); a
+    password the rules refuse raises ``AccountError("password: ...")`` and the
+    link stays usable. Sessions and tokens are ended as at any password reset
+    (an operator may have issued a token while the link was open).
+    """
+    try:
+        invites.check(token)  # before the argon2 work: a forged link costs a lookup, not a hash
+        problem = password_problem(password)
+        if problem:
+            raise AccountError(f"password: {problem}")
+        password_hash = hash_password(password)
+        with write_transaction() as tx:
+            invite, user = invites.use_in(tx, token)  # checked again under the write lock
+            user.password_hash = password_hash
+            user.password_changed_at = utcnow()
+            revoked = revoke_access(tx, user, "password_set", actor=user.actor(), **fields)
+            audit.append(
+                "auth.password_set",
+                session=tx,
+                actor=user.actor(),
+                outcome="ok",
+                detail={"via": "invite", "invite_id": invite.id, **revoked.as_detail()},
+                **fields,
+            )
+    except invites.InviteError as error:
+        invites.record_failure(error, **fields)
+        raise
+    return user
 
 
 def _other_active_admins(tx: Session, user_id: int) -> int:
@@ -160,7 +239,11 @@ def _is_self(actor: Actor, user: User) -> bool:
 
 
 def set_active(user: User, active: bool, *, actor: Actor = None, **fields: Any) -> None:
-    """Disable or enable; disabling ends the user's sessions. The last active admin stays."""
+    """Disable or enable; disabling ends the user's sessions and API tokens. The last active admin stays.
+
+    Enabling again brings none of them back: the user signs in afresh and
+    creates new tokens.
+    """
     with write_transaction() as tx:
         user = tx.merge(user)
         tx.refresh(user)
@@ -170,13 +253,13 @@ def set_active(user: User, active: bool, *, actor: Actor = None, **fields: Any) 
             raise AccountError("username: cannot disable the last active admin")
         before = _snapshot(user)
         user.active = active
-        ended = 0 if active else sessions.revoke_all_for(user.id)
+        revoked = Revoked(0, 0) if active else revoke_access(tx, user, "user_disabled", actor=actor, **fields)
         audit.append(
             "admin.user_updated",
             session=tx,
             actor=actor,
             outcome="ok",
-            detail={"before": before, "after": _snapshot(user), "sessions_ended": ended},
+            detail={"before": before, "after": _snapshot(user), **revoked.as_detail()},
             **fields,
         )
 

@@ -22,8 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway import audit
-from gateway.auth.passwords import hash_password, password_problem
-from gateway.database import rows_matched, write_transaction
+from gateway.database import rows_matched
 from gateway.extensions import db
 from gateway.models import User, UserInvite
 from gateway.timeutil import rfc3339, utcnow
@@ -132,44 +131,23 @@ def check(token: str) -> None:
     _check(db.session(), token, lock=False)
 
 
-def accept(token: str, password: str, **fields: Any) -> User:
-    """Use an invite: set the password and mark the link used, in one commit with ``auth.password_set``.
+def use_in(tx: Session, token: str) -> tuple[UserInvite, User]:
+    """Inside a write transaction: check the link again under the write lock and mark it used.
 
-    A link that cannot be used raises ``InviteError`` after writing
-    ``auth.invite_failed`` (under the flood cap, like failed sign-ins); a
-    password the rules refuse raises ``ValueError("password: ...")`` and the
-    link stays usable.
+    It may have been used, replaced or expired since ``check``; raises
+    ``InviteError`` then. Setting the password is ``accounts.accept_invite``'s
+    part, in the same commit.
     """
-    try:
-        return _accept(token, password, **fields)
-    except InviteError as error:
-        actor = error.user.actor() if error.user is not None else None
-        detail = {"invite_id": error.invite.id if error.invite is not None else None}
-        audit.record_capped("auth.invite_failed", actor=actor, outcome=error.problem.value, detail=detail, **fields)
-        raise
+    invite, user = _check(tx, token, lock=True)
+    invite.used_at = utcnow()
+    return invite, user
 
 
-def _accept(token: str, password: str, **fields: Any) -> User:
-    _check(db.session(), token, lock=False)  # before the argon2 work: a forged link costs a lookup, not a hash
-    problem = password_problem(password)
-    if problem:
-        raise ValueError(f"password: {problem}")
-    password_hash = hash_password(password)
-    with write_transaction() as tx:
-        invite, user = _check(tx, token, lock=True)  # again under the write lock: it may have been used meanwhile
-        now = utcnow()
-        invite.used_at = now
-        user.password_hash = password_hash
-        user.password_changed_at = now
-        audit.append(
-            "auth.password_set",
-            session=tx,
-            actor=user.actor(),
-            outcome="ok",
-            detail={"via": "invite", "invite_id": invite.id},
-            **fields,
-        )
-    return user
+def record_failure(error: InviteError, **fields: Any) -> None:
+    """Audit a refused link as ``auth.invite_failed`` (flood-capped like failed sign-ins); never the token."""
+    actor = error.user.actor() if error.user is not None else None
+    detail = {"invite_id": error.invite.id if error.invite is not None else None}
+    audit.record_capped("auth.invite_failed", actor=actor, outcome=error.problem.value, detail=detail, **fields)
 
 
 def pending(user_ids: list[int] | None = None) -> dict[int, UserInvite]:

@@ -4,6 +4,9 @@ A token is ``gw_<prefix>_<secret>``; the prefix (stored in clear) identifies
 it in lists, the whole token's SHA-256 is what is stored and compared.
 Expiry defaults to 90 days; no expiry only when asked for explicitly.
 Revocation, expiry and disabling the owner take effect on the next request.
+Every revocation is audited ``token.revoked`` with its reason: ``manual``
+(the owner or an admin revoked it) or the account change that ended all of
+the owner's tokens at once (``gateway.accounts.revoke_access``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.database import rows_matched, write_transaction
@@ -121,11 +125,34 @@ def revoke(token_id: int, *, actor: Any = None, owner: User | None = None, **fie
         )
         if not rows_matched(result):
             return False
-        audit.append(
-            "token.revoked", session=tx, actor=actor, outcome="ok",
-            detail={"token_id": token_id, "prefix": token.prefix}, **fields,
-        )  # fmt: skip
+        _audit_revoked(tx, token_id, token.prefix, "manual", actor=actor, **fields)
     return True
+
+
+def revoke_all_in(tx: Session, user_id: int, *, reason: str, actor: Any = None, **fields: Any) -> int:
+    """Inside a write transaction: revoke every live token of a user, one ``token.revoked`` each.
+
+    Tokens already revoked or expired are left as they are (they cannot come
+    back). Returns how many were revoked.
+    """
+    now = utcnow()
+    live = ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now)
+    revoked = tx.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None), live)
+        .values(revoked_at=now)
+        .returning(ApiToken.id, ApiToken.prefix)
+    ).all()
+    for token_id, prefix in sorted(revoked):
+        _audit_revoked(tx, token_id, prefix, reason, actor=actor, **fields)
+    return len(revoked)
+
+
+def _audit_revoked(tx: Session, token_id: int, prefix: str, reason: str, *, actor: Any, **fields: Any) -> None:
+    audit.append(
+        "token.revoked", session=tx, actor=actor, outcome="ok",
+        detail={"token_id": token_id, "prefix": prefix, "reason": reason}, **fields,
+    )  # fmt: skip
 
 
 def tokens_of(user: User | None = None) -> list[ApiToken]:

@@ -128,7 +128,7 @@ def test_create_user_refuses_a_duplicate_and_a_bad_name(app, admin, users):
     assert len(events(app, "admin.user_created")) == 3  # only the fixture's users
 
 
-def test_disable_ends_sessions_and_tokens_and_enable_restores(app, admin, users):
+def test_disable_ends_sessions_and_tokens_and_enable_restores_neither(app, admin, users):
     staff_client = app.test_client()
     assert login_response(staff_client, "staff", users["staff"].password).status_code == 302
     with app.app_context():
@@ -144,11 +144,14 @@ def test_disable_ends_sessions_and_tokens_and_enable_restores(app, admin, users)
     assert login_response(app.test_client(), "staff", users["staff"].password).status_code != 302
     event = events(app, "admin.user_updated")[-1]
     assert event.detail["before"]["active"] is True and event.detail["after"]["active"] is False
-    assert event.detail["sessions_ended"] == 1 and event.actor_name == "admin"
+    assert event.detail["sessions_ended"] == 1 and event.detail["tokens_revoked"] == 1
+    assert event.actor_name == "admin"
 
     post(admin, f"/admin/users/{users['staff'].id}/enable")
     assert login_response(app.test_client(), "staff", users["staff"].password).status_code == 302
-    assert app.test_client().get("/api/v1/commands", headers=bearer).status_code == 200
+    # The token was revoked, not merely suspended: enabling the user again does not bring it back.
+    assert app.test_client().get("/api/v1/commands", headers=bearer).status_code == 401
+    assert staff_client.get("/").status_code == 302
     assert events(app, "admin.user_updated")[-1].detail["after"]["active"] is True
 
 
@@ -372,7 +375,7 @@ def test_admin_sees_all_tokens_and_revokes_any(app, admin, users):
     with app.app_context():
         assert tokens.authenticate(issued.secret) is None
     event = events(app, "token.revoked")[-1]
-    assert event.actor_name == "admin" and event.detail == {"token_id": token_id, "prefix": prefix}
+    assert event.actor_name == "admin" and event.detail == {"token_id": token_id, "prefix": prefix, "reason": "manual"}
     assert "revoked" in admin.get("/admin/tokens").get_data(as_text=True)
     assert post(admin, "/admin/tokens/99999/revoke").status_code == 404
 

@@ -105,7 +105,9 @@ def test_invited_user_chooses_a_password_then_signs_in(app, admin, users, caplog
     assert invited.detail["reason"] == "created" and invited.detail["expires_at"]
     password_set = events(app, "auth.password_set")[-1]
     assert password_set.actor_name == "newbie" and password_set.source_ip == "127.0.0.1"
-    assert password_set.detail == {"via": "invite", "invite_id": invited.detail["invite_id"]}
+    assert password_set.detail == {
+        "via": "invite", "invite_id": invited.detail["invite_id"], "sessions_ended": 0, "tokens_revoked": 0
+    }  # fmt: skip
     # The token is in no audit row, no log record, and stored only as its SHA-256.
     assert all(token not in repr((row.params, row.detail, row.user_agent)) for row in events(app))
     assert all(token not in repr(record.__dict__) for record in caplog.records)
@@ -200,7 +202,9 @@ def test_reset_by_invite_ends_the_old_password_and_sessions_at_once(app, admin, 
     assert staff.get("/account").status_code == 302  # signed out
     assert login_response(app.test_client(), "staff", users["staff"].password).status_code == 401
     updated = events(app, "admin.user_updated")[-1]
-    assert updated.detail == {"user": "staff", "changed": ["password"], "via": "invite", "sessions_ended": 1}
+    assert updated.detail == {
+        "user": "staff", "changed": ["password"], "via": "invite", "sessions_ended": 1, "tokens_revoked": 0
+    }  # fmt: skip
     assert events(app, "admin.user_invited")[-1].detail["reason"] == "reset"
     assert use_invite(app, token).status_code == 303
     assert login_response(app.test_client(), "staff", NEW_PASSWORD).status_code == 302

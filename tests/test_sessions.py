@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from gateway import accounts
 from gateway.database import write_transaction
 from gateway.extensions import db
-from gateway.models import UserSession
+from gateway.models import AuditEvent, UserSession
 from gateway.timeutil import utcnow
 from tests.conftest import PASSWORDS, csrf_token_from, login_response
 
@@ -235,8 +235,8 @@ def test_changing_the_password_ends_every_session_of_that_user(app, users):
         login_response(client, "staff", PASSWORDS["staff"])
     login_response(other, "other", PASSWORDS["other"])
     with app.app_context():
-        ended = accounts.set_password(accounts.get_user("staff"), "a-brand-new-password-1")
-    assert ended == 2
+        revoked = accounts.set_password(accounts.get_user("staff"), "a-brand-new-password-1")
+    assert revoked.sessions == 2
     assert not signed_in(laptop)
     assert not signed_in(phone)
     assert signed_in(other)
@@ -249,3 +249,23 @@ def test_session_cookie_flags(client, users):
     header = next(value for value in response.headers.getlist("Set-Cookie") if value.startswith(COOKIE + "="))
     assert "HttpOnly" in header
     assert "SameSite=Lax" in header
+
+
+def test_logging_out_ends_only_that_session_and_keeps_api_tokens(app, users):
+    """Logout is not recovery: the other browser stays signed in and scripts keep their tokens."""
+    from gateway import tokens
+
+    laptop, phone = app.test_client(), app.test_client()
+    login_response(laptop, "staff", PASSWORDS["staff"])
+    login_response(phone, "staff", PASSWORDS["staff"])
+    with app.app_context():
+        issued = tokens.create_token(accounts.get_user("staff"), name="ci")
+    bearer = {"Authorization": f"Bearer {issued.secret}"}
+
+    assert sign_out(laptop).status_code == 302
+    assert not signed_in(laptop)
+    assert signed_in(phone)
+    assert app.test_client().get("/api/v1/commands", headers=bearer).status_code == 200
+    with app.app_context():
+        assert tokens.tokens_of(accounts.get_user("staff"))[0].revoked_at is None
+        assert db.session.scalars(select(AuditEvent).where(AuditEvent.event == "token.revoked")).all() == []

@@ -1,18 +1,24 @@
-"""``manage.py tokens create|list|revoke`` as an operator runs them (subprocesses), and the tokens they make."""
+"""API tokens: ``manage.py tokens create|list|revoke`` as an operator runs them (subprocesses), the tokens
+they make, and creating one in the browser (which asks for the current password; the CLI asks nothing)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import base_environ
+from gateway import accounts
+from gateway.auth.views import LOCKED_MESSAGE
+from tests.conftest import PASSWORDS, base_environ, csrf_token_from, login_response, seed_session
 
 PROJECT = Path(__file__).resolve().parent.parent
+NEW_TOKEN = re.compile(r'id="new-token" class="token" value="(gw_[^"]+)"')
 
 
 @pytest.fixture
@@ -99,3 +105,72 @@ def test_expired_token_is_refused(app, staff):
         with write_transaction() as tx:
             tx.query(ApiToken).update({"expires_at": utcnow() - timedelta(seconds=1)})
     assert get(app, issued.secret).status_code == 401
+
+
+# --- creating a token in the browser asks for the current password ------------------------------
+
+
+def new_token_form(client, password: str | None, **fields: str):
+    """The account page's new-token form as a browser submits it (``password=None``: field left out)."""
+    data = {"csrf_token": csrf_token_from(client.get("/account").get_data(as_text=True)), "name": "ci", **fields}
+    if password is not None:
+        data["current_password"] = password
+    return client.post("/account/tokens", data=data)
+
+
+def ledger(app, *names: str):
+    from gateway.extensions import db
+    from gateway.models import AuditEvent
+
+    with app.app_context():
+        return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event.in_(names)).order_by(AuditEvent.seq)))
+
+
+def test_a_session_alone_cannot_mint_a_token(app, users, login):
+    """A stolen cookie must not turn into a never-expiring bearer token: the form asks for the password."""
+    from gateway import tokens
+
+    client = login("staff")
+    for typed, message in ((None, "Enter your current password."), ("", "Enter your current password."),
+                           ("not-my-password-1", "This is not your current password.")):  # fmt: skip
+        response = new_token_form(client, typed, expires="never")
+        html = response.get_data(as_text=True)
+        assert response.status_code == 400, typed
+        assert 'id="token-current-password-error"' in html and message in html
+    with app.app_context():
+        assert tokens.tokens_of(accounts.get_user("staff")) == []
+    failures = ledger(app, "auth.login_failed", "token.created")
+    assert [(row.event, row.outcome, row.actor_name, row.detail) for row in failures] == [
+        ("auth.login_failed", "invalid", "staff", {"via": "token_create"})
+    ] * 3
+    assert "not-my-password-1" not in repr([(row.params, row.detail) for row in failures])
+
+    created = new_token_form(client, PASSWORDS["staff"])
+    assert created.status_code == 303
+    secret = NEW_TOKEN.search(client.get(created.headers["Location"]).get_data(as_text=True)).group(1)
+    assert get(app, secret).status_code == 200
+    assert [row.event for row in ledger(app, "token.created")] == ["token.created"]
+
+
+def test_guessing_on_the_token_form_counts_toward_the_sign_in_lock(make_app, users):
+    """Wrong passwords on the token form go through the sign-in check: the same lock, then 429."""
+    app = make_app(LOGIN_MAX_ATTEMPTS=3, LOGIN_LOCK_SECONDS=60)
+    client = app.test_client()
+    seed_session(app, client, users["staff"].id)
+    for _ in range(3):
+        assert new_token_form(client, "a-wrong-guess-123").status_code == 400
+    locked = new_token_form(client, PASSWORDS["staff"])  # right, but the name is locked: not even checked
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert LOCKED_MESSAGE in locked.get_data(as_text=True)
+    assert login_response(app.test_client(), "staff", PASSWORDS["staff"]).status_code == 401  # sign-in locked too
+    assert ledger(app, "token.created") == []
+    assert [row.event for row in ledger(app, "auth.locked")] == ["auth.locked"]
+
+
+def test_manage_py_tokens_create_asks_nothing(app, staff):
+    """The operator's CLI needs no password: whoever runs manage.py already holds the database and keys."""
+    from gateway.cli.tokens import tokens_group
+
+    result = app.test_cli_runner().invoke(tokens_group, ["create", "staff", "--name", "ci"], input="")
+    assert result.exit_code == 0, result.output
+    assert get(app, result.stdout.strip().splitlines()[-1]).status_code == 200

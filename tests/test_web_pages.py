@@ -387,10 +387,18 @@ def test_tile_refreshes_by_the_page_do_not_extend_the_session(app, staff):
 NEW_TOKEN = re.compile(r'id="new-token" class="token" value="(gw_[^"]+)"')
 
 
+def new_token(client, csrf_token: str, password: str | None = PASSWORDS["staff"], **fields: str):
+    """Submit the account page's new-token form (as staff: the current password is asked for)."""
+    data = {"csrf_token": csrf_token, "name": "ci", "expires": "30", **fields}
+    if password is not None:
+        data["current_password"] = password
+    return client.post("/account/tokens", data=data)
+
+
 def test_a_new_token_is_shown_once_then_only_its_prefix(app, staff):
     html = page(staff, "/account")
     assert "You have no API tokens." in html
-    response = staff.post("/account/tokens", data={"csrf_token": csrf_token_from(html), "name": "ci", "expires": "30"})
+    response = new_token(staff, csrf_token_from(html))
     # Post/redirect/get: the POST answers with a redirect, the page it leads to shows the token once.
     assert response.status_code == 303 and "gw_" not in response.get_data(as_text=True)
     assert "gw_" not in response.headers.get("Set-Cookie", "")  # the cookie carries only a random pad
@@ -409,17 +417,16 @@ def test_a_new_token_is_shown_once_then_only_its_prefix(app, staff):
     assert "The token was revoked" in page(staff, "/account")
     with app.app_context():
         assert tokens.authenticate(secret) is None
-    bad = staff.post("/account/tokens", data={"csrf_token": csrf_token_from(html), "name": "", "expires": "90"})
+    bad = new_token(staff, csrf_token_from(html), name="", expires="90")
     assert bad.status_code == 400 and "Give the token a name" in bad.get_data(as_text=True)
+    assert 'id="token-name-error"' in bad.get_data(as_text=True)
 
 
 def test_refreshing_after_creating_a_token_creates_no_second_one(app, staff):
     """The browser's refresh repeats the GET it was redirected to, not the POST: one token, shown once."""
     from gateway import tokens
 
-    response = staff.post(
-        "/account/tokens", data={"csrf_token": csrf(staff, "/account"), "name": "ci", "expires": "30"}
-    )
+    response = new_token(staff, csrf(staff, "/account"))
     first = page(staff, response.headers["Location"])
     refreshed = page(staff, response.headers["Location"])
     assert NEW_TOKEN.search(first) and not NEW_TOKEN.search(refreshed)
@@ -429,9 +436,7 @@ def test_refreshing_after_creating_a_token_creates_no_second_one(app, staff):
 
 def test_a_replayed_cookie_does_not_show_the_token_again(app, staff):
     """Whoever holds a copy of the cookie from before the token was shown finds nothing either."""
-    response = staff.post(
-        "/account/tokens", data={"csrf_token": csrf(staff, "/account"), "name": "ci", "expires": "30"}
-    )
+    response = new_token(staff, csrf(staff, "/account"))
     copy = app.test_client()
     copy.set_cookie("gateway_session", staff.get_cookie("gateway_session").value)
     assert NEW_TOKEN.search(page(staff, response.headers["Location"]))

@@ -142,7 +142,7 @@ def _change(user_id: int, change: str) -> Response:
     try:
         if change == "disable":
             accounts.set_active(user, False, **audited())
-            message = f"{name} is disabled; their sessions ended and their API tokens stop working."
+            message = f"{name} is disabled; their sessions ended and their API tokens were revoked."
         elif change == "enable":
             accounts.set_active(user, True, **audited())
             message = f"{name} is enabled again."

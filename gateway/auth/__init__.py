@@ -34,7 +34,7 @@ def require_login() -> Response | None:
 
 
 def init_app(app: Flask) -> None:
-    from gateway.auth import invite  # noqa: F401 - registers /invite on bp (imported late: it needs gateway.invites)
+    from gateway.auth import invite  # noqa: F401 - registers /invite on bp (imported late: it needs gateway.accounts)
 
     login_manager.init_app(app)
     login_manager.session_protection = None  # server-side records do this job (see sessions.py)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway import invites
+from gateway import accounts, invites
 from gateway.auth.views import _address_key, _login_limit, bp
 from gateway.extensions import limiter
 from gateway.netguard import client_address
@@ -50,7 +50,7 @@ def invite() -> Response | tuple[str, int]:
     if password != request.form.get("password_confirm", ""):
         return _render({"password_confirm": "The two passwords are not the same."}, 400, code)  # nosec B105  # a message
     try:
-        user = invites.accept(
+        user = accounts.accept_invite(
             code, password, source_ip=client_address() or None, user_agent=request.headers.get("User-Agent")
         )
     except invites.InviteError as exc:

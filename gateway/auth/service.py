@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import request
 from flask_login import login_user, logout_user
@@ -58,11 +59,38 @@ def attempt_login(raw_username: str, password: str) -> LoginResult:
     return LoginResult(user=user)
 
 
+@dataclass(frozen=True)
+class Confirmation:
+    """The answer to "is this really the signed-in user?": ``ok``, or refused (``locked_until`` when locked)."""
+
+    ok: bool
+    locked_until: datetime | None = None
+
+
+def confirm_password(user: User, password: str, *, via: str) -> Confirmation:
+    """The signed-in user re-enters their password before a sensitive change (new password, new API token).
+
+    Bounded exactly like sign-in, so a stolen session cannot guess faster
+    here: while the name is locked the password is not even checked, and each
+    wrong (or missing) one counts toward the same lock and is audited
+    ``auth.login_failed`` with ``via`` naming where it was typed.
+    """
+    locked = throttle.locked_until(user.username)
+    if locked is not None:
+        audit.record_capped("auth.login_failed", actor=user.actor(), outcome="locked", detail={"via": via})
+        return Confirmation(ok=False, locked_until=locked)
+    if verify_password(user.password_hash, password):
+        return Confirmation(ok=True)
+    record_failure(user.username, user, via=via)
+    return Confirmation(ok=False)
+
+
 def record_failure(username: str, user: User | None, *, via: str | None = None) -> None:
     """A wrong password for ``username``: counted toward its lock and audited (capped).
 
-    ``via`` names where it was guessed when not at sign-in (``password_change``:
-    the account page's current-password check counts toward the same lock).
+    ``via`` names where it was guessed when not at sign-in (``password_change``,
+    ``token_create``: the account page's current-password checks count toward
+    the same lock).
     """
     actor = {"id": user.id if user else None, "name": username}
     with write_transaction():

@@ -38,13 +38,17 @@ def create(name: str, admin: bool, password_stdin: bool) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 @with_appcontext
 def set_password(name: str, password_stdin: bool) -> None:
-    """Set a new password (prompted, or from stdin); the user's sessions end."""
+    """Set a new password (prompted, or from stdin); the user's sessions and API tokens end."""
     try:
         user = accounts.get_user(name)
-        ended = accounts.set_password(user, read_password(password_stdin), actor=operator_actor())
+        revoked = accounts.set_password(user, read_password(password_stdin), actor=operator_actor())
     except accounts.AccountError as exc:
         fail(str(exc))
-    click.echo(f"password changed for {user.username}; {ended} session(s) ended", err=True)
+    click.echo(
+        f"password changed for {user.username}; {revoked.sessions} session(s) ended, "
+        f"{revoked.tokens} API token(s) revoked",
+        err=True,
+    )
 
 
 def _set_active(name: str, active: bool) -> None:
@@ -59,7 +63,7 @@ def _set_active(name: str, active: bool) -> None:
 @click.argument("name")
 @with_appcontext
 def disable(name: str) -> None:
-    """Disable a user and end their sessions at once."""
+    """Disable a user and end their sessions and API tokens at once (enabling again restores neither)."""
     _set_active(name, False)
 
 

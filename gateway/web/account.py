@@ -1,9 +1,10 @@
 """The account page: change my password, manage my API tokens (a new token is shown once).
 
-Guessing the current password here is as limited as guessing it at sign-in:
-the same per-address and per-name rate limit, and each wrong guess counts
-toward the same per-name lock (``gateway.auth.throttle``); while the name is
-locked the check is not even made. A new token is shown after a redirect
+Changing the password and creating a token both ask for the current
+password. Guessing it here is as limited as guessing it at sign-in: the same
+per-address and per-name rate limit, and each wrong guess counts toward the
+same per-name lock (``gateway.auth.service.confirm_password``); while the
+name is locked the check is not even made. A new token is shown after a redirect
 (``gateway.reveal``), so refreshing the page does not create another.
 """
 
@@ -14,9 +15,9 @@ import math
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway import accounts, audit, reveal, tokens
-from gateway.auth import service, throttle
-from gateway.auth.passwords import password_problem, verify_password
+from gateway import accounts, reveal, tokens
+from gateway.auth import service
+from gateway.auth.passwords import password_problem
 from gateway.auth.views import LOCKED_MESSAGE, _address_key, _login_limit
 from gateway.extensions import limiter
 from gateway.netguard import client_address
@@ -35,33 +36,34 @@ def _actor() -> dict[str, object]:
 
 def render_account(
     password_errors: dict[str, str] | None = None,
-    token_error: str | None = None,
+    token_errors: dict[str, str] | None = None,
     status: int = 200,
-) -> tuple[str, int]:
+    headers: dict[str, str] | None = None,
+) -> tuple[str, int, dict[str, str]]:
     page = render_template(
         "account.html",
         tokens=tokens.tokens_of(me()),
         password_errors=password_errors or {},
-        token_error=token_error,
+        token_errors=token_errors or {},
         new_token=reveal.take(TOKEN_REVEAL),
         expiry_choices=EXPIRY_CHOICES,
     )
-    return page, status
+    return page, status, headers or {}
 
 
 @bp.route("/account")
-def account() -> tuple[str, int]:
+def account() -> tuple[str, int, dict[str, str]]:
     return render_account()
 
 
 # Field names and messages, not secrets (ruff's S105/S106 read "password" as a credential).
-# ruff: noqa: S105, S106
+# ruff: noqa: S105
+CURRENT = "current_password"
 
 
-def password_change_errors(user: object, current: str, new: str, confirm: str) -> dict[str, str]:
+def password_change_errors(current: str, new: str, confirm: str) -> dict[str, str]:
+    """What is wrong with the new password fields (the current password is checked by ``service.confirm_password``)."""
     errors: dict[str, str] = {}
-    if not verify_password(getattr(user, "password_hash", None), current):
-        errors["current_password"] = "This is not your current password."  # nosec B105  # a message to the user, not a password
     problem = password_problem(new)
     if problem:
         errors["new_password"] = f"The new password {problem}."
@@ -72,6 +74,24 @@ def password_change_errors(user: object, current: str, new: str, confirm: str) -
     return errors
 
 
+def _confirm_current(via: str) -> tuple[str, int, dict[str, str]] | None:
+    """Check the current password typed in the form (``service.confirm_password``: counted like sign-in).
+
+    None when it is right; else the message for the field, the status and
+    headers (429 with ``Retry-After`` while the name is locked).
+    """
+    typed = request.form.get(CURRENT, "")
+    confirmation = service.confirm_password(me(), typed, via=via)
+    if confirmation.ok:
+        return None
+    if confirmation.locked_until is not None:
+        retry = max(1, math.ceil((confirmation.locked_until - utcnow()).total_seconds()))
+        return LOCKED_MESSAGE, 429, {"Retry-After": str(retry)}
+    if not typed:
+        return "Enter your current password.", 400, {}
+    return "This is not your current password.", 400, {}
+
+
 def _my_name_key() -> str:
     """The sign-in limit's per-name key, for the signed-in user's own name."""
     return "login-user:" + getattr(me(), "username", "")
@@ -80,43 +100,59 @@ def _my_name_key() -> str:
 @bp.route("/account/password", methods=["POST"])
 @limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
 @limiter.limit(_login_limit, key_func=_my_name_key, methods=["POST"])
-def change_password() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
-    user = me()
-    locked_until = throttle.locked_until(user.username)
-    if locked_until is not None:
-        audit.record_capped("auth.login_failed", actor=_actor(), outcome="locked", detail={"via": "password_change"})
-        page, status = render_account(password_errors={"current_password": LOCKED_MESSAGE}, status=429)
-        return page, status, {"Retry-After": str(max(1, math.ceil((locked_until - utcnow()).total_seconds())))}
-    current = request.form.get("current_password", "")
+def change_password() -> Response | tuple[str, int, dict[str, str]]:
+    """Change my password; every session (this one included) and every API token of mine ends."""
+    current = request.form.get(CURRENT, "")
     new = request.form.get("new_password", "")
-    errors = password_change_errors(user, current, new, request.form.get("confirm_password", ""))
-    if "current_password" in errors:
-        service.record_failure(user.username, user, via="password_change")
+    refused = _confirm_current("password_change")
+    if refused is not None and refused[1] == 429:
+        return render_account(password_errors={CURRENT: refused[0]}, status=429, headers=refused[2])
+    errors = password_change_errors(current, new, request.form.get("confirm_password", ""))
+    if refused is not None:
+        errors[CURRENT] = refused[0]
     if errors:
         return render_account(password_errors=errors, status=400)
     try:
-        accounts.set_password(user, new, actor=_actor())
+        accounts.change_own_password(me(), new, source_ip=client_address() or None, user_agent=_user_agent())
     except accounts.AccountError as exc:
         return render_account(password_errors={"new_password": str(exc).split(": ", 1)[-1]}, status=400)
-    flash("Your password was changed and every session was signed out. Sign in with the new password.")
+    flash(
+        "Your password was changed: every session was signed out and your API tokens were revoked. "
+        "Sign in with the new password."
+    )
     return redirect(url_for("auth.login"), 303)
 
 
+def _user_agent() -> str | None:
+    return request.headers.get("User-Agent")
+
+
 @bp.route("/account/tokens", methods=["POST"])
-def create_token() -> Response | tuple[str, int]:
+@limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_login_limit, key_func=_my_name_key, methods=["POST"])
+def create_token() -> Response | tuple[str, int, dict[str, str]]:
+    """Create an API token; the current password is asked for, so a session alone cannot mint one."""
     name = request.form.get("name", "").strip()
     expiry = request.form.get("expires", "90")
     if expiry not in EXPIRY_CHOICES:
-        return render_account(token_error="Choose how long the token stays valid.", status=400)  # nosec B106  # a message to the user, not a token
+        return render_account(token_errors={"expires": "Choose how long the token stays valid."}, status=400)
     if not name:
-        return render_account(token_error="Give the token a name, so you can recognise it later.", status=400)  # nosec B106  # a message to the user, not a token
+        return render_account(
+            token_errors={"name": "Give the token a name, so you can recognise it later."}, status=400
+        )
+    refused = _confirm_current("token_create")
+    if refused is not None:
+        message, status, headers = refused
+        return render_account(token_errors={CURRENT: message}, status=status, headers=headers)
     try:
         issued = tokens.create_token(
             me(), name=name, expires_days=EXPIRY_CHOICES[expiry], actor=_actor(),
-            source_ip=client_address(), user_agent=request.headers.get("User-Agent"),
+            source_ip=client_address(), user_agent=_user_agent(),
         )  # fmt: skip
     except tokens.TokenError as exc:
-        return render_account(token_error=str(exc).split(": ", 1)[-1].capitalize() + ".", status=400)
+        field, _, message = str(exc).partition(": ")
+        field = "expires" if field == "expires_days" else field  # the service's name for the form's field
+        return render_account(token_errors={field: message.capitalize() + "."}, status=400)
     reveal.stash(TOKEN_REVEAL, issued.secret)
     return redirect(url_for("web.account", _anchor="tokens-heading"), 303)
 
