@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from gateway.catalogue import Command, ParamSpec
 Source = Literal["json", "form"]
 DEFAULT_MAX_LENGTH = 4096
 DEFAULT_MAX_ITEMS = 100
+# An integer is at most 64 bits whatever the source: what a database column or a C program takes.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MASK = "***"
 # Every character str.splitlines() breaks on (so a log line or a form's list cannot be split by a value) ...
 _LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
@@ -49,17 +52,30 @@ class FileValue:
         return {"file": self.original_name, "size": self.size, "sha256": self.sha256}
 
 
+@dataclass(frozen=True)
+class RefusedUpload:
+    """An upload a surface could not use (under a name that is no file parameter, or not referenced).
+
+    Handed to validation in the upload's place, so it is refused by name and
+    audited like any other bad value, whichever surface received it.
+    """
+
+    reason: str
+
+
 def _check_text(name: str, spec: ParamSpec, value: str) -> str:
     limit = spec.max_length or DEFAULT_MAX_LENGTH
     if len(value) > limit:
         raise ParamError(name, f"longer than {limit} characters")
     if _SURROGATE.search(value):
         raise ParamError(name, "is not valid Unicode text")
+    if "\x00" in value:  # no pattern can admit a NUL: no argv, environment or database text can carry it
+        raise ParamError(name, "must not contain NUL bytes or line breaks")
     if spec.pattern is not None:
         if not re.fullmatch(spec.pattern, value):
             raise ParamError(name, "does not match the required pattern")
         return value  # an explicit pattern decides which characters are allowed
-    if "\x00" in value or _LINE_BREAK.search(value):
+    if _LINE_BREAK.search(value):
         raise ParamError(name, "must not contain NUL bytes or line breaks")
     if _CONTROL.search(value):
         raise ParamError(name, "must not contain control characters")
@@ -79,11 +95,28 @@ def _bounded(name: str, spec: ParamSpec, number: float) -> None:
         raise ParamError(name, f"must be at most {spec.max:g}")
 
 
+def _form_text(value: str) -> str:
+    """A form's number or yes/no without surrounding spaces: only spaces and tabs, never a line break or NUL."""
+    return value.strip(" \t")
+
+
+def _form_integer(text: str) -> int | None:
+    """The integer a form's text spells in plain ASCII digits (as JSON would), or None."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() reads: far past any bound below
+        return None
+
+
 def _integer(name: str, spec: ParamSpec, value: Any, source: Source) -> int:
-    if source == "form" and isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,18}", value.strip()):
-        value = int(value.strip())
+    if source == "form" and isinstance(value, str):
+        value = _form_integer(_form_text(value))
     if isinstance(value, bool) or not isinstance(value, int):
         raise ParamError(name, "must be a whole number")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ParamError(name, f"must be between {INT64_MIN} and {INT64_MAX}")
     _bounded(name, spec, value)
     return value
 
@@ -91,15 +124,18 @@ def _integer(name: str, spec: ParamSpec, value: Any, source: Source) -> int:
 def _number(name: str, spec: ParamSpec, value: Any, source: Source) -> int | float:
     if source == "form" and isinstance(value, str):
         # Only plain decimal notation (float() would also take "1_000", "nan" or "infinity");
-        # "5" stays the integer 5, as JSON's 5 does, so both render and cache the same.
-        text = value.strip()
-        if re.fullmatch(r"[+-]?[0-9]{1,18}", text):
-            value = int(text)
+        # digits alone stay an integer, as JSON's do, so both render and cache the same.
+        text = _form_text(value)
+        whole = _form_integer(text)
+        if whole is not None:
+            value = whole
         elif re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?", text):
             value = float(text)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParamError(name, "must be a number")
-    if isinstance(value, float) and not math.isfinite(value):  # (isfinite of a huge int would raise)
+    # A float past the double range is inf; an integer past it has no double at all (isfinite would raise).
+    beyond = not math.isfinite(value) if isinstance(value, float) else abs(value) > sys.float_info.max
+    if beyond:
         raise ParamError(name, "must be a finite number")
     _bounded(name, spec, value)
     return value
@@ -107,7 +143,7 @@ def _number(name: str, spec: ParamSpec, value: Any, source: Source) -> int | flo
 
 def _boolean(name: str, spec: ParamSpec, value: Any, source: Source) -> bool:
     if source == "form" and isinstance(value, str):
-        lowered = value.strip().lower()
+        lowered = _form_text(value).lower()
         if lowered in ("true", "on", "1", "yes"):
             return True
         if lowered in ("false", "off", "0", "no", ""):
@@ -211,6 +247,9 @@ def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple
                 values[name] = spec.default
             else:
                 values[name] = None
+            continue
+        if isinstance(raw[name], RefusedUpload):
+            errors[name] = raw[name].reason
             continue
         validator = VALIDATORS.get(spec.type, _reject_unknown_type)
         try:

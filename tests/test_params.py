@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 
 from gateway.catalogue import Command
-from gateway.params import MASK, FileValue, ParamError, canonical_key, collect_errors, masked, validate_params
+from gateway.params import (
+    MASK,
+    FileValue,
+    ParamError,
+    RefusedUpload,
+    canonical_key,
+    collect_errors,
+    masked,
+    validate_params,
+)
 
 
 def command(params: dict[str, dict[str, Any]], **fields: Any) -> Command:
@@ -81,7 +90,11 @@ def test_integer_bounds() -> None:
     assert one(spec, 1) == 1 and one(spec, 1000) == 1000
     assert "at least 1" in str(refused(spec, 0))
     assert "at most 1000" in str(refused(spec, 1001))
-    assert one({"type": "integer"}, 10**30) == 10**30
+    # 64 bits whatever the source, so a form and JSON refuse the same values (tests/test_param_sources.py)
+    assert one({"type": "integer"}, 2**63 - 1) == 2**63 - 1 and one({"type": "integer"}, -(2**63)) == -(2**63)
+    for bad in (2**63, -(2**63) - 1, 10**30):
+        assert "between" in str(refused({"type": "integer"}, bad))
+        assert "between" in str(refused({"type": "integer"}, str(bad), "form"))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
@@ -92,7 +105,8 @@ def test_number_rejects_nan_and_infinity(bad: float) -> None:
 def test_number() -> None:
     assert one({"type": "number"}, 1.5) == 1.5
     assert one({"type": "number"}, 2) == 2
-    assert one({"type": "number"}, 10**400) == 10**400  # a huge JSON integer is a number, not a crash
+    assert one({"type": "number"}, 10**300) == 10**300
+    assert "finite" in str(refused({"type": "number"}, 10**400))  # past any double: refused, not a crash
     for bad in ("1.5", True, "abc", [1.0]):
         refused({"type": "number"}, bad)
     assert "at most 2.5" in str(refused({"type": "number", "max": 2.5}, 2.6))
@@ -163,6 +177,22 @@ def test_form_integer() -> None:
     assert one({"type": "integer"}, " -7 ", "form") == -7
     for bad in ("4.2", "1e3", "0x10", "\u0665", "1_000", "five"):
         assert "whole number" in str(refused({"type": "integer"}, bad, "form"))
+
+
+def test_form_integer_and_number_read_digits_as_json_does() -> None:
+    """The same digits give the same value from a form as from JSON: no float from one and an int from the other."""
+    digits = "1" * 30
+    assert one({"type": "number"}, digits, "form") == int(digits) == one({"type": "number"}, int(digits))
+    assert "finite" in str(refused({"type": "number"}, "1" * 400, "form"))
+    assert "whole number" in str(refused({"type": "integer"}, "1" * 5000, "form"))  # past what int() reads
+
+
+@pytest.mark.parametrize("padded", ["12\n", "\r12", "12\u2028", "12\x00", "\x0b12", "12\x1c"])
+def test_form_numbers_and_booleans_trim_only_spaces_and_tabs(padded: str) -> None:
+    assert one({"type": "integer"}, " \t12 ", "form") == 12
+    refused({"type": "integer"}, padded, "form")
+    refused({"type": "number"}, padded, "form")
+    refused({"type": "boolean"}, padded.replace("12", "true"), "form")
 
 
 def test_form_number() -> None:
@@ -246,6 +276,19 @@ def test_tab_and_ordinary_unicode_are_fine() -> None:
 def test_a_pattern_decides_which_characters_are_allowed() -> None:
     assert one({"pattern": r"[a-z\n]+"}, "ab\ncd") == "ab\ncd"
     refused({"pattern": r"[a-z]+"}, "ab\ncd")
+
+
+def test_no_pattern_admits_a_nul() -> None:
+    """No argv, environment or database text can carry a NUL: refused before anything is spawned."""
+    assert "NUL" in str(refused({"pattern": r"(?s).*"}, "a\x00b"))
+    assert refused({"type": "list", "pattern": r"[^/]*"}, ["ok", "\x00"]).field == "p[1]"
+
+
+def test_a_refused_upload_is_refused_by_name_whatever_the_type() -> None:
+    cmd = command({"n": {"type": "integer"}, "f": {"type": "file"}, "items": {"type": "list"}})
+    raw = {"n": RefusedUpload("takes text"), "f": RefusedUpload("not referenced"), "items": ["a"]}
+    values, errors = collect_errors(cmd, raw, "form")
+    assert errors == {"n": "takes text", "f": "not referenced"} and values["items"] == ["a"]
 
 
 # --- masking and cache keys ---------------------------------------------------------------------

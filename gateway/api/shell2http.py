@@ -32,7 +32,7 @@ from gateway.callers import current_caller
 from gateway.catalogue import Command
 from gateway.extensions import db
 from gateway.models import Run
-from gateway.params import ParamError
+from gateway.params import FileValue, ParamError, RefusedUpload
 from gateway.timeutil import as_utc
 from gateway.urls import external_url
 
@@ -138,6 +138,10 @@ def _request_body() -> tuple[dict[str, Any], dict[str, Any]]:
     """(JSON fields, uploaded files by field name): JSON body, or multipart with a ``request_json`` field."""
     raw: str | bytes
     if request.mimetype == "multipart/form-data":
+        # Only request_json and files: any other field is as unknown as an unknown JSON key.
+        extra = sorted(name for name in request.form if name != "request_json")
+        if extra or len(request.form.getlist("request_json")) > 1:
+            raise Shell2HttpError(f"Unknown or repeated field(s): {', '.join(extra or ['request_json'])}.")
         raw = request.form.get("request_json", "{}")
         files = {name: storage for name, storage in request.files.items() if storage.filename}
     elif request.mimetype == "application/json" or not request.get_data(cache=True):
@@ -156,10 +160,8 @@ def _request_body() -> tuple[dict[str, Any], dict[str, Any]]:
     return body, files
 
 
-def _checked_options(body: dict[str, Any], command: Command) -> tuple[list[Any], float | None, bool, Any]:
-    args = body.get("args", [])
-    if not isinstance(args, list):
-        raise Shell2HttpError("args: must be a list of strings.")
+def _checked_options(body: dict[str, Any], command: Command) -> tuple[Any, float | None, bool, Any]:
+    args = body.get("args", [])  # validated with the params, so a refusal is audited like any other
     timeout = body.get("timeout")
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf"):
@@ -174,27 +176,33 @@ def _checked_options(body: dict[str, Any], command: Command) -> tuple[list[Any],
     return args, timeout, unique, context
 
 
-def _store_files(
-    command: Command, args: list[Any], files: dict[str, Any]
-) -> tuple[list[Any], dict[str, Any], str | None]:
-    """``@field`` args name uploaded files: each becomes the ``file`` param of that name and leaves args."""
+def _store_files(command: Command, args: Any, files: dict[str, Any]) -> tuple[Any, dict[str, Any], str | None]:
+    """``@field`` args name uploaded files: each becomes the ``file`` param of that name and leaves args.
+
+    An upload that cannot be one (no file parameter of that name, or not
+    referenced in args) goes on to validation as a ``RefusedUpload``, which
+    refuses it by name and audits the refusal, as for any other bad value.
+    """
     if not files:
         return args, {}, None
-    refs = {item[1:] for item in args if isinstance(item, str) and item.startswith("@") and item[1:] in files}
-    for ref in refs:
-        spec = command.params.get(ref)
-        if spec is None or spec.type != "file":
-            raise Shell2HttpError(f"@{ref}: this command has no file parameter named {ref!r}.")
-    unreferenced = sorted(set(files) - refs)
-    if unreferenced:
-        raise Shell2HttpError(f"Uploaded file(s) not referenced as @name in args: {', '.join(unreferenced)}.")
+    items = args if isinstance(args, list) else []
+    refs = {item[1:] for item in items if isinstance(item, str) and item.startswith("@") and item[1:] in files}
+    usable = {ref for ref in refs if (spec := command.params.get(ref)) is not None and spec.type == "file"}
+    refused: dict[str, Any] = {
+        name: RefusedUpload(f"was uploaded but args does not reference it as @{name}")
+        if name not in refs
+        else RefusedUpload("is not a file parameter, so no upload can fill it")
+        for name in sorted(set(files) - usable)
+    }
     limit = int(current_app.config["MAX_CONTENT_LENGTH"])
     try:  # the web form's path: files owned by the run-as account, so `cat @file` can read them
-        stored, folder = uploads.store_uploads({ref: files[ref] for ref in sorted(refs)}, limit, runs.run_as_account())
+        stored, folder = uploads.store_uploads(
+            {ref: files[ref] for ref in sorted(usable)}, limit, runs.run_as_account()
+        )
     except ParamError as exc:
         raise Shell2HttpError(f"{exc.field}: {exc.message}") from None
-    kept = [item for item in args if not (isinstance(item, str) and item.startswith("@") and item[1:] in refs)]
-    return kept, stored, folder
+    kept = [item for item in items if not (isinstance(item, str) and item.startswith("@") and item[1:] in usable)]
+    return (kept if isinstance(args, list) else args), {**stored, **refused}, folder
 
 
 def _rejection(exc: runs.RunRejected) -> Shell2HttpError:
@@ -216,7 +224,8 @@ def start(name: str) -> Response:
     user = _user()
     key = None
     if not unique:
-        shown = {"args": args, **{ref: {"sha256": value.sha256} for ref, value in stored.items()}}
+        uploaded = {ref: {"sha256": value.sha256} for ref, value in stored.items() if isinstance(value, FileValue)}
+        shown = {"args": args, **uploaded}
         key = derived_key(user.id, name, shown)
     lock = _LOCKS[hash((user.id, key)) % len(_LOCKS)] if key else threading.Lock()
     with lock:

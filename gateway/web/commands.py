@@ -74,7 +74,7 @@ def _store_files(command: Command) -> tuple[dict[str, FileValue], str | None]:
 @bp.route("/commands/<name>", methods=["POST"])
 def command_submit(name: str) -> Response | tuple[str, int]:
     command = command_switches.current_catalogue().get(name)
-    submitted = read_submission(command, request.form) if command is not None else {}
+    submitted = read_submission(command, request.form, request.files) if command is not None else {}
     files: dict[str, FileValue] = {}
     folder: str | None = None
     if command is not None and policy.can_see(me(), command):

@@ -13,8 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.catalogue import Command, ParamSpec
+from werkzeug.datastructures import FileStorage, MultiDict
 
+from gateway.catalogue import Command, ParamSpec
+from gateway.params import RefusedUpload
+
+CSRF_FIELD = "csrf_token"
 INPUT_TYPES = {"integer": "number", "number": "number", "date": "date", "string": "text"}
 
 
@@ -67,7 +71,7 @@ def _bound(spec: ParamSpec, value: float | None) -> str | None:
 
 def _display(spec: ParamSpec, value: Any) -> Any:
     """A value as the input shows it: lists one per line, secrets and files never echoed back."""
-    if spec.secret or spec.type == "file" or value is None:
+    if spec.secret or spec.type == "file" or value is None or isinstance(value, RefusedUpload):
         return ""
     if isinstance(value, list):
         return "\n".join(str(item) for item in value)
@@ -121,19 +125,32 @@ def unknown_errors(command: Command, errors: Mapping[str, str]) -> dict[str, str
     return {key: message for key, message in errors.items() if key.split("[", 1)[0] not in command.params}
 
 
-def read_submission(command: Command, form: Mapping[str, str]) -> dict[str, Any]:
-    """The submitted params as ``runs.start(source="form")`` expects them (files are added separately)."""
-    raw: dict[str, Any] = {}
+def read_submission(
+    command: Command, form: MultiDict[str, str], files: MultiDict[str, FileStorage] | None = None
+) -> MultiDict[str, Any]:
+    """The submitted params as ``runs.start(source="form")`` expects them (stored files are added separately).
+
+    Everything the form sent goes on to validation, as the JSON API's params do:
+    a name that is no parameter, a name sent twice, a checkbox's value and a
+    file part under a name that is no file parameter are refused there by name,
+    never dropped here.
+    """
+    raw: MultiDict[str, Any] = MultiDict()
+    for name in form:
+        if name == CSRF_FIELD:
+            continue
+        spec = command.params.get(name)
+        for value in form.getlist(name):
+            if spec is not None and value.strip() == "":
+                continue  # a blank field is "not given"
+            raw.add(name, value)
     for name, spec in command.params.items():
-        if spec.type == "file":
-            continue
-        if spec.type == "boolean":
-            raw[name] = "true" if form.get(name) not in (None, "", "false", "off") else "false"
-            continue
-        value = form.get(name)
-        if value is None or value.strip() == "":
-            continue
-        raw[name] = value
+        if spec.type == "boolean" and name not in raw:
+            raw[name] = "false"  # an unticked checkbox sends nothing
+    for name, upload in (files or MultiDict()).items(multi=True):
+        spec = command.params.get(name)
+        if upload.filename and (spec is None or spec.type != "file"):
+            raw.add(name, RefusedUpload("takes text, not an uploaded file"))
     return raw
 
 
