@@ -295,7 +295,7 @@ def start(
         )  # fmt: skip
 
     executor = get_executor()
-    key = canonical_key(command, values) if command.cache_seconds else None
+    key = canonical_key(command, values, current_app.config["SECRET_KEY"]) if command.cache_seconds else None
     try:
         free_slot = executor.reserve()
     except ExecutorClosed:
