@@ -201,9 +201,6 @@ def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple
     if not isinstance(raw, Mapping):
         return {}, {"params": "must be an object"}
     errors: dict[str, str] = {}
-    for name in raw:
-        if name not in command.params:
-            errors[str(name)] = "is not a parameter of this command"
     values: dict[str, Any] = {}
     for name, spec in command.params.items():
         present = name in raw and not (source == "form" and raw[name] == "" and spec.type != "string")
@@ -220,6 +217,10 @@ def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple
             values[name] = validator(name, spec, raw[name], source)
         except ParamError as exc:
             errors[exc.field] = exc.message
+    # Declared params' errors first: a record that keeps only the first names keeps those.
+    for name in raw:
+        if name not in command.params:
+            errors[str(name)] = "is not a parameter of this command"
     return values, errors
 
 

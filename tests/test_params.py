@@ -37,6 +37,13 @@ def test_undeclared_params_are_rejected_by_name() -> None:
     assert values["p"] == "ok"
 
 
+def test_declared_params_errors_come_before_invented_names() -> None:
+    """A record that keeps only the first names (gateway.bounds) then still shows the real mistake."""
+    invented = {f"x{i}": 1 for i in range(50)}
+    _, errors = collect_errors(command({"p": {"required": True}, "n": {"type": "integer"}}), {**invented, "n": "1"})
+    assert list(errors)[:2] == ["p", "n"] and len(errors) == 52
+
+
 def test_params_must_be_an_object() -> None:
     assert collect_errors(command({"p": {}}), ["p"]) == ({}, {"params": "must be an object"})
 
