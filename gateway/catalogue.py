@@ -1,7 +1,8 @@
 """The command catalogue: reviewed YAML config, validated strictly before anything can run.
 
 Unknown keys, duplicate names, a placeholder without a parameter, a secret
-parameter in ``argv``, a query without a data source: loading fails with a
+parameter in ``argv``, ``cache_seconds`` on a command with a secret parameter, a
+query without a data source: loading fails with a
 message naming the command and the field.  A data source whose URL variable is
 unset is not an error; its commands are marked unavailable instead.
 """
@@ -179,6 +180,13 @@ class Command(_Strict):
             self._check_query()
         if self.dashboard and any(spec.required for spec in self.params.values()):
             raise ValueError("a dashboard report cannot have required parameters")
+        secret = next((name for name, spec in self.params.items() if spec.secret), None)
+        if self.cache_seconds and secret is not None:
+            # A shared result keyed by the params would answer anyone sending the same secret: an oracle.
+            raise ValueError(
+                f"cache_seconds: not allowed with secret parameter {secret!r} "
+                "(a cached result would answer whoever sends the same secret)"
+            )
         return self
 
     def _check_shell(self) -> None:

@@ -9,6 +9,9 @@ JSON types; browser forms send strings, which ``source="form"`` parses.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import json
 import math
 import re
 import sys
@@ -234,9 +237,6 @@ def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple
     if not isinstance(raw, Mapping):
         return {}, {"params": "must be an object"}
     errors: dict[str, str] = {}
-    for name in raw:
-        if name not in command.params:
-            errors[str(name)] = "is not a parameter of this command"
     values: dict[str, Any] = {}
     for name, spec in command.params.items():
         present = name in raw and not (source == "form" and raw[name] == "" and spec.type != "string")
@@ -256,6 +256,10 @@ def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple
             values[name] = validator(name, spec, raw[name], source)
         except ParamError as exc:
             errors[exc.field] = exc.message
+    # Declared params' errors first: a record that keeps only the first names keeps those.
+    for name in raw:
+        if name not in command.params:
+            errors[str(name)] = "is not a parameter of this command"
     return values, errors
 
 
@@ -273,10 +277,11 @@ def masked(command: Command, values: Mapping[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def canonical_key(command: Command, values: Mapping[str, Any]) -> str:
-    """A stable string of command + values, for result caching and joining runs in flight."""
-    import hashlib
-    import json
+def canonical_key(command: Command, values: Mapping[str, Any], secret: str) -> str:
+    """A stable key of command + values, for result caching and joining runs in flight.
 
+    An HMAC keyed by the server's ``SECRET_KEY`` (``secret``), not a bare hash: ``runs.cache_key``
+    is stored, and a plain digest of the params could be tested offline against guesses.
+    """
     body = json.dumps({"command": command.name, "params": values}, sort_keys=True, default=str)
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return hmac.new(secret.encode("utf-8"), b"run-cache-key\0" + body.encode("utf-8"), hashlib.sha256).hexdigest()

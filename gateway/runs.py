@@ -1,12 +1,13 @@
 """Runs: the one function that starts every run, and the state machine that ends each exactly once.
 
-``start()`` is the chokepoint: look up the command, ask the policy, check the
-kill switch, validate the parameters, apply the per-user rate limit, then, in
-ONE write transaction, join a cached or in-flight identical run, check
-concurrency, write the run row and its ``run.started`` event.  Only after that
-commit does anything reach the executor; if the commit fails the caller gets
-``RunRejected(503)`` and nothing is spawned.  A refusal before that point is
-a ``run.rejected`` event and no run row.
+``start()`` is the chokepoint: look up the command, ask the policy, apply the
+per-user rate limit (before validation, so refused requests spend it too),
+validate the parameters, then, in ONE write transaction, check the kill switch,
+join a cached or in-flight identical run, check concurrency, write the run row
+and its ``run.started`` event.  Only after that commit does anything reach the
+executor; if the commit fails the caller gets ``RunRejected(503)`` and nothing
+is spawned.  A refusal before that point is a ``run.rejected`` event (bounded
+and flood-capped, ``audit.record_capped``) and no run row.
 
 Terminal updates are conditional on the run still being live
 (``queued``/``running``), so each run gets exactly one terminal state and one
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from limits import parse as parse_limit
+from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from redis.exceptions import RedisError
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
@@ -46,7 +47,7 @@ from gateway.executor import ExecutorClosed, Job, QueryPlan, get_executor, group
 from gateway.extensions import db, limiter
 from gateway.models import Run, RunOutputChunk
 from gateway.output import INSERT_CHUNKS, ChunkWriter
-from gateway.params import ParamError, canonical_key, collect_errors, masked
+from gateway.params import MASK, FileValue, ParamError, canonical_key, collect_errors, masked
 from gateway.prepared import Prepared
 from gateway.runners import query as query_runner
 from gateway.runners.shell import RunAs, ShellRun, ShellSpec, group_alive, kill_group, scrubbed_env
@@ -104,6 +105,9 @@ class Started:
 
 # --- start ----------------------------------------------------------------------------------
 
+_REFUSALS = "run-refusals"  # the rate-limit key of a user's refusals (RUN_REFUSAL_RATE_LIMIT)
+_REQUEST_FAULTS = frozenset({400, 403, 404})
+
 
 def _reject(
     caller: Caller,
@@ -117,7 +121,17 @@ def _reject(
     details: Mapping[str, Any] | None = None,
     retry_after: int | None = None,
     session: Session | Connection | None = None,
+    counted: bool = False,
 ) -> RunRejected:
+    """Audit a refusal (bounded and flood-capped, like every refusal) and build its exception.
+
+    A refusal of what the caller asked (invalid, forbidden, unknown: 400, 403, 404) spends
+    the caller's ``RUN_REFUSAL_RATE_LIMIT``, unless ``counted``: the request already spent
+    the command's own ``rate_limit``.  Conflicts (409), waits (429) and outages (503) are
+    not the request's fault and spend nothing.
+    """
+    if status in _REQUEST_FAULTS and not counted:
+        _spend_refusal(caller)
     fields = {
         "actor": caller.actor(),
         "source_ip": caller.source_ip or None,
@@ -128,38 +142,52 @@ def _reject(
         "detail": {"status": status, "message": message, **({"fields": dict(details)} if details else {})},
     }
     try:
-        if session is not None:
-            audit.append("run.rejected", session=session, **fields)
-        else:
-            audit.record("run.rejected", **fields)
+        audit.record_capped("run.rejected", session=session, **fields)
     except SQLAlchemyError:
         log.exception("could not audit a refused run")
         return RunRejected(503, "unavailable", "The audit ledger is unavailable; nothing was run.")
     return RunRejected(status, code, message, details, retry_after)
 
 
-def _hit_rate_limit(command: Command, caller: Caller) -> int | None:
-    """Seconds to wait when the per-user limit of this command is spent, else None.
+def _spend_rate_limit(command: Command, caller: Caller) -> int | None:
+    """Before validation: seconds to wait when the caller may not ask for ``command`` now, else None.
 
-    Raises the storage's error when it cannot answer: runs fail closed then,
-    also those of commands without a limit of their own (DESIGN.md).
+    Every request that gets this far spends the command's own per-user ``rate_limit``,
+    refused ones included, so invalid requests cannot be sent faster than valid ones.  A
+    command without one answers 429 once the caller's refusals have spent
+    ``RUN_REFUSAL_RATE_LIMIT`` (per user, across tokens and sessions; ``_reject`` spends it).
+    Raises the storage's error when it cannot answer: runs fail closed then (DESIGN.md).
     """
-    if not command.rate_limit:
-        _require_limiter_storage()
-        return None
     strategy = limiter.limiter
-    item = parse_limit(command.rate_limit)
-    keys = ("command", command.name, str(caller.user.id))
-    if strategy.hit(item, *keys):
+    user = str(caller.user.id)
+    keys: tuple[str, ...]
+    if command.rate_limit:
+        keys = ("command", command.name, user)
+        # hit, not test: every window of the limit counts this request, refused or not
+        spent = [item for item in parse_many(command.rate_limit) if not strategy.hit(item, *keys)]
+    else:
+        keys = (_REFUSALS, user)
+        spent = [item for item in _refusal_limits() if not strategy.test(item, *keys)]
+    if not spent:
         return None
-    reset_at, _remaining = strategy.get_window_stats(item, *keys)
+    reset_at = max(strategy.get_window_stats(item, *keys).reset_time for item in spent)
     return max(1, int(reset_at - time.time()) + 1)
 
 
-def _require_limiter_storage() -> None:
-    """Raise StorageError unless the rate-limit storage answers (one PING on Redis, nothing in memory)."""
-    if not limiter.storage.check():
-        raise StorageError(ConnectionError("the rate-limit storage does not answer"))
+def _refusal_limits() -> list[RateLimitItem]:
+    return parse_many(current_app.config["RUN_REFUSAL_RATE_LIMIT"])
+
+
+def _spend_refusal(caller: Caller) -> None:
+    """Count one refusal against the caller's ``RUN_REFUSAL_RATE_LIMIT`` (the refusal stands if the storage fails)."""
+    user_id = getattr(caller.user, "id", None)
+    if user_id is None:
+        return
+    try:
+        for item in _refusal_limits():
+            limiter.limiter.hit(item, _REFUSALS, str(user_id))
+    except (RedisError, StorageError, ConnectionError):
+        log.warning("could not count a refused run against RUN_REFUSAL_RATE_LIMIT", exc_info=True)
 
 
 def run_as_account() -> RunAs | None:
@@ -263,6 +291,26 @@ def start(
     supplied = dict(raw_params) if isinstance(raw_params, Mapping) else raw_params
     if files and isinstance(supplied, dict):
         supplied.update(files)
+    # The rate limit comes before validation: refused requests spend it too (see _spend_rate_limit).
+    try:
+        retry_after = _spend_rate_limit(command, caller)
+    except (RedisError, StorageError, ConnectionError):
+        raise _reject(
+            caller, name, 503, "unavailable", "ratelimit_unavailable",
+            "The rate-limit storage is unavailable; nothing was run.", params=_masked_raw(command, supplied),
+        ) from None  # fmt: skip
+    if retry_after is not None:
+        message = (
+            "You have run this command too often; wait a little."
+            if command.rate_limit
+            else "Too many of your requests were refused; wait a little."
+        )
+        raise _reject(
+            caller, name, 429, "rate_limited", "rate_limited", message,
+            params=_masked_raw(command, supplied), retry_after=retry_after,
+        )  # fmt: skip
+    counted = bool(command.rate_limit)  # later refusals have spent the command's own limit
+
     values, errors = collect_errors(command, supplied, source)  # type: ignore[arg-type]
     errors.update({str(key): "is given more than once" for key in repeated})
     shown = masked(command, values) if not errors else _masked_raw(command, supplied)
@@ -274,28 +322,16 @@ def start(
     if errors:
         raise _reject(
             caller, name, 400, "validation_error", "invalid_params", "Some parameters are not valid.",
-            params=shown, details=errors,
+            params=shown, details=errors, counted=counted,
         )  # fmt: skip
     if timeout is not None and not (0 < timeout <= command.timeout):
         raise _reject(
             caller, name, 400, "validation_error", "invalid_params", "timeout can only lower the command's timeout.",
-            params=shown, details={"timeout": f"must be between 0 and {command.timeout:g}"},
-        )  # fmt: skip
-    try:
-        retry_after = _hit_rate_limit(command, caller)
-    except (RedisError, StorageError, ConnectionError):
-        raise _reject(
-            caller, name, 503, "unavailable", "ratelimit_unavailable",
-            "The rate-limit storage is unavailable; nothing was run.", params=shown,
-        ) from None  # fmt: skip
-    if retry_after is not None:
-        raise _reject(
-            caller, name, 429, "rate_limited", "rate_limited", "You have run this command too often; wait a little.",
-            params=shown, retry_after=retry_after,
+            params=shown, details={"timeout": f"must be between 0 and {command.timeout:g}"}, counted=counted,
         )  # fmt: skip
 
     executor = get_executor()
-    key = canonical_key(command, values) if command.cache_seconds else None
+    key = canonical_key(command, values, current_app.config["SECRET_KEY"]) if command.cache_seconds else None
     try:
         free_slot = executor.reserve()
     except ExecutorClosed:
@@ -434,20 +470,25 @@ def _admit(
 
 
 def _masked_raw(command: Command, supplied: Any) -> Any:
-    """What a refused request asked for, safe to record: secrets masked, sizes bounded."""
+    """What a refused request asked for, safe to record: secrets masked, declared params first.
+
+    Sizes are bounded where every refusal is recorded (``audit.record_capped``), which keeps
+    the first names: declared ones come first so invented names cannot push them out.
+    """
     if not isinstance(supplied, Mapping):
         return {"_invalid": type(supplied).__name__}
-    shown: dict[str, Any] = {}
     secrets = command.secret_params()
-    for key, value in list(supplied.items())[:50]:
+    shown: dict[str, Any] = {}
+    for key in sorted(supplied, key=lambda name: name not in command.params):
+        value = supplied[key]
         if key in secrets:
-            shown[str(key)[:64]] = "***"
-        elif isinstance(value, str):
-            shown[str(key)[:64]] = value[:500]
-        elif isinstance(value, int | float | bool) or value is None:
-            shown[str(key)[:64]] = value
+            shown[str(key)] = MASK
+        elif isinstance(value, FileValue):
+            shown[str(key)] = value.audit_view()
+        elif isinstance(value, str | int | float | bool) or value is None:
+            shown[str(key)] = value
         else:
-            shown[str(key)[:64]] = f"<{type(value).__name__}>"
+            shown[str(key)] = f"<{type(value).__name__}>"
     return shown
 
 

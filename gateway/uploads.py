@@ -20,6 +20,7 @@ from typing import IO
 
 from werkzeug.datastructures import FileStorage
 
+from gateway import bounds
 from gateway.params import FileValue, ParamError
 from gateway.runners.shell import RunAs
 
@@ -75,7 +76,10 @@ def _store_upload(
             target.write(chunk)
     if run_as is not None and os.geteuid() == 0:
         os.chown(path, run_as.uid, run_as.gid)
-    safe_name = os.path.basename(original_name.replace("\\", "/"))[:255] or "upload"
+    # The name is the caller's: recorded in the run's params, so bounded like every such text.
+    safe_name = (
+        bounds.caller_text(os.path.basename(original_name.replace("\\", "/")), bounds.FILE_NAME_CHARS) or "upload"
+    )
     return FileValue(path=path, original_name=safe_name, size=size, sha256=digest.hexdigest())
 
 

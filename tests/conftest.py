@@ -94,6 +94,7 @@ def base_environ(database_url: str, **overrides: str) -> dict[str, str]:
         "ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "RATELIMIT_STORAGE_URI": "memory://",
         "LOGIN_RATE_LIMIT": "1000/minute",
+        "RUN_REFUSAL_RATE_LIMIT": "1000/minute",
     }
     environ.update(overrides)
     return environ

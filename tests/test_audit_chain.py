@@ -374,7 +374,7 @@ def _wait_for_a_fresh_minute(margin: float = 5.0) -> None:
         time.sleep(remaining + 0.1)
 
 
-def test_network_denials_are_capped_per_minute(make_app: Callable[..., Flask]) -> None:
+def test_network_denials_are_capped_per_address_per_minute(make_app: Callable[..., Flask]) -> None:
     app = make_app(AUDIT_FLOOD_PER_MINUTE=5)
     client = app.test_client()
     _wait_for_a_fresh_minute()
@@ -393,8 +393,14 @@ def test_network_denials_are_capped_per_minute(make_app: Callable[..., Flask]) -
     rows = ledger_rows(app)
     assert [row["event"] for row in rows[5:]] == ["audit.suppressed", "access.denied_network"]
     summary = rows[5]["detail"]
-    assert summary["suppressed"] == {"access.denied_network": 15}
-    assert summary["window_start"] == canonical_at(flood_minute)
+    assert summary == {
+        "window_start": canonical_at(flood_minute),
+        "event": "access.denied_network",
+        "reason": "denied",
+        "by": "address",
+        "suppressed": 15,
+    }
+    assert rows[5]["source_ip"] == "10.9.9.9" and rows[5]["outcome"] == "denied"
     assert verify(app).ok
 
 

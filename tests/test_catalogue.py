@@ -113,6 +113,16 @@ def test_secret_param_through_env_is_fine() -> None:
     assert catalogue.get("deploy").secret_params() == {"token"}
 
 
+def test_cache_seconds_with_a_secret_param_is_refused() -> None:
+    """A shared cached result keyed by the params would tell anyone sending the same secret that it is right."""
+    params = {"token": {"type": "string", "secret": True}, "level": {"type": "string"}}
+    command = shell("lookup", argv=["lookup", "{level}"], env={"TOKEN": "{token}"}, params=params, cache_seconds=30)
+    message = rejection(command)
+    assert "command 'lookup'" in message and "cache_seconds" in message and "'token'" in message
+    assert parse({**command, "cache_seconds": 0}).get("lookup").cache_seconds == 0  # caching off: fine
+    assert parse({**command, "params": {"level": {"type": "string"}}, "env": {}}).get("lookup").cache_seconds == 30
+
+
 def test_list_param_inside_a_larger_element() -> None:
     params = {"args": {"type": "list"}}
     message = rejection(shell("echo", argv=["echo", "--args={args}"], params=params))

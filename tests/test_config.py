@@ -219,14 +219,19 @@ def test_bad_number_or_switch_refuses_naming_the_setting(tmp_path, setting, valu
     assert value in message
 
 
+RATE_LIMIT_SETTINGS = ["LOGIN_RATE_LIMIT", "RUN_REFUSAL_RATE_LIMIT"]
+
+
+@pytest.mark.parametrize("setting", RATE_LIMIT_SETTINGS)
 @pytest.mark.parametrize("value", ["banana", "10/fortnight", "10 per", "-1/minute", "0/minute"])
-def test_bad_login_rate_limit_refuses(tmp_path, value):
-    assert refusal(production(LOGIN_RATE_LIMIT=value), tmp_path).startswith("LOGIN_RATE_LIMIT")
+def test_bad_rate_limit_refuses(tmp_path, setting, value):
+    assert refusal(production(**{setting: value}), tmp_path).startswith(setting + ":")
 
 
-def test_login_rate_limit_accepts_flask_limiter_syntax(tmp_path):
-    config = load_config(production(LOGIN_RATE_LIMIT="10/minute;100/hour"), tmp_path / "instance")
-    assert config["LOGIN_RATE_LIMIT"] == "10/minute;100/hour"
+@pytest.mark.parametrize("setting", RATE_LIMIT_SETTINGS)
+def test_rate_limits_accept_flask_limiter_syntax(tmp_path, setting):
+    config = load_config(production(**{setting: "10/minute;100/hour"}), tmp_path / "instance")
+    assert config[setting] == "10/minute;100/hour"
 
 
 @pytest.mark.parametrize("value", ["staging", "prod", "dev"])
@@ -343,6 +348,7 @@ def test_production_defaults(tmp_path):
     assert config["TRUSTED_PROXY_COUNT"] == 0
     assert config["RATELIMIT_STORAGE_URI"] == "memory://"
     assert config["LOGIN_RATE_LIMIT"] == "10/minute"
+    assert config["RUN_REFUSAL_RATE_LIMIT"] == "60/minute"
     assert config["LOGIN_MAX_ATTEMPTS"] == 5
     assert config["RUN_WORKERS"] == 32
     assert config["RUN_HEARTBEAT_SECONDS"] == 5

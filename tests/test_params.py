@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -42,6 +44,13 @@ def test_undeclared_params_are_rejected_by_name() -> None:
     values, errors = collect_errors(command({"p": {}}), {"p": "ok", "extra": "x", "rm": "-rf"})
     assert errors == {"extra": "is not a parameter of this command", "rm": "is not a parameter of this command"}
     assert values["p"] == "ok"
+
+
+def test_declared_params_errors_come_before_invented_names() -> None:
+    """A record that keeps only the first names (gateway.bounds) then still shows the real mistake."""
+    invented = {f"x{i}": 1 for i in range(50)}
+    _, errors = collect_errors(command({"p": {"required": True}, "n": {"type": "integer"}}), {**invented, "n": "1"})
+    assert list(errors)[:2] == ["p", "n"] and len(errors) == 52
 
 
 def test_params_must_be_an_object() -> None:
@@ -307,21 +316,34 @@ def test_masked_hides_secrets_and_describes_files() -> None:
     assert "s3cr3t" not in repr(shown) and "/tmp/run-1" not in repr(shown)
 
 
+SERVER_KEY = "server-secret-key-" + "k" * 32
+
+
 def test_canonical_key_is_stable_across_key_order_and_distinguishes_values() -> None:
     cmd = command({"a": {}, "b": {"type": "integer"}})
-    key = canonical_key(cmd, {"a": "x", "b": 1})
-    assert key == canonical_key(cmd, {"b": 1, "a": "x"})
-    assert key != canonical_key(cmd, {"a": "x", "b": 2})
-    assert key != canonical_key(cmd, {"a": "y", "b": 1})
+    key = canonical_key(cmd, {"a": "x", "b": 1}, SERVER_KEY)
+    assert key == canonical_key(cmd, {"b": 1, "a": "x"}, SERVER_KEY)
+    assert key != canonical_key(cmd, {"a": "x", "b": 2}, SERVER_KEY)
+    assert key != canonical_key(cmd, {"a": "y", "b": 1}, SERVER_KEY)
     other = Command.model_validate({"name": "other", "title": "Other", "kind": "shell", "argv": ["echo"], "params": {}})
-    assert canonical_key(other, {}) != canonical_key(command({}), {})
+    assert canonical_key(other, {}, SERVER_KEY) != canonical_key(command({}), {}, SERVER_KEY)
+
+
+def test_the_cache_key_needs_the_server_key_to_compute() -> None:
+    """Someone reading ``runs.cache_key`` cannot test guessed params offline without the server's key."""
+    cmd = command({"a": {}})
+    key = canonical_key(cmd, {"a": "guess"}, SERVER_KEY)
+    plain = json.dumps({"command": cmd.name, "params": {"a": "guess"}}, sort_keys=True, default=str)
+    assert key not in (hashlib.sha256(plain.encode()).hexdigest(), hashlib.sha256(b"guess").hexdigest())
+    assert key != canonical_key(cmd, {"a": "guess"}, "another-server-key-" + "k" * 32)
+    assert len(key) == 64  # the column's width
 
 
 def test_form_and_json_give_the_same_cache_key() -> None:
     cmd = command({"n": {"type": "number"}, "k": {"type": "integer"}, "c": {"type": "choice", "choices": [1, 2]}})
     from_json = validate_params(cmd, {"n": 5, "k": 3, "c": 2})
     from_form = validate_params(cmd, {"n": "5", "k": "3", "c": "2"}, "form")
-    assert canonical_key(cmd, from_json) == canonical_key(cmd, from_form)
+    assert canonical_key(cmd, from_json, SERVER_KEY) == canonical_key(cmd, from_form, SERVER_KEY)
 
 
 def test_lone_surrogates_are_refused() -> None:

@@ -501,6 +501,20 @@ def test_fifty_identical_requests_execute_once(engine_app, people, tmp_path):
         assert later.cached and not later.joined and later.run.id == run.id
 
 
+def test_the_stored_cache_key_is_keyed_by_the_server_secret(engine_app, people, tmp_path):
+    """runs.cache_key must not be a digest anyone can recompute from guessed params (issue 13, item 5)."""
+    import hashlib
+    import hmac
+
+    path = str(tmp_path / "executions")
+    with engine_app.app_context():
+        run = wait_for(runs.start("counted", {"path": path}, caller(people["admin"])).run.id)
+    body = json.dumps({"command": "counted", "params": {"path": path}}, sort_keys=True, default=str).encode()
+    assert run.cache_key != hashlib.sha256(body).hexdigest()
+    secret = engine_app.config["SECRET_KEY"].encode()
+    assert run.cache_key == hmac.new(secret, b"run-cache-key\0" + body, hashlib.sha256).hexdigest()
+
+
 # --- signals --------------------------------------------------------------------------------
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from flask import request
+from flask import current_app, request
 from flask_login import login_user, logout_user
 from sqlalchemy import select
 
@@ -20,6 +23,8 @@ from gateway.models import User
 from gateway.netguard import client_address
 from gateway.timeutil import rfc3339
 
+UNKNOWN_NAME_PREFIX = "unknown:"
+
 
 class LoginFailure(enum.Enum):
     INVALID = "invalid"  # unknown name, wrong password or disabled account: one answer for all
@@ -32,13 +37,28 @@ class LoginResult:
     failure: LoginFailure | None = None
 
 
+def failure_actor(username: str, user: User | None) -> dict[str, Any]:
+    """Who a failed sign-in names in the ledger: the account when the name has one, else a keyed digest.
+
+    A name that matches no account is often something else typed into the wrong field,
+    a password included; the ledger keeps ``unknown:`` + 16 hex of HMAC(SECRET_KEY, name)
+    instead, so repeated guesses at one name still group together (credential stuffing
+    stays visible) while the typed text never lands in the ledger (SECURITY.md).
+    """
+    if user is not None:
+        return {"id": user.id, "name": user.username}
+    secret = str(current_app.config["SECRET_KEY"]).encode("utf-8")
+    digest = hmac.new(secret, b"unknown-sign-in-name\0" + username.encode("utf-8"), hashlib.sha256).hexdigest()
+    return {"id": None, "name": UNKNOWN_NAME_PREFIX + digest[:16]}
+
+
 def attempt_login(raw_username: str, password: str) -> LoginResult:
     username = login_name(raw_username)
+    user = db.session.scalar(select(User).where(User.username == username))
     if throttle.locked_until(username) is not None:
-        audit.record_capped("auth.login_failed", actor={"id": None, "name": username}, outcome="locked")
+        audit.record_capped("auth.login_failed", actor=failure_actor(username, user), outcome="locked")
         return LoginResult(user=None, failure=LoginFailure.LOCKED)
 
-    user = db.session.scalar(select(User).where(User.username == username))
     password_ok = verify_password(user.password_hash if user else None, password)
     if user is None or not password_ok or not user.active:
         record_failure(username, user)
@@ -92,7 +112,7 @@ def record_failure(username: str, user: User | None, *, via: str | None = None) 
     ``token_create``: the account page's current-password checks count toward
     the same lock).
     """
-    actor = {"id": user.id if user else None, "name": username}
+    actor = failure_actor(username, user)
     with write_transaction():
         outcome = throttle.register_failure(username)
     audit.record_capped("auth.login_failed", actor=actor, outcome="invalid", detail={"via": via} if via else None)
