@@ -217,16 +217,19 @@ def _run_finished(sender: Any, run: Any = None, **_: Any) -> None:
     ACTIVE_RUNS.dec()
 
 
+def _run_rejected(sender: Any, outcome: object = None, **_: Any) -> None:
+    """Every refusal counts, also those the flood cap summarised instead of recording one by one."""
+    REJECTED_RUNS.labels(reason=reason_label(outcome)).inc()
+
+
 def observe_append(append: F) -> F:
-    """Decorates ``audit.append``: its latency, and refused runs by reason (every refusal is audited)."""
+    """Decorates ``audit.append``: its latency."""
 
     @functools.wraps(append)
     def timed(event_name: str, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         row = append(event_name, *args, **kwargs)
         AUDIT_APPEND.observe(time.perf_counter() - started)
-        if event_name == "run.rejected":
-            REJECTED_RUNS.labels(reason=reason_label(kwargs.get("outcome"))).inc()
         return row
 
     return timed  # type: ignore[return-value]
@@ -269,3 +272,4 @@ def init_app(app: Flask) -> None:
     app.after_request(_request_finished)
     signals.run_started.connect(_run_started, weak=False)
     signals.run_finished.connect(_run_finished, weak=False)
+    signals.run_rejected.connect(_run_rejected, weak=False)

@@ -132,6 +132,7 @@ def _reject(
     """
     if status in _REQUEST_FAULTS and not counted:
         _spend_refusal(caller)
+    signals.send(signals.run_rejected, None, outcome=outcome)
     fields = {
         "actor": caller.actor(),
         "source_ip": caller.source_ip or None,

@@ -224,6 +224,28 @@ def test_runs_are_counted_timed_and_active_runs_return_to_zero(metrics_app):
     assert delta("gateway_audit_append_seconds_count") >= 7
 
 
+def test_refusals_the_flood_cap_summarises_are_still_counted(make_app, tmp_path):
+    """The ledger may summarise a flood of refusals in one row; the counter still sees each one."""
+    catalogue = tmp_path / "commands.yaml"
+    catalogue.write_text(CATALOGUE)
+    app = make_app(GATEWAY_COMMANDS_FILE=catalogue, AUDIT_FLOOD_PER_MINUTE=1)
+    client = app.test_client()
+    before = scrape(client)
+    with app.app_context():
+        staff = accounts.create_user("staff", PASSWORDS["staff"])
+        caller = runs.Caller(user=staff, source_ip="127.0.0.1", user_agent="pytest")
+        for _ in range(5):
+            with pytest.raises(runs.RunRejected):
+                runs.start("no-such-command", {}, caller)
+        recorded = db.session.scalar(text("SELECT COUNT(*) FROM audit_events WHERE event = 'run.rejected'"))
+    after = scrape(client)
+    assert recorded < 5  # the flood cap left some out of the ledger ...
+    counted = value(after, "gateway_runs_rejected_total", reason="not_found") - value(
+        before, "gateway_runs_rejected_total", reason="not_found"
+    )
+    assert counted == 5  # ... but not out of the counter
+
+
 def test_audit_chain_gauge_follows_verification(metrics_app, backend):
     from gateway.metrics import verify_and_record
 
