@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Text, cast, func, select
+from werkzeug.datastructures import FileStorage
 
 from gateway import audit, bounds, groups, uploads
 from gateway.database import write_transaction
@@ -158,11 +159,12 @@ def test_every_value_of_a_refusal_is_bounded_even_pathological_ones(growth_app):
     assert max(stored_sizes(app, "run.rejected")) < SIXTEEN_KB
 
 
-def test_upload_names_and_user_agents_are_one_bounded_line(growth_app, tmp_path):
+def test_upload_names_and_user_agents_are_one_bounded_line(growth_app):
     app = growth_app()
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    stored = uploads.store_upload("f", io.BytesIO(b"x"), "evil\n\x1b[31mname" * 100, str(folder), 1024, None)
+    upload = FileStorage(io.BytesIO(b"x"), filename="evil\n\x1b[31mname" * 100)
+    values, folder = uploads.store_uploads({"f": upload}, 1024, None)
+    uploads.remove_folder(folder)
+    stored = values["f"]
     assert len(stored.original_name) <= bounds.FILE_NAME_CHARS
     assert "\n" not in stored.original_name and "\x1b" not in stored.original_name
     with app.app_context(), write_transaction() as tx:

@@ -301,7 +301,12 @@ def gw(make_app, tmp_path: Path) -> Gateway:
     path = tmp_path / "commands.yaml"
     path.write_text(json.dumps(catalogue(marks)))  # JSON is YAML
     # Refusals are what this file sends; a per-user refusal limit must not answer 429 in their place.
-    app = make_app(GATEWAY_COMMANDS_FILE=path, MAX_CONTENT_LENGTH=64 * 1024, RUN_REFUSAL_RATE_LIMIT="100000/minute")
+    app = make_app(
+        GATEWAY_COMMANDS_FILE=path,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        RUN_REFUSAL_RATE_LIMIT="100000/minute",
+        AUDIT_FLOOD_PER_MINUTE=100000,  # every refusal's own run.rejected row is what this test compares
+    )
     with app.app_context():
         user = accounts.create_user("staff", "staff-password-123")
         user_id = user.id

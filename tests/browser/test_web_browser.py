@@ -256,6 +256,7 @@ def test_main_pages_fit_a_phone_screen(page: Page):
     run_page = page.url
     page.goto("/account")
     page.get_by_label("Name").fill("laptop")
+    page.locator("#token-current-password").fill(PASSWORDS["staff"])  # a session alone cannot mint a token
     page.get_by_role("button", name="Create token").click()
     assert page.get_by_label("New token").input_value().startswith("gw_")
     pages = {"dashboard": "/", "command": "/commands/greet", "history": "/runs", "account": "/account", "run": run_page}
