@@ -277,3 +277,18 @@ def login(app: Flask, client: FlaskClient, users: dict[str, TestUser]) -> Callab
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+# --- route sweeps -----------------------------------------------------------------------
+
+SAMPLE_RUN_ID = "0b6f2a57-3f0f-4d43-9d4b-6a5b4d1f7a10"
+
+
+def sample_value(rule: Any, argument: str, text: str = "x") -> object:
+    """A value the rule's converter accepts (so the request reaches the view): 1, a run id, or ``text``."""
+    converter = type(rule._converters[argument]).__name__
+    if "Integer" in converter:
+        return 1
+    if converter == "RunIdConverter":
+        return SAMPLE_RUN_ID
+    return text
