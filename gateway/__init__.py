@@ -72,8 +72,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gateway import admin, api, auth, health, web
+    from gateway import admin, api, auth, health, identifiers, web
 
+    identifiers.init_app(app)  # the URL converters for run ids and names, before any route uses them
     health.init_app(app)
     auth.init_app(app)
     app.register_blueprint(web.bp)

@@ -22,6 +22,7 @@ from gateway.auth.passwords import hash_password, password_problem
 from gateway.auth.usernames import normalise_username, username_problem
 from gateway.database import write_transaction
 from gateway.extensions import db
+from gateway.identifiers import is_name
 from gateway.models import User
 from gateway.timeutil import utcnow
 
@@ -35,7 +36,11 @@ class AccountError(ValueError):
 
 
 def find_user(raw_username: str) -> User | None:
-    return db.session.scalar(select(User).where(User.username == normalise_username(raw_username)))
+    """The account a typed name means; a value that is not a name (``gateway.identifiers``) means none."""
+    username = normalise_username(raw_username)
+    if not is_name(username):
+        return None
+    return db.session.scalar(select(User).where(User.username == username))
 
 
 def get_user(raw_username: str) -> User:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+if TYPE_CHECKING:
+    from gateway.policy import Denied
 
 log = logging.getLogger("gateway.errors")
 
@@ -104,6 +107,11 @@ def handle_http(exc: HTTPException) -> Response:
     return error_response(status, None if status >= 500 else MESSAGES.get(status), headers=headers)
 
 
+def handle_denied(exc: Denied) -> Response:
+    """The policy's refusal, in the shape of the surface that asked (HTML, API JSON, Shell2HTTP)."""
+    return error_response(exc.refusal.status, exc.refusal.message)
+
+
 def handle_storage_unavailable(exc: Exception) -> Response:
     """Rate-limit storage or database unreachable: fail closed with 503, never run unlimited."""
     log.error("dependency unavailable: %s", type(exc).__name__)
@@ -137,7 +145,10 @@ def init_app(app: Flask) -> None:
     from sqlalchemy.exc import DBAPIError, OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+    from gateway.policy import Denied
+
     app.register_error_handler(HTTPException, handle_http)
+    app.register_error_handler(Denied, handle_denied)
     for exc_type in (RedisError, StorageError, OperationalError, PoolTimeout, ConnectionError):
         app.register_error_handler(exc_type, handle_storage_unavailable)
     app.register_error_handler(DBAPIError, handle_database_error)

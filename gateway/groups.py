@@ -16,6 +16,7 @@ from gateway import audit
 from gateway.accounts import AccountError, get_user
 from gateway.database import rows_matched, write_transaction
 from gateway.extensions import db
+from gateway.identifiers import is_name
 from gateway.models import CommandGrant, Group, GroupMember
 
 Actor = Mapping[str, Any] | None
@@ -23,7 +24,11 @@ GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 
 def find_group(name: str) -> Group | None:
-    return db.session.scalar(select(Group).where(Group.name == name.strip().lower()))
+    """The group ``name`` means; a value that is not a name (``gateway.identifiers``) means none."""
+    name = name.strip().lower()
+    if not is_name(name):
+        return None
+    return db.session.scalar(select(Group).where(Group.name == name))
 
 
 def get_group(name: str) -> Group:
@@ -75,7 +80,7 @@ def remove_member(group_name: str, username: str, *, actor: Actor = None, **fiel
 
 def add_grant(group_name: str, command: str, *, actor: Actor = None, known_commands: Any = None, **fields: Any) -> bool:
     group = get_group(group_name)
-    if known_commands is not None and command not in known_commands:
+    if not is_name(command) or (known_commands is not None and command not in known_commands):
         raise AccountError(f"command: no command {command!r} in the catalogue")
     existing = db.session.scalar(
         select(CommandGrant).where(CommandGrant.group_id == group.id, CommandGrant.command == command)
@@ -93,6 +98,8 @@ def add_grant(group_name: str, command: str, *, actor: Actor = None, known_comma
 
 def remove_grant(group_name: str, command: str, *, actor: Actor = None, **fields: Any) -> bool:
     group = get_group(group_name)
+    if not is_name(command):
+        return False  # no grant can name it
     with write_transaction() as tx:
         result = tx.execute(
             delete(CommandGrant).where(CommandGrant.group_id == group.id, CommandGrant.command == command)

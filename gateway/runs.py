@@ -45,6 +45,7 @@ from gateway.catalogue import Command
 from gateway.database import write_connection, write_transaction
 from gateway.executor import ExecutorClosed, Job, QueryPlan, get_executor, group_belongs_to_run
 from gateway.extensions import db, limiter
+from gateway.identifiers import is_name, is_run_id
 from gateway.models import Run, RunOutputChunk
 from gateway.output import INSERT_CHUNKS, ChunkWriter
 from gateway.params import MASK, FileValue, ParamError, canonical_key, collect_errors, masked
@@ -66,7 +67,7 @@ class Caller:
     """Who asks and from where; ``user`` is a User row (or anything with id, username, is_admin...)."""
 
     user: Any
-    source_ip: str
+    source_ip: str | None  # None: not over the network (the CLI operator); see gateway.policy
     user_agent: str | None = None
 
     def actor(self) -> dict[str, Any]:
@@ -702,10 +703,14 @@ def finish_with_error(job: Job, message: str) -> bool:
 
 
 def cancel(run_id: str, caller: Caller) -> Run:
-    """Request cancellation (audited). Queued runs end at once; running ones get SIGTERM, then SIGKILL."""
-    run = db.session.get(Run, run_id)
-    if run is None or not policy.can_cancel_run(caller.user, run):
-        raise RunRejected(404, "not_found", "No such run.")
+    """Request cancellation (audited). Queued runs end at once; running ones get SIGTERM, then SIGKILL.
+
+    Whether the caller may is the policy's run decision (``policy.run_for``): 404 when not.
+    """
+    try:
+        run = policy.run_for(caller.user, run_id, "cancel", caller.source_ip)
+    except policy.Denied as exc:
+        raise RunRejected(exc.refusal.status, exc.refusal.code, exc.refusal.message) from None
     if run.status not in LIVE:
         raise RunRejected(409, "conflict", f"The run has already ended ({run.status}).")
     fields: dict[str, Any] = {
@@ -873,24 +878,34 @@ def run_view(run: Run, viewer: Any, *, cached: bool = False, include_output: boo
 
 
 def list_runs(
-    viewer: Any, *, command: str | None = None, status: str | None = None, limit: int = 50, cursor: str | None = None
+    viewer: Any,
+    *,
+    address: str | None,
+    command: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
 ) -> tuple[list[Run], str | None]:
-    """Newest first with keyset paging: the viewer's own runs (admins: everyone's). Returns (runs, next_cursor).
+    """Newest first with keyset paging: what ``policy.listed_runs`` shows the viewer from ``address``.
 
-    The cursor is ``<created_at ISO>|<id>`` of the last run of the page; a
-    malformed cursor raises ValueError.
+    Returns (runs, next_cursor).  The cursor is ``<created_at ISO>|<id>`` of
+    the last run of the page; a malformed cursor or a ``command`` that is not
+    a name raises ValueError.
     """
-    query = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
-    if not policy.is_admin(viewer):
-        query = query.where(Run.user_id == viewer.id)
+    query = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).where(policy.listed_runs(viewer, address))
     if command:
+        if not is_name(command):
+            raise ValueError("command: not a command name")
         query = query.where(Run.command == command)
     if status:
         query = query.where(Run.status == status)
     if cursor:
         stamp, _, last_id = cursor.partition("|")
-        at = as_utc(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
-        if not last_id:
+        try:
+            at = as_utc(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
+        except OverflowError:  # a time zone that pushes the last year past UTC's calendar
+            raise ValueError("cursor: malformed") from None
+        if not is_run_id(last_id):
             raise ValueError("cursor: malformed")
         query = query.where((Run.created_at < at) | ((Run.created_at == at) & (Run.id < last_id)))
     rows = list(db.session.scalars(query.limit(limit + 1)))

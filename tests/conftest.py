@@ -14,15 +14,17 @@ import re
 import secrets
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, request_finished
 from flask.testing import FlaskClient
+from werkzeug.wrappers import Response
 
 from gateway import create_app
 
@@ -32,6 +34,49 @@ TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 TEST_AUDIT_KEY = "test-audit-key-" + "y" * 32
 PASSWORDS = {"admin": "admin-password-123", "staff": "staff-password-123", "other": "other-password-123"}
 CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+pytest_plugins = ["pytester"]  # tests/test_no_500_guard.py runs the guard below on a test of its own
+
+
+# --- no 500s ---------------------------------------------------------------------------
+
+ANSWERED_500 = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(autouse=True)
+def no_500_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Record every request that answered 500, from any app a test builds, in any thread.
+
+    ``request_finished`` is sent for every response Flask finalises, error
+    handlers' included (the app turns unhandled exceptions into a 500 page, so
+    ``got_request_exception`` never fires).  ``pytest_runtest_call`` below
+    fails the test unless it is marked ``allow_500``.
+    """
+    answered: list[str] = []
+    request.node.stash[ANSWERED_500] = answered
+
+    def record(sender: Flask, response: Response, **extra: Any) -> None:
+        if response.status_code == 500:
+            answered.append(f"{flask.request.method} {flask.request.full_path.rstrip('?')[:200]}")
+
+    request_finished.connect(record, weak=False)
+    yield
+    request_finished.disconnect(record)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """A request that answered 500 fails the test: an internal error is a bug, not an answer."""
+    __tracebackhide__ = True
+    result = yield
+    answered = item.stash.get(ANSWERED_500, [])
+    if answered and item.get_closest_marker("allow_500") is None:
+        shown = "\n  ".join(answered[:20])
+        pytest.fail(
+            f"{len(answered)} request(s) answered 500 (mark the test allow_500 if that is the point):\n  {shown}"
+        )
+    return result
 
 
 # --- PostgreSQL availability ------------------------------------------------------------
@@ -278,3 +323,18 @@ def login(app: Flask, client: FlaskClient, users: dict[str, TestUser]) -> Callab
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+# --- route sweeps -----------------------------------------------------------------------
+
+SAMPLE_RUN_ID = "0b6f2a57-3f0f-4d43-9d4b-6a5b4d1f7a10"
+
+
+def sample_value(rule: Any, argument: str, text: str = "x") -> object:
+    """A value the rule's converter accepts (so the request reaches the view): 1, a run id, or ``text``."""
+    converter = type(rule._converters[argument]).__name__
+    if "Integer" in converter:
+        return 1
+    if converter == "RunIdConverter":
+        return SAMPLE_RUN_ID
+    return text

@@ -16,9 +16,7 @@ from werkzeug.routing import Rule
 from gateway import accounts
 from gateway.extensions import db
 from gateway.models import AuditEvent
-from tests.conftest import csrf_token_from, login_response
-
-SAMPLE_VALUES = {"int": 1, "default": "csv"}
+from tests.conftest import csrf_token_from, login_response, sample_value
 
 
 def admin_rules(app: Flask) -> list[Rule]:
@@ -28,10 +26,7 @@ def admin_rules(app: Flask) -> list[Rule]:
 
 
 def sample_url(app: Flask, rule: Rule) -> str:
-    values = {}
-    for name in rule.arguments:
-        converter = type(rule._converters[name]).__name__.lower()
-        values[name] = SAMPLE_VALUES["int"] if "integer" in converter else SAMPLE_VALUES["default"]
+    values = {name: sample_value(rule, name, "csv") for name in rule.arguments}
     with app.test_request_context():
         _, path = rule.build(values)
     return path
@@ -99,8 +94,7 @@ def test_every_admin_post_without_a_valid_csrf_token_is_refused(app, client, use
     posts = [rule for rule in admin_rules(app) if "POST" in rule.methods]
     assert len(posts) >= 15
     for rule in posts:
-        values = {"int": users["staff"].id}
-        url = sample_url(app, rule).replace("/1/", f"/{values['int']}/")
+        url = sample_url(app, rule).replace("/1/", f"/{users['staff'].id}/")
         data = {"csrf_token": "forged"} if with_wrong_token else {}
         response = client.post(url, data={**data, "username": "staff", "name": "ops", "group": "ops"})
         assert response.status_code == 400, f"POST {url} without CSRF -> {response.status_code}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -24,7 +25,7 @@ def test_the_document_is_valid_openapi_and_covers_every_route(api_app, bearer): 
     served = set()
     for rule in api_app.url_map.iter_rules():
         if rule.rule.startswith(("/api/", "/shell2http/")):
-            path = rule.rule.replace("<", "{").replace(">", "}")
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # <run_id:run_id> -> {run_id}
             served |= {(path, method) for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert served == documented
 

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from gateway import accounts, groups
 from gateway.extensions import db
 from gateway.models import AuditEvent, Run
-from tests.conftest import PASSWORDS, csrf_token_from, login_response
+from tests.conftest import PASSWORDS, csrf_token_from, login_response, sample_value
 
 PY = sys.executable
 ECHO = "import json,sys; print(json.dumps(sys.argv[1:]))"
@@ -391,7 +391,7 @@ def state_changing_forms(app) -> list[str]:
     urls = []
     for rule in app.url_map.iter_rules():
         if "POST" in rule.methods and not rule.rule.startswith(("/api/", "/shell2http/")):
-            values = {arg: 1 if "Integer" in type(rule._converters[arg]).__name__ else "echo" for arg in rule.arguments}
+            values = {arg: sample_value(rule, arg, "echo") for arg in rule.arguments}
             with app.test_request_context():
                 urls.append(rule.build(values)[1])
     return urls

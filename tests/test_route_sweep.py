@@ -24,7 +24,7 @@ from werkzeug.routing import Rule
 
 from gateway.extensions import db
 from gateway.models import AuditEvent
-from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET_KEY, csrf_token_from, login_response
+from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET_KEY, csrf_token_from, login_response, sample_value
 
 # Everything else needs a signed-in user. Adding to this set is a security review, not a refactor.
 PUBLIC_ENDPOINTS = frozenset(
@@ -33,15 +33,12 @@ PUBLIC_ENDPOINTS = frozenset(
 HEALTH_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz", "health.metrics"})
 OUTSIDE = {"REMOTE_ADDR": "10.66.0.1"}
 LOOPBACK = "127.0.0.0/8,::1/128"
-SAMPLES = {"filename": "app.css", "fmt": "csv", "run_id": "0123456789abcdef0123456789abcdef"}
+SAMPLES = {"filename": "app.css", "fmt": "csv"}
 
 
 def sample_url(app: Flask, rule: Rule) -> str:
     """The rule's URL with plausible values for its variables (ints 1, names ``x``)."""
-    values: dict[str, object] = {}
-    for name in rule.arguments:
-        converter = type(rule._converters[name]).__name__.lower()
-        values[name] = 1 if "integer" in converter else SAMPLES.get(name, "x")
+    values = {name: sample_value(rule, name, SAMPLES.get(name, "x")) for name in rule.arguments}
     with app.test_request_context():
         _, path = rule.build(values)
     return path
@@ -228,3 +225,126 @@ def test_there_is_no_metrics_route_without_its_own_list(app):
         if endpoint.startswith("health."):
             assert endpoint in netguard.HEALTH_ENDPOINTS | netguard.METRICS_ENDPOINTS, endpoint
             assert endpoint in HEALTH_ENDPOINTS
+
+
+# --- hostile identifiers: never a 500 -------------------------------------------------------
+
+# What an attacker puts where an id or a name goes, as it travels in a URL (already percent-encoded).
+HOSTILE = {
+    "nul": "a%00b",
+    "10kb": "x" * 10_240,
+    "invalid-utf8": "%ff%fe",
+    "traversal": "..%2F..%2Fetc%2Fpasswd",
+}
+# Every query argument a view reads, by endpoint. test_every_query_argument_the_code_reads_is_swept
+# keeps this honest: a view that starts reading a new argument fails until it is listed here.
+AUDIT_FILTERS = ("actor", "event", "command", "outcome", "source_ip", "text", "since", "until")
+QUERY_ARGS = {
+    "web.history": ("command", "status", "cursor"),
+    "web.run_page": ("cached",),
+    "web.command_form": ("args",),
+    "admin.runs": ("command", "status", "user", "cursor"),
+    "admin.audit": (*AUDIT_FILTERS, "before"),
+    "admin.audit_export_view": AUDIT_FILTERS,
+    "api.list_runs": ("command", "status", "limit", "cursor"),
+    "api.get_run": ("wait",),
+    "api.stream_run": ("last_event_id",),
+    "api.list_audit": ("actor", "event", "command", "outcome", "source_ip", "since", "until", "limit", "cursor"),
+    "api.verify_audit": ("from_seq",),
+    "shell2http.command": ("key", "wait"),
+    "shell2http.delete": ("key",),
+    "health.readyz": ("verbose",),
+}
+# Path values that reach the views' code when nothing hostile is in them.
+REAL_NAMES = {"web.tile": "uptime", "web.tile_refresh": "uptime", "admin.audit_export_view": "csv"}
+GROUP_ENDPOINTS = ("admin.delete_group", "admin.add_member", "admin.remove_member")
+
+
+@pytest.fixture
+def hostile_setup(app, users, login):
+    """Staff granted ``echo`` and ``uptime`` through group ``ops``, one finished run of each user's."""
+    from gateway import groups, runs
+    from gateway.models import User
+
+    with app.app_context():
+        groups.create_group("ops")
+        groups.add_member("ops", "staff")
+        for command in ("echo", "uptime"):
+            groups.add_grant("ops", command)
+        staff = db.session.get(User, users["staff"].id)
+        started = runs.start("echo", {"args": ["hello"]}, runs.Caller(user=staff, source_ip="127.0.0.1"))
+        run_id = started.run.id
+    return run_id
+
+
+def is_int(rule: Rule, name: str) -> bool:
+    return "integer" in type(rule._converters[name]).__name__.lower()
+
+
+def real_value(rule: Rule, name: str, run_id: str) -> object:
+    if is_int(rule, name):
+        return 1
+    if name == "run_id":
+        return run_id
+    if rule.endpoint in GROUP_ENDPOINTS:
+        return "ops"
+    return REAL_NAMES.get(rule.endpoint, "echo")
+
+
+def hostile_urls(app: Flask, run_id: str) -> list[tuple[str, str]]:
+    """(method, url): each rule with each hostile value in each path variable, then in each query argument."""
+    calls = []
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint == "static":
+            continue
+        methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
+        for variable in rule.arguments:
+            values = {name: real_value(rule, name, run_id) for name in rule.arguments}
+            marker = "987654321" if is_int(rule, variable) else "HOSTILEVALUE"
+            values[variable] = marker
+            with app.test_request_context():
+                _, path = rule.build(values)
+            for raw in HOSTILE.values():
+                calls += [(method, path.replace(marker, raw)) for method in methods]
+        with app.test_request_context():
+            _, path = rule.build({name: real_value(rule, name, run_id) for name in rule.arguments})
+        for arg in QUERY_ARGS.get(rule.endpoint, ()):
+            for raw in HOSTILE.values():
+                calls += [(method, f"{path}?{arg}={raw}") for method in methods if method in ("GET", "DELETE")]
+    return calls
+
+
+@pytest.mark.parametrize("role", ["staff", "admin"])
+def test_hostile_ids_and_names_never_answer_500(app, client, hostile_setup, login, role):
+    """NUL, 10 KB, invalid UTF-8 and ``../`` in every path variable and known query argument: never a 500."""
+    login(role)
+    csrf = csrf_token_from(client.get("/account").get_data(as_text=True))
+    calls = hostile_urls(app, hostile_setup)
+    assert len(calls) > 200
+    answers = {}
+    for method, url in calls:
+        data = {"csrf_token": csrf} if method == "POST" else None
+        response = client.open(url, method=method, data=data, headers={"X-CSRFToken": csrf})
+        response.get_data()  # a streamed body runs to its end
+        answers[(method, url[:80])] = response.status_code
+    failures = sorted(f"{m} {u} -> {s}" for (m, u), s in answers.items() if s >= 500)
+    assert failures == [], "\n".join(failures)
+    assert client.get("/account").status_code == 200  # still signed in: the sweep ran as this user throughout
+
+
+def test_every_query_argument_the_code_reads_is_swept():
+    """A view that reads a query argument the sweep does not send fails here, not in production."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    import gateway
+    from gateway.audit_query import AuditFilter
+
+    pattern = re.compile(r"""(?:request\.args\.get|_arg)\(\s*["']([a-z_]+)["']""")
+    read = set()
+    for path in Path(gateway.__file__).parent.rglob("*.py"):
+        read |= set(pattern.findall(path.read_text()))
+    read |= {field.name for field in fields(AuditFilter)}
+    swept = {arg for args in QUERY_ARGS.values() for arg in args}
+    assert read - swept == set()

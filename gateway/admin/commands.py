@@ -79,7 +79,7 @@ def commands() -> str:
     )
 
 
-@bp.route("/commands/<name>")
+@bp.route("/commands/<name:name>")
 def command_detail(name: str) -> str:
     catalogue = command_switches.current_catalogue()
     command = catalogue.get(name)
@@ -116,11 +116,11 @@ def _switch(name: str, disabled: bool) -> Response:
     return back("admin.commands", message)
 
 
-@bp.route("/commands/<name>/disable", methods=["POST"])
+@bp.route("/commands/<name:name>/disable", methods=["POST"])
 def disable_command(name: str) -> Response:
     return _switch(name, True)
 
 
-@bp.route("/commands/<name>/enable", methods=["POST"])
+@bp.route("/commands/<name:name>/enable", methods=["POST"])
 def enable_command(name: str) -> Response:
     return _switch(name, False)

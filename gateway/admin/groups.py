@@ -41,7 +41,7 @@ def create_group() -> Response:
     return back("admin.groups", f"Group {group.name} created.")
 
 
-@bp.route("/groups/<name>/delete", methods=["POST"])
+@bp.route("/groups/<name:name>/delete", methods=["POST"])
 def delete_group(name: str) -> Response:
     try:
         before = group_service.delete_group(name, **audited())
@@ -53,7 +53,7 @@ def delete_group(name: str) -> Response:
     )
 
 
-@bp.route("/groups/<name>/members", methods=["POST"])
+@bp.route("/groups/<name:name>/members", methods=["POST"])
 def add_member(name: str) -> Response:
     username = request.form.get("username", "")
     try:
@@ -63,7 +63,7 @@ def add_member(name: str) -> Response:
     return back("admin.groups", f"Added {username} to {name}." if added else f"{username} is already in {name}.")
 
 
-@bp.route("/groups/<name>/members/remove", methods=["POST"])
+@bp.route("/groups/<name:name>/members/remove", methods=["POST"])
 def remove_member(name: str) -> Response:
     username = request.form.get("username", "")
     try:

@@ -17,6 +17,7 @@ from gateway.admin import bp
 from gateway.admin.shared import back
 from gateway.callers import current_caller
 from gateway.models import Run
+from gateway.netguard import client_address
 from gateway.web.shared import STATUS_LABELS, me
 
 PAGE_SIZE = 50
@@ -57,8 +58,10 @@ def runs_list() -> str:
     next_cursor: str | None = None
     if viewer is not None:
         try:
-            page, next_cursor = runs.list_runs(viewer, command=command, status=status, limit=PAGE_SIZE, cursor=cursor)
-        except (ValueError, OverflowError):
+            page, next_cursor = runs.list_runs(
+                viewer, address=client_address(), command=command, status=status, limit=PAGE_SIZE, cursor=cursor
+            )
+        except ValueError:
             abort(400)
     args = {k: v for k, v in {"command": command, "status": status, "user": username}.items() if v}
     return render_template(
@@ -73,7 +76,7 @@ def runs_list() -> str:
     )
 
 
-@bp.route("/runs/<run_id>/cancel", methods=["POST"])
+@bp.route("/runs/<run_id:run_id>/cancel", methods=["POST"])
 def cancel_run(run_id: str) -> Response:
     try:
         runs.cancel(run_id, current_caller())

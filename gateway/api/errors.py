@@ -48,6 +48,3 @@ def api_error_response(exc: ApiError) -> Response:
     for name, value in exc.headers.items():
         response.headers[name] = value
     return response
-
-
-NOT_FOUND_RUN = ApiError(404, "not_found", "No such run.")

@@ -8,6 +8,7 @@ from datetime import datetime
 from flask import request
 
 from gateway.api.errors import ApiError
+from gateway.identifiers import NAME_MAX_LENGTH, is_name
 from gateway.timeutil import as_utc
 
 MAX_TEXT = 200
@@ -19,6 +20,14 @@ def text_arg(name: str) -> str | None:
         return None
     if len(value) > MAX_TEXT or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ApiError.invalid(name, f"must be printable text of at most {MAX_TEXT} characters")
+    return value
+
+
+def name_arg(name: str) -> str | None:
+    """A command, group or user name (``gateway.identifiers``): anything else could never match one."""
+    value = text_arg(name)
+    if value is not None and not is_name(value):
+        raise ApiError.invalid(name, f"must be a name of at most {NAME_MAX_LENGTH} characters, without '/'")
     return value
 
 

@@ -2,7 +2,9 @@
 
 The same chokepoint as every run (``runs.start``: allowlist, policy, rate
 limit, audit), in Flask-Shell2HTTP's shapes.  Keys resolve only among the
-caller's own runs.  Without ``force_unique_key`` the key is
+caller's own runs (and shared cached results, whose key is their run id);
+whether the caller may read or cancel the run behind a key is the policy's
+run decision, as on every other surface.  Without ``force_unique_key`` the key is
 HMAC(SECRET_KEY, user id + command + args) — deterministic for its owner,
 underivable for anyone else — and is found again by recomputing it over the
 caller's recent runs of that command; with ``force_unique_key`` it is the run
@@ -23,7 +25,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import commands, policy, runs, uploads
+from gateway import policy, runs, uploads
 from gateway.api.auth import require_csrf_for_sessions
 from gateway.api.body import parse_json_text
 from gateway.api.errors import ApiError
@@ -31,7 +33,9 @@ from gateway.api.streams import take_slot, wait_for_finish
 from gateway.callers import current_caller
 from gateway.catalogue import Command
 from gateway.extensions import db
+from gateway.identifiers import is_run_id
 from gateway.models import Run
+from gateway.netguard import client_address
 from gateway.params import FileValue, ParamError, RefusedUpload
 from gateway.timeutil import as_utc
 from gateway.urls import external_url
@@ -39,7 +43,7 @@ from gateway.urls import external_url
 bp = Blueprint("shell2http", __name__, url_prefix="/shell2http")
 POST_FIELDS = frozenset({"args", "timeout", "force_unique_key", "callback_context"})
 KEY_SCAN_LIMIT = 200
-RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+DERIVED_KEY = re.compile(r"[0-9a-f]{32}")
 # Striped locks: two identical requests from one user cannot both pass the "already running" check.
 _LOCKS = [threading.Lock() for _ in range(64)]
 
@@ -82,9 +86,10 @@ def _result_url(name: str, key: str) -> str:
 
 
 def _command(name: str) -> Command:
-    command = commands.current_catalogue().get(name)
-    if command is None or not policy.can_see(_user(), command):
-        raise Shell2HttpError("No such command.", 404)
+    try:
+        command = policy.command_for(_user(), name, client_address())
+    except policy.Denied:
+        raise Shell2HttpError("No such command.", 404) from None
     spec = command.params.get("args")
     if command.kind != "shell" or spec is None or spec.type != "list":
         raise Shell2HttpError("This command is not available through the Shell2HTTP interface.", 404)
@@ -105,19 +110,9 @@ def derived_key(user_id: int, name: str, params: Any) -> str:
     return hmac.new(secret, b"shell2http-key\0" + body, hashlib.sha256).hexdigest()[:32]
 
 
-def _find(name: str, key: str) -> Run | None:
-    """The caller's run behind ``key``: a run id (force_unique_key), else the newest run whose derived key matches."""
-    user = _user()
-    if RUN_ID.match(key):
-        run = db.session.get(Run, key)
-        if (
-            run is not None
-            and run.command == name
-            and (policy.owns_run(user, run) or (run.cache_key is not None and policy.can_view_run(user, run)))
-        ):
-            return run
-        return None
-    if not re.fullmatch(r"[0-9a-f]{32}", key):
+def _derived_run_id(user: Any, name: str, key: str) -> str | None:
+    """The newest of the caller's recent runs of ``name`` whose derived key is ``key``."""
+    if not DERIVED_KEY.fullmatch(key):
         return None
     recent = db.session.scalars(
         select(Run)
@@ -127,8 +122,28 @@ def _find(name: str, key: str) -> Run | None:
     )
     for run in recent:
         if hmac.compare_digest(derived_key(user.id, name, run.params), key):
-            return run
+            return run.id
     return None
+
+
+def _find(name: str, key: str, action: policy.RunAction = "view") -> Run | None:
+    """The run behind ``key`` if the policy lets the caller ``action`` it, else None.
+
+    A key names a run among the caller's own runs of this command: its run id
+    (force_unique_key) or its derived key; a shared cached result of this
+    command is named by its run id.
+    """
+    user = _user()
+    run_id = key if is_run_id(key) else _derived_run_id(user, name, key)
+    if run_id is None:
+        return None
+    try:
+        run = policy.run_for(user, run_id, action, client_address())
+    except policy.Denied:
+        return None
+    if run.command != name or not (policy.owns_run(user, run) or run.cache_key is not None):
+        return None
+    return run
 
 
 # --- POST: start --------------------------------------------------------------------------------
@@ -214,7 +229,7 @@ def _rejection(exc: runs.RunRejected) -> Shell2HttpError:
     return Shell2HttpError(message, exc.status, None, headers)
 
 
-@bp.post("/<name>")
+@bp.post("/<name:name>")
 def start(name: str) -> Response:
     command = _command(name)
     body, files = _request_body()
@@ -302,7 +317,7 @@ def _wait_flag() -> bool:
     return value == "true"
 
 
-@bp.get("/<name>", endpoint="command")
+@bp.get("/<name:name>", endpoint="command")
 def result(name: str) -> Response:
     _command(name)
     key = _key_arg()
@@ -316,11 +331,11 @@ def result(name: str) -> Response:
     return _json(_report(run, key, name))
 
 
-@bp.delete("/<name>")
+@bp.delete("/<name:name>")
 def delete(name: str) -> Response:
     _command(name)
     key = _key_arg()
-    run = _find(name, key)
+    run = _find(name, key, "cancel")
     if run is None:
         raise Shell2HttpError(f"No report exists for key {key}.", 404)
     if run.status in runs.LIVE:

@@ -15,8 +15,8 @@ from werkzeug.wrappers import Response
 from gateway import audit, commands, policy, runs
 from gateway.api.auth import require_csrf_for_sessions, still_authorised
 from gateway.api.body import json_object_body
-from gateway.api.errors import NOT_FOUND_RUN, ApiError, api_error_response
-from gateway.api.queryargs import check_number, int_arg, number_arg, text_arg, time_arg
+from gateway.api.errors import ApiError, api_error_response
+from gateway.api.queryargs import check_number, int_arg, name_arg, number_arg, text_arg, time_arg
 from gateway.api.shapes import accepted_view, audit_view, command_view
 from gateway.api.streams import take_slot, wait_for_finish
 from gateway.callers import current_caller
@@ -45,39 +45,26 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
 # --- commands -------------------------------------------------------------------------------
 
 
-def _runnable(user: Any) -> list[Any]:
-    """Commands the caller may run from this address (fenced-off ones are hidden, like ungranted ones)."""
-    address = client_address()
-    catalogue = commands.current_catalogue()
-    return [c for c in policy.visible_commands(user, catalogue) if policy.check_run(user, c, address) is None]
-
-
 @bp.get("/commands")
 def list_commands() -> Response:
     catalogue = commands.current_catalogue()
     disabled = commands.disabled_commands()
-    items = [command_view(c, catalogue, c.name in disabled) for c in _runnable(_user())]
+    runnable = policy.visible_commands(_user(), catalogue, client_address())
+    items = [command_view(c, catalogue, c.name in disabled) for c in runnable]
     return _json({"items": items, "next_cursor": None})
 
 
-@bp.get("/commands/<name>")
+@bp.get("/commands/<name:name>")
 def get_command(name: str) -> Response:
-    catalogue = commands.current_catalogue()
-    command = catalogue.get(name)
-    if command is None or policy.check_run(_user(), command, client_address()) is not None:
-        raise ApiError(404, "not_found", "No such command.")
-    return _json(command_view(command, catalogue, commands.is_disabled(name)))
+    command = policy.command_for(_user(), name, client_address())
+    return _json(command_view(command, commands.current_catalogue(), commands.is_disabled(name)))
 
 
 # --- runs -----------------------------------------------------------------------------------
 
 
 def _visible_run(run_id: str) -> Run:
-    # A control character is never in an id, and PostgreSQL refuses a NUL in a query parameter.
-    run = db.session.get(Run, run_id) if len(run_id) <= 36 and run_id.isprintable() else None
-    if run is None or not policy.can_view_run(_user(), run):
-        raise NOT_FOUND_RUN
-    return run
+    return policy.run_for(_user(), run_id, "view", client_address())
 
 
 def _shared_result(user: Any, run: Run) -> bool:
@@ -85,7 +72,7 @@ def _shared_result(user: Any, run: Run) -> bool:
     return not policy.sees_run_details(user, run)
 
 
-@bp.post("/commands/<name>/runs")
+@bp.post("/commands/<name:name>/runs")
 def start_run(name: str) -> Response:
     body = json_object_body(START_FIELDS)
     params = body.get("params", {})
@@ -118,7 +105,7 @@ def _optional_slot() -> Any:
         return None
 
 
-@bp.get("/runs/<run_id>")
+@bp.get("/runs/<run_id:run_id>")
 def get_run(run_id: str) -> Response:
     wait = number_arg("wait", 0, 0, MAX_WAIT)
     run = _visible_run(run_id)
@@ -143,7 +130,7 @@ def _last_event_id() -> int:
     return int(raw)
 
 
-@bp.get("/runs/<run_id>/stream")
+@bp.get("/runs/<run_id:run_id>/stream")
 def stream_run(run_id: str) -> Response:
     from gateway.api.streams import sse_events
 
@@ -163,9 +150,8 @@ def stream_run(run_id: str) -> Response:
     return response
 
 
-@bp.post("/runs/<run_id>/cancel")
+@bp.post("/runs/<run_id:run_id>/cancel")
 def cancel_run(run_id: str) -> Response:
-    _visible_run(run_id)
     try:
         run = runs.cancel(run_id, current_caller())
     except runs.RunRejected as exc:
@@ -176,15 +162,17 @@ def cancel_run(run_id: str) -> Response:
 @bp.get("/runs")
 def list_runs() -> Response:
     limit = int_arg("limit", 50, 1, 500)
-    command = text_arg("command")
+    command = name_arg("command")
     status = text_arg("status")
     if status is not None and status not in runs.LIVE + runs.TERMINAL:
         raise ApiError.invalid("status", "must be one of " + ", ".join(runs.LIVE + runs.TERMINAL))
     cursor = text_arg("cursor")
     user = _user()
     try:
-        page, next_cursor = runs.list_runs(user, command=command, status=status, limit=limit or 50, cursor=cursor)
-    except (ValueError, OverflowError):
+        page, next_cursor = runs.list_runs(
+            user, address=client_address(), command=command, status=status, limit=limit or 50, cursor=cursor
+        )
+    except ValueError:
         raise ApiError.invalid("cursor", "is not a cursor this API returned") from None
     items = [runs.run_view(run, user, include_output=False) for run in page]
     return _json({"items": items, "next_cursor": next_cursor})

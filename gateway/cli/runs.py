@@ -28,7 +28,7 @@ class OperatorUser:
 
 
 def _operator_caller() -> runs.Caller:
-    return runs.Caller(user=OperatorUser(username=operator_actor()["name"]), source_ip="")
+    return runs.Caller(user=OperatorUser(username=operator_actor()["name"]), source_ip=None)  # not over the network
 
 
 @click.group("runs")

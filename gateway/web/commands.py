@@ -11,19 +11,12 @@ from gateway import commands as command_switches
 from gateway import policy, runs
 from gateway.callers import current_caller
 from gateway.catalogue import Command
+from gateway.netguard import client_address
 from gateway.params import FileValue, ParamError
 from gateway.uploads import store_uploads
 from gateway.web import bp
 from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
 from gateway.web.shared import me
-
-
-def visible_command_or_404(name: str) -> Command:
-    """Commands the user may not run do not exist for them (same 404 as an unknown name)."""
-    command = command_switches.current_catalogue().get(name)
-    if command is None or not policy.can_see(me(), command):
-        abort(404)
-    return command
 
 
 def blocked_reason(command: Command) -> str | None:
@@ -58,9 +51,9 @@ def render_form(
     return page, status
 
 
-@bp.route("/commands/<name>", methods=["GET"])
+@bp.route("/commands/<name:name>", methods=["GET"])
 def command_form(name: str) -> tuple[str, int]:
-    command = visible_command_or_404(name)
+    command = policy.command_for(me(), name, client_address())
     return render_form(command, prefill_from(command, request.args))
 
 
@@ -71,13 +64,13 @@ def _store_files(command: Command) -> tuple[dict[str, FileValue], str | None]:
     return store_uploads(present, current_app.config["MAX_CONTENT_LENGTH"], runs.run_as_account())
 
 
-@bp.route("/commands/<name>", methods=["POST"])
+@bp.route("/commands/<name:name>", methods=["POST"])
 def command_submit(name: str) -> Response | tuple[str, int]:
     command = command_switches.current_catalogue().get(name)
     submitted = read_submission(command, request.form, request.files) if command is not None else {}
     files: dict[str, FileValue] = {}
     folder: str | None = None
-    if command is not None and policy.can_see(me(), command):
+    if command is not None and policy.check_run(me(), command, client_address()) is None:
         try:
             files, folder = _store_files(command)
         except ParamError as exc:

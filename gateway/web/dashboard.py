@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, url_for
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from gateway import commands as command_switches
@@ -26,6 +26,7 @@ from gateway.callers import current_caller
 from gateway.catalogue import Command
 from gateway.extensions import db
 from gateway.models import Run, RunOutputChunk
+from gateway.netguard import client_address
 from gateway.wakeup import wakeups
 from gateway.web import bp
 from gateway.web.shared import STATUS_LABELS, me, own_viewer
@@ -50,12 +51,8 @@ class Tile:
 
 
 def _visible_runs(command: Command) -> Any:
-    """Runs of this command the user may see: shared cached results, their own, or all for admins."""
-    query = select(Run).where(Run.command == command.name)
-    user = me()
-    if not policy.is_admin(user):
-        query = query.where(or_(Run.cache_key.is_not(None), Run.user_id == user.id))
-    return query
+    """Runs of this command the tile may show this user (``policy.tile_runs``)."""
+    return select(Run).where(policy.tile_runs(me(), command))
 
 
 def _last_lines(run_id: str) -> list[str]:
@@ -105,11 +102,12 @@ def group_by_category(commands: list[Command]) -> list[tuple[str, list[Command]]
 @bp.route("/")
 def dashboard() -> str:
     catalogue = command_switches.current_catalogue()
-    visible = policy.visible_commands(me(), catalogue)
+    address = client_address()
+    visible = policy.visible_commands(me(), catalogue, address)
     disabled = command_switches.disabled_commands()
     blocked = {c.name: "disabled" for c in visible if c.name in disabled}
     blocked.update({c.name: "unavailable" for c in visible if catalogue.unavailable_reason(c)})
-    recent, _ = runs.list_runs(own_viewer(), limit=10)
+    recent, _ = runs.list_runs(own_viewer(), address=address, limit=10)
     return render_template(
         "dashboard.html",
         tiles=[build_tile(c) for c in visible if c.dashboard],
@@ -123,19 +121,20 @@ def dashboard() -> str:
 
 
 def dashboard_command_or_404(name: str) -> Command:
-    command = command_switches.current_catalogue().get(name)
-    if command is None or not command.dashboard or not policy.can_see(me(), command):
+    """A tile exists for a command the policy lets this user use that is a dashboard report."""
+    command = policy.command_for(me(), name, client_address())
+    if not command.dashboard:
         abort(404)
     return command
 
 
-@bp.route("/tiles/<name>")
+@bp.route("/tiles/<name:name>")
 def tile(name: str) -> str:
     """One tile as an HTML fragment, for the page's own refreshes."""
     return render_template("_tile.html", tile=build_tile(dashboard_command_or_404(name)), max_rows=TILE_ROWS)
 
 
-@bp.route("/tiles/<name>/refresh", methods=["POST"])
+@bp.route("/tiles/<name:name>/refresh", methods=["POST"])
 def tile_refresh(name: str) -> Response | str:
     """Start the report (through the cache); the page's script gets the fragment, a plain form a redirect."""
     command = dashboard_command_or_404(name)

@@ -6,6 +6,7 @@ from flask import abort, render_template, request
 
 from gateway import commands as command_switches
 from gateway import policy, runs
+from gateway.netguard import client_address
 from gateway.web import bp
 from gateway.web.shared import STATUS_LABELS, me, own_viewer
 
@@ -19,12 +20,15 @@ def history() -> str:
     cursor = request.args.get("cursor", "").strip() or None
     if status is not None and status not in STATUS_LABELS:
         abort(400)
+    address = client_address()
     try:
-        page, next_cursor = runs.list_runs(own_viewer(), command=command, status=status, limit=PAGE_SIZE, cursor=cursor)
+        page, next_cursor = runs.list_runs(
+            own_viewer(), address=address, command=command, status=status, limit=PAGE_SIZE, cursor=cursor
+        )
     except ValueError:
         abort(400)
     catalogue = command_switches.current_catalogue()
-    names = sorted(c.name for c in policy.visible_commands(me(), catalogue))
+    names = sorted(c.name for c in policy.visible_commands(me(), catalogue, address))
     return render_template(
         "history.html",
         runs=page,

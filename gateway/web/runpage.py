@@ -19,10 +19,11 @@ from gateway import commands as command_switches
 from gateway import policy, runs
 from gateway.callers import current_caller
 from gateway.models import Run
+from gateway.netguard import client_address
 from gateway.timeutil import as_utc, utcnow
 from gateway.web import bp
 from gateway.web.paramform import again_values
-from gateway.web.shared import STATUS_LABELS, duration, me, visible_run_or_404
+from gateway.web.shared import STATUS_LABELS, duration, me
 
 MAX_RENDERED_CHUNKS = 20_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -49,10 +50,10 @@ def stream_available() -> bool:
     return any(rule.rule.startswith("/api/v1/runs/<") and rule.rule.endswith(">/stream") for rule in rules)
 
 
-@bp.route("/runs/<run_id>")
+@bp.route("/runs/<run_id:run_id>")
 def run_page(run_id: str) -> str:
-    run = visible_run_or_404(run_id)
-    viewer = me()
+    viewer, address = me(), client_address()
+    run = policy.run_for(viewer, run_id, "view", address)
     view = runs.run_view(run, viewer, cached=request.args.get("cached") == "1", include_output=False)
     command = command_switches.current_catalogue().get(run.command)
     chunks = rendered_chunks(run.id)
@@ -67,17 +68,16 @@ def run_page(run_id: str) -> str:
         live=live,
         elapsed=duration(int((utcnow() - as_utc(run.started_at or run.created_at)).total_seconds() * 1000)),
         status_label=STATUS_LABELS.get(run.status, run.status),
-        can_cancel=live and policy.can_cancel_run(viewer, run),
-        can_run_again=command is not None and policy.can_see(viewer, command),
+        can_cancel=live and policy.allows_run(viewer, run, "cancel", address),
+        can_run_again=policy.check_run(viewer, command, address) is None,
         again=again_values(command, view["params"]) if view["params"] is not None else [],
         stream_url=f"/api/v1/runs/{run.id}/stream",
         streaming=stream_available(),
     )
 
 
-@bp.route("/runs/<run_id>/cancel", methods=["POST"])
+@bp.route("/runs/<run_id:run_id>/cancel", methods=["POST"])
 def run_cancel(run_id: str) -> Response:
-    visible_run_or_404(run_id)
     try:
         runs.cancel(run_id, current_caller())
     except runs.RunRejected as exc:
@@ -106,9 +106,9 @@ def result_csv(run: Run) -> str:
     return buffer.getvalue()
 
 
-@bp.route("/runs/<run_id>.csv")
+@bp.route("/runs/<run_id:run_id>.csv")
 def run_csv(run_id: str) -> Response:
-    run = visible_run_or_404(run_id)
+    run = policy.run_for(me(), run_id, "view", client_address())
     if not run.result:
         abort(404)
     response = Response(result_csv(run), mimetype="text/csv")

@@ -1,4 +1,4 @@
-"""Small helpers the staff pages share: who sees which runs, and how times and cells are shown."""
+"""Small helpers the staff pages share: who is looking, and how times and cells are shown."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import abort
 from flask_login import current_user
 
-from gateway import policy
-from gateway.extensions import db
-from gateway.models import Run
 from gateway.timeutil import as_utc
 
 STATUS_LABELS = {
@@ -41,14 +37,6 @@ def me() -> Any:
 
 def own_viewer() -> OwnRunsOnly:
     return OwnRunsOnly(id=current_user.id)
-
-
-def visible_run_or_404(run_id: str) -> Run:
-    """The run if this user may see it; a run they may not see does not exist for them."""
-    run = db.session.get(Run, run_id)
-    if run is None or not policy.can_view_run(me(), run):
-        abort(404)
-    return run
 
 
 def clock(value: datetime | None) -> str:

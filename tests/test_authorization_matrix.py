@@ -1,0 +1,249 @@
+"""The authorization matrix: every surface that reads or acts on a run or a command gives one answer.
+
+OliveTin's and Rundeck's advisories are mostly one surface (an API read, a
+log download, a dashboard) deciding differently from the others.  Here each
+caller asks every surface about the same run or command, and the answers are
+compared with one table: ``A`` allowed, ``H`` hidden (404, or left out of a
+list: the thing does not exist for them), ``N`` not signed in (401, or the
+sign-in page).  The rules are gateway/policy.py's docstring.
+
+Every command is fenced to 127.0.0.2 by ``allowed_networks`` while
+``ALLOWED_NETWORKS`` admits all of loopback, so a request from 127.0.0.1 passes
+the gate and is outside the command's networks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gateway import accounts, groups, tokens
+from tests.conftest import csrf_token_from, seed_session
+
+PY = sys.executable
+INSIDE = "127.0.0.2"
+OUTSIDE = "127.0.0.1"
+
+CATALOGUE = f"""
+datasources:
+  ops:
+    url_env: MATRIX_OPS_DB_URL
+commands:
+  - name: tasks
+    title: Tasks
+    kind: query
+    datasource: ops
+    sql: "SELECT id, name FROM tasks ORDER BY id"
+    allowed_networks: ["{INSIDE}/32"]
+  - name: status
+    title: Status
+    kind: shell
+    argv: ["{PY}", "-c", "print('all good')"]
+    cache_seconds: 3600
+    dashboard: true
+    allowed_networks: ["{INSIDE}/32"]
+  - name: args
+    title: Shell2HTTP style
+    kind: shell
+    argv: ["{PY}", "-c", "print('done')", "{{args}}"]
+    params:
+      args: {{type: list}}
+    allowed_networks: ["{INSIDE}/32"]
+"""
+
+# Who asks: (user, address, how their credentials stand).
+ACTORS = {
+    "owner": ("staff", INSIDE, "ok"),
+    "other staff": ("other", INSIDE, "ok"),
+    "admin": ("admin", INSIDE, "ok"),
+    "owner outside": ("staff", OUTSIDE, "ok"),
+    "admin outside": ("admin", OUTSIDE, "ok"),
+    "disabled user": ("staff", INSIDE, "disabled"),
+    "revoked token": ("staff", INSIDE, "revoked"),
+}
+
+# One row per surface, one letter per actor in ACTORS order:
+#   owner, other staff, admin, owner outside, admin outside, disabled user, revoked token
+# {P}: the owner's private run (a query, so it has a CSV); {S}: the owner's shared cached result;
+# {K}: the owner's Shell2HTTP key.  (method, url, credential, allowed statuses, expected)
+SURFACES = {
+    "run page": ("GET", "/runs/{P}", "session", {200}, "AHAHHNN"),
+    "run CSV": ("GET", "/runs/{P}.csv", "session", {200}, "AHAHHNN"),
+    "API get": ("GET", "/api/v1/runs/{P}", "token", {200}, "AHAHHNN"),
+    "API long-poll": ("GET", "/api/v1/runs/{P}?wait=1", "token", {200}, "AHAHHNN"),
+    "API stream": ("GET", "/api/v1/runs/{P}/stream", "token", {200}, "AHAHHNN"),
+    "web cancel": ("POST", "/runs/{P}/cancel", "session", {303}, "AHAHHNN"),  # ended: a flash says so
+    "API cancel": ("POST", "/api/v1/runs/{P}/cancel", "token", {409}, "AHAHHNN"),  # 409: it has ended
+    # Keys resolve only among the caller's own runs (DESIGN.md): admins read others' runs elsewhere.
+    "Shell2HTTP GET": ("GET", "/shell2http/args?key={K}", "token", {200}, "AHHHHNN"),
+    "Shell2HTTP DELETE": ("DELETE", "/shell2http/args?key={K}", "token", {204}, "AHHHHNN"),
+    "cached run page": ("GET", "/runs/{S}", "session", {200}, "AAAHHNN"),
+    "cached run API": ("GET", "/api/v1/runs/{S}", "token", {200}, "AAAHHNN"),
+    "cache-joined run": ("POST", "/api/v1/commands/status/runs", "token", {200}, "AAAHHNN"),
+    "cached run cancel": ("POST", "/api/v1/runs/{S}/cancel", "token", {409}, "AHAHHNN"),
+    "dashboard tile": ("GET", "/tiles/status", "session", {200}, "AAAHHNN"),
+    "tile refresh": ("POST", "/tiles/status/refresh", "session", {303}, "AAAHHNN"),  # joins the cached result
+    "dashboard": ("GET", "/", "session", {200}, "AAAHHNN"),
+    "command form": ("GET", "/commands/tasks", "session", {200}, "AAAHHNN"),
+    "API command": ("GET", "/api/v1/commands/tasks", "token", {200}, "AAAHHNN"),
+    "my runs": ("GET", "/runs", "session", {200}, "AHHHHNN"),  # one's own runs, admins included
+    "API run list": ("GET", "/api/v1/runs", "token", {200}, "AHAHHNN"),
+    "admin runs": ("GET", "/admin/runs", "session", {200}, "HHAHHNN"),
+    "admin cancel": ("POST", "/admin/runs/{P}/cancel", "session", {303}, "HHAHHNN"),
+    # The catalogue's definition, grants and kill switch are administration, not use: not fenced.
+    "admin command": ("GET", "/admin/commands/tasks", "session", {200}, "HHAHANN"),
+    "start (API)": ("POST", "/api/v1/commands/tasks/runs", "token", {202}, "AAAHHNN"),
+    "start (form)": ("POST", "/commands/tasks", "session", {303}, "AAAHHNN"),
+    "Shell2HTTP POST": ("POST", "/shell2http/args", "token", {202}, "AAAHHNN"),
+}
+# For list surfaces "allowed" means the thing is listed: what marks it in the answer.
+LISTED = {"dashboard": 'id="tile-status"', "my runs": "{P}", "API run list": "{P}", "admin runs": "{P}"}
+BODIES = {
+    "cache-joined run": {"params": {}},
+    "start (API)": {"params": {}},
+    "Shell2HTTP POST": {"args": ["x"], "force_unique_key": True},
+}
+
+
+@dataclass
+class World:
+    app: Flask
+    ids: dict[str, str]
+
+
+@pytest.fixture
+def world(make_app, users, tmp_path: Path, monkeypatch) -> World:
+    """The owner (staff) ran a private query, a shared cached report and a Shell2HTTP command from inside."""
+    ops = tmp_path / "ops.db"
+    with sqlite3.connect(ops) as connection:
+        connection.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.execute("INSERT INTO tasks (name) VALUES ('alpha')")
+    monkeypatch.setenv("MATRIX_OPS_DB_URL", f"sqlite:///{ops}")
+    catalogue = tmp_path / "commands.yaml"
+    catalogue.write_text(textwrap.dedent(CATALOGUE))
+    app = make_app(GATEWAY_COMMANDS_FILE=catalogue)
+    with app.app_context():
+        groups.create_group("ops")
+        for name in ("staff", "other"):
+            groups.add_member("ops", name)
+        for command in ("tasks", "status", "args"):
+            groups.add_grant("ops", command)
+    owner = token_headers(app, "staff")
+    client = app.test_client()
+    inside = {"REMOTE_ADDR": INSIDE}
+
+    def finished(response) -> str:
+        assert response.status_code in (200, 202), response.get_data(as_text=True)
+        run_id = response.get_json()["id"]
+        done = client.get(f"/api/v1/runs/{run_id}?wait=20", headers=owner, environ_base=inside).get_json()
+        assert done["status"] == "succeeded", done
+        return run_id
+
+    start = "/api/v1/commands/{}/runs"
+    private = finished(client.post(start.format("tasks"), json={"params": {}}, headers=owner, environ_base=inside))
+    shared = finished(client.post(start.format("status"), json={"params": {}}, headers=owner, environ_base=inside))
+    posted = client.post("/shell2http/args", json={"args": ["mine"]}, headers=owner, environ_base=inside)
+    assert posted.status_code == 202, posted.get_data(as_text=True)
+    key = posted.get_json()["key"]
+    done = client.get(f"/shell2http/args?key={key}&wait=true", headers=owner, environ_base=inside).get_json()
+    assert done["returncode"] == 0, done
+    return World(app=app, ids={"P": private, "S": shared, "K": key})
+
+
+def token_headers(app: Flask, username: str) -> dict[str, str]:
+    with app.app_context():
+        issued = tokens.create_token(accounts.get_user(username), name="matrix")
+    return {"Authorization": f"Bearer {issued.secret}"}
+
+
+@dataclass
+class Caller:
+    web: FlaskClient
+    headers: dict[str, str]
+    address: str
+
+
+def as_actor(world: World, users, actor: str) -> Caller:
+    """A browser and a token for the actor, in the state the row names (disabled, token revoked)."""
+    username, address, state = ACTORS[actor]
+    app = world.app
+    web = app.test_client()
+    if state != "revoked":
+        seed_session(app, web, users[username].id)
+    headers = token_headers(app, username)
+    with app.app_context():
+        if state == "disabled":
+            accounts.set_active(accounts.get_user(username), False, actor={"id": None, "name": "cli:test"})
+        if state == "revoked":
+            for token in tokens.tokens_of(accounts.get_user(username)):
+                tokens.revoke(token.id, actor={"id": None, "name": "cli:test"})
+    return Caller(web=web, headers=headers, address=address)
+
+
+def csrf_for(caller: Caller) -> str:
+    environ = {"REMOTE_ADDR": caller.address}
+    page = caller.web.get("/account", environ_base=environ)
+    if page.status_code != 200:
+        page = caller.web.get("/login", environ_base=environ)
+    return csrf_token_from(page.get_data(as_text=True))
+
+
+def ask(world: World, caller: Caller, surface: str, csrf: str) -> str:
+    """The decision a surface gave: A, H or N (or the unexpected status and body, which fails the comparison)."""
+    method, template, credential, allowed, _ = SURFACES[surface]
+    url = template.format(**world.ids)
+    environ = {"REMOTE_ADDR": caller.address}
+    if credential == "token":
+        body = BODIES.get(surface)
+        response = caller.web.open(url, method=method, json=body, headers=caller.headers, environ_base=environ)
+    else:
+        data = {"csrf_token": csrf} if method == "POST" else None
+        response = caller.web.open(url, method=method, data=data, environ_base=environ)
+    text = response.get_data(as_text=True)
+    status = response.status_code
+    if status == 401 or (status == 302 and response.headers["Location"].startswith("/login")):
+        return "N"
+    if status == 404:
+        return "H"
+    if status not in allowed:
+        return f"{status}: {' '.join(text.split())[:120]}"  # neither allowed nor refused the way every surface refuses
+    if surface in LISTED:
+        return "A" if LISTED[surface].format(**world.ids) in text else "H"
+    if surface == "cache-joined run":
+        assert response.get_json()["id"] == world.ids["S"], "the shared result was not joined"
+    return "A"
+
+
+@pytest.mark.parametrize("actor", list(ACTORS))
+def test_every_surface_gives_the_same_decision(world, users, actor):
+    caller = as_actor(world, users, actor)
+    csrf = csrf_for(caller)
+    column = list(ACTORS).index(actor)
+    expected = {surface: row[4][column] for surface, row in SURFACES.items()}
+    answered = {surface: ask(world, caller, surface, csrf) for surface in SURFACES}
+    wrong = [
+        f"{surface}: want {expected[surface]}, got {got}"
+        for surface, got in answered.items()
+        if got != expected[surface]
+    ]
+    assert wrong == [], f"{actor}:\n" + "\n".join(wrong)
+
+
+def test_the_table_covers_every_route_that_takes_a_run_or_a_command(world):
+    """A new route that looks up a run or a command by name must join the matrix (or say here why not)."""
+    adapter = world.app.url_map.bind("localhost")
+    covered = set()
+    for method, template, *_ in SURFACES.values():
+        endpoint, _ = adapter.match(template.split("?")[0].format(**world.ids), method=method)
+        covered.add(endpoint)
+    not_a_run_or_command = {"admin.delete_group", "admin.add_member", "admin.remove_member"}  # group names
+    kill_switch = {"admin.disable_command", "admin.enable_command"}  # administration, admin only, like /admin/commands
+    taking = {rule.endpoint for rule in world.app.url_map.iter_rules() if rule.arguments & {"run_id", "name"}}
+    assert taking - covered - not_a_run_or_command - kill_switch == set()
