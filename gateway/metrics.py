@@ -59,7 +59,7 @@ RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "timed_out
 # The audit outcomes of ``run.rejected`` (policy refusals and ``runs._reject``); anything else counts as "other".
 REJECTION_REASONS = frozenset(
     {
-        "not_found", "denied_network", "draining", "unavailable", "invalid_params",
+        "not_found", "denied_network", "draining", "unavailable", "invalid_params", "invalid_request",
         "ratelimit_unavailable", "rate_limited", "disabled", "concurrency_full",
     }
 )  # fmt: skip

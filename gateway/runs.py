@@ -107,7 +107,7 @@ class Started:
 # --- start ----------------------------------------------------------------------------------
 
 _REFUSALS = "run-refusals"  # the rate-limit key of a user's refusals (RUN_REFUSAL_RATE_LIMIT)
-_REQUEST_FAULTS = frozenset({400, 403, 404})
+_REQUEST_FAULTS = frozenset({400, 403, 404, 415})
 
 
 def _reject(
@@ -151,6 +151,36 @@ def _reject(
     return RunRejected(status, code, message, details, retry_after)
 
 
+def refuse_request(
+    caller: Caller, name: str, status: int, message: str, details: Mapping[str, Any] | None = None
+) -> RunRejected:
+    """A run request refused before it could be read as one (malformed body, wrong content type).
+
+    Audited as ``run.rejected`` (outcome ``invalid_request``) and spending the caller's refusal
+    budget like any other refusal of what the caller sent, so no bad request goes unrecorded.
+    """
+    try:
+        wait = _refusals_spent(caller)
+    except (RedisError, StorageError, ConnectionError):  # the refusal stands whatever the storage says
+        log.warning("could not read RUN_REFUSAL_RATE_LIMIT for a refused run request", exc_info=True)
+        wait = None
+    if wait is not None:
+        message = "Too many refused run requests; try again later."
+        return _reject(caller, name, 429, "rate_limited", "rate_limited", message, retry_after=wait)
+    code = "unsupported_media_type" if status == 415 else "validation_error"
+    return _reject(caller, name, status, code, "invalid_request", message, details=details)
+
+
+def _refusals_spent(caller: Caller) -> int | None:
+    """Seconds until the caller's ``RUN_REFUSAL_RATE_LIMIT`` has room again, or None when it has room now."""
+    strategy, keys = limiter.limiter, (_REFUSALS, str(caller.user.id))
+    spent = [item for item in _refusal_limits() if not strategy.test(item, *keys)]
+    if not spent:
+        return None
+    reset_at = max(strategy.get_window_stats(item, *keys).reset_time for item in spent)
+    return max(1, int(reset_at - time.time()) + 1)
+
+
 def _spend_rate_limit(command: Command, caller: Caller) -> int | None:
     """Before validation: seconds to wait when the caller may not ask for ``command`` now, else None.
 
@@ -160,16 +190,12 @@ def _spend_rate_limit(command: Command, caller: Caller) -> int | None:
     ``RUN_REFUSAL_RATE_LIMIT`` (per user, across tokens and sessions; ``_reject`` spends it).
     Raises the storage's error when it cannot answer: runs fail closed then (DESIGN.md).
     """
+    if not command.rate_limit:
+        return _refusals_spent(caller)
     strategy = limiter.limiter
-    user = str(caller.user.id)
-    keys: tuple[str, ...]
-    if command.rate_limit:
-        keys = ("command", command.name, user)
-        # hit, not test: every window of the limit counts this request, refused or not
-        spent = [item for item in parse_many(command.rate_limit) if not strategy.hit(item, *keys)]
-    else:
-        keys = (_REFUSALS, user)
-        spent = [item for item in _refusal_limits() if not strategy.test(item, *keys)]
+    keys = ("command", command.name, str(caller.user.id))
+    # hit, not test: every window of the limit counts this request, refused or not
+    spent = [item for item in parse_many(command.rate_limit) if not strategy.hit(item, *keys)]
     if not spent:
         return None
     reset_at = max(strategy.get_window_stats(item, *keys).reset_time for item in spent)

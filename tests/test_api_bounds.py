@@ -71,3 +71,53 @@ def test_a_run_id_with_a_control_character_is_404(api_app, bearer):  # noqa: F81
     for path in ("/api/v1/runs/%00", "/api/v1/runs/a%00b", "/api/v1/runs/%01/stream"):
         assert_error(client.get(path, headers=headers), 404, "not_found")
     assert_error(client.post("/api/v1/runs/%00/cancel", headers=headers), 404, "not_found")
+
+
+def _refusals(app) -> list:
+    from sqlalchemy import select
+
+    from gateway.extensions import db
+    from gateway.models import AuditEvent, Run
+
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "run.rejected")).all()
+        runs = db.session.scalars(select(Run)).all()
+        return [(event.command, event.outcome, event.detail) for event in events], len(runs)
+
+
+def test_a_run_request_refused_before_it_is_read_is_on_record(api_app, bearer):  # noqa: F811
+    """Malformed bodies (JSON API and Shell2HTTP) are refusals like any other: audited, nothing run."""
+    client, headers = api_app.test_client(), bearer("staff")
+    json_headers = {**headers, "Content-Type": "application/json"}
+    cases = [
+        ("/api/v1/commands/nap/runs", b"{not json", json_headers, 400, "body"),
+        ("/api/v1/commands/nap/runs", b'{"params": {}, "params": {}}', json_headers, 400, "params"),
+        ("/api/v1/commands/nap/runs", b'{"params": {}, "surprise": 1}', json_headers, 400, "surprise"),
+        ("/api/v1/commands/nap/runs", b'{"params": []}', json_headers, 400, "params"),
+        ("/api/v1/commands/nap/runs", b'{"params": {}, "wait": 61}', json_headers, 400, "wait"),
+        ("/api/v1/commands/nap/runs", b"params=1", {**headers, "Content-Type": "text/plain"}, 415, None),
+        ("/shell2http/echo", b"{not json", json_headers, 400, None),
+        ("/shell2http/echo", b'{"args": ["a"], "timeout": -1}', json_headers, 400, None),
+    ]
+    for path, body, request_headers, status, field in cases:
+        before, _ = _refusals(api_app)
+        response = client.post(path, data=body, headers=request_headers)
+        assert response.status_code == status, (path, body, response.get_json())
+        after, run_count = _refusals(api_app)
+        new = after[len(before) :]
+        command = "nap" if path.startswith("/api/") else "echo"
+        assert [(name, outcome) for name, outcome, _ in new] == [(command, "invalid_request")], (path, body, new)
+        if field is not None:
+            assert field in new[0][2]["fields"], (path, body, new[0][2])
+            assert field in response.get_json()["error"]["details"]
+        assert run_count == 0
+
+
+def test_malformed_run_requests_spend_the_refusal_budget(make_app, catalogue_path, people):  # noqa: F811
+    from tests.test_api_runs import issue_token
+
+    app = make_app(GATEWAY_COMMANDS_FILE=catalogue_path, RUN_REFUSAL_RATE_LIMIT="2/minute")
+    headers = {"Authorization": f"Bearer {issue_token(app, 'staff')[1]}", "Content-Type": "application/json"}
+    client = app.test_client()
+    statuses = [client.post("/api/v1/commands/nap/runs", data=b"{", headers=headers).status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]

@@ -232,8 +232,12 @@ def _rejection(exc: runs.RunRejected) -> Shell2HttpError:
 @bp.post("/<name:name>")
 def start(name: str) -> Response:
     command = _command(name)
-    body, files = _request_body()
-    args, timeout, unique, context = _checked_options(body, command)
+    try:
+        body, files = _request_body()
+        args, timeout, unique, context = _checked_options(body, command)
+    except Shell2HttpError as exc:  # a refusal of what the caller sent: on record like any other
+        refusal = runs.refuse_request(current_caller(), name, exc.status, exc.message)
+        raise _rejection(refusal) from None
     args, stored, folder = _store_files(command, args, files)
     params: dict[str, Any] = {"args": args}
     user = _user()

@@ -74,13 +74,11 @@ def _shared_result(user: Any, run: Run) -> bool:
 
 @bp.post("/commands/<name:name>/runs")
 def start_run(name: str) -> Response:
-    body = json_object_body(START_FIELDS)
-    params = body.get("params", {})
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise ApiError.invalid("params", "must be an object")
-    wait = check_number("wait", body.get("wait", 0), 0, MAX_WAIT)
+    try:
+        params, wait = _start_request()
+    except ApiError as exc:  # a refusal of what the caller sent: on record like any other
+        refusal = runs.refuse_request(current_caller(), name, exc.status, exc.message, exc.details)
+        raise ApiError.from_rejection(refusal) from None
     try:
         started = runs.start(name, params, current_caller(), source="json")
     except runs.RunRejected as exc:
@@ -95,6 +93,17 @@ def start_run(name: str) -> Response:
         return _json(runs.run_view(run, _user(), cached=started.cached))
     accepted = accepted_view(run)
     return _json(accepted, 202, {"Location": accepted["url"]})
+
+
+def _start_request() -> tuple[dict[str, Any], float]:
+    """The start body's ``params`` and ``wait``; ApiError (400/415) naming the field otherwise."""
+    body = json_object_body(START_FIELDS)
+    params = body.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ApiError.invalid("params", "must be an object")
+    return params, check_number("wait", body.get("wait", 0), 0, MAX_WAIT)
 
 
 def _optional_slot() -> Any:
