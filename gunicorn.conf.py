@@ -9,7 +9,7 @@ supervisor and NOTIFY listener, so the app is NOT preloaded in the master
 count (``max_requests`` would cancel their runs).
 
 SIGTERM (Kubernetes stops the pod; gunicorn passes it to each worker) drains
-instead of stopping at once: see ``gateway.lifecycle``.  ``graceful_timeout``
+instead of stopping at once: see ``gateway.platform.lifecycle``.  ``graceful_timeout``
 is longer than ``RUN_SHUTDOWN_GRACE_SECONDS`` so gunicorn's SIGKILL never cuts
 the drain short.  Tunable through the environment: ``GUNICORN_WORKERS``,
 ``GUNICORN_THREADS``, ``GUNICORN_BIND``, ``RUN_SHUTDOWN_GRACE_SECONDS``; anything else through
@@ -44,7 +44,7 @@ if os.environ.get("GATEWAY_ENV", "production").lower() == "production":
     # One JSON object per line on stderr, like the app's own logs: gunicorn's own messages
     # (boot, worker exits, timeouts) use the app's JSON formatter.
     logconfig_dict = {
-        "formatters": {"json": {"()": "gateway.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "gateway.platform.logs.JsonFormatter"}},
         "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
         "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False}},
         "root": {"level": "INFO", "handlers": []},  # the app adds its own JSON handler in each worker
@@ -53,7 +53,7 @@ if os.environ.get("GATEWAY_ENV", "production").lower() == "production":
 
 def post_worker_init(worker: Any) -> None:
     """Replace gunicorn's SIGTERM handler with the gateway's drain, then let gunicorn stop the worker."""
-    from gateway.lifecycle import install_drain_on_sigterm, prepare_serving
+    from gateway.platform.lifecycle import install_drain_on_sigterm, prepare_serving
 
     app = worker.wsgi
     prepare_serving(app)  # idempotent: wsgi.py already did it in this worker
@@ -76,6 +76,6 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """A dead worker's live gauges (active runs) must not be summed forever."""
-    from gateway.metrics import mark_worker_dead
+    from gateway.platform.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)

@@ -10,11 +10,12 @@ from flask import Flask
 from flask.cli import ScriptInfo
 
 from config import ConfigError
+from gateway.db import stall_guard
 
 
 def _create_app() -> Flask:
     """The app from the environment; ``GATEWAY_INSTANCE_PATH`` moves ``instance/`` (default: the project's)."""
-    from gateway import create_app, stall_guard
+    from gateway import create_app
 
     # Prunes, exports and migrations may hold a statement longer than a request ever should.
     stall_guard.GUARD.enabled = False

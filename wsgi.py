@@ -14,7 +14,7 @@ from flask import Flask
 
 from config import ConfigError
 from gateway import create_app
-from gateway.lifecycle import prepare_serving
+from gateway.platform.lifecycle import prepare_serving
 
 APP_LOAD_ERROR = 4  # gunicorn.arbiter.Arbiter.APP_LOAD_ERROR
 

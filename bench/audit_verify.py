@@ -26,16 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.audit_viewer import fill, fresh_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TARGET = 50_000
 
 
 def measure(engine: str, rows: int, repeats: int) -> dict:
     from gateway import audit
-    from gateway.extensions import db
+    from gateway.platform.extensions import db
 
     with fresh_app(engine) as app:
         t0 = time.perf_counter()

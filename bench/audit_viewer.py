@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/audit_viewer.py [--rows 1000000] [--engine sqlite|postgresql|both]``.
 Fills a fresh database with a valid HMAC chain of synthetic events (bulk
 inserts, bypassing the app's writer, whose speed is not what is measured),
-then times ``gateway.audit_query.page`` for each filter of /admin/audit (first
+then times ``gateway.audit.queries.page`` for each filter of /admin/audit (first
 page and next page, p50/p95 over repeats; free text three ways: a term in a
 third of the rows, one in a single row, one in none) and
 ``gateway.audit.verify`` in events/s (``bench/audit_verify.py`` measures that
@@ -32,6 +32,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gateway.audit import queries
+from gateway.db import migrate
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SECRET = "bench-secret-key-" + "x" * 32
@@ -43,7 +46,7 @@ OUTCOMES = ["ok", "succeeded", "failed", "invalid", "running", "cached"]
 
 
 def build_app(database_url: str, directory: Path):
-    from gateway import create_app, migrate
+    from gateway import create_app
 
     environ = {
         "GATEWAY_ENV": "testing",
@@ -76,8 +79,8 @@ def _detail(rng: random.Random, seq: int) -> dict | None:
 def fill(app, rows: int) -> datetime:
     """A valid chain of ``rows`` events, one second apart, ending now."""
     from gateway import audit
-    from gateway.extensions import db
-    from gateway.models import AuditEvent
+    from gateway.db.models import AuditEvent
+    from gateway.platform.extensions import db
 
     rng = random.Random(7)
     key = AUDIT_KEY.encode()
@@ -123,8 +126,7 @@ def fill(app, rows: int) -> datetime:
 
 
 def time_pages(app, start: datetime, rows: int, repeats: int) -> dict[str, dict[str, float]]:
-    from gateway import audit_query
-    from gateway.extensions import db
+    from gateway.platform.extensions import db
 
     middle = start + (datetime.now(UTC) - start) / 2
     filters = {
@@ -142,15 +144,15 @@ def time_pages(app, start: datetime, rows: int, repeats: int) -> dict[str, dict[
     results = {}
     with app.app_context():
         for name, args in filters.items():
-            flt = audit_query.AuditFilter.from_args(args)
+            flt = queries.AuditFilter.from_args(args)
             first, second = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                _rows, cursor = audit_query.page(flt)
+                _rows, cursor = queries.page(flt)
                 first.append(time.perf_counter() - t0)
                 if cursor is not None:
                     t0 = time.perf_counter()
-                    audit_query.page(flt, before_seq=cursor)
+                    queries.page(flt, before_seq=cursor)
                     second.append(time.perf_counter() - t0)
                 db.session.rollback()
             results[name] = {
@@ -163,7 +165,7 @@ def time_pages(app, start: datetime, rows: int, repeats: int) -> dict[str, dict[
 
 def time_verify(app, rows: int) -> float:
     from gateway import audit
-    from gateway.extensions import db
+    from gateway.platform.extensions import db
 
     with app.app_context():
         t0 = time.perf_counter()
@@ -191,7 +193,7 @@ def fresh_app(engine: str) -> Iterator:
         yield app
     finally:
         if app is not None:
-            from gateway.extensions import db
+            from gateway.platform.extensions import db
 
             with app.app_context():
                 db.engine.dispose()

@@ -27,6 +27,9 @@ import threading
 import time
 from pathlib import Path
 
+from gateway.db import migrate
+from gateway.identity import accounts
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CATALOGUE = """
@@ -45,7 +48,7 @@ commands:
 
 
 def build_app(directory: Path):
-    from gateway import accounts, create_app, migrate
+    from gateway import create_app
 
     catalogue = directory / "commands.yaml"
     catalogue.write_text(CATALOGUE)
@@ -78,8 +81,8 @@ def run_and_wait(name: str, caller) -> str:
 def clients_throughput(app, user_id: int, clients: int, rounds: int) -> float:
     """Runs per second of ``clients`` threads, each running ``nap`` and waiting for it ``rounds`` times."""
     from gateway import runs
-    from gateway.extensions import db
-    from gateway.models import User
+    from gateway.db.models import User
+    from gateway.platform.extensions import db
 
     ready = threading.Barrier(clients + 1)
     failures: list[str] = []
@@ -140,8 +143,8 @@ def main() -> None:
 
             t0 = time.perf_counter()
             ids = [runs.start("nap", {}, caller).run.id for _ in range(args.parallel_runs)]
-            from gateway.extensions import db
-            from gateway.models import Run
+            from gateway.db.models import Run
+            from gateway.platform.extensions import db
 
             while True:
                 db.session.commit()

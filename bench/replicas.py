@@ -49,13 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import requests
 import sqlalchemy as sa
 
+from gateway.db import migrate
+from gateway.identity import accounts, tokens
 from tests.conftest import base_environ, create_pg_database, drop_pg_database, pg_url
 from tests.test_replicas import Replica, start_replica
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 REDIS = "redis://127.0.0.1:6379/14"
 INTENDED = (409, 429)
@@ -94,8 +96,8 @@ class Tally:
 
 def prepare(setup: Setup, folder: Path, users: int) -> list[str]:
     """Migrate the database and create the accounts and tokens (in this process)."""
-    from gateway import accounts, create_app, migrate, tokens
-    from gateway.extensions import db
+    from gateway import create_app
+    from gateway.platform.extensions import db
 
     app = create_app(base_environ(setup.database_url), instance_path=folder / "instance-bench")
     with app.app_context():
@@ -142,7 +144,7 @@ def client_loop(replica: Replica, command: str, counter: Any, total: int, tally:
 def reconcile(database_url: str, tally: Tally, command: str) -> dict[str, Any]:
     """What the database says about the runs the clients were given, and the chain."""
     from gateway import audit, create_app
-    from gateway.extensions import db
+    from gateway.platform.extensions import db
 
     engine = sa.create_engine(database_url)
     try:

@@ -46,6 +46,9 @@ from typing import Any
 
 import requests
 
+from gateway.db import migrate
+from gateway.identity import accounts, groups, tokens
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -122,8 +125,8 @@ def environ_for(database_url: str, catalogue: Path, instance: Path) -> dict[str,
 
 def prepare(environ: dict[str, str]) -> dict[str, str]:
     """Migrate, create an admin and staff users with a group granted every command; return their tokens."""
-    from gateway import accounts, create_app, groups, migrate, tokens
-    from gateway.extensions import db
+    from gateway import create_app
+    from gateway.platform.extensions import db
 
     app = create_app(dict(environ), instance_path=Path(environ["GATEWAY_INSTANCE_PATH"]))
     issued = {}
@@ -430,8 +433,8 @@ def reconcile(environ: dict[str, str], run_ids: set[str]) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from gateway import create_app
-    from gateway.extensions import db
-    from gateway.models import AuditEvent, Run
+    from gateway.db.models import AuditEvent, Run
+    from gateway.platform.extensions import db
 
     app = create_app(dict(environ), instance_path=Path(environ["GATEWAY_INSTANCE_PATH"]) / "reconcile")
     with app.app_context():

@@ -19,6 +19,9 @@ import threading
 import time
 from pathlib import Path
 
+from gateway.db import migrate
+from gateway.identity import accounts, tokens
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CATALOGUE = """
@@ -40,7 +43,7 @@ def main() -> None:
 
     from werkzeug.serving import make_server
 
-    from gateway import accounts, create_app, migrate, tokens
+    from gateway import create_app
 
     directory = Path(tempfile.mkdtemp(prefix="gw-sse-"))
     (directory / "commands.yaml").write_text(CATALOGUE.format(python=sys.executable))

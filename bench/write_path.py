@@ -32,18 +32,20 @@ import time
 import uuid
 from pathlib import Path
 
+from engine import build_app
+
+from gateway.catalogue import switches
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine import build_app
-
 
 def gateway_pair(app, user, rounds: int) -> list[float]:
-    from gateway import commands, runs
-    from gateway.executor import Job, get_executor
+    from gateway import runs
+    from gateway.runs.executor import Job, get_executor
 
     caller = runs.Caller(user=user, source_ip="127.0.0.1")
-    command = commands.current_catalogue().get("trivial")
+    command = switches.current_catalogue().get("trivial")
     executor = get_executor()
     timings = []
     for _ in range(rounds):

@@ -52,37 +52,42 @@ def make_process_undumpable() -> None:
 
 
 def register_guards(app: Flask) -> None:
-    from gateway import headers, netguard
+    from gateway.access import netguard
+    from gateway.platform import headers
 
     netguard.init_app(app)  # first before_request hook: nothing runs for a refused address
     headers.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
-    from gateway import audit, commands, database, logs, metrics
-    from gateway.extensions import csrf, limiter
+    from gateway import audit
+    from gateway.catalogue import switches
+    from gateway.db import units
+    from gateway.platform import logs, metrics
+    from gateway.platform.extensions import csrf, limiter
 
     logs.init_app(app)
     metrics.init_app(app)
-    database.init_app(app)
+    units.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     audit.init_app(app)
-    commands.init_app(app)
+    switches.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from gateway import admin, api, auth, health, identifiers, web
+    from gateway import admin, api, identity, web
+    from gateway.platform import health, identifiers
 
     identifiers.init_app(app)  # the URL converters for run ids and names, before any route uses them
     health.init_app(app)
-    auth.init_app(app)
+    identity.init_app(app)
     app.register_blueprint(web.bp)
     app.register_blueprint(admin.bp)
     api.init_app(app)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from gateway import errors
+    from gateway.platform import errors
 
     errors.init_app(app)

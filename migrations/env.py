@@ -1,6 +1,6 @@
 """Alembic environment: runs against the gateway app's engine and metadata.
 
-Called from ``gateway.migrate`` inside an app context (``manage.py db ...``);
+Called from ``gateway.db.migrate`` inside an app context (``manage.py db ...``);
 run bare (``alembic -c ...``) it builds the app from the environment first.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from alembic import context
 from flask import has_app_context
 
-import gateway.models  # noqa: F401  (registers every table on the metadata)
-from gateway.extensions import db
-from gateway.migrate import UNMODELLED_INDEXES, is_unmodelled_table
+import gateway.db.models  # noqa: F401  (registers every table on the metadata)
+from gateway.db.migrate import UNMODELLED_INDEXES, is_unmodelled_table
+from gateway.platform.extensions import db
 
 
 def _include_name(name, type_, parent_names) -> bool:

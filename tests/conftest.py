@@ -27,6 +27,8 @@ from flask.testing import FlaskClient
 from werkzeug.wrappers import Response
 
 from gateway import create_app
+from gateway.db import migrate
+from gateway.identity import accounts
 
 PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("GATEWAY_TEST_REQUIRE_POSTGRES") == "1"
@@ -147,8 +149,7 @@ def base_environ(database_url: str, **overrides: str) -> dict[str, str]:
 
 def _migrate(database_url: str, instance: Path) -> None:
     app = create_app(base_environ(database_url), instance_path=instance)
-    from gateway import migrate
-    from gateway.extensions import db
+    from gateway.platform.extensions import db
 
     with app.app_context():
         migrate.upgrade("head")
@@ -224,7 +225,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
 
 def close_app(app: Flask) -> None:
     """Stop an app a test built: its executor (cancelling what still runs) and its connections."""
-    from gateway.extensions import db
+    from gateway.platform.extensions import db
 
     executor = app.extensions.get("gateway.executor")
     if executor is not None:
@@ -257,7 +258,6 @@ class TestUser:
 @pytest.fixture
 def users(app: Flask) -> dict[str, TestUser]:
     """An admin, a staff member and another staff member, with known passwords."""
-    from gateway import accounts
 
     created = {}
     with app.app_context():
@@ -289,10 +289,10 @@ def seed_session(app: Flask, client: FlaskClient, user_id: int) -> None:
     password, lockout, ``auth.login``) is what the auth tests exercise with
     ``login_response``; every other test starts from this state.
     """
-    from gateway.auth import sessions
-    from gateway.extensions import db
-    from gateway.models import UserSession
-    from gateway.timeutil import utcnow
+    from gateway.db.models import UserSession
+    from gateway.identity import sessions
+    from gateway.platform.extensions import db
+    from gateway.platform.timeutil import utcnow
 
     token = secrets.token_urlsafe(32)
     with app.app_context():

@@ -13,9 +13,9 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.routing import Rule
 
-from gateway import accounts
-from gateway.extensions import db
-from gateway.models import AuditEvent
+from gateway.db.models import AuditEvent
+from gateway.identity import accounts
+from gateway.platform.extensions import db
 from tests.conftest import csrf_token_from, login_response, sample_value
 
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from gateway import audit
-from gateway.database import write_transaction
-from gateway.extensions import db
+from gateway.db.units import write_transaction
+from gateway.platform.extensions import db
 from tests.conftest import csrf_token_from
 
 BASE = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

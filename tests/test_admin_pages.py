@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway import accounts, audit, commands, groups, runs, tokens
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
+from gateway import audit, runs
+from gateway.catalogue import switches
+from gateway.db.models import AuditEvent, Run
+from gateway.identity import accounts, groups, tokens
+from gateway.platform.extensions import db
 from tests.conftest import csrf_token_from, login_response
 
 CATALOGUE = textwrap.dedent(
@@ -332,7 +334,7 @@ def test_kill_switch_disables_and_enables_with_audit(app, admin, users):
     response = post(admin, "/admin/commands/uptime/disable", {"reason": "vendor bug"})
     assert response.status_code == 303
     with app.app_context():
-        assert commands.is_disabled("uptime")
+        assert switches.is_disabled("uptime")
         admin_user = accounts.get_user("admin")
         with pytest.raises(runs.RunRejected) as refused:
             runs.start("uptime", {}, runs.Caller(user=admin_user, source_ip="127.0.0.1"))
@@ -342,7 +344,7 @@ def test_kill_switch_disables_and_enables_with_audit(app, admin, users):
     assert "vendor bug" in admin.get("/admin/commands").get_data(as_text=True)
     post(admin, "/admin/commands/uptime/enable", {"back": "detail"})
     with app.app_context():
-        assert not commands.is_disabled("uptime")
+        assert not switches.is_disabled("uptime")
     assert events(app, "admin.command_enabled")[-1].command == "uptime"
     assert post(admin, "/admin/commands/nope/disable").status_code == 404
 
@@ -352,7 +354,7 @@ def test_command_detail_shows_the_definition_and_who_can_run_it(app, admin, user
         groups.create_group("ops")
         groups.add_member("ops", "staff")
         groups.add_grant("ops", "disk-usage")
-        digest = commands.current_catalogue().get("disk-usage").definition_sha256()
+        digest = switches.current_catalogue().get("disk-usage").definition_sha256()
     page = admin.get("/admin/commands/disk-usage").get_data(as_text=True)
     assert digest in page and '"df"' in page and '"-h"' in page
     assert "choices" in page and "Timeout" in page

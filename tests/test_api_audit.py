@@ -52,8 +52,8 @@ def test_audit_filters_and_pages_newest_first(api_app, bearer):  # noqa: F811
 
 
 def test_verify_reports_the_chain_and_a_tampered_row(api_app, bearer):  # noqa: F811
-    from gateway.database import write_transaction
-    from gateway.models import AuditEvent
+    from gateway.db.models import AuditEvent
+    from gateway.db.units import write_transaction
 
     client, admin = api_app.test_client(), bearer("admin")
     start(client, bearer("staff"), "echo", {"args": ["x"]}, wait=20)

@@ -76,8 +76,8 @@ def test_a_run_id_with_a_control_character_is_404(api_app, bearer):  # noqa: F81
 def _refusals(app) -> list:
     from sqlalchemy import select
 
-    from gateway.extensions import db
-    from gateway.models import AuditEvent, Run
+    from gateway.db.models import AuditEvent, Run
+    from gateway.platform.extensions import db
 
     with app.app_context():
         events = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "run.rejected")).all()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.identity import accounts, groups, tokens
 from tests.conftest import csrf_token_from, login_response
 
 PY = sys.executable
@@ -83,7 +84,6 @@ def api_app(make_app, catalogue_path):
 @pytest.fixture
 def people(api_app):
     """admin, staff and other (both staff in group ops, granted everything but admins-only)."""
-    from gateway import accounts, groups
 
     with api_app.app_context():
         for name in ("admin", "staff", "other"):
@@ -97,7 +97,6 @@ def people(api_app):
 
 
 def issue_token(app, username: str, **kwargs) -> tuple[int, str]:
-    from gateway import accounts, tokens
 
     with app.app_context():
         issued = tokens.create_token(accounts.get_user(username), **kwargs)
@@ -400,8 +399,8 @@ def test_missing_or_bad_bearer_is_401_with_www_authenticate(api_app, people):
 
 
 def test_bearer_requests_get_no_session_cookie_and_update_last_used(api_app, people):
-    from gateway.extensions import db
-    from gateway.models import ApiToken
+    from gateway.db.models import ApiToken
+    from gateway.platform.extensions import db
 
     token_id, secret = issue_token(api_app, "staff")
     client = api_app.test_client()
@@ -434,7 +433,6 @@ def test_the_api_refuses_to_start_on_sessions_it_cannot_keep_off_bearer_requests
 
 
 def test_revoked_token_and_disabled_user_stop_on_the_next_request(api_app, people):
-    from gateway import accounts, tokens
 
     token_id, secret = issue_token(api_app, "staff")
     headers = {"Authorization": f"Bearer {secret}"}
@@ -453,7 +451,6 @@ def test_revoked_token_and_disabled_user_stop_on_the_next_request(api_app, peopl
 
 
 def test_token_revoked_mid_stream_ends_the_stream(api_app, people):
-    from gateway import tokens
 
     api_app.config["API_KEEPALIVE_SECONDS"] = 0.2
     token_id, secret = issue_token(api_app, "staff")

@@ -10,6 +10,7 @@ import time
 import pytest
 from werkzeug.serving import make_server
 
+from gateway.identity import accounts, groups
 from tests.test_api_runs import catalogue_path, issue_token  # noqa: F401 - fixtures
 
 CAP = 3
@@ -44,7 +45,6 @@ def request(port, method, path, headers=None, body=None, timeout=5.0):
 def test_streams_past_the_cap_get_503_and_probes_and_pages_still_answer(capped_app, server):
     capped_app.config["API_KEEPALIVE_SECONDS"] = 0.5
     people = ("admin", "staff")
-    from gateway import accounts, groups
 
     with capped_app.app_context():
         for name in people:
@@ -119,7 +119,6 @@ def test_stream_slots_count_per_holder_and_per_process():
 
 def staff_and_other(app):
     """staff and other, both in group ops, granted every command of the API catalogue."""
-    from gateway import accounts, groups
     from tests.test_api_runs import GRANTED
 
     with app.app_context():

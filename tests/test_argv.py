@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.argv import build_argv, build_env, build_stdin
 from gateway.catalogue import Command
-from gateway.params import FileValue, ParamError, validate_params
+from gateway.catalogue.argv import build_argv, build_env, build_stdin
+from gateway.catalogue.params import FileValue, ParamError, validate_params
 from gateway.runners.shell import ShellRun, ShellSpec, scrubbed_env
 
 PRINT_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from gateway import accounts, groups
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
+from gateway.db.models import AuditEvent, Run
+from gateway.identity import accounts, groups, tokens
+from gateway.platform.extensions import db
 from tests.conftest import PASSWORDS, csrf_token_from, login_response, sample_value
 
 PY = sys.executable
@@ -135,7 +135,6 @@ def sign_in(web, users):
 
 
 def bearer(app, username: str) -> tuple[int, dict[str, str]]:
-    from gateway import tokens
 
     with app.app_context():
         issued = tokens.create_token(accounts.get_user(username), name="attack")
@@ -494,7 +493,6 @@ def test_creating_a_cyrillic_look_alike_account_is_refused(app, client, users, l
 
 
 def test_token_reuse_after_revoke_and_after_disable_is_401(atk_app):
-    from gateway import tokens
 
     client = atk_app.test_client()
     token_id, headers = bearer(atk_app, "staff")
@@ -638,8 +636,8 @@ def test_a_lone_surrogate_in_a_json_param_is_a_400_not_a_500(atk_app):
     assert response.status_code == 400, response.get_data(as_text=True)
     assert run_count(atk_app) == 0
     with atk_app.app_context():
-        from gateway.extensions import db
-        from gateway.models import AuditEvent
+        from gateway.db.models import AuditEvent
+        from gateway.platform.extensions import db
 
         rejected = db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == "run.rejected")).all()
         assert [event.params for event in rejected] == [{"word": "\ufffd"}]  # recorded, made encodable

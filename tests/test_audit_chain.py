@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from gateway import audit
-from gateway.database import write_transaction
-from gateway.extensions import db
+from gateway.db.units import write_transaction
+from gateway.platform.extensions import db
 from tests.conftest import TEST_AUDIT_KEY, login_response
 
 GENESIS = "0" * 64

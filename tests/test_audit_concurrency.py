@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from gateway import audit
-from gateway.database import write_connection, write_transaction
+from gateway.db.units import write_connection, write_transaction
 from tests.conftest import base_environ
 from tests.test_audit_chain import GENESIS, ledger_rows, verify
 
@@ -33,7 +33,7 @@ WORKER_SCRIPT = """
 import sys
 
 from gateway import audit, create_app
-from gateway.extensions import db
+from gateway.platform.extensions import db
 
 worker, count, instance = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 app = create_app(instance_path=instance)

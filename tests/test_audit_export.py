@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import func, select, text
 
 from gateway import audit
-from gateway.audit_export import neutralise
-from gateway.database import write_transaction
-from gateway.extensions import db
-from gateway.models import AuditEvent
+from gateway.audit.exports import neutralise
+from gateway.db.models import AuditEvent
+from gateway.db.units import write_transaction
+from gateway.platform.extensions import db
 from tests.conftest import base_environ
 
 PROJECT = Path(__file__).resolve().parent.parent

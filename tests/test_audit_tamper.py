@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from gateway import audit
-from gateway.extensions import db
+from gateway.platform.extensions import db
 from tests.conftest import base_environ
 from tests.test_audit_chain import canonical, execute_sql, ledger_rows, record_events, verify
 

@@ -14,9 +14,11 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from gateway import audit, audit_query, migrate
-from gateway.database import write_transaction
-from gateway.extensions import db
+from gateway import audit
+from gateway.audit import queries
+from gateway.db import migrate
+from gateway.db.units import write_transaction
+from gateway.platform.extensions import db
 from tests.test_migrations import empty_app  # noqa: F401  (the fixture: an app on a database with no schema)
 
 BASE = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -71,11 +73,11 @@ def add_rows(app: Flask, params_list: list[Any] = PARAMS, base: datetime = BASE)
 
 def search(needle: str, *, limit: int = 1000, **more: str) -> list[int]:
     """Every matching seq through the viewer's paging, ``limit`` rows a page, newest first."""
-    flt = audit_query.AuditFilter.from_args({"text": needle, "until": "2024-06-01T00:00", **more})
+    flt = queries.AuditFilter.from_args({"text": needle, "until": "2024-06-01T00:00", **more})
     seqs: list[int] = []
     cursor = None
     while True:
-        rows, cursor = audit_query.page(flt, before_seq=cursor, limit=limit)
+        rows, cursor = queries.page(flt, before_seq=cursor, limit=limit)
         seqs.extend(row.seq for row in rows)
         if cursor is None:
             return seqs
@@ -91,7 +93,7 @@ def test_free_text_returns_exactly_the_matching_rows(app: Flask, seqs: list[int]
     with app.app_context():
         assert search(needle) == expected(seqs, needle)
         assert search(needle, limit=2) == expected(seqs, needle)  # paged by the index's order too
-        exported = [row.seq for row in audit_query.iter_rows(audit_query.AuditFilter(text=needle), batch=2)]
+        exported = [row.seq for row in queries.iter_rows(queries.AuditFilter(text=needle), batch=2)]
         assert [s for s in exported if s in seqs] == sorted(expected(seqs, needle))
 
 
@@ -106,7 +108,7 @@ def test_free_text_combines_with_the_other_filters(app: Flask, seqs: list[int]) 
 
 def query_plan(app: Flask, needle: str) -> str:
     with app.app_context(), db.engine.connect() as connection:
-        flt = audit_query.AuditFilter(text=needle)
+        flt = queries.AuditFilter(text=needle)
         query, key = flt.keyed(sa.select(audit.AuditEvent.seq))
         compiled = query.order_by(key.desc()).limit(51).compile(connection, compile_kwargs={"literal_binds": True})
         if connection.dialect.name == "postgresql":

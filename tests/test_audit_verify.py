@@ -15,8 +15,8 @@ import pytest
 from flask import Flask
 
 from gateway import audit
-from gateway.database import write_transaction
-from gateway.extensions import db
+from gateway.db.units import write_transaction
+from gateway.platform.extensions import db
 from tests.test_audit_chain import execute_sql, record_events, verify
 from tests.test_audit_tamper import assert_broken_at, drop_update_trigger
 

@@ -10,9 +10,10 @@ from urllib.parse import quote, urlsplit
 import pytest
 from sqlalchemy import select
 
-from gateway.auth.views import INVALID_MESSAGE
-from gateway.extensions import db
-from gateway.models import AuditEvent, UserSession
+from gateway.db.models import AuditEvent, UserSession
+from gateway.identity import accounts
+from gateway.identity.views import INVALID_MESSAGE
+from gateway.platform.extensions import db
 from tests.conftest import PASSWORDS, csrf_token_from, login_response
 
 FORM = "application/x-www-form-urlencoded"
@@ -85,7 +86,6 @@ def test_password_is_case_sensitive(client, users):
 
 
 def test_disabled_account_gets_the_same_answer_as_a_wrong_password(client, users, app):
-    from gateway import accounts
 
     with app.app_context():
         accounts.set_active(accounts.get_user("other"), False)

@@ -24,7 +24,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gateway import accounts, groups, tokens
+from gateway.identity import accounts, groups, tokens
 from tests.conftest import csrf_token_from, seed_session
 
 PY = sys.executable

@@ -22,10 +22,11 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import PROJECT_ROOT
-from gateway import audit, chain_status
-from gateway.database import write_transaction
-from gateway.extensions import db
-from gateway.models import AuditEvent
+from gateway import audit
+from gateway.audit import chain_status
+from gateway.db.models import AuditEvent
+from gateway.db.units import write_transaction
+from gateway.platform.extensions import db
 from tests.conftest import base_environ, create_pg_database, drop_pg_database, pg_url
 from tests.test_metrics import parse, scrape, value
 from tests.test_replicas import admin_token, replica_environ, start_replica

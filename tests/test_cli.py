@@ -21,8 +21,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from gateway import audit, create_app
-from gateway.extensions import db
-from gateway.models import AuditEvent, User
+from gateway.db.models import AuditEvent, User
+from gateway.platform.extensions import db
 from tests.conftest import base_environ, login_response
 
 PROJECT = Path(__file__).resolve().parent.parent

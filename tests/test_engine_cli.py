@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from config import PROJECT_ROOT
-from gateway.extensions import db
-from gateway.models import AuditEvent, CommandState, Run
+from gateway.db.models import AuditEvent, CommandState, Run
+from gateway.platform.extensions import db
 from tests.conftest import base_environ
 
 CATALOGUE = """
@@ -126,7 +126,7 @@ def test_an_invalid_catalogue_refuses_to_start_naming_command_and_field(cli):
 @pytest.mark.slow
 def test_runs_list_cancel_reap_prune(cli, make_app, users):
     from gateway import runs
-    from gateway.models import User
+    from gateway.db.models import User
 
     app = make_app(GATEWAY_COMMANDS_FILE=cli.catalogue)
     with app.app_context():
@@ -152,7 +152,7 @@ def test_runs_list_cancel_reap_prune(cli, make_app, users):
     with app.app_context():
         from datetime import timedelta
 
-        from gateway.timeutil import utcnow
+        from gateway.platform.timeutil import utcnow
 
         db.session.execute(db.update(Run).values(created_at=utcnow() - timedelta(days=40)))
         db.session.commit()

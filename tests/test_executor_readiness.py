@@ -18,11 +18,12 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from gateway import accounts, runs
-from gateway.executor import get_executor
-from gateway.extensions import db
-from gateway.lifecycle import drain
-from gateway.models import Run
+from gateway import runs
+from gateway.db.models import Run
+from gateway.identity import accounts
+from gateway.platform.extensions import db
+from gateway.platform.lifecycle import drain
+from gateway.runs.executor import get_executor
 from tests.conftest import PASSWORDS
 from tests.test_replicas import wait_until
 

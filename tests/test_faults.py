@@ -31,9 +31,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from gateway import accounts, audit, create_app, stall_guard, tokens
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
+from gateway import audit, create_app
+from gateway.db import stall_guard
+from gateway.db.models import AuditEvent, Run
+from gateway.identity import accounts, tokens
+from gateway.platform.extensions import db
 from tests.conftest import PASSWORDS, _migrate, base_environ, close_app, csrf_token_from, login_response
 from tests.faultkit import (
     HeldWriteLock,

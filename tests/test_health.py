@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gateway import health, migrate
+from gateway.db import migrate
+from gateway.platform import health
 from tests.conftest import PG_ADMIN_URL, login_response
 
 PROBES = ("/livez", "/healthz", "/readyz")

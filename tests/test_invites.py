@@ -17,11 +17,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from gateway import accounts, audit
+from gateway import audit
 from gateway.cli.users import users_group
-from gateway.extensions import db
-from gateway.models import AuditEvent, UserInvite
-from gateway.timeutil import utcnow
+from gateway.db.models import AuditEvent, UserInvite
+from gateway.identity import accounts
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 from tests.conftest import csrf_token_from, login_response
 
 INVITE_LINK = re.compile(r'id="invite-link" class="token" value="(http://[^"#]+/invite)#([A-Za-z0-9_-]+)"')

@@ -52,8 +52,8 @@ GATEWAY_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     from gateway import accounts, create_app, migrate, runs
-    from gateway.extensions import db
-    from gateway.models import Run
+    from gateway.platform.extensions import db
+    from gateway.db.models import Run
 
     app = create_app(instance_path=sys.argv[1])
     out = {}

@@ -1,7 +1,7 @@
 """Attack suite, ledger growth: no caller can grow the audit ledger without bound (issue 13, item 2).
 
 Black-box requests against the real app on both engines.  A refused request's row stays
-under 16 KB whatever was sent (``gateway.bounds``); refused requests spend the command's
+under 16 KB whatever was sent (``gateway.audit.bounds``); refused requests spend the command's
 ``rate_limit`` or, without one, the user's ``RUN_REFUSAL_RATE_LIMIT``; past
 ``AUDIT_FLOOD_PER_MINUTE`` refusals and sign-in failures are summarised per caller and
 reason, so one caller's flood hides nobody else's; a name typed at sign-in that matches no
@@ -23,10 +23,13 @@ import pytest
 from sqlalchemy import Text, cast, func, select
 from werkzeug.datastructures import FileStorage
 
-from gateway import audit, bounds, groups, uploads
-from gateway.database import write_transaction
-from gateway.extensions import db
-from gateway.models import AuditEvent
+from gateway import audit
+from gateway.audit import bounds
+from gateway.db.models import AuditEvent
+from gateway.db.units import write_transaction
+from gateway.identity import accounts, groups, tokens
+from gateway.platform.extensions import db
+from gateway.runs import uploads
 from tests.conftest import PASSWORDS, TEST_SECRET_KEY, login_response, seed_session
 from tests.test_attacks import audit_rows as rows
 
@@ -70,7 +73,6 @@ def growth_app(make_app, tmp_path: Path, users):
 
 
 def bearer(app, username: str) -> dict[str, str]:
-    from gateway import accounts, tokens
 
     with app.app_context():
         issued = tokens.create_token(accounts.get_user(username), name=f"growth-{time.monotonic_ns()}")
@@ -215,7 +217,6 @@ def test_refusals_spend_run_refusal_rate_limit_across_a_users_tokens_and_session
 
 
 def users_id(app, name: str) -> int:
-    from gateway import accounts
 
     with app.app_context():
         return accounts.get_user(name).id
@@ -246,8 +247,7 @@ def test_the_refusal_budget_is_counted_in_the_shared_storage_every_replica_reads
     from limits.strategies import FixedWindowRateLimiter
     from sqlalchemy import update
 
-    from gateway import accounts
-    from gateway.models import User
+    from gateway.db.models import User
 
     app = growth_app(RATELIMIT_STORAGE_URI=REDIS_URL, RUN_REFUSAL_RATE_LIMIT="2/minute")
     user_id = secrets.randbelow(10**9) + 10**6  # Redis keeps counters across tests: an id of its own

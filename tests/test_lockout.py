@@ -11,12 +11,12 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy import select, update
 
-from gateway import accounts
-from gateway.auth.views import INVALID_MESSAGE, LOCKED_MESSAGE
-from gateway.database import write_transaction
-from gateway.extensions import db
-from gateway.models import AuditEvent, LoginThrottle, UserSession
-from gateway.timeutil import utcnow
+from gateway.db.models import AuditEvent, LoginThrottle, UserSession
+from gateway.db.units import write_transaction
+from gateway.identity import accounts
+from gateway.identity.views import INVALID_MESSAGE, LOCKED_MESSAGE
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 from tests.conftest import PASSWORDS, csrf_token_from
 
 REDIS_URL = "redis://127.0.0.1:6379/15"

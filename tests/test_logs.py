@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway import accounts
-from gateway.logs import REQUEST_ID_PATTERN, JsonFormatter
+from gateway.identity import accounts
+from gateway.platform.logs import REQUEST_ID_PATTERN, JsonFormatter
 from tests.conftest import PASSWORDS, login_response
 
 

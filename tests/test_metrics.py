@@ -22,9 +22,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from gateway import accounts, runs
-from gateway.extensions import db
-from gateway.models import Run
+from gateway import runs
+from gateway.access import policy
+from gateway.db.models import Run
+from gateway.identity import accounts
+from gateway.platform import metrics
+from gateway.platform.extensions import db
 from tests.conftest import PASSWORDS, base_environ, login_response
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -169,10 +172,12 @@ def test_invented_methods_paths_and_command_names_add_a_bounded_number_of_series
 
 def test_label_sets_follow_the_engine():
     """The fixed label sets cover what the engine produces (a new run status would otherwise count as "other")."""
-    from gateway import metrics, policy
 
     assert set(runs.LIVE + runs.TERMINAL) == metrics.RUN_STATUSES
-    assert {policy.NOT_FOUND.outcome, policy.NETWORK.outcome} <= metrics.REJECTION_REASONS
+    assert {
+        policy.NOT_FOUND.outcome,
+        policy.NETWORK.outcome,
+    } <= metrics.REJECTION_REASONS
     assert metrics.method_label("Q0000001") == metrics.method_label("get") == "other"
     assert metrics.reason_label("x" * 20) == "other"
 
@@ -247,7 +252,7 @@ def test_refusals_the_flood_cap_summarises_are_still_counted(make_app, tmp_path)
 
 
 def test_audit_chain_gauge_follows_verification(metrics_app, backend):
-    from gateway.metrics import verify_and_record
+    from gateway.platform.metrics import verify_and_record
 
     client = metrics_app.test_client()
     with metrics_app.app_context():
@@ -278,7 +283,7 @@ def test_gunicorn_workers_are_summed_in_multiprocess_mode(database_url, tmp_path
     multiproc.mkdir()
     (tmp_path / "app_under_test.py").write_text("from gateway import create_app\n\napp = create_app()\n")
     (tmp_path / "gunicorn_test.py").write_text(
-        "from gateway.metrics import mark_worker_dead\n"
+        "from gateway.platform.metrics import mark_worker_dead\n"
         "def child_exit(server, worker):\n    mark_worker_dead(worker.pid)\n"
     )
     port = free_port()

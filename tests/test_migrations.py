@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from gateway import create_app, migrate
-from gateway.extensions import db
+from gateway import create_app
+from gateway.db import migrate
+from gateway.platform.extensions import db
 from tests.conftest import base_environ
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 MODELS_DIFFER_SCRIPT = """
 import sys
 import sqlalchemy as sa
-from gateway.models import User
+from gateway.db.models import User
 User.__table__.append_column(sa.Column("nickname_not_migrated", sa.String(40), nullable=True))
 sys.argv = ["manage.py", "db", "check"]
 import manage

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from gateway.database import write_transaction
-from gateway.extensions import db
-from gateway.models import AuditEvent, UserSession
-from gateway.timeutil import utcnow
+from gateway.db.models import AuditEvent, UserSession
+from gateway.db.units import write_transaction
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 
 DENIED = "192.0.2.10"  # TEST-NET-1: outside every list below unless a test allows it
 ALLOWED = "127.0.0.1"

@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.exc import IntegrityError
 
-from gateway.database import write_connection
-from gateway.executor import get_executor
-from gateway.extensions import db
-from gateway.models import Run
-from gateway.output import FLUSH_SECONDS, ChunkWriter, ProcessGroups
-from gateway.prepared import Prepared
+from gateway.db.models import Run
+from gateway.db.prepared import Prepared
+from gateway.db.units import write_connection
+from gateway.platform.extensions import db
+from gateway.runs.executor import get_executor
+from gateway.runs.output import FLUSH_SECONDS, ChunkWriter, ProcessGroups
 from tests.test_prepared import _run_values
 
 INSERT = Prepared(sa.insert(Run.__table__))

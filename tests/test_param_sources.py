@@ -52,9 +52,9 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
-from gateway import accounts, groups, tokens
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
+from gateway.db.models import AuditEvent, Run
+from gateway.identity import accounts, groups, tokens
+from gateway.platform.extensions import db
 from gateway.runners.shell import SAFE_PATH
 from tests.conftest import csrf_token_from, seed_session
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.catalogue import Command
-from gateway.params import (
+from gateway.catalogue.params import (
     MASK,
     FileValue,
     ParamError,

@@ -14,7 +14,7 @@ from argon2 import extract_parameters, profiles
 
 from config import load_config
 from gateway import create_app
-from gateway.auth import passwords
+from gateway.identity import passwords
 
 STRONG = profiles.RFC_9106_LOW_MEMORY
 

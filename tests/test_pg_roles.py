@@ -19,9 +19,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from gateway import accounts, create_app, runs
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
+from gateway import create_app, runs
+from gateway.db.models import AuditEvent, Run
+from gateway.identity import accounts
+from gateway.platform.extensions import db
 from tests.conftest import (
     PASSWORDS,
     PG_ADMIN_URL,

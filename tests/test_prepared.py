@@ -1,4 +1,4 @@
-"""``gateway.prepared``: the hot path's statements store and return what SQLAlchemy Core would.
+"""``gateway.db.prepared``: the hot path's statements store and return what SQLAlchemy Core would.
 
 On SQLite they bypass Core's execution layer, so each test writes or reads the
 same values both ways on the same database and compares: datetimes (stored as
@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
 
-from gateway.database import write_connection
-from gateway.extensions import db
-from gateway.models import Run
-from gateway.prepared import Prepared
-from gateway.timeutil import utcnow
+from gateway.db.models import Run
+from gateway.db.prepared import Prepared
+from gateway.db.units import write_connection
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = Run.__table__
@@ -189,7 +189,7 @@ def test_a_detached_run_reads_before_any_orm_use(tmp_path: Path) -> None:
 import uuid
 from gateway import create_app, migrate
 from gateway.api.streams import fresh_run
-from gateway.database import write_connection
+from gateway.db.units import write_connection
 from tests.conftest import base_environ
 from tests.test_prepared import INSERT, _run_values
 

@@ -24,9 +24,9 @@ from sqlalchemy import func, select
 import gateway
 from config import PROJECT_ROOT
 from gateway.cli.demo import served_base_url
-from gateway.extensions import db
-from gateway.models import Run
-from gateway.urls import external_url
+from gateway.db.models import Run
+from gateway.platform.extensions import db
+from gateway.platform.urls import external_url
 from tests.conftest import base_environ, csrf_token_from, seed_session
 from tests.test_api_runs import issue_token
 from tests.test_shell2http import CATALOGUE

@@ -34,6 +34,7 @@ import requests
 import sqlalchemy as sa
 
 from config import PROJECT_ROOT
+from gateway.identity import accounts, tokens
 from tests.conftest import base_environ, create_pg_database, drop_pg_database, pg_url
 
 BOOT_SECONDS = 30
@@ -120,8 +121,8 @@ def start_replica(
 
 def admin_token(database_url: str, folder: Path) -> str:
     """An admin account and its bearer token, written by the test process into the shared database."""
-    from gateway import accounts, create_app, tokens
-    from gateway.extensions import db
+    from gateway import create_app
+    from gateway.platform.extensions import db
 
     app = create_app(base_environ(database_url), instance_path=folder / "instance-test")
     with app.app_context():

@@ -18,10 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from gateway import accounts, tokens
 from gateway.cli.users import users_group
-from gateway.extensions import db
-from gateway.models import ApiToken, AuditEvent
+from gateway.db.models import ApiToken, AuditEvent
+from gateway.identity import accounts, tokens
+from gateway.platform.extensions import db
 from tests.conftest import PASSWORDS, csrf_token_from, seed_session
 from tests.conftest import TestUser as Person  # aliased: pytest would try to collect a "Test..." class
 

@@ -22,8 +22,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.routing import Rule
 
-from gateway.extensions import db
-from gateway.models import AuditEvent
+from gateway.access import netguard
+from gateway.db.models import AuditEvent
+from gateway.identity import groups
+from gateway.platform.extensions import db
 from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET_KEY, csrf_token_from, login_response, sample_value
 
 # Everything else needs a signed-in user. Adding to this set is a security review, not a refactor.
@@ -138,23 +140,23 @@ def test_the_public_list_matches_what_the_app_serves(app):
 
 
 def test_the_sweep_flags_a_new_unprotected_route(make_app, monkeypatch):
-    import gateway.auth
+    from gateway import identity
 
     app = make_app()
     app.add_url_rule("/debug/env", "debug_env", lambda: dict(os.environ))
     assert unprotected_routes(app) == []  # the sign-in gate covers a plain new route
     # Someone exempts it from sign-in (the way a public endpoint is made): the sweep must notice.
-    monkeypatch.setattr(gateway.auth, "PUBLIC_ENDPOINTS", gateway.auth.PUBLIC_ENDPOINTS | {"debug_env"})
+    monkeypatch.setattr(identity, "PUBLIC_ENDPOINTS", identity.PUBLIC_ENDPOINTS | {"debug_env"})
     problems = unprotected_routes(app)
     assert len(problems) == 1 and problems[0].startswith("debug_env: GET /debug/env -> 200"), problems
 
 
 def test_the_sweep_flags_a_new_unprotected_api_route(make_app, monkeypatch):
-    import gateway.auth
+    from gateway import identity
 
     app = make_app()
     app.add_url_rule("/api/v1/debug", "api_debug", lambda: {"ok": True}, methods=["POST"])
-    monkeypatch.setattr(gateway.auth, "PUBLIC_ENDPOINTS", gateway.auth.PUBLIC_ENDPOINTS | {"api_debug"})
+    monkeypatch.setattr(identity, "PUBLIC_ENDPOINTS", identity.PUBLIC_ENDPOINTS | {"api_debug"})
     problems = unprotected_routes(app)
     assert [p.split(" -> ")[0] for p in problems] == ["api_debug: POST /api/v1/debug"], problems
 
@@ -219,7 +221,6 @@ def test_a_failing_probe_still_leaks_nothing(make_app, database_url):
 
 def test_there_is_no_metrics_route_without_its_own_list(app):
     """DESIGN names /metrics under METRICS_ALLOWED_NETWORKS: if it exists it must be in the guard's list."""
-    from gateway import netguard
 
     for _, _, endpoint in sweep(app):
         if endpoint.startswith("health."):
@@ -263,8 +264,8 @@ GROUP_ENDPOINTS = ("admin.delete_group", "admin.add_member", "admin.remove_membe
 @pytest.fixture
 def hostile_setup(app, users, login):
     """Staff granted ``echo`` and ``uptime`` through group ``ops``, one finished run of each user's."""
-    from gateway import groups, runs
-    from gateway.models import User
+    from gateway import runs
+    from gateway.db.models import User
 
     with app.app_context():
         groups.create_group("ops")
@@ -339,7 +340,7 @@ def test_every_query_argument_the_code_reads_is_swept():
     from pathlib import Path
 
     import gateway
-    from gateway.audit_query import AuditFilter
+    from gateway.audit.queries import AuditFilter
 
     pattern = re.compile(r"""(?:request\.args\.get|_arg)\(\s*["']([a-z_]+)["']""")
     read = set()

@@ -17,9 +17,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, select, text
 
-from gateway import audit, commands, groups, runs, signals
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
+from gateway import audit, runs
+from gateway.catalogue import switches
+from gateway.db.models import AuditEvent, Run
+from gateway.identity import accounts, groups
+from gateway.platform import signals
+from gateway.platform.extensions import db
+from gateway.runs import uploads
 
 PY = sys.executable
 CATALOGUE = textwrap.dedent(
@@ -127,7 +131,6 @@ def engine_app(make_app, catalogue_path, ops_db, monkeypatch):
 
 @pytest.fixture
 def people(engine_app):
-    from gateway import accounts
 
     with engine_app.app_context():
         admin = accounts.create_user("admin", "admin-password-123", is_admin=True)
@@ -186,7 +189,7 @@ def test_a_run_executes_once_with_both_audit_events(engine_app, people):
         assert run.output_sha256 and run.output_bytes == len(runs.output_text(run.id).encode())
         trail = events(run.id)
         assert [e.event for e in trail] == ["run.started", "run.finished"]
-        definition = commands.current_catalogue().get("show-argv").definition_sha256()
+        definition = switches.current_catalogue().get("show-argv").definition_sha256()
         assert trail[0].detail["command_sha256"] == trail[1].detail["command_sha256"] == definition
         assert trail[1].outcome == "succeeded" and trail[1].detail["exit_code"] == 0
         assert trail[1].detail["output_sha256"] == run.output_sha256
@@ -327,7 +330,7 @@ def test_allowed_networks_bind_admins_too(engine_app, people):
 
 def test_a_draining_replica_refuses_new_runs_and_audits_it(engine_app, people):
     with engine_app.app_context():
-        from gateway.executor import get_executor
+        from gateway.runs.executor import get_executor
 
         get_executor(engine_app).shutdown(grace=0)
         with pytest.raises(runs.RunRejected) as excinfo:
@@ -337,12 +340,12 @@ def test_a_draining_replica_refuses_new_runs_and_audits_it(engine_app, people):
 
 def test_the_kill_switch_refuses_runs(engine_app, people):
     with engine_app.app_context():
-        commands.set_disabled("nap", True, actor={"id": None, "name": "test"}, reason="maintenance")
+        switches.set_disabled("nap", True, actor={"id": None, "name": "test"}, reason="maintenance")
         with pytest.raises(runs.RunRejected) as excinfo:
             runs.start("nap", {"seconds": 0}, caller(people["admin"]))
         assert_rejected(excinfo, 409, "disabled")
         assert events(event="admin.command_disabled")[-1].command == "nap"
-        commands.set_disabled("nap", False, actor={"id": None, "name": "test"})
+        switches.set_disabled("nap", False, actor={"id": None, "name": "test"})
         assert runs.start("nap", {"seconds": 0}, caller(people["admin"])).run.id
 
 
@@ -423,7 +426,6 @@ def test_staff_cannot_cancel_someone_elses_run(engine_app, people):
 
 def test_queued_only_while_no_slot_is_free(make_app, catalogue_path, people_factory=None):
     app = make_app(GATEWAY_COMMANDS_FILE=catalogue_path, RUN_WORKERS=1)
-    from gateway import accounts
 
     with app.app_context():
         admin = accounts.create_user("admin", "admin-password-123", is_admin=True)
@@ -476,7 +478,7 @@ def test_fifty_identical_requests_execute_once(engine_app, people, tmp_path):
     def request() -> None:
         with engine_app.app_context():
             try:
-                from gateway.models import User
+                from gateway.db.models import User
 
                 user = db.session.get(User, admin_id)
                 results.append(runs.start("counted", {"path": str(marker)}, caller(user)))
@@ -554,8 +556,7 @@ def test_an_uploaded_file_reaches_argv_as_a_path_and_is_removed_after(engine_app
 
     from werkzeug.datastructures import FileStorage
 
-    from gateway import uploads
-    from gateway.params import ParamError
+    from gateway.catalogue.params import ParamError
 
     content = b"report data\n" * 1000
 

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from gateway import accounts
-from gateway.database import write_transaction
-from gateway.extensions import db
-from gateway.models import AuditEvent, UserSession
-from gateway.timeutil import utcnow
+from gateway.db.models import AuditEvent, UserSession
+from gateway.db.units import write_transaction
+from gateway.identity import accounts, tokens
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 from tests.conftest import PASSWORDS, csrf_token_from, login_response
 
 COOKIE = "gateway_session"
@@ -253,7 +253,6 @@ def test_session_cookie_flags(client, users):
 
 def test_logging_out_ends_only_that_session_and_keeps_api_tokens(app, users):
     """Logout is not recovery: the other browser stays signed in and scripts keep their tokens."""
-    from gateway import tokens
 
     laptop, phone = app.test_client(), app.test_client()
     login_response(laptop, "staff", PASSWORDS["staff"])

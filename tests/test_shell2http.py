@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import signals
+from gateway.identity import accounts, groups
+from gateway.platform import signals
 from tests.test_api_runs import csrf_token_from, issue_token, login_response
 
 PY = sys.executable
@@ -69,7 +70,6 @@ def s2h_app(make_app, tmp_path: Path):
 
 @pytest.fixture
 def staff(s2h_app):
-    from gateway import accounts, groups
 
     with s2h_app.app_context():
         for name in ("staff", "other"):
@@ -152,8 +152,8 @@ def test_delete_really_kills_the_process(s2h_app, staff):
     client = s2h_app.test_client()
     body = client.post("/shell2http/pidsleep", json={"args": ["30"]}, headers=staff).get_json()
     from gateway import runs
-    from gateway.extensions import db
-    from gateway.models import Run
+    from gateway.db.models import Run
+    from gateway.platform.extensions import db
 
     with s2h_app.app_context():
         deadline = time.monotonic() + 10
@@ -185,8 +185,8 @@ def test_wait_true_is_bounded_by_the_timeout_and_timeout_only_lowers(s2h_app, st
     report = result(client, staff, body["result_url"]).get_json()
     assert time.monotonic() - began < 6  # the run was cut at 1 s, far below the catalogue's 30 s
     assert report.get("returncode") is not None or report.get("status") == "running"
-    from gateway.extensions import db
-    from gateway.models import Run
+    from gateway.db.models import Run
+    from gateway.platform.extensions import db
 
     big = client.post("/shell2http/saythis", json={"args": ["x"], "timeout": 999999}, headers=staff)
     assert big.status_code == 202

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from gateway import stall_guard
-from gateway.extensions import db
+from gateway.db import stall_guard
+from gateway.platform.extensions import db
 from tests.conftest import base_environ, close_app
 
 # The guard watches PostgreSQL connections only (a SQLite file cannot stall like a link).

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway import accounts
-from gateway.auth.views import LOCKED_MESSAGE
+from gateway.identity import accounts, tokens
+from gateway.identity.views import LOCKED_MESSAGE
 from tests.conftest import PASSWORDS, base_environ, csrf_token_from, login_response, seed_session
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,6 @@ def cli(database_url, tmp_path):
 
 @pytest.fixture
 def staff(app):
-    from gateway import accounts
 
     with app.app_context():
         accounts.create_user("staff", "staff-password-123")
@@ -49,8 +48,8 @@ def get(app, token: str, path: str = "/api/v1/commands"):
 
 @pytest.mark.slow
 def test_create_prints_the_token_alone_and_it_works_until_revoked(app, staff, cli):
-    from gateway.extensions import db
-    from gateway.models import ApiToken, AuditEvent
+    from gateway.db.models import ApiToken, AuditEvent
+    from gateway.platform.extensions import db
 
     created = cli("tokens", "create", "staff", "--name", "ci")
     assert created.returncode == 0, created.stderr
@@ -75,8 +74,8 @@ def test_create_prints_the_token_alone_and_it_works_until_revoked(app, staff, cl
 
 @pytest.mark.slow
 def test_expiry_options(app, staff, cli):
-    from gateway.extensions import db
-    from gateway.models import ApiToken
+    from gateway.db.models import ApiToken
+    from gateway.platform.extensions import db
 
     forever = cli("tokens", "create", "staff", "--no-expiry")
     assert forever.returncode == 0 and "never expires" in forever.stderr
@@ -95,10 +94,9 @@ def test_expiry_options(app, staff, cli):
 
 
 def test_expired_token_is_refused(app, staff):
-    from gateway import accounts, tokens
-    from gateway.database import write_transaction
-    from gateway.models import ApiToken
-    from gateway.timeutil import utcnow
+    from gateway.db.models import ApiToken
+    from gateway.db.units import write_transaction
+    from gateway.platform.timeutil import utcnow
 
     with app.app_context():
         issued = tokens.create_token(accounts.get_user("staff"), expires_days=1)
@@ -119,8 +117,8 @@ def new_token_form(client, password: str | None, **fields: str):
 
 
 def ledger(app, *names: str):
-    from gateway.extensions import db
-    from gateway.models import AuditEvent
+    from gateway.db.models import AuditEvent
+    from gateway.platform.extensions import db
 
     with app.app_context():
         return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event.in_(names)).order_by(AuditEvent.seq)))
@@ -128,7 +126,6 @@ def ledger(app, *names: str):
 
 def test_a_session_alone_cannot_mint_a_token(app, users, login):
     """A stolen cookie must not turn into a never-expiring bearer token: the form asks for the password."""
-    from gateway import tokens
 
     client = login("staff")
     for typed, message in ((None, "Enter your current password."), ("", "Enter your current password."),

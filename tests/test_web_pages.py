@@ -18,10 +18,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from gateway import accounts, runs
-from gateway import commands as command_switches
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run, UserSession
+from gateway import runs
+from gateway.catalogue import switches as command_switches
+from gateway.db.models import AuditEvent, Run, UserSession
+from gateway.identity import accounts, tokens
+from gateway.platform.extensions import db
 from tests.browser.webcat import SCRIPT_TAG, grant_staff, make_ops_db, write_catalogue
 from tests.conftest import PASSWORDS, csrf_token_from, login_response
 
@@ -407,8 +408,6 @@ def test_a_new_token_is_shown_once_then_only_its_prefix(app, staff):
     prefix = secret.split("_")[1]
     assert secret not in html and f"gw_{prefix}_…" in html and "<td>ci</td>" in html and "never" in html
     with app.app_context():
-        from gateway import tokens
-
         assert tokens.authenticate(secret).username == "staff"
         token_id = tokens.tokens_of(accounts.find_user("staff"))[0].id
     assert staff.get(f"/account/tokens/{token_id}/revoke").status_code == 405
@@ -424,7 +423,6 @@ def test_a_new_token_is_shown_once_then_only_its_prefix(app, staff):
 
 def test_refreshing_after_creating_a_token_creates_no_second_one(app, staff):
     """The browser's refresh repeats the GET it was redirected to, not the POST: one token, shown once."""
-    from gateway import tokens
 
     response = new_token(staff, csrf(staff, "/account"))
     first = page(staff, response.headers["Location"])
@@ -444,7 +442,6 @@ def test_a_replayed_cookie_does_not_show_the_token_again(app, staff):
 
 
 def test_i_cannot_revoke_someone_elses_token(app, users, login):
-    from gateway import tokens
 
     with app.app_context():
         issued = tokens.create_token(accounts.find_user("admin"), name="admin's")

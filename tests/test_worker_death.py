@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from config import PROJECT_ROOT
 from gateway import audit, runs
-from gateway.executor import get_executor
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
+from gateway.db.models import AuditEvent, Run
+from gateway.platform.extensions import db
+from gateway.runs.executor import get_executor
 from tests.conftest import base_environ
 
 CATALOGUE = """
@@ -38,8 +38,8 @@ WORKER = textwrap.dedent(
     """
     import json, sys, time
     from gateway import accounts, create_app, runs
-    from gateway.extensions import db
-    from gateway.models import Run
+    from gateway.platform.extensions import db
+    from gateway.db.models import Run
 
     app = create_app()
     with app.app_context():

@@ -23,9 +23,9 @@ from flask import Flask
 from sqlalchemy import event
 
 from gateway import audit
-from gateway.database import on_commit, write_connection, write_transaction
-from gateway.extensions import db
-from gateway.models import AuditEvent
+from gateway.db.models import AuditEvent
+from gateway.db.units import on_commit, write_connection, write_transaction
+from gateway.platform.extensions import db
 from tests.test_audit_chain import ledger_rows, verify
 
 

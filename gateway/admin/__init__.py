@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from gateway.policy import require_admin
+from gateway.access.policy import require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin)

@@ -15,18 +15,18 @@ from typing import Any
 from flask import Response, abort, current_app, render_template, request, stream_with_context
 
 from gateway import audit as ledger
-from gateway import audit_export, audit_query
 from gateway.admin import bp
-from gateway.extensions import db
+from gateway.audit import exports, queries
+from gateway.platform.extensions import db
 
 PAGE_SIZE = 50
 
 
-def _filter_or_error() -> tuple[audit_query.AuditFilter, str | None]:
+def _filter_or_error() -> tuple[queries.AuditFilter, str | None]:
     try:
-        return audit_query.AuditFilter.from_args(request.args), None
-    except audit_query.FilterError as exc:
-        return audit_query.AuditFilter(), f"{exc.field}: {exc.message}"
+        return queries.AuditFilter.from_args(request.args), None
+    except queries.FilterError as exc:
+        return queries.AuditFilter(), f"{exc.field}: {exc.message}"
 
 
 def _before() -> int | None:
@@ -41,7 +41,7 @@ def _before() -> int | None:
 def render_audit(verification: dict[str, Any] | None = None) -> tuple[str, int]:
     flt, error = _filter_or_error()
     before = _before()
-    rows, next_before = ([], None) if error else audit_query.page(flt, before_seq=before, limit=PAGE_SIZE)
+    rows, next_before = ([], None) if error else queries.page(flt, before_seq=before, limit=PAGE_SIZE)
     page = render_template(
         "admin/audit.html",
         rows=rows,
@@ -50,7 +50,7 @@ def render_audit(verification: dict[str, Any] | None = None) -> tuple[str, int]:
         filters=flt.as_args(),
         raw=request.args,
         error=error,
-        events=audit_query.known_events(),
+        events=queries.known_events(),
         verification=verification,
     )
     return page, 400 if error else 200
@@ -63,7 +63,7 @@ def audit() -> tuple[str, int]:
 
 @bp.route("/audit/<int:seq>")
 def audit_event(seq: int) -> str:
-    row = audit_query.get_event(seq)
+    row = queries.get_event(seq)
     if row is None:
         abort(404)
     detail = row.detail if isinstance(row.detail, dict) else {}
@@ -82,15 +82,15 @@ def _pretty(value: Any) -> str | None:
 
 @bp.route("/audit/export.<fmt>")
 def audit_export_view(fmt: str) -> Response:
-    if fmt not in audit_export.FORMATS:
+    if fmt not in exports.FORMATS:
         abort(404)
     try:
-        flt = audit_query.AuditFilter.from_args(request.args)
-    except audit_query.FilterError:
+        flt = queries.AuditFilter.from_args(request.args)
+    except queries.FilterError:
         abort(400)
-    lines = audit_export.export_lines(fmt, flt)
-    response = Response(stream_with_context(lines), mimetype=audit_export.FORMATS[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{audit_export.filename(fmt)}"'
+    lines = exports.export_lines(fmt, flt)
+    response = Response(stream_with_context(lines), mimetype=exports.FORMATS[fmt])
+    response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(fmt)}"'
     return response
 
 

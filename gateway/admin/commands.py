@@ -14,14 +14,14 @@ from flask import abort, render_template, request
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import commands as command_switches
-from gateway import groups as group_service
 from gateway.admin import bp
 from gateway.admin.groups import by_category, stale_grants
 from gateway.admin.shared import audited, back
 from gateway.catalogue import Command
-from gateway.extensions import db
-from gateway.models import CommandGrant, CommandState, Group, GroupMember, User
+from gateway.catalogue import switches as command_switches
+from gateway.db.models import CommandGrant, CommandState, Group, GroupMember, User
+from gateway.identity import groups as group_service
+from gateway.platform.extensions import db
 
 MAX_REASON = 500
 

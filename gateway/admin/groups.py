@@ -14,12 +14,12 @@ from typing import Any
 from flask import render_template, request
 from werkzeug.wrappers import Response
 
-from gateway import accounts
-from gateway import commands as command_switches
-from gateway import groups as group_service
 from gateway.admin import bp
 from gateway.admin.shared import audited, back, problem_text
 from gateway.catalogue import Command
+from gateway.catalogue import switches as command_switches
+from gateway.identity import accounts
+from gateway.identity import groups as group_service
 
 
 @bp.route("/groups")

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from flask import abort, flash, render_template, request
 from werkzeug.wrappers import Response
 
-from gateway import accounts, runs
-from gateway import commands as command_switches
+from gateway import runs
+from gateway.access.netguard import client_address
 from gateway.admin import bp
 from gateway.admin.shared import back
-from gateway.callers import current_caller
-from gateway.models import Run
-from gateway.netguard import client_address
+from gateway.catalogue import switches as command_switches
+from gateway.db.models import Run
+from gateway.identity import accounts
+from gateway.runs.callers import current_caller
 from gateway.web.shared import STATUS_LABELS, me
 
 PAGE_SIZE = 50

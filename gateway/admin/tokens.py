@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import abort, render_template
 from werkzeug.wrappers import Response
 
-from gateway import tokens as token_service
 from gateway.admin import bp
 from gateway.admin.shared import audited, back
-from gateway.extensions import db
-from gateway.models import ApiToken
-from gateway.timeutil import utcnow
+from gateway.db.models import ApiToken
+from gateway.identity import tokens as token_service
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 
 
 @bp.route("/tokens")

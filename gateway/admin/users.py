@@ -1,10 +1,10 @@
 """/admin/users: create, disable/enable, unlock, reset password, make or revoke admin.
 
 A generated password and an invite link go through post/redirect/get: each is
-handed to ``gateway.reveal`` and the users page shows it once (a refresh neither
+handed to ``gateway.platform.reveal`` and the users page shows it once (a refresh neither
 submits the form again nor shows the secret again; it is never in a flash
 message: the session cookie is signed, not encrypted). The guard rails (last active admin, not yourself) live in
-``gateway.accounts`` so the CLI obeys them too.
+``gateway.identity.accounts`` so the CLI obeys them too.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from flask import abort, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import accounts, invites, reveal
 from gateway.admin import bp
 from gateway.admin.shared import audited, back, problem_text
-from gateway.auth.invite import invite_url
-from gateway.auth.passwords import generate_password
-from gateway.extensions import db
-from gateway.models import Group, GroupMember, LoginThrottle, User
-from gateway.timeutil import utcnow
+from gateway.db.models import Group, GroupMember, LoginThrottle, User
+from gateway.identity import accounts, invites
+from gateway.identity.invite import invite_url
+from gateway.identity.passwords import generate_password
+from gateway.platform import reveal
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 from gateway.web.shared import stamp
 
 

@@ -13,7 +13,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from gateway.api import auth, shell2http, streams, views
-    from gateway.extensions import csrf
+    from gateway.platform.extensions import csrf
 
     auth.init_app(app)
     streams.init_app(app)

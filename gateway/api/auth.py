@@ -17,8 +17,8 @@ from flask_login import current_user
 from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError
 
-from gateway import tokens
 from gateway.api.errors import ApiError
+from gateway.identity import tokens
 
 API_PREFIXES = ("/api/", "/shell2http/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -93,14 +93,14 @@ def still_authorised() -> bool:
     bearer = g.get("api_bearer")
     if bearer:
         return tokens.authenticate(bearer) is not None
-    from gateway.auth import sessions
+    from gateway.identity import sessions
 
     user = current_user._get_current_object()
     return getattr(user, "id", None) is not None and sessions.load_user(str(user.id)) is not None
 
 
 def init_app(app: Flask) -> None:
-    from gateway.extensions import login_manager
+    from gateway.platform.extensions import login_manager
 
     login_manager.request_loader(load_user_from_request)
     interface = app.session_interface

@@ -8,8 +8,8 @@ from datetime import datetime
 from flask import request
 
 from gateway.api.errors import ApiError
-from gateway.identifiers import NAME_MAX_LENGTH, is_name
-from gateway.timeutil import as_utc
+from gateway.platform.identifiers import NAME_MAX_LENGTH, is_name
+from gateway.platform.timeutil import as_utc
 
 MAX_TEXT = 200
 
@@ -24,7 +24,7 @@ def text_arg(name: str) -> str | None:
 
 
 def name_arg(name: str) -> str | None:
-    """A command, group or user name (``gateway.identifiers``): anything else could never match one."""
+    """A command, group or user name (``gateway.platform.identifiers``): anything else could never match one."""
     value = text_arg(name)
     if value is not None and not is_name(value):
         raise ApiError.invalid(name, f"must be a name of at most {NAME_MAX_LENGTH} characters, without '/'")

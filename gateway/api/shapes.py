@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.catalogue import Catalogue, Command
-from gateway.models import AuditEvent, Run
-from gateway.timeutil import as_utc
-from gateway.urls import external_url
+from gateway.db.models import AuditEvent, Run
+from gateway.platform.timeutil import as_utc
+from gateway.platform.urls import external_url
 
 PARAM_FIELDS = ("type", "required", "pattern", "min", "max", "choices", "max_length", "max_items", "help", "label")
 

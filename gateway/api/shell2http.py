@@ -25,20 +25,22 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import policy, runs, uploads
+from gateway import runs
+from gateway.access import policy
+from gateway.access.netguard import client_address
 from gateway.api.auth import require_csrf_for_sessions
 from gateway.api.body import parse_json_text
 from gateway.api.errors import ApiError
 from gateway.api.streams import take_slot, wait_for_finish
-from gateway.callers import current_caller
 from gateway.catalogue import Command
-from gateway.extensions import db
-from gateway.identifiers import is_run_id
-from gateway.models import Run
-from gateway.netguard import client_address
-from gateway.params import FileValue, ParamError, RefusedUpload
-from gateway.timeutil import as_utc
-from gateway.urls import external_url
+from gateway.catalogue.params import FileValue, ParamError, RefusedUpload
+from gateway.db.models import Run
+from gateway.platform.extensions import db
+from gateway.platform.identifiers import is_run_id
+from gateway.platform.timeutil import as_utc
+from gateway.platform.urls import external_url
+from gateway.runs import uploads
+from gateway.runs.callers import current_caller
 
 bp = Blueprint("shell2http", __name__, url_prefix="/shell2http")
 POST_FIELDS = frozenset({"args", "timeout", "force_unique_key", "callback_context"})

@@ -1,4 +1,4 @@
-"""Long-lived requests: per-process and per-user caps, long-polls and SSE streams woken by ``gateway.wakeup``.
+"""Long-lived requests: per-process and per-user caps, long-polls and SSE streams woken by ``gateway.platform.wakeup``.
 
 Every long-lived request (API stream, which the web run page follows, API
 long-poll and wait on start, Shell2HTTP ``wait=true``) holds a slot from
@@ -28,11 +28,11 @@ from sqlalchemy import bindparam, select
 
 from gateway import runs
 from gateway.api.errors import ApiError
-from gateway.appctx import app_object
-from gateway.extensions import db
-from gateway.models import Run
-from gateway.prepared import Prepared
-from gateway.wakeup import wakeups
+from gateway.db.models import Run
+from gateway.db.prepared import Prepared
+from gateway.platform.appctx import app_object
+from gateway.platform.extensions import db
+from gateway.platform.wakeup import wakeups
 
 RECHECK_SECONDS = 5.0
 DEFAULT_KEEPALIVE_SECONDS = 15.0

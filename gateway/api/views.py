@@ -12,17 +12,19 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import audit, commands, policy, runs
+from gateway import audit, runs
+from gateway.access import policy
+from gateway.access.netguard import client_address
 from gateway.api.auth import require_csrf_for_sessions, still_authorised
 from gateway.api.body import json_object_body
 from gateway.api.errors import ApiError, api_error_response
 from gateway.api.queryargs import check_number, int_arg, name_arg, number_arg, text_arg, time_arg
 from gateway.api.shapes import accepted_view, audit_view, command_view
 from gateway.api.streams import take_slot, wait_for_finish
-from gateway.callers import current_caller
-from gateway.extensions import db
-from gateway.models import AuditEvent, Run
-from gateway.netguard import client_address
+from gateway.catalogue import switches
+from gateway.db.models import AuditEvent, Run
+from gateway.platform.extensions import db
+from gateway.runs.callers import current_caller
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(require_csrf_for_sessions)
@@ -47,8 +49,8 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
 
 @bp.get("/commands")
 def list_commands() -> Response:
-    catalogue = commands.current_catalogue()
-    disabled = commands.disabled_commands()
+    catalogue = switches.current_catalogue()
+    disabled = switches.disabled_commands()
     runnable = policy.visible_commands(_user(), catalogue, client_address())
     items = [command_view(c, catalogue, c.name in disabled) for c in runnable]
     return _json({"items": items, "next_cursor": None})
@@ -57,7 +59,7 @@ def list_commands() -> Response:
 @bp.get("/commands/<name:name>")
 def get_command(name: str) -> Response:
     command = policy.command_for(_user(), name, client_address())
-    return _json(command_view(command, commands.current_catalogue(), commands.is_disabled(name)))
+    return _json(command_view(command, switches.current_catalogue(), switches.is_disabled(name)))
 
 
 # --- runs -----------------------------------------------------------------------------------

@@ -20,10 +20,11 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import audit, audit_export, audit_query, chain_status
+from gateway import audit
+from gateway.audit import chain_status, exports, queries
 from gateway.cli.common import operator_actor
-from gateway.extensions import db
-from gateway.timeutil import utcnow
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import utcnow
 
 EXIT_INTACT, EXIT_BROKEN, EXIT_UNCHECKED = 0, 1, 2
 
@@ -79,21 +80,21 @@ def anchor() -> None:
 
 
 @audit_group.command("export")
-@click.option("--format", "fmt", type=click.Choice(sorted(audit_export.FORMATS)), required=True, help="csv or jsonl")
+@click.option("--format", "fmt", type=click.Choice(sorted(exports.FORMATS)), required=True, help="csv or jsonl")
 @click.option("--since", default=None, help="Only events at or after this ISO 8601 time (UTC if no zone).")
 @click.option("--until", default=None, help="Only events before this ISO 8601 time (UTC if no zone).")
 @with_appcontext
 def export(fmt: str, since: str | None, until: str | None) -> None:
     """Stream the ledger (oldest first) to stdout as CSV (formula-safe) or JSON Lines."""
     try:
-        flt = audit_query.AuditFilter.from_args({"since": since or "", "until": until or ""})
-    except audit_query.FilterError as exc:
+        flt = queries.AuditFilter.from_args({"since": since or "", "until": until or ""})
+    except queries.FilterError as exc:
         click.echo(f"error: --{exc.field} {exc.message}", err=True)
         sys.exit(EXIT_UNCHECKED)
     out = sys.stdout  # (click.get_text_stream is deprecated since Click 8.5)
     count = -1 if fmt == "csv" else 0  # the CSV header is not an event
     try:
-        for line in audit_export.export_lines(fmt, flt):
+        for line in exports.export_lines(fmt, flt):
             out.write(line)
             count += 1
     except SQLAlchemyError as exc:

@@ -10,8 +10,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from gateway import commands as command_switches
 from gateway.catalogue import CatalogueError, load_catalogue
+from gateway.catalogue import switches as command_switches
 from gateway.cli.common import fail, operator_actor
 
 PIDFILE = "gateway.pid"

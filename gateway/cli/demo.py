@@ -10,10 +10,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from gateway import accounts, migrate
-from gateway.appctx import app_object
-from gateway.auth.passwords import generate_password, verify_password
 from gateway.cli.common import operator_actor
+from gateway.db import migrate, stall_guard
+from gateway.identity import accounts, groups
+from gateway.identity.passwords import generate_password, verify_password
+from gateway.platform.appctx import app_object
 
 DEMO_USERS = (("admin", True), ("staff", False))
 CREDENTIALS_FILE = "demo-credentials.txt"
@@ -85,8 +86,7 @@ def ensure_demo_datasource(path: Path) -> None:
 
 
 def ensure_demo_grants() -> None:
-    from gateway import groups
-    from gateway.commands import current_catalogue
+    from gateway.catalogue.switches import current_catalogue
 
     actor = operator_actor()
     if groups.find_group(DEMO_GROUP) is None:
@@ -121,8 +121,7 @@ def demo_command() -> None:
 @with_appcontext
 def serve_command(host: str, port: int) -> None:
     """Run the development server (threaded). Use gunicorn with wsgi.py in production."""
-    from gateway import stall_guard
-    from gateway.lifecycle import serve_forever
+    from gateway.platform.lifecycle import serve_forever
 
     stall_guard.GUARD.enabled = True  # manage.py turned it off for the CLI; this serves requests
     app = app_object()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from gateway import groups
-from gateway.accounts import AccountError
+from gateway.catalogue.switches import current_catalogue
 from gateway.cli.common import fail, operator_actor
-from gateway.commands import current_catalogue
+from gateway.identity import groups
+from gateway.identity.accounts import AccountError
 
 
 @click.group("groups")

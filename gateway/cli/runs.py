@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from gateway import runs
 from gateway.cli.common import fail, operator_actor
-from gateway.extensions import db
-from gateway.models import Run
-from gateway.timeutil import rfc3339, utcnow
+from gateway.db.models import Run
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import rfc3339, utcnow
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from gateway import accounts, tokens
 from gateway.cli.common import fail, operator_actor
-from gateway.extensions import db
-from gateway.models import User
-from gateway.timeutil import as_utc, utcnow
+from gateway.db.models import User
+from gateway.identity import accounts, tokens
+from gateway.platform.extensions import db
+from gateway.platform.timeutil import as_utc, utcnow
 
 
 @click.group("tokens")

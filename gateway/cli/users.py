@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from gateway import accounts
-from gateway.auth.passwords import generate_password
 from gateway.cli.common import fail, operator_actor, read_password
+from gateway.identity import accounts
+from gateway.identity.passwords import generate_password
 
 
 @click.group("users")

@@ -2,7 +2,7 @@
 
 Every page is server-rendered and works without JavaScript; the small scripts
 in ``gateway/static`` only add live output, ticking clocks and tile refreshes.
-Views decide nothing about permissions: they ask ``gateway.policy`` and start
+Views decide nothing about permissions: they ask ``gateway.access.policy`` and start
 runs only through ``gateway.runs.start``.
 """
 

@@ -3,9 +3,9 @@
 Changing the password and creating a token both ask for the current
 password. Guessing it here is as limited as guessing it at sign-in: the same
 per-address and per-name rate limit, and each wrong guess counts toward the
-same per-name lock (``gateway.auth.service.confirm_password``); while the
+same per-name lock (``gateway.identity.service.confirm_password``); while the
 name is locked the check is not even made. A new token is shown after a redirect
-(``gateway.reveal``), so refreshing the page does not create another.
+(``gateway.platform.reveal``), so refreshing the page does not create another.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import math
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway import accounts, reveal, tokens
-from gateway.auth import service
-from gateway.auth.passwords import password_problem
-from gateway.auth.views import LOCKED_MESSAGE, _address_key, _login_limit
-from gateway.extensions import limiter
-from gateway.netguard import client_address
-from gateway.timeutil import utcnow
+from gateway.access.netguard import client_address
+from gateway.identity import accounts, service, tokens
+from gateway.identity.passwords import password_problem
+from gateway.identity.views import LOCKED_MESSAGE, _address_key, _login_limit
+from gateway.platform import reveal
+from gateway.platform.extensions import limiter
+from gateway.platform.timeutil import utcnow
 from gateway.web import bp
 from gateway.web.shared import me
 

@@ -7,13 +7,14 @@ from typing import Any
 from flask import abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway import commands as command_switches
-from gateway import policy, runs
-from gateway.callers import current_caller
+from gateway import runs
+from gateway.access import policy
+from gateway.access.netguard import client_address
 from gateway.catalogue import Command
-from gateway.netguard import client_address
-from gateway.params import FileValue, ParamError
-from gateway.uploads import store_uploads
+from gateway.catalogue import switches as command_switches
+from gateway.catalogue.params import FileValue, ParamError
+from gateway.runs.callers import current_caller
+from gateway.runs.uploads import store_uploads
 from gateway.web import bp
 from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
 from gateway.web.shared import me

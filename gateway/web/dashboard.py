@@ -19,15 +19,16 @@ from flask import abort, flash, redirect, render_template, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import commands as command_switches
-from gateway import policy, runs
-from gateway.auth.sessions import is_background_request
-from gateway.callers import current_caller
+from gateway import runs
+from gateway.access import policy
+from gateway.access.netguard import client_address
 from gateway.catalogue import Command
-from gateway.extensions import db
-from gateway.models import Run, RunOutputChunk
-from gateway.netguard import client_address
-from gateway.wakeup import wakeups
+from gateway.catalogue import switches as command_switches
+from gateway.db.models import Run, RunOutputChunk
+from gateway.identity.sessions import is_background_request
+from gateway.platform.extensions import db
+from gateway.platform.wakeup import wakeups
+from gateway.runs.callers import current_caller
 from gateway.web import bp
 from gateway.web.shared import STATUS_LABELS, me, own_viewer
 

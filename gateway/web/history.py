@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import abort, render_template, request
 
-from gateway import commands as command_switches
-from gateway import policy, runs
-from gateway.netguard import client_address
+from gateway import runs
+from gateway.access import policy
+from gateway.access.netguard import client_address
+from gateway.catalogue import switches as command_switches
 from gateway.web import bp
 from gateway.web.shared import STATUS_LABELS, me, own_viewer
 

@@ -4,7 +4,7 @@ The form is plain HTML named after each parameter (DESIGN.md), so automation
 and people post the same fields.  Reading it back follows one rule: a blank
 field is "not given" (the default applies, a required field is reported as
 required), a checkbox that is absent means false, a textarea is one list item
-per line.  Everything else is left to ``gateway.params`` through ``runs.start``.
+per line.  Everything else is left to ``gateway.catalogue.params`` through ``runs.start``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from gateway.catalogue import Command, ParamSpec
-from gateway.params import RefusedUpload
+from gateway.catalogue.params import RefusedUpload
 
 CSRF_FIELD = "csrf_token"
 INPUT_TYPES = {"integer": "number", "number": "number", "date": "date", "string": "text"}

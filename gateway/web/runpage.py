@@ -15,12 +15,13 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway import commands as command_switches
-from gateway import policy, runs
-from gateway.callers import current_caller
-from gateway.models import Run
-from gateway.netguard import client_address
-from gateway.timeutil import as_utc, utcnow
+from gateway import runs
+from gateway.access import policy
+from gateway.access.netguard import client_address
+from gateway.catalogue import switches as command_switches
+from gateway.db.models import Run
+from gateway.platform.timeutil import as_utc, utcnow
+from gateway.runs.callers import current_caller
 from gateway.web import bp
 from gateway.web.paramform import again_values
 from gateway.web.shared import STATUS_LABELS, duration, me

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask_login import current_user
 
-from gateway.timeutil import as_utc
+from gateway.platform.timeutil import as_utc
 
 STATUS_LABELS = {
     "queued": "Queued",

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from gateway.identity import accounts, groups
+
 PY = sys.executable
 SCRIPT_TAG = "<script>window.__pwned = 1</script>"
 
@@ -121,7 +123,6 @@ def make_ops_db(directory: Path) -> str:
 
 def grant_staff(app) -> None:
     """staff and other in group ops with every command except admin-only; admin sees all."""
-    from gateway import accounts, groups
 
     with app.app_context():
         groups.create_group("ops")

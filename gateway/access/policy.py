@@ -1,0 +1,203 @@
+"""The permission vocabulary, in one module: every "may this caller see or do this?" is decided here.
+
+Views never decide who may do what; they ask here, with the caller's address,
+and render the answer in their own shape (an HTML 404, the API's JSON error,
+Flask-Shell2HTTP's ``{"error": ...}``).  The rules, the same on every surface
+(web pages, CSV, API, long-poll, stream, Shell2HTTP, tiles, admin pages):
+
+- **Commands** (``check_run`` / ``command_for``): admins may use every command,
+  staff what one of their groups is granted.  A command's ``allowed_networks``
+  binds admins too.  Using a command means seeing its form, schema and tile and
+  starting it; a command the caller may not use from this address does not
+  exist for them: 404, the same answer as an unknown name (the ledger records
+  the real reason, ``denied_network`` or ``not_found``, for refused starts).
+- **Runs** (``allows_run`` / ``run_for``): a run of a command whose
+  ``allowed_networks`` exclude the caller's address does not exist for anyone
+  there, owner and admins included (reading its output is using the command).
+  Otherwise its owner and admins may view and cancel it; anyone who may use the
+  command may view (never cancel) a shared cached result.  Every other run does
+  not exist for the caller: 404.  Run lists apply the same rule (``listed_runs``).
+- **Administration** (``require_admin``): admin pages answer admins only.  The
+  catalogue's definitions, grants and kill switch (/admin/commands) are not use
+  of a command, so ``allowed_networks`` does not hide them from admins; the runs
+  those pages list or cancel follow the run rule above.
+- A signed-out or disabled caller may do nothing (the sign-in gate answers
+  before any view; the rules repeat it so no surface depends on that).
+
+An ``address`` of None means "not over the network": the operator at the
+host's CLI (and the system principals of DESIGN.md).  Request code always
+passes the client address, which is a string (empty when unparseable, and then
+no network admits it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flask import abort
+from flask_login import current_user
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, true
+
+from gateway.access.netguard import address_allowed
+from gateway.catalogue import Catalogue, Command
+from gateway.catalogue.switches import current_catalogue
+from gateway.db.models import CommandGrant, GroupMember, Run
+from gateway.platform.extensions import db
+from gateway.platform.identifiers import is_name, is_run_id
+
+RunAction = Literal["view", "cancel"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    outcome: str
+    message: str
+
+
+NOT_FOUND = Refusal(404, "not_found", "not_found", "No such command.")
+# Same answer as an unknown command: from outside its networks a command does not exist for the caller.
+NETWORK = Refusal(404, "not_found", "denied_network", "No such command.")
+NO_RUN = Refusal(404, "not_found", "not_found", "No such run.")
+
+
+class Denied(Exception):
+    """The policy's "no", raised by ``command_for`` and ``run_for``; errors.py renders it for every surface."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+def is_active(user: Any) -> bool:
+    return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active)
+
+
+def is_admin(user: Any) -> bool:
+    return is_active(user) and bool(user.is_admin)
+
+
+def require_admin() -> None:
+    """Staff and anonymous callers get 404 on admin routes: nothing says the route exists."""
+    if not is_admin(current_user):
+        abort(404)
+
+
+# Built once: a statement object reused with parameters skips construction and cache-key work
+# on every request (this is asked on each run and each API call by staff).
+_GRANTED = (
+    select(CommandGrant.command)
+    .join(GroupMember, GroupMember.group_id == CommandGrant.group_id)
+    .where(GroupMember.user_id == bindparam("user_id"))
+)
+
+
+def granted_commands(user: Any) -> frozenset[str]:
+    """Names granted to any group the user belongs to."""
+    return frozenset(db.session.scalars(_GRANTED, {"user_id": user.id}))
+
+
+def can_see(user: Any, command: Command | None) -> bool:
+    """Granted (or an admin), whatever the address: one half of ``check_run``, never the decision alone."""
+    if command is None or not is_active(user):
+        return False
+    return is_admin(user) or command.name in granted_commands(user)
+
+
+def fenced(command: Command | None, address: str | None) -> bool:
+    """Whether the command's ``allowed_networks`` exclude ``address`` (None: not over the network)."""
+    if command is None or address is None:
+        return False
+    networks = command.networks()
+    return networks is not None and not address_allowed(address, networks)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def check_run(user: Any, command: Command | None, address: str | None) -> Refusal | None:
+    """None when the user may use the command from ``address``; otherwise why not (the one command decision)."""
+    if command is None or not can_see(user, command):
+        return NOT_FOUND
+    if fenced(command, address):
+        return NETWORK
+    return None
+
+
+def command_for(user: Any, name: str, address: str | None) -> Command:
+    """The command ``name`` if the user may use it from ``address``.
+
+    :raise Denied: 404 for an unknown name, an ungranted command and one fenced to other networks alike.
+    """
+    command = current_catalogue().get(name) if is_name(name) else None
+    refusal = check_run(user, command, address)
+    if refusal is not None or command is None:
+        raise Denied(refusal or NOT_FOUND)
+    return command
+
+
+def visible_commands(user: Any, catalogue: Catalogue, address: str | None) -> list[Command]:
+    """The commands ``check_run`` lets this user use from ``address`` (one grant query for all of them)."""
+    if not is_active(user):
+        return []
+    candidates = list(catalogue.commands.values())
+    if not is_admin(user):
+        granted = granted_commands(user)
+        candidates = [command for command in candidates if command.name in granted]
+    return [command for command in candidates if not fenced(command, address)]
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def owns_run(user: Any, run: Any) -> bool:
+    return run is not None and run.user_id is not None and run.user_id == getattr(user, "id", None)
+
+
+def allows_run(user: Any, run: Run, action: RunAction, address: str | None) -> bool:
+    """The one run decision, for a run already in hand (see the module docstring for the rule)."""
+    if not is_active(user):
+        return False
+    command = current_catalogue().get(run.command)
+    if fenced(command, address):
+        return False
+    if is_admin(user) or owns_run(user, run):
+        return True
+    return action == "view" and run.cache_key is not None and can_see(user, command)
+
+
+def run_for(user: Any, run_id: str, action: RunAction, address: str | None) -> Run:
+    """The run ``run_id`` if the user may ``action`` it from ``address``.
+
+    :raise Denied: 404 for an id that could not exist, an unknown run and a run the caller may not see alike.
+    """
+    run = db.session.get(Run, run_id) if is_run_id(run_id) else None
+    if run is None or not allows_run(user, run, action, address):
+        raise Denied(NO_RUN)
+    return run
+
+
+def listed_runs(viewer: Any, address: str | None) -> ColumnElement[bool]:
+    """What a run list shows this viewer: their own runs (admins: everyone's), none of a fenced command."""
+    conditions: list[ColumnElement[bool]] = []
+    if not is_admin(viewer):
+        conditions.append(Run.user_id == getattr(viewer, "id", None))
+    hidden = [name for name, command in current_catalogue().commands.items() if fenced(command, address)]
+    if hidden:
+        conditions.append(Run.command.not_in(hidden))
+    return and_(true(), *conditions)
+
+
+def tile_runs(user: Any, command: Command) -> ColumnElement[bool]:
+    """The runs of ``command`` a tile may show someone ``command_for`` let through: shared results and their own."""
+    mine = Run.command == command.name
+    if is_admin(user):
+        return mine
+    return and_(mine, or_(Run.cache_key.is_not(None), Run.user_id == user.id))
+
+
+def sees_run_details(user: Any, run: Any) -> bool:
+    """Who ran it, from where, with what: only for its owner and admins (cached results are shared)."""
+    return is_admin(user) or owns_run(user, run)

@@ -1,0 +1,51 @@
+"""Identity: who the caller is. Accounts, passwords, sign-in, sessions, lockout, invites, API tokens, user groups.
+
+The sign-in gate every page passes is here (``require_login``); the bearer-token
+gate of the API is ``api.auth``. Revocation has one entry,
+``accounts.revoke_access``: a password reset or change and disabling a user end
+every session and API token in the same commit. May import: ``platform``, ``db``,
+``audit``; never ``runs`` or the delivery layer.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, redirect, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from gateway.identity import sessions
+from gateway.identity.views import bp
+from gateway.platform.extensions import login_manager
+
+# Endpoints reachable without signing in. Everything else needs a user.
+# auth.invite: a user with an invite link has no password yet (the link's token is the credential).
+PUBLIC_ENDPOINTS = frozenset(
+    {"auth.login", "auth.invite", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
+)
+
+
+def require_login() -> Response | None:
+    """The sign-in gate: one before_request hook with explicit exemptions, not a decorator per view."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if current_user.is_authenticated:
+        return None
+    if request.path.startswith("/api/") or request.path.startswith("/shell2http/"):
+        response = jsonify(
+            error={"code": "unauthorized", "message": "Sign-in or a bearer token is required.", "details": {}}
+        )
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+        return response
+    return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
+
+
+def init_app(app: Flask) -> None:
+    from gateway.identity import invite  # noqa: F401 - registers /invite on bp (imported late: it needs gateway.accounts)
+
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # server-side records do this job (see sessions.py)
+    login_manager.login_view = "auth.login"
+    login_manager.user_loader(sessions.load_user)
+    app.register_blueprint(bp)
+    app.before_request(require_login)

@@ -1,0 +1,275 @@
+"""Prometheus metrics: ``GET /metrics`` on the ``health`` blueprint (endpoint ``health.metrics``).
+
+The endpoint name matters: the network allowlist serves it under
+``METRICS_ALLOWED_NETWORKS`` and the sign-in gate lets it through without a
+session; the health blueprint is exempt from rate limits.
+
+Under gunicorn every worker is its own process, so when
+``PROMETHEUS_MULTIPROC_DIR`` is set (before the first import of
+``prometheus_client``) the values live in files in that directory and a scrape
+of any worker sums them. gunicorn's ``child_exit`` hook must then call
+``mark_worker_dead(worker.pid)`` so a dead worker's live gauges disappear.
+
+What is measured, and where it comes from:
+- runs started/finished: the ``run_started``/``run_finished`` signals;
+- HTTP requests and sign-in failures: an ``after_request`` hook (by URL rule, never the raw path);
+- audit append latency and refused runs (by reason): ``observe_append`` wraps ``audit.append``;
+- ``gateway_audit_chain_ok`` and ``gateway_audit_chain_verified_timestamp_seconds``: read at
+  scrape time from the newest ``audit.verified`` event (``gateway.audit.chain_status``), so every
+  replica and worker reports the scheduled verification, not only the process that ran it.
+
+Every label value passes through the ``*_label`` functions below and comes from a
+fixed set: a caller-chosen string (a method, a path, a command name, a reason)
+never becomes a label value, so no client can grow the number of series.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from gateway.audit import chain_status
+from gateway.platform import signals
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+UNMATCHED_ROUTE = "<unmatched>"
+DENIED_ROUTE = "<denied>"
+OTHER = "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"})
+# The audit outcomes of ``run.rejected`` (policy refusals and ``runs._reject``); anything else counts as "other".
+REJECTION_REASONS = frozenset(
+    {
+        "not_found", "denied_network", "draining", "unavailable", "invalid_params", "invalid_request",
+        "ratelimit_unavailable", "rate_limited", "disabled", "concurrency_full",
+    }
+)  # fmt: skip
+LOGIN_FAILURE_REASONS = {401: "rejected", 429: "rate_limited"}
+
+RUNS = Counter(
+    "gateway_runs_total", "Runs that reached a terminal state, by command and status.", ["command", "status"]
+)
+RUNS_STARTED = Counter("gateway_runs_started_total", "Runs accepted and started, by command.", ["command"])
+RUN_DURATION = Histogram(
+    "gateway_run_duration_seconds", "Wall time of finished runs.", ["command"], buckets=RUN_BUCKETS
+)
+ACTIVE_RUNS = Gauge(
+    "gateway_active_runs", "Runs started by this process and not finished yet.", multiprocess_mode="livesum"
+)
+REJECTED_RUNS = Counter("gateway_runs_rejected_total", "Run requests refused, by reason (audit outcome).", ["reason"])
+LOGIN_FAILURES = Counter("gateway_login_failures_total", "Failed sign-ins, by reason.", ["reason"])
+AUDIT_APPEND = Histogram(
+    "gateway_audit_append_seconds", "Time to append one audit event (chain lock included).", buckets=APPEND_BUCKETS
+)
+HTTP_REQUESTS = Counter(
+    "gateway_http_requests_total",
+    "HTTP requests by route (URL rule), method and status.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "gateway_http_request_duration_seconds", "Time to the response headers, by route.", ["route"], buckets=HTTP_BUCKETS
+)
+# Runs this process counted as active: only those are decremented (the reaper may finish another replica's run).
+_active_ids: set[str] = set()
+_active_lock = threading.Lock()
+
+
+def _drop_platform_collector() -> None:
+    """python_info tells a scraper the interpreter version: nothing a probe should reveal."""
+    from prometheus_client import PLATFORM_COLLECTOR
+
+    with contextlib.suppress(KeyError):
+        REGISTRY.unregister(PLATFORM_COLLECTOR)
+
+
+_drop_platform_collector()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class ChainCollector:
+    """The audit chain gauges, computed at scrape time from the ledger (cached there a few seconds).
+
+    Not kept in gauge files: the value is the same for every process, it comes
+    from the last recorded verification, and none is shown until one exists.
+    """
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+
+        last = chain_status.latest()
+        if last is None:
+            return
+        yield GaugeMetricFamily(
+            "gateway_audit_chain_ok",
+            "1 when the last recorded audit chain verification passed, 0 when it failed.",
+            value=1 if last.ok else 0,
+        )
+        yield GaugeMetricFamily(
+            "gateway_audit_chain_verified_timestamp_seconds",
+            "When the last audit chain verification was recorded (Unix time).",
+            value=last.at,
+        )
+
+
+def render() -> bytes:
+    """The exposition text: all workers' values in multiprocess mode, this process's otherwise."""
+    chain = CollectorRegistry()
+    chain.register(ChainCollector())
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry) + generate_latest(chain)
+    return generate_latest(REGISTRY) + generate_latest(chain)
+
+
+def metrics() -> Response:
+    response = Response(render(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def mark_worker_dead(pid: int) -> None:
+    """For gunicorn's ``child_exit`` hook: drop a dead worker's live gauges (multiprocess mode only)."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)
+
+
+# --- label values: the one place a value becomes a label ------------------------------------
+
+
+def method_label(method: str) -> str:
+    """A standard HTTP method as itself, anything a client invents as ``other``."""
+    return method if method in METHODS else OTHER
+
+
+def route_label() -> str:
+    """The URL rule (never the raw path); ``<denied>`` when the allowlist refused, ``<unmatched>`` for no rule."""
+    if g.get("network_denied"):
+        return DENIED_ROUTE
+    return request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+
+
+def status_label(code: int) -> str:
+    """The response code the application chose; one outside the HTTP range (never expected) as ``other``."""
+    return str(code) if 100 <= code <= 599 else OTHER
+
+
+def run_status_label(status: str) -> str:
+    return status if status in RUN_STATUSES else OTHER
+
+
+def command_label(name: str) -> str:
+    """A run's command: runs exist only for catalogue commands (``runs.start`` refuses others before a row)."""
+    return name
+
+
+def reason_label(outcome: object) -> str:
+    return outcome if isinstance(outcome, str) and outcome in REJECTION_REASONS else OTHER
+
+
+# --- engine hooks ---------------------------------------------------------------------------
+
+
+def _run_started(sender: Any, run: Any = None, **_: Any) -> None:
+    if run is None:
+        return
+    RUNS_STARTED.labels(command=command_label(run.command)).inc()
+    with _active_lock:
+        if run.id in _active_ids:
+            return
+        _active_ids.add(run.id)
+    ACTIVE_RUNS.inc()
+
+
+def _run_finished(sender: Any, run: Any = None, **_: Any) -> None:
+    if run is None:
+        return
+    command = command_label(run.command)
+    RUNS.labels(command=command, status=run_status_label(run.status)).inc()
+    if run.duration_ms is not None:
+        RUN_DURATION.labels(command=command).observe(run.duration_ms / 1000)
+    with _active_lock:
+        if run.id not in _active_ids:
+            return
+        _active_ids.discard(run.id)
+    ACTIVE_RUNS.dec()
+
+
+def _run_rejected(sender: Any, outcome: object = None, **_: Any) -> None:
+    """Every refusal counts, also those the flood cap summarised instead of recording one by one."""
+    REJECTED_RUNS.labels(reason=reason_label(outcome)).inc()
+
+
+def observe_append(append: F) -> F:
+    """Decorates ``audit.append``: its latency."""
+
+    @functools.wraps(append)
+    def timed(event_name: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        row = append(event_name, *args, **kwargs)
+        AUDIT_APPEND.observe(time.perf_counter() - started)
+        return row
+
+    return timed  # type: ignore[return-value]
+
+
+def verify_and_record(anchor: tuple[int, str] | None = None) -> Any:
+    """Verify the chain and record the result as ``audit.verified`` (see ``gateway.audit.chain_status``)."""
+
+    return chain_status.verify_and_record(anchor=anchor)
+
+
+# --- request hooks --------------------------------------------------------------------------
+
+
+def _request_started() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _request_finished(response: Response) -> Response:
+    route = route_label()
+    method = method_label(request.method)
+    HTTP_REQUESTS.labels(route=route, method=method, status=status_label(response.status_code)).inc()
+    started = g.get("metrics_started")
+    if started is not None:
+        HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
+    if request.endpoint == "auth.login" and request.method == "POST":
+        reason = LOGIN_FAILURE_REASONS.get(response.status_code)
+        if reason:
+            LOGIN_FAILURES.labels(reason=reason).inc()
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register ``/metrics`` on the health blueprint's endpoint name and the request hooks."""
+
+    app.add_url_rule("/metrics", endpoint="health.metrics", view_func=metrics)
+    app.before_request(_request_started)
+    app.after_request(_request_finished)
+    signals.run_started.connect(_run_started, weak=False)
+    signals.run_finished.connect(_run_finished, weak=False)
+    signals.run_rejected.connect(_run_rejected, weak=False)
