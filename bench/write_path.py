@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/write_path.py`` (under a minute). On one
 migrated SQLite database (WAL, ``synchronous=FULL``, the real schema with its
 audit triggers), in the same run:
 
-- gateway: the engine's own start transaction (``runs._admit``: kill switch,
-  run row, ``run.started``) and finish transaction (``runs._record_end``:
+- gateway: the engine's own start transaction (``runs.admission._admit``: kill switch,
+  run row, ``run.started``) and finish transaction (``runs.ending._record_end``:
   conditional UPDATE ... RETURNING, ``run.finished``), as every run does them;
 - sqlite3: the same statements on a plain ``sqlite3`` connection (BEGIN
   IMMEDIATE, the kill-switch read, INSERT run, chain head, INSERT audit row with
@@ -42,7 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def gateway_pair(app, user, rounds: int) -> list[float]:
     from gateway import runs
-    from gateway.runs.executor import Job, get_executor
+    from gateway.runners.base import Outcome
+    from gateway.runs.admission import _admit
+    from gateway.runs.ending import _record_end
+    from gateway.runs.model import Job
+    from gateway.runs.workers import get_executor
 
     caller = runs.Caller(user=user, source_ip="127.0.0.1")
     command = switches.current_catalogue().get("trivial")
@@ -51,10 +55,10 @@ def gateway_pair(app, user, rounds: int) -> list[float]:
     for _ in range(rounds):
         began = time.perf_counter()
         run_id = str(uuid.uuid4())
-        run = runs._admit(command, caller, None, {}, run_id, True, None, executor)
+        run = _admit(command, caller, None, {}, run_id, True, None, executor)
         job = Job(run_id=run_id, command=command, username=user.username, queued=False, started_at=run.started_at)
-        outcome = runs.Outcome(status="succeeded", exit_code=0, output_sha256="0" * 64)
-        runs._record_end(job, outcome, None, runs.LIVE, [], None)
+        outcome = Outcome(status="succeeded", exit_code=0, output_sha256="0" * 64)
+        _record_end(job, outcome, None, runs.LIVE, [], None)
         timings.append(time.perf_counter() - began)
     return timings
 

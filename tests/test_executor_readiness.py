@@ -23,7 +23,7 @@ from gateway.db.models import Run
 from gateway.identity import accounts
 from gateway.platform.extensions import db
 from gateway.platform.lifecycle import drain
-from gateway.runs.executor import get_executor
+from gateway.runs.workers import get_executor
 from tests.conftest import PASSWORDS
 from tests.test_replicas import wait_until
 

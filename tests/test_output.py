@@ -20,8 +20,8 @@ from gateway.db.models import Run
 from gateway.db.prepared import Prepared
 from gateway.db.units import write_connection
 from gateway.platform.extensions import db
-from gateway.runs.executor import get_executor
 from gateway.runs.output import FLUSH_SECONDS, ChunkWriter, ProcessGroups
+from gateway.runs.workers import get_executor
 from tests.test_prepared import _run_values
 
 INSERT = Prepared(sa.insert(Run.__table__))

@@ -330,7 +330,7 @@ def test_allowed_networks_bind_admins_too(engine_app, people):
 
 def test_a_draining_replica_refuses_new_runs_and_audits_it(engine_app, people):
     with engine_app.app_context():
-        from gateway.runs.executor import get_executor
+        from gateway.runs.workers import get_executor
 
         get_executor(engine_app).shutdown(grace=0)
         with pytest.raises(runs.RunRejected) as excinfo:

@@ -19,16 +19,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.runners.keeper import OutputKeeper
+from gateway.runners.processes import group_alive, kill_group, live_group_members
 from gateway.runners.shell import (
     SAFE_PATH,
-    OutputKeeper,
     RunAs,
     ShellResult,
     ShellRun,
     ShellSpec,
-    group_alive,
-    kill_group,
-    live_group_members,
     scrubbed_env,
 )
 

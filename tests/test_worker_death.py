@@ -22,7 +22,7 @@ from config import PROJECT_ROOT
 from gateway import audit, runs
 from gateway.db.models import AuditEvent, Run
 from gateway.platform.extensions import db
-from gateway.runs.executor import get_executor
+from gateway.runs.workers import get_executor
 from tests.conftest import base_environ
 
 CATALOGUE = """

@@ -16,7 +16,8 @@ Flask-Shell2HTTP's ``{"error": ...}``).  The rules, the same on every surface
   there, owner and admins included (reading its output is using the command).
   Otherwise its owner and admins may view and cancel it; anyone who may use the
   command may view (never cancel) a shared cached result.  Every other run does
-  not exist for the caller: 404.  Run lists apply the same rule (``listed_runs``).
+  not exist for the caller: 404.  Run lists apply the same rule (``listable_owner``,
+  ``listed_runs``).
 - **Administration** (``require_admin``): admin pages answer admins only.  The
   catalogue's definitions, grants and kill switch (/admin/commands) are not use
   of a command, so ``allowed_networks`` does not hide them from admins; the runs
@@ -179,11 +180,18 @@ def run_for(user: Any, run_id: str, action: RunAction, address: str | None) -> R
     return run
 
 
-def listed_runs(viewer: Any, address: str | None) -> ColumnElement[bool]:
-    """What a run list shows this viewer: their own runs (admins: everyone's), none of a fenced command."""
+def listable_owner(viewer: Any) -> int | None:
+    """Whose runs a run list may show the viewer: everyone's (None) for admins, else their own id."""
+    if is_admin(viewer):
+        return None
+    return int(viewer.id)  # a viewer without an id is an error, never "everyone's"
+
+
+def listed_runs(owner_id: int | None, address: str | None) -> ColumnElement[bool]:
+    """What a run list shows: ``owner_id``'s runs (None: everyone's; see ``listable_owner``), no fenced command's."""
     conditions: list[ColumnElement[bool]] = []
-    if not is_admin(viewer):
-        conditions.append(Run.user_id == getattr(viewer, "id", None))
+    if owner_id is not None:
+        conditions.append(Run.user_id == owner_id)
     hidden = [name for name, command in current_catalogue().commands.items() if fenced(command, address)]
     if hidden:
         conditions.append(Run.command.not_in(hidden))

@@ -1,17 +1,15 @@
 """/admin/runs: every user's runs, filterable by command, status and user, with cancel for live ones.
 
-Paging is the engine's keyset cursor (``runs.list_runs``). Filtering by user
-reuses it too: a viewer that is not an admin sees exactly that user's runs.
+Paging is the engine's keyset cursor (``runs.list_runs``); filtering by user is its ``owner_id``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from flask import abort, flash, render_template, request
 from werkzeug.wrappers import Response
 
 from gateway import runs
+from gateway.access import policy
 from gateway.access.netguard import client_address
 from gateway.admin import bp
 from gateway.admin.shared import back
@@ -24,26 +22,16 @@ from gateway.web.shared import STATUS_LABELS, me
 PAGE_SIZE = 50
 
 
-@dataclass(frozen=True)
-class RunsOf:
-    """A ``list_runs`` viewer restricted to one user's runs."""
-
-    id: int
-    is_authenticated: bool = True
-    is_active: bool = True
-    is_admin: bool = False
-
-
-def _viewer(username: str | None) -> object | None:
-    """Everyone's runs (the admin as viewer), one user's, or None for an unknown name."""
+def _owner(username: str | None) -> tuple[bool, int | None]:
+    """(found, owner_id): the runs the policy lets this admin list (everyone's), or one user's;
+    (False, None) for an unknown name."""
     if username is None:
-        admin: object = me()
-        return admin
+        return True, policy.listable_owner(me())
     user = accounts.find_user(username)
     if user is None:
         flash(f"No user {username!r}.")
-        return None
-    return RunsOf(id=user.id)
+        return False, None
+    return True, user.id
 
 
 @bp.route("/runs", endpoint="runs")
@@ -54,14 +42,15 @@ def runs_list() -> str:
     cursor = request.args.get("cursor", "").strip() or None
     if status is not None and status not in STATUS_LABELS:
         abort(400)
-    viewer = _viewer(username)
+    found, owner_id = _owner(username)
     page: list[Run] = []
     next_cursor: str | None = None
-    if viewer is not None:
+    if found:
         try:
             page, next_cursor = runs.list_runs(
-                viewer, address=client_address(), command=command, status=status, limit=PAGE_SIZE, cursor=cursor
-            )
+                owner_id=owner_id, address=client_address(), command=command, status=status, limit=PAGE_SIZE,
+                cursor=cursor,
+            )  # fmt: skip
         except ValueError:
             abort(400)
     args = {k: v for k, v in {"command": command, "status": status, "user": username}.items() if v}

@@ -181,8 +181,9 @@ def list_runs() -> Response:
     user = _user()
     try:
         page, next_cursor = runs.list_runs(
-            user, address=client_address(), command=command, status=status, limit=limit or 50, cursor=cursor
-        )
+            owner_id=policy.listable_owner(user), address=client_address(),
+            command=command, status=status, limit=limit or 50, cursor=cursor,
+        )  # fmt: skip
     except ValueError:
         raise ApiError.invalid("cursor", "is not a cursor this API returned") from None
     items = [runs.run_view(run, user, include_output=False) for run in page]

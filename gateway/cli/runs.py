@@ -7,12 +7,10 @@ from datetime import timedelta
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import select
 
 from gateway import runs
+from gateway.access import policy
 from gateway.cli.common import fail, operator_actor
-from gateway.db.models import Run
-from gateway.platform.extensions import db
 from gateway.platform.timeutil import rfc3339, utcnow
 
 
@@ -42,10 +40,11 @@ def runs_group() -> None:
 @with_appcontext
 def list_runs(status: str | None, limit: int) -> None:
     """Recent runs, newest first."""
-    query = select(Run).order_by(Run.created_at.desc()).limit(limit)
-    if status:
-        query = query.where(Run.status == status)
-    for run in db.session.scalars(query):
+    operator = _operator_caller()
+    page, _ = runs.list_runs(
+        owner_id=policy.listable_owner(operator.user), address=operator.source_ip, status=status, limit=limit
+    )
+    for run in page:
         click.echo(f"{run.id}\t{run.command}\t{run.status}\t{run.username}\t{rfc3339(run.created_at)}")
 
 

@@ -29,7 +29,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from gateway.catalogue import CatalogueError
 from gateway.catalogue.switches import holder
 from gateway.platform import notify
-from gateway.runs.executor import get_executor
+from gateway.runs.workers import get_executor
 
 log = logging.getLogger("gateway.lifecycle")
 PIDFILE = "gateway.pid"

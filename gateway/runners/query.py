@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import hashlib
+import json
 import math
 import re
 import sqlite3
@@ -28,6 +30,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
+
+from gateway.catalogue import Command
+from gateway.runners.base import Outcome, Output, RunContext
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -259,3 +264,41 @@ def _query_error(exc: sa.exc.DBAPIError, reason: str | None, timeout: float) -> 
     if first_line == "not authorized":  # our SQLite authorizer (ATTACH, DETACH, a PRAGMA that sets)
         first_line = "not authorized: the data source is readonly (no ATTACH, DETACH or PRAGMA settings)"
     return QueryError(f"query failed: {first_line}")
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    url: str
+    sql: str
+    params: dict[str, Any]
+    row_limit: int
+    statement_timeout: float
+
+
+class QueryRunner:
+    """The ``query`` kind: the command's SQL with bound parameters against a named data source."""
+
+    def plan(self, command: Command, values: Mapping[str, Any], context: RunContext) -> QueryPlan:
+        name = command.datasource or ""
+        source = context.catalogue.datasources[name]
+        return QueryPlan(
+            url=context.catalogue.datasource_urls[name],
+            sql=command.sql or "",
+            params=dict(values),
+            row_limit=source.row_limit,
+            statement_timeout=min(source.statement_timeout, context.timeout),
+        )
+
+    def run(self, plan: QueryPlan, output: Output, cancel: threading.Event) -> Outcome:
+        try:
+            result = run_query(
+                plan.url, plan.sql, plan.params, row_limit=plan.row_limit,
+                statement_timeout=plan.statement_timeout, cancel=cancel,
+            )  # fmt: skip
+        except QueryError as exc:
+            status = "timed_out" if exc.timed_out else "cancelled" if exc.cancelled else "failed"
+            return Outcome(status=status, error=exc.message)
+        body = json.dumps(result.as_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return Outcome(
+            status="succeeded", exit_code=0, result=result.as_dict(), output_sha256=hashlib.sha256(body).hexdigest()
+        )

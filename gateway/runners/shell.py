@@ -19,9 +19,9 @@ import ctypes
 import ctypes.util
 import errno
 import functools
-import hashlib
 import logging
 import os
+import pwd
 import selectors
 import shutil
 import signal
@@ -29,9 +29,15 @@ import subprocess  # nosec B404  # this module is the one process-spawn chokepoi
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.catalogue import Command
+from gateway.catalogue.argv import build_argv, build_env, build_stdin
+from gateway.runners.base import Outcome, Output, RunContext
+from gateway.runners.keeper import OutputCallback, OutputKeeper
+from gateway.runners.processes import kill_group
 
 log = logging.getLogger("gateway.runners.shell")
 
@@ -52,6 +58,14 @@ class RunAs:
     gid: int
     name: str
     home: str
+
+
+def account(name: str | None) -> RunAs | None:
+    """The ``RUN_AS_USER`` account by name (None: commands run as the gateway's own user)."""
+    if not name:
+        return None
+    entry = pwd.getpwnam(name)
+    return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=entry.pw_name, home=entry.pw_dir)
 
 
 @dataclass(frozen=True)
@@ -75,10 +89,6 @@ class ShellResult:
     output_sha256: str
     truncated: bool
     pid: int | None = None
-
-
-# (stream, data) in arrival order; the runner calls it from its own thread.
-OutputCallback = Callable[[str, bytes], None]
 
 
 def _child_setup(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -158,101 +168,6 @@ def scrubbed_env(declared: dict[str, str], run_as: RunAs | None, run_id: str, us
     env["GATEWAY_USER"] = user
     env["GATEWAY_RUN_ID"] = run_id
     return env
-
-
-@dataclass
-class OutputKeeper:
-    """Keeps the first part and the last part of the output; counts and hashes all of it."""
-
-    limit: int
-    emit: OutputCallback
-    total: int = 0
-    truncated: bool = False
-    _head_left: int = 0
-    _tail: deque[tuple[str, bytes]] = field(default_factory=deque)
-    _tail_bytes: int = 0
-    _digest: hashlib._Hash = field(default_factory=hashlib.sha256)
-
-    def __post_init__(self) -> None:
-        self._head_left = self.limit - self.limit // 4
-        self._tail_limit = self.limit // 4
-
-    def add(self, stream: str, data: bytes) -> None:
-        self.total += len(data)
-        self._digest.update(data)
-        if self._head_left > 0:
-            head, data = data[: self._head_left], data[self._head_left :]
-            self._head_left -= len(head)
-            self.emit(stream, head)
-        if not data:
-            return
-        self._tail.append((stream, data))
-        self._tail_bytes += len(data)
-        while self._tail_bytes > self._tail_limit and self._tail:
-            # Only now is something dropped: output that fits head + tail is not "truncated".
-            self.truncated = True
-            old_stream, old = self._tail.popleft()
-            excess = self._tail_bytes - self._tail_limit
-            if len(old) > excess:
-                self._tail.appendleft((old_stream, old[excess:]))
-                self._tail_bytes -= excess
-            else:
-                self._tail_bytes -= len(old)
-
-    def finish(self) -> str:
-        """Emit the kept tail; return the sha256 of everything."""
-        while self._tail:
-            stream, data = self._tail.popleft()
-            self.emit(stream, data)
-        return self._digest.hexdigest()
-
-
-def kill_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group is still running.
-
-    A killed member stays a zombie until its new parent reaps it, and not
-    every PID 1 in a container does; a group of zombies only is gone.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    members = live_group_members(pgid)
-    return members is None or bool(members)
-
-
-def live_group_members(pgid: int) -> list[int] | None:
-    """Pids of the group's members that are not zombies, from /proc (None where there is no /proc)."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    members = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue  # exited while we looked
-        # "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses, so split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(entry))
-    return members
 
 
 class ShellRun:
@@ -424,3 +339,31 @@ class ShellRun:
             selector.close()
         kill_group(pgid, signal.SIGKILL)
         return forced
+
+
+class ShellRunner:
+    """The ``shell`` kind: an argv from the catalogue, run as a process group (``ShellRun``)."""
+
+    def plan(self, command: Command, values: Mapping[str, Any], context: RunContext) -> ShellSpec:
+        argv = build_argv(command, values)  # first: a value it refuses (ParamError) refuses the request
+        run_as = account(context.settings.get("RUN_AS_USER"))
+        return ShellSpec(
+            argv=argv,
+            env=scrubbed_env(build_env(command, values), run_as, context.run_id, context.username),
+            cwd=command.cwd,
+            stdin=build_stdin(command, values),
+            timeout=context.timeout,
+            max_output_bytes=command.max_output_bytes or context.settings["MAX_OUTPUT_BYTES"],
+            run_as=run_as,
+        )
+
+    def run(self, plan: ShellSpec, output: Output, cancel: threading.Event) -> Outcome:
+        result = ShellRun(plan, on_output=output.add, on_spawn=output.spawned, cancel=cancel, on_tick=output.tick).run()
+        return Outcome(
+            status=result.status,
+            exit_code=result.exit_code,
+            error=result.error,
+            output_bytes=result.output_bytes,
+            output_sha256=result.output_sha256,
+            truncated=result.truncated,
+        )

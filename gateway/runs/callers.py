@@ -6,7 +6,7 @@ from flask import request
 from flask_login import current_user
 
 from gateway.access.netguard import client_address
-from gateway.runs import Caller
+from gateway.runs.model import Caller
 
 
 def current_caller() -> Caller:

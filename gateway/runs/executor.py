@@ -7,6 +7,10 @@ parent-death signal fires when the thread that spawned it ends).  A run is
 the database clock), passes on cancel requests made through other replicas,
 and reaps runs whose lease expired anywhere (their worker died).  When it
 starts it also kills process groups that dead workers on this host left behind.
+
+What a job, a lease or a reap means is the runs engine's: the executor calls it
+back through the ``RunHooks`` it is created with (``gateway.runs.workers``
+wires them) and imports nothing of the engine but its vocabulary (``model``).
 """
 
 from __future__ import annotations
@@ -18,16 +22,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from flask import Flask, current_app
+from flask import Flask
 
-from gateway.catalogue import Command
 from gateway.platform.extensions import db
-from gateway.runners.shell import ShellSpec
+from gateway.runners.base import Outcome
+from gateway.runs.model import Job
 from gateway.runs.output import ProcessGroups
 from gateway.runs.uploads import remove_folder
 
@@ -35,32 +36,15 @@ log = logging.getLogger("gateway.executor")
 
 
 @dataclass(frozen=True)
-class QueryPlan:
-    url: str
-    sql: str
-    params: dict[str, Any]
-    row_limit: int
-    statement_timeout: float
+class RunHooks:
+    """What the executor asks of the runs engine; each is called inside an app context."""
 
-
-@dataclass
-class Job:
-    """Everything a worker needs to execute one run; lives only in this process's memory."""
-
-    run_id: str
-    command: Command
-    username: str
-    queued: bool
-    shell: ShellSpec | None = None
-    query: QueryPlan | None = None
-    tempdir: str | None = None
-    callback_context: Any = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    # When it began running, as recorded in its row (so finishing needs not read it back);
-    # None for jobs that did not start here (the reaper's, a cancel's).
-    started_at: datetime | None = None
-    # What a cancelled run's error says: who or what stopped it.
-    cancel_reason: str = "cancelled"
+    execute: Callable[[Job, Executor], None]  # run the job to its end, terminal write included
+    finish: Callable[[Job, Outcome], object]  # record an end the job did not reach by itself
+    cancel: Callable[[Job], None]  # cancel a job of this process (queued: end it at once)
+    renew_leases: Callable[[str, float], list[str]]  # (boot id, heartbeat) -> ids asked to cancel
+    reap_expired: Callable[[], object]  # mark runs whose lease expired anywhere as lost
+    kill_orphans: Callable[[str, str], object]  # (host, boot id): groups dead workers left behind
 
 
 class ExecutorClosed(Exception):
@@ -68,8 +52,9 @@ class ExecutorClosed(Exception):
 
 
 class Executor:
-    def __init__(self, app: Flask):
+    def __init__(self, app: Flask, hooks: RunHooks):
         self.app = app
+        self.hooks = hooks
         self.workers = int(app.config["RUN_WORKERS"])
         self.heartbeat = float(app.config["RUN_HEARTBEAT_SECONDS"])
         self.boot_id = str(uuid.uuid4())
@@ -111,24 +96,20 @@ class Executor:
         try:
             self._pool.submit(self._run, job)
         except RuntimeError:  # the pool shut down between this run's start and here: record, never strand it
-            from gateway import runs
-
             with self._lock:
                 self._jobs.pop(job.run_id, None)
                 self._inflight -= 1
-            runs.finish(job, runs.Outcome(status="cancelled", error="the gateway shut down before the run began"))
+            self.hooks.finish(job, Outcome(status="cancelled", error="the gateway shut down before the run began"))
 
     def local_job(self, run_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(run_id)
 
     def cancel_local(self, run_id: str) -> bool:
-        from gateway import runs
-
         job = self.local_job(run_id)
         if job is None:
             return False
-        runs.cancel_local(job)
+        self.hooks.cancel(job)
         return True
 
     def active_count(self) -> int:
@@ -136,15 +117,13 @@ class Executor:
             return self._inflight
 
     def _run(self, job: Job) -> None:
-        from gateway import runs
-
         with self.app.app_context():
             try:
-                runs.execute(job)
+                self.hooks.execute(job, self)
             except Exception:
                 log.exception("run %s failed inside the executor", job.run_id)
                 try:
-                    runs.finish_with_error(job, "internal error in the gateway")
+                    self.hooks.finish(job, Outcome(status="failed", error="internal error in the gateway"))
                 except Exception:
                     log.exception("could not record the failure of run %s", job.run_id)
             finally:
@@ -163,9 +142,7 @@ class Executor:
             self._supervisor = threading.Thread(target=self._supervise, name="gateway-supervisor", daemon=True)
         with self.app.app_context():
             try:
-                from gateway import runs
-
-                runs.kill_orphaned_groups(self.host, self.boot_id)
+                self.hooks.kill_orphans(self.host, self.boot_id)
             except Exception:
                 log.exception("could not clean up after dead workers")
             finally:
@@ -179,15 +156,13 @@ class Executor:
         return self._supervisor.is_alive() and time.monotonic() - self.last_beat < 3 * self.heartbeat + 5
 
     def beat_once(self) -> None:
-        from gateway import runs
-
         with self.app.app_context():
             try:
-                cancelled = runs.renew_leases(self.boot_id, self.heartbeat)
+                cancelled = self.hooks.renew_leases(self.boot_id, self.heartbeat)
                 for run_id in cancelled:
                     self.cancel_local(run_id)
                 self.record_unrecorded()
-                runs.reap_expired()
+                self.hooks.reap_expired()
             finally:
                 db.session.remove()
         self.last_beat = time.monotonic()
@@ -259,39 +234,3 @@ class Executor:
         if self._pool._shutdown or self._pool._broken:
             problems.add("workers")
         return frozenset(problems)
-
-
-def get_executor(app: Flask | None = None) -> Executor:
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    executor = app.extensions.get("gateway.executor")
-    if executor is None:
-        with _create_lock:
-            executor = app.extensions.get("gateway.executor")
-            if executor is None:
-                executor = app.extensions["gateway.executor"] = Executor(app)
-    executor.start()
-    return executor
-
-
-_create_lock = threading.Lock()
-
-
-def group_belongs_to_run(pgid: int, run_id: str) -> bool:
-    """Only kill a recorded process group if a member still carries that run's id (pids get reused).
-
-    The group's leader may be gone (it died with its worker): any member will do,
-    since every process the command started inherited ``GATEWAY_RUN_ID``.
-    """
-    marker = f"GATEWAY_RUN_ID={run_id}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            # Fields after the parenthesised command name: state ppid pgrp ...
-            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
-            if pgrp == pgid and marker in (entry / "environ").read_bytes().split(b"\0"):
-                return True
-        except (OSError, ValueError, IndexError):
-            continue
-    return False

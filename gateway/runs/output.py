@@ -3,7 +3,7 @@
 Chunks are written every ``FLUSH_SECONDS`` or ``FLUSH_BYTES``, whichever comes
 first, so a fast command costs no extra commit at all (its output lands with
 the finish), and a chatty one a few commits a second.  A run's process group
-(what a worker starting after a crash kills: ``runs.kill_orphaned_groups``)
+(what a worker starting after a crash kills: ``leases.kill_orphaned_groups``)
 is due ``FLUSH_SECONDS`` after the spawn and written at the next tick of a
 run's pump; on SQLite the groups of all runs that started meanwhile go in the
 same commit (``ProcessGroups``).
@@ -17,23 +17,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, insert, update
-
-from gateway.db.models import Run, RunOutputChunk
-from gateway.db.prepared import Prepared
 from gateway.db.units import write_connection
 from gateway.platform import notify
 from gateway.platform.wakeup import wakeups
+from gateway.runs.store import INSERT_CHUNKS, SET_PGID
 
 log = logging.getLogger("gateway.output")
 
 FLUSH_SECONDS = 0.1
 FLUSH_BYTES = 64 * 1024
-
-INSERT_CHUNKS = Prepared(insert(RunOutputChunk.__table__))
-SET_PGID = Prepared(
-    update(Run.__table__).where(Run.__table__.c.id == bindparam("run_id")).values(pgid=bindparam("pgid"))
-)
 
 
 class ProcessGroups:

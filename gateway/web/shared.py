@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,22 +20,8 @@ STATUS_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class OwnRunsOnly:
-    """A viewer for ``runs.list_runs`` that sees only this user's runs, admins included ("my history")."""
-
-    id: int
-    is_authenticated: bool = True
-    is_active: bool = True
-    is_admin: bool = False
-
-
 def me() -> Any:
     return current_user._get_current_object()
-
-
-def own_viewer() -> OwnRunsOnly:
-    return OwnRunsOnly(id=current_user.id)
 
 
 def clock(value: datetime | None) -> str:

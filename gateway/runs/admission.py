@@ -1,0 +1,255 @@
+"""Admission: the one function that starts every run (``start``).
+
+``start()`` is the chokepoint: look up the command, ask the policy, apply the
+per-user rate limit (before validation, so refused requests spend it too),
+validate the parameters and have the command kind's runner plan the run, then,
+in ONE write transaction, check the kill switch, join a cached or in-flight
+identical run, check concurrency, write the run row and its ``run.started``
+event.  Only after that commit does anything reach the executor; if the commit
+fails the caller gets ``RunRejected(503)`` and nothing is spawned.  A refusal
+before that point is a ``run.rejected`` event (``refusals``) and no run row.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway import audit
+from gateway.access import policy
+from gateway.catalogue import Command, switches
+from gateway.catalogue.params import ParamError, canonical_key, collect_errors, masked
+from gateway.db.models import Run
+from gateway.db.units import write_connection
+from gateway.platform import signals
+from gateway.platform.appctx import app_object
+from gateway.platform.timeutil import utcnow
+from gateway.platform.wakeup import wakeups
+from gateway.runners import runner_for
+from gateway.runners.base import RunContext
+from gateway.runners.shell import RunAs, account
+from gateway.runs import store
+from gateway.runs.executor import Executor, ExecutorClosed
+from gateway.runs.model import Caller, Job, RunRejected, Started
+from gateway.runs.refusals import masked_raw, reject, spend_rate_limit
+from gateway.runs.uploads import remove_folder
+from gateway.runs.workers import get_executor
+
+log = logging.getLogger("gateway.runs")
+
+
+def run_as_account() -> RunAs | None:
+    """The account commands run as (``RUN_AS_USER``), for what must be readable by it (uploads)."""
+    return account(current_app.config.get("RUN_AS_USER"))
+
+
+def _owns_tempdir(func: Callable[..., Started]) -> Callable[..., Started]:
+    """The upload folder passed as ``tempdir`` belongs to the run: removed at once when nothing runs.
+
+    (When a run starts, the executor removes the folder as the run ends.)
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, tempdir: str | None = None, **kwargs: Any) -> Started:
+        try:
+            started = func(*args, tempdir=tempdir, **kwargs)
+        except BaseException:
+            remove_folder(tempdir)
+            raise
+        if started.job is None:
+            remove_folder(tempdir)
+        return started
+
+    return wrapper
+
+
+@_owns_tempdir
+def start(
+    name: str,
+    raw_params: Any,
+    caller: Caller,
+    *,
+    source: str = "json",
+    files: Mapping[str, Any] | None = None,
+    callback_context: Any = None,
+    timeout: float | None = None,
+    tempdir: str | None = None,
+) -> Started:
+    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring)."""
+    catalogue = switches.current_catalogue()
+    command = catalogue.get(name)
+    refusal = policy.check_run(caller.user, command, caller.source_ip)
+    if refusal is not None:
+        raise reject(caller, name, refusal.status, refusal.code, refusal.outcome, refusal.message)
+    if command is None:  # check_run refuses unknown commands; this only states it
+        raise RuntimeError(f"the policy let unknown command {name!r} through")
+    if not get_executor().accepting:
+        raise reject(caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again.")
+    unavailable = catalogue.unavailable_reason(command)
+    if unavailable:
+        raise reject(caller, name, 503, "unavailable", "unavailable", f"This command is unavailable: {unavailable}.")
+
+    # A form (MultiDict) may carry a name twice; that is refused, never silently reduced to one value.
+    repeated = [key for key in raw_params if len(raw_params.getlist(key)) > 1] if hasattr(raw_params, "getlist") else []
+    supplied = dict(raw_params) if isinstance(raw_params, Mapping) else raw_params
+    if files and isinstance(supplied, dict):
+        supplied.update(files)
+    # The rate limit comes before validation: refused requests spend it too (see spend_rate_limit).
+    try:
+        retry_after = spend_rate_limit(command, caller)
+    except (RedisError, StorageError, ConnectionError):
+        raise reject(
+            caller, name, 503, "unavailable", "ratelimit_unavailable",
+            "The rate-limit storage is unavailable; nothing was run.", params=masked_raw(command, supplied),
+        ) from None  # fmt: skip
+    if retry_after is not None:
+        message = (
+            "You have run this command too often; wait a little."
+            if command.rate_limit
+            else "Too many of your requests were refused; wait a little."
+        )
+        raise reject(
+            caller, name, 429, "rate_limited", "rate_limited", message,
+            params=masked_raw(command, supplied), retry_after=retry_after,
+        )  # fmt: skip
+    counted = bool(command.rate_limit)  # later refusals have spent the command's own limit
+
+    run_id = str(uuid.uuid4())
+    values, errors = collect_errors(command, supplied, source)  # type: ignore[arg-type]
+    errors.update({str(key): "is given more than once" for key in repeated})
+    shown = masked(command, values) if not errors else masked_raw(command, supplied)
+    plan: Any = None
+    if not errors:
+        context = RunContext(run_id, caller.user.username, timeout or command.timeout, current_app.config, catalogue)
+        try:
+            plan = runner_for(command.kind).plan(command, values, context)
+        except ParamError as exc:
+            errors = {exc.field: exc.message}
+    if errors:
+        raise reject(
+            caller, name, 400, "validation_error", "invalid_params", "Some parameters are not valid.",
+            params=shown, details=errors, counted=counted,
+        )  # fmt: skip
+    if timeout is not None and not (0 < timeout <= command.timeout):
+        raise reject(
+            caller, name, 400, "validation_error", "invalid_params", "timeout can only lower the command's timeout.",
+            params=shown, details={"timeout": f"must be between 0 and {command.timeout:g}"}, counted=counted,
+        )  # fmt: skip
+
+    executor = get_executor()
+    key = canonical_key(command, values, current_app.config["SECRET_KEY"]) if command.cache_seconds else None
+    try:
+        free_slot = executor.reserve()
+    except ExecutorClosed:
+        raise reject(
+            caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again."
+        ) from None
+    try:
+        admitted = _admit(command, caller, key, shown, run_id, free_slot, timeout, executor)
+    except SQLAlchemyError:
+        executor.release()
+        log.exception("could not record the start of %s; nothing was spawned", command.name)
+        raise RunRejected(
+            503, "unavailable", "The gateway cannot record this run right now; nothing was run."
+        ) from None
+    if not isinstance(admitted, Run):
+        executor.release()
+        if isinstance(admitted, RunRejected):
+            raise admitted
+        return admitted
+    run = admitted
+
+    job = Job(
+        run_id=run_id, command=command, username=caller.user.username, queued=not free_slot, plan=plan,
+        tempdir=tempdir, callback_context=callback_context, started_at=run.started_at,
+    )  # fmt: skip
+    signals.send(signals.run_started, app_object(), run=run, callback_context=callback_context)
+    version = wakeups.version(run_id)
+    executor.submit(job)
+    return Started(run=run, job=job, version=version)
+
+
+def _admit(
+    command: Command,
+    caller: Caller,
+    key: str | None,
+    shown: Any,
+    run_id: str,
+    free_slot: bool,
+    timeout: float | None,
+    executor: Executor,
+) -> Run | Started | RunRejected:
+    """One write transaction: join a cached or in-flight run, or check concurrency and record the start.
+
+    Returns the new Run (committed with its run.started event), a Started for a
+    cache hit (committed with run.cache_hit), or a RunRejected whose
+    run.rejected event is committed.
+    """
+    with write_connection() as tx:
+        # The kill switch is read inside the transaction that records the start: a command
+        # disabled a moment ago on another replica cannot slip through between check and start.
+        if switches.is_disabled(command.name, session=tx):
+            return reject(
+                caller, command.name, 409, "conflict", "disabled", "This command is disabled by an administrator.",
+                params=shown, session=tx,
+            )  # fmt: skip
+        if key is not None or command.concurrency is not None:
+            store.lock_command(tx, command.name)
+        if key is not None:
+            existing, joined = store.cached_run(tx, command, key)
+            if existing is not None:
+                audit.append(
+                    "run.cache_hit", session=tx, actor=caller.actor(), source_ip=caller.source_ip or None,
+                    user_agent=caller.user_agent, command=command.name, run_id=existing.id, params=shown,
+                    outcome="joined" if joined else "cached",
+                )  # fmt: skip
+                return Started(run=existing, cached=True, joined=joined)
+        if command.concurrency is not None:
+            live = store.live_count(tx, command.name)
+            if live >= command.concurrency:
+                return reject(
+                    caller, command.name, 409, "conflict", "concurrency_full",
+                    f"This command is already running {live} time(s), its limit; try again when one finishes.",
+                    params=shown, session=tx,
+                )  # fmt: skip
+        now = utcnow()
+        values: dict[str, Any] = {
+            "id": run_id,
+            "command": command.name,
+            "command_sha256": command.definition_sha256(),
+            "kind": command.kind,
+            "params": audit_safe(shown),
+            "cache_key": key,
+            "user_id": caller.user.id,
+            "username": caller.user.username,
+            "source_ip": caller.source_ip or None,
+            "status": "running" if free_slot else "queued",
+            "created_at": now,
+            "started_at": now if free_slot else None,
+            "output_bytes": 0,
+            "output_truncated": False,
+            "host": executor.host,
+            "boot_id": executor.boot_id,
+            "timeout_seconds": timeout or command.timeout,
+        }
+        run = store.insert_run(tx, values, timedelta(seconds=3 * executor.heartbeat))
+        audit.append(
+            "run.started", session=tx, actor=caller.actor(), source_ip=caller.source_ip or None,
+            user_agent=caller.user_agent, command=command.name, run_id=run_id, params=shown,
+            outcome=run.status, detail={"command_sha256": run.command_sha256},
+        )  # fmt: skip
+    return run
+
+
+def audit_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,80 @@
+"""The runs engine's vocabulary: who asks (``Caller``), what a start gives back (``Started``), a refusal
+(``RunRejected``), the job a worker runs (``Job``), and the run states.
+
+Plain data: imports nothing of the engine, so every module of it (and the executor) can use it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.catalogue import Command
+from gateway.db.models import Run
+
+LIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks and from where; ``user`` is a User row (or anything with id, username, is_admin...)."""
+
+    user: Any
+    source_ip: str | None  # None: not over the network (the CLI operator); see gateway.access.policy
+    user_agent: str | None = None
+
+    def actor(self) -> dict[str, Any]:
+        return {"id": self.user.id, "name": self.user.username}
+
+
+class RunRejected(Exception):
+    """Refused before anything was spawned; the refusal is already audited."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        retry_after: int | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.retry_after = retry_after
+
+
+@dataclass
+class Job:
+    """Everything a worker needs to execute one run; lives only in this process's memory."""
+
+    run_id: str
+    command: Command
+    username: str
+    queued: bool
+    plan: Any = None  # what the command kind's runner planned (gateway.runners); None: nothing to execute
+    tempdir: str | None = None
+    callback_context: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    # When it began running, as recorded in its row (so finishing needs not read it back);
+    # None for jobs that did not start here (the reaper's, a cancel's).
+    started_at: datetime | None = None
+    # What a cancelled run's error says: who or what stopped it.
+    cancel_reason: str = "cancelled"
+
+
+@dataclass
+class Started:
+    run: Run
+    cached: bool = False
+    joined: bool = False
+    job: Job | None = field(default=None, repr=False)
+    # The run's wake-up version before it could move (taken before the job was submitted),
+    # so a waiter can wait first and read after; None when not known (cache hits).
+    version: int | None = None
