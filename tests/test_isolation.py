@@ -51,7 +51,9 @@ commands:
 GATEWAY_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
-    from gateway import accounts, create_app, migrate, runs
+    from gateway import create_app, runs
+    from gateway.db import migrate
+    from gateway.identity import accounts
     from gateway.platform.extensions import db
     from gateway.db.models import Run
 

@@ -37,7 +37,8 @@ commands:
 WORKER = textwrap.dedent(
     """
     import json, sys, time
-    from gateway import accounts, create_app, runs
+    from gateway import create_app, runs
+    from gateway.identity import accounts
     from gateway.platform.extensions import db
     from gateway.db.models import Run
 
