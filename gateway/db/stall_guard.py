@@ -38,6 +38,8 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Engine
 
+from gateway.db.dialect import can_stall
+
 log = logging.getLogger(__name__)
 
 STATEMENT_DEADLINE_SECONDS = 20.0
@@ -118,7 +120,7 @@ os.register_at_fork(after_in_child=GUARD.reset_after_fork)
 def attach(engine: Engine) -> None:
     """Guard every round trip of a PostgreSQL engine's dialect (idempotent)."""
     dialect = engine.dialect
-    if dialect.name != "postgresql" or getattr(dialect, "_gateway_stall_guard", False):
+    if not can_stall(dialect) or getattr(dialect, "_gateway_stall_guard", False):
         return
     for name in _GUARDED:
         setattr(dialect, name, _guarded(getattr(dialect, name)))
