@@ -57,6 +57,11 @@ def rows_matched(result: Result[Any]) -> int:
 
 
 def init_app(app: Flask) -> None:
+    """Set up the app's engine: the database's options and tuning, and the stall guard if ``DATABASE_STALL_GUARD``.
+
+    The guard is on unless the app was built for a CLI command that may hold a
+    statement for long (prunes, exports, migrations: ``manage.py`` sets it off).
+    """
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dialect.engine_options(
         app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {})
     )
@@ -67,7 +72,8 @@ def init_app(app: Flask) -> None:
     configure_mappers()
     with app.app_context():
         dialect.tune_engine(db.engine)
-        stall_guard.attach(db.engine)
+        if app.config.get("DATABASE_STALL_GUARD", True):
+            stall_guard.attach(db.engine)
 
 
 @contextmanager
