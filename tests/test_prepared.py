@@ -187,7 +187,8 @@ def test_a_detached_run_reads_before_any_orm_use(tmp_path: Path) -> None:
     """In a fresh interpreter the first Run may be a detached one (no ORM query has configured the mappers)."""
     script = f"""
 import uuid
-from gateway import create_app, migrate
+from gateway import create_app
+from gateway.db import migrate
 from gateway.api.streams import fresh_run
 from gateway.db.units import write_connection
 from tests.conftest import base_environ
