@@ -29,11 +29,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, func, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.platform.timeutil import as_utc, utcnow
 
@@ -245,6 +246,11 @@ def has_server_clock(bind: Bind) -> bool:
     SQLite has no server: its clock is this host's, the only host writing the file.
     """
     return not _is_sqlite(bind)
+
+
+def server_clock() -> ColumnElement[datetime]:
+    """The shared clock inside a statement (``clock_timestamp()``), where ``has_server_clock``: no extra round trip."""
+    return func.clock_timestamp()
 
 
 def database_now(bind: Connection | Session) -> datetime:
