@@ -293,6 +293,9 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         # requests of one process queueing for the write lock a few ms apart would refuse each other.
         # At most the background writers' patience (30 s), which a request never outlasts.
         "WRITE_LOCK_TIMEOUT_SECONDS": env.int("WRITE_LOCK_TIMEOUT_SECONDS", 5, minimum=1, maximum=30),
+        # Not a setting: the stall guard (gateway.db.stall_guard) bounds every round trip of a serving
+        # app; the CLI builds its apps with it off (create_app's ``config``), except the one it serves.
+        "DATABASE_STALL_GUARD": True,
         "SESSION_COOKIE_NAME": "gateway_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

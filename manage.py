@@ -10,17 +10,17 @@ from flask import Flask
 from flask.cli import ScriptInfo
 
 from config import ConfigError
-from gateway.db import stall_guard
 
 
 def _create_app() -> Flask:
     """The app from the environment; ``GATEWAY_INSTANCE_PATH`` moves ``instance/`` (default: the project's)."""
     from gateway import create_app
+    from gateway.cli import app_config
 
-    # Prunes, exports and migrations may hold a statement longer than a request ever should.
-    stall_guard.GUARD.enabled = False
+    # Built for the command being run (``with_appcontext`` loads the app inside its context).
+    context = click.get_current_context(silent=True)
     try:
-        return create_app()
+        return create_app(config=app_config(None if context is None else context.command))
     except ConfigError as exc:
         click.echo(f"refusing to start: {exc}", err=True)
         sys.exit(2)

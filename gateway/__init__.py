@@ -5,17 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 
 from config import PROJECT_ROOT, load_config
 
 
-def create_app(environ: Mapping[str, str] | None = None, instance_path: str | Path | None = None) -> Flask:
+def create_app(
+    environ: Mapping[str, str] | None = None,
+    instance_path: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Flask:
     """Build the app; reads like a table of contents. ``environ`` defaults to ``os.environ``.
 
     ``instance/`` (SQLite file, generated development secrets, demo credentials)
     is the project's unless ``instance_path`` or ``GATEWAY_INSTANCE_PATH`` says otherwise.
+    ``config``: values that are not the operator's settings, set by the code that
+    builds the app (the CLI's ``DATABASE_STALL_GUARD``), over the loaded ones.
     """
     env = os.environ if environ is None else environ
     instance = Path(instance_path or env.get("GATEWAY_INSTANCE_PATH") or PROJECT_ROOT / "instance")
@@ -26,6 +33,7 @@ def create_app(environ: Mapping[str, str] | None = None, instance_path: str | Pa
         static_folder="static",
     )
     app.config.update(load_config(environ, instance))
+    app.config.update(config or {})
     make_instance_private(instance)
     make_process_undumpable()
     register_guards(app)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from gateway import create_app
 from gateway.db import stall_guard
 from gateway.platform.extensions import db
 from tests.conftest import base_environ, close_app
@@ -24,7 +25,6 @@ DEADLINE = 1.5
 @pytest.fixture
 def pg_app(make_app, monkeypatch):
     monkeypatch.setattr(stall_guard.GUARD, "deadline", DEADLINE)
-    monkeypatch.setattr(stall_guard.GUARD, "enabled", True)
     return make_app()
 
 
@@ -60,23 +60,50 @@ def test_round_trips_that_end_in_time_are_never_cut_whatever_their_outcome(pg_ap
         db.session.commit()
 
 
-def test_when_disabled_as_the_cli_does_nothing_is_cut(pg_app):
+def test_when_disabled_as_the_cli_does_nothing_is_cut(monkeypatch, database_url, tmp_path):
     """manage.py turns the guard off: a prune or a migration may hold a statement for long."""
-    stall_guard.GUARD.enabled = False
-    with pg_app.app_context():
-        assert db.session.execute(text("SELECT 4 FROM pg_sleep(:s)"), {"s": DEADLINE + 0.5}).scalar() == 4
-        db.session.commit()
-    assert watched() == 0
+    monkeypatch.setattr(stall_guard.GUARD, "deadline", DEADLINE)
+    app = create_app(base_environ(database_url), tmp_path / "cli", config={"DATABASE_STALL_GUARD": False})
+    try:
+        with app.app_context():
+            assert db.session.execute(text("SELECT 4 FROM pg_sleep(:s)"), {"s": DEADLINE + 0.5}).scalar() == 4
+            db.session.commit()
+        assert watched() == 0
+    finally:
+        close_app(app)
+
+
+def _manage_py_app(monkeypatch, database_url, instance, command=None):
+    """The app ``manage.py`` builds, for ``command`` (its click context) or outside any command."""
+    import click
+
+    import manage
+
+    for key, value in base_environ(database_url, GATEWAY_INSTANCE_PATH=str(instance)).items():
+        monkeypatch.setenv(key, value)
+    if command is None:
+        return manage._create_app()
+    with click.Context(command, info_name=command.name):
+        return manage._create_app()
 
 
 def test_manage_py_turns_the_guard_off(monkeypatch, database_url, tmp_path):
-    import manage
-
-    monkeypatch.setattr(stall_guard.GUARD, "enabled", True)
-    for key, value in base_environ(database_url, GATEWAY_INSTANCE_PATH=str(tmp_path / "cli")).items():
-        monkeypatch.setenv(key, value)
-    app = manage._create_app()
+    app = _manage_py_app(monkeypatch, database_url, tmp_path / "cli")
     try:
-        assert stall_guard.GUARD.enabled is False
+        assert app.config["DATABASE_STALL_GUARD"] is False
+        with app.app_context():
+            assert not stall_guard.guarded(db.engine)
+    finally:
+        close_app(app)
+
+
+def test_manage_py_serve_keeps_the_guard_on(monkeypatch, database_url, tmp_path):
+    from gateway.cli.demo import serve_command
+
+    app = _manage_py_app(monkeypatch, database_url, tmp_path / "serve", serve_command)
+    try:
+        assert app.config["DATABASE_STALL_GUARD"] is True
+        with app.app_context():
+            assert stall_guard.guarded(db.engine)
     finally:
         close_app(app)

@@ -24,15 +24,14 @@ from typing import Any
 
 from flask import Flask, current_app
 from flask_login import current_user
-from sqlalchemy import bindparam, select
 
 from gateway import runs
 from gateway.api.errors import ApiError
 from gateway.db.models import Run
-from gateway.db.prepared import Prepared
 from gateway.platform.appctx import app_object
 from gateway.platform.extensions import db
 from gateway.platform.wakeup import wakeups
+from gateway.runs import reads
 
 RECHECK_SECONDS = 5.0
 DEFAULT_KEEPALIVE_SECONDS = 15.0
@@ -143,18 +142,10 @@ def take_slot() -> Slot:
         ) from None
 
 
-_RUN_BY_ID = Prepared(select(Run.__table__).where(Run.__table__.c.id == bindparam("run_id")))
-
-
 def fresh_run(run_id: str) -> Run | None:
-    """The run as the database has it now: read on a connection of its own (no stale snapshot).
-
-    Read through Core into a detached Run: a long-poll or stream re-reads it at
-    every wake-up, and the ORM's identity-map load cost more than the query.
-    """
+    """The run as the database has it now (``runs.reads``), in no session: the request's is dropped first."""
     db.session.remove()
-    with db.engine.connect() as connection:
-        row = _RUN_BY_ID.first(connection, {"run_id": run_id})
+    row = reads.current_row(run_id)
     return None if row is None else runs.detached_run(row)
 
 

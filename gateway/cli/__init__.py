@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from gateway.cli.audit import audit_group
@@ -25,3 +27,15 @@ COMMANDS: list[click.Command] = [
     demo_command,
     serve_command,
 ]
+
+# The commands that answer requests: their app keeps the stall guard (gateway.db.stall_guard).
+SERVING: tuple[click.Command, ...] = (serve_command,)
+
+
+def app_config(command: click.Command | None) -> dict[str, Any]:
+    """What the CLI sets, over the environment's settings, in the app that ``command`` runs in.
+
+    Prunes, exports and migrations may hold a statement longer than a request
+    ever should: their app's engine has no stall guard; ``serve``'s has.
+    """
+    return {"DATABASE_STALL_GUARD": command in SERVING}

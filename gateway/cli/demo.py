@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from gateway.cli.common import operator_actor
-from gateway.db import migrate, stall_guard
+from gateway.db import migrate
 from gateway.identity import accounts, groups
 from gateway.identity.passwords import generate_password, verify_password
 from gateway.platform.appctx import app_object
@@ -123,7 +123,6 @@ def serve_command(host: str, port: int) -> None:
     """Run the development server (threaded). Use gunicorn with wsgi.py in production."""
     from gateway.platform.lifecycle import serve_forever
 
-    stall_guard.GUARD.enabled = True  # manage.py turned it off for the CLI; this serves requests
     app = app_object()
     listening = served_base_url(host, port)
     if app.config["PUBLIC_BASE_URL_DEFAULTED"]:

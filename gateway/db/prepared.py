@@ -34,6 +34,8 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import Select
 
+from gateway.db.dialect import prepared_on_cursor
+
 Processor = Callable[[Any], Any] | None
 
 _MISSING = object()
@@ -89,7 +91,7 @@ class Prepared:
     def execute(self, connection: Connection, values: Mapping[str, Any] | None = None) -> int:
         """Run the statement; returns the rows it matched (UPDATE) or -1."""
         values = values or {}
-        if connection.dialect.name != "sqlite":
+        if not prepared_on_cursor(connection):
             return int(connection.execute(self.statement, dict(values)).rowcount)
         compiled = self._for(connection.dialect, values)
         rowcount, _ = _run(connection, compiled, compiled.parameters(values))
@@ -99,7 +101,7 @@ class Prepared:
         """The statement once per row (all rows with the same parameter names)."""
         if not rows:
             return
-        if connection.dialect.name != "sqlite":
+        if not prepared_on_cursor(connection):
             connection.execute(self.statement, [dict(row) for row in rows])
             return
         compiled = self._for(connection.dialect, rows[0])
@@ -108,7 +110,7 @@ class Prepared:
     def first(self, connection: Connection, values: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The first row (of a SELECT or of RETURNING) by column key, values as the column types load them."""
         values = values or {}
-        if connection.dialect.name != "sqlite":
+        if not prepared_on_cursor(connection):
             found = connection.execute(self.statement, dict(values)).first()
             return None if found is None else dict(found._mapping)
         compiled = self._for(connection.dialect, values)

@@ -19,9 +19,11 @@ the dialect, in ``try``/``finally``, so an entry never outlives its call
 whatever the outcome. A request that waits longer than the deadline on the
 database (a lock held by a long prune, say) gets 503 too: no request should.
 
-The CLI turns the guard off (``manage.py``: prunes and migrations may run
-long); ``serve`` turns it back on. Query commands use their own engines and
-their own ``statement_timeout``, not this one.
+Whether an app's engine is guarded is its configuration, read as the engine
+is set up (``DATABASE_STALL_GUARD``, on unless set otherwise): the CLI's apps
+are built with it off (``manage.py``: prunes and migrations may run long),
+except the one ``serve`` runs. Query commands use their own engines and their
+own ``statement_timeout``, not this one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Engine
 
+from gateway.db.dialect import can_stall
+
 log = logging.getLogger(__name__)
 
 STATEMENT_DEADLINE_SECONDS = 20.0
@@ -49,7 +53,6 @@ class StallGuard:
 
     def __init__(self, deadline: float = STATEMENT_DEADLINE_SECONDS) -> None:
         self.deadline = deadline
-        self.enabled = True
         self._watched: dict[int, tuple[float, int, weakref.ref[Any]]] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -116,13 +119,18 @@ os.register_at_fork(after_in_child=GUARD.reset_after_fork)
 
 
 def attach(engine: Engine) -> None:
-    """Guard every round trip of a PostgreSQL engine's dialect (idempotent)."""
+    """Guard every round trip of a PostgreSQL engine's dialect (idempotent; the dialect is this engine's own)."""
     dialect = engine.dialect
-    if dialect.name != "postgresql" or getattr(dialect, "_gateway_stall_guard", False):
+    if not can_stall(dialect) or guarded(engine):
         return
     for name in _GUARDED:
         setattr(dialect, name, _guarded(getattr(dialect, name)))
     dialect._gateway_stall_guard = True  # type: ignore[attr-defined]
+
+
+def guarded(engine: Engine) -> bool:
+    """Whether ``attach`` guards this engine's round trips."""
+    return bool(getattr(engine.dialect, "_gateway_stall_guard", False))
 
 
 def _guarded(call: Callable[..., Any]) -> Callable[..., Any]:
@@ -150,8 +158,6 @@ def _dbapi_connection(target: Any) -> Any:
 
 
 def _watch(key: int, connection: Any) -> bool:
-    if not GUARD.enabled:
-        return False
     try:
         fd = connection.pgconn.socket
     except (AttributeError, psycopg.Error):  # no socket (closed, or not psycopg): nothing to guard

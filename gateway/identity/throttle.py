@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway.db import dialect
 from gateway.db.models import LoginThrottle
 from gateway.db.units import rows_matched
 from gateway.platform.extensions import db
@@ -66,12 +66,8 @@ def _row_for_update(username: str) -> LoginThrottle:
     incremented instead of the committed value.
     """
     session = db.session
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(LoginThrottle)
-        .values(username=username, failures=0, lock_count=0)
-        .on_conflict_do_nothing(index_elements=["username"])
-    )
+    insert = dialect.insert_unless_present(session.get_bind(), LoginThrottle, index_elements=["username"])
+    session.execute(insert.values(username=username, failures=0, lock_count=0))
     query = select(LoginThrottle).where(LoginThrottle.username == username).with_for_update()
     return session.execute(query.execution_options(populate_existing=True)).scalar_one()
 

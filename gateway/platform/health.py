@@ -31,7 +31,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 from healthcheck import HealthCheck
 
-from gateway.db import migrate
+from gateway.db import dialect, migrate
 from gateway.platform.extensions import db, limiter
 
 log = logging.getLogger("gateway.health")
@@ -163,17 +163,6 @@ def run_checks(checks: dict[str, Check]) -> Response:
 # --- the built-in checks ----------------------------------------------------------------
 
 
-def _sqlite_path() -> str | None:
-    """The SQLite database file's path, or None (another engine, or an in-memory database)."""
-    url = db.engine.url
-    if url.get_backend_name() != "sqlite":
-        return None
-    path = url.database
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return None
-    return path
-
-
 def _sqlite_file_missing() -> bool:
     """True when the SQLite database file is gone.
 
@@ -181,13 +170,13 @@ def _sqlite_file_missing() -> bool:
     would silently create an empty database in its place, so only the path says
     the truth; the checks look before they connect.
     """
-    path = _sqlite_path()
+    path = dialect.sqlite_file(db.engine.url)
     return path is not None and not os.path.exists(path)
 
 
 def _sqlite_disk_full() -> bool:
     """True when the SQLite file's filesystem has (almost) no space left: every write would fail."""
-    path = _sqlite_path()
+    path = dialect.sqlite_file(db.engine.url)
     if path is None:
         return False
     stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
@@ -204,11 +193,7 @@ def check_database() -> str:
     if _sqlite_file_missing() or _sqlite_disk_full():
         return FAIL
     with db.engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            read_only = connection.exec_driver_sql("SELECT current_setting('transaction_read_only')").scalar()
-            return FAIL if read_only == "on" else PASS
-        connection.exec_driver_sql("SELECT 1")
-    return PASS
+        return PASS if dialect.accepts_writes(connection) else FAIL
 
 
 def check_migrations() -> str:

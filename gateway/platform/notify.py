@@ -20,10 +20,9 @@ import psycopg
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
-from gateway.db.units import core
+from gateway.db import dialect
+from gateway.db.units import WriteUnit, core
 from gateway.platform.extensions import db
 from gateway.platform.wakeup import wakeups
 
@@ -35,7 +34,7 @@ RECONNECT_SECONDS = 1.0
 POLL_SECONDS = 1.0
 
 
-def publish(run_id: str, kind: str, session: Session | Connection | None = None) -> None:
+def publish(run_id: str, kind: str, session: WriteUnit | None = None) -> None:
     """Queue a notification in the current write transaction (sent by PostgreSQL at its commit).
 
     Must be called inside a write unit (``write_transaction()`` or
@@ -43,7 +42,7 @@ def publish(run_id: str, kind: str, session: Session | Connection | None = None)
     transaction nobody commits.  A no-op on SQLite.
     """
     connection = core(session or db.session())
-    if connection.dialect.name != "postgresql":
+    if not dialect.has_notify(connection):
         return
     connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": f"{kind}:{run_id}"})
 
@@ -123,7 +122,7 @@ class Listener(threading.Thread):
 
 def start_listener(app: Flask) -> Listener | None:
     """Start this process's listener once (PostgreSQL only); returns it, or None on SQLite."""
-    if sa.make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() != "postgresql":
+    if not dialect.has_notify(app.config["SQLALCHEMY_DATABASE_URI"]):
         return None
     with _start_lock:
         listener = app.extensions.get("gateway.notify")
