@@ -19,6 +19,7 @@ from sqlalchemy import event, func, select, text
 
 from gateway import audit, runs
 from gateway.catalogue import switches
+from gateway.db import dialect
 from gateway.db.models import AuditEvent, Run
 from gateway.identity import accounts, groups
 from gateway.platform import signals
@@ -452,7 +453,7 @@ def test_the_reaper_marks_expired_leases_lost_once(engine_app, people):
         db.session.execute(
             text("UPDATE runs SET boot_id = 'dead', lease_expires_at = :past WHERE id = :id"),
             {
-                "past": runs.database_now(db.session()) - __import__("datetime").timedelta(seconds=10),
+                "past": dialect.database_now(db.session()) - __import__("datetime").timedelta(seconds=10),
                 "id": started.run.id,
             },
         )

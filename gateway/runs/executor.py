@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from gateway.db import dialect
 from gateway.platform.extensions import db
 from gateway.runners.base import Outcome
 from gateway.runs.model import Job
@@ -60,7 +61,7 @@ class Executor:
         self.boot_id = str(uuid.uuid4())
         self.host = socket.gethostname()
         # Process groups of this process's runs not yet written; batched where there is one writer.
-        self.groups = ProcessGroups(batched=str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"))
+        self.groups = ProcessGroups(batched=dialect.batches_writes(app.config["SQLALCHEMY_DATABASE_URI"]))
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway-run")
         self._jobs: dict[str, Job] = {}
         # Runs that ended while their terminal state could not be written: run id -> the retry.

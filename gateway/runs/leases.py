@@ -17,6 +17,7 @@ from flask import current_app
 
 from gateway import audit
 from gateway.access import policy
+from gateway.db import dialect
 from gateway.db.models import Run
 from gateway.db.units import write_transaction
 from gateway.platform import notify
@@ -67,14 +68,14 @@ def cancel_local(job: Job) -> None:
 def renew_leases(boot_id: str, heartbeat: float) -> list[str]:
     """Extend this worker's leases; return ids of its runs that were asked to cancel (from anywhere)."""
     with write_transaction() as tx:
-        expires = store.database_now(tx) + timedelta(seconds=3 * heartbeat)
+        expires = dialect.database_now(tx) + timedelta(seconds=3 * heartbeat)
         return store.extend_leases(tx, boot_id, expires)
 
 
 def reap_expired() -> list[str]:
     """Mark runs whose lease expired as ``lost`` (one run.finished each); returns their ids."""
     with write_transaction() as tx:
-        expired = store.expired_runs(tx, store.database_now(tx))
+        expired = store.expired_runs(tx, dialect.database_now(tx))
     lost = []
     for run_id in expired:
         job = Job(run_id=run_id, command=None, username="", queued=False)  # type: ignore[arg-type]

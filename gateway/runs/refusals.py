@@ -17,13 +17,12 @@ from flask import current_app
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from redis.exceptions import RedisError
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.catalogue import Command
 from gateway.catalogue.params import MASK, FileValue
+from gateway.db.units import WriteUnit
 from gateway.platform import signals
 from gateway.platform.extensions import limiter
 from gateway.runs.model import Caller, RunRejected
@@ -45,7 +44,7 @@ def reject(
     params: Any = None,
     details: Mapping[str, Any] | None = None,
     retry_after: int | None = None,
-    session: Session | Connection | None = None,
+    session: WriteUnit | None = None,
     counted: bool = False,
 ) -> RunRejected:
     """Audit a refusal (bounded and flood-capped, like every refusal) and build its exception.

@@ -10,12 +10,11 @@ than the commit on every run.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -23,6 +22,7 @@ from sqlalchemy.orm.instrumentation import manager_of_class
 from gateway import audit
 from gateway.access import policy
 from gateway.catalogue import Command
+from gateway.db import dialect
 from gateway.db.models import Run, RunOutputChunk
 from gateway.db.prepared import Prepared
 from gateway.db.units import write_connection, write_transaction
@@ -63,25 +63,12 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
 
 
-def database_now(session: Session) -> datetime:
-    """The database clock, so leases mean the same on every replica.
-
-    SQLite has no server: its clock is this host's, the only host writing the file,
-    so asking it would cost a statement and return what ``utcnow()`` does.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return as_utc(session.scalar(text("SELECT clock_timestamp()")))
-    return utcnow()
-
-
 # --- admission -------------------------------------------------------------------------------
 
 
 def lock_command(tx: Connection, name: str) -> None:
     """Serialise starts of one command (cache joins, concurrency) across replicas, until ``tx`` ends."""
-    if tx.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(f"run:{name}".encode()).digest()[:8], "big", signed=True)
-        tx.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    dialect.transaction_lock(tx, f"run:{name}")
 
 
 def cached_run(tx: Connection, command: Command, key: str) -> tuple[Run | None, bool]:
@@ -113,7 +100,7 @@ def insert_run(tx: Connection, values: dict[str, Any], lease: timedelta) -> Run:
     A Core insert with the values as parameters (the ORM's unit of work, or
     ``.values()``, cost more than the commit on this path).
     """
-    if tx.dialect.name == "postgresql":
+    if dialect.has_server_clock(tx):
         tx.execute(_insert_run_leased_by_database(lease), values)
         return detached_run({**values, "lease_expires_at": utcnow() + lease})  # what the caller reads back
     values["lease_expires_at"] = utcnow() + lease  # SQLite's clock is this host's
@@ -124,7 +111,7 @@ def insert_run(tx: Connection, values: dict[str, Any], lease: timedelta) -> Run:
 @functools.lru_cache(maxsize=4)
 def _insert_run_leased_by_database(lease: timedelta) -> Any:
     """INSERT of a run row whose lease ends ``lease`` after now by PostgreSQL's clock (no extra round trip)."""
-    return insert(_RUNS).values(lease_expires_at=func.clock_timestamp() + lease)
+    return insert(_RUNS).values(lease_expires_at=dialect.server_clock() + lease)
 
 
 # --- execution and the terminal write --------------------------------------------------------
@@ -173,7 +160,7 @@ def expired_runs(tx: Session, now: datetime) -> list[str]:
 
 def orphaned_groups(host: str, boot_id: str) -> Sequence[Row[str, int | None]]:
     """(run id, process group) of live runs on ``host`` that other workers started and whose lease expired."""
-    now = database_now(db.session())
+    now = dialect.database_now(db.session())
     return db.session.execute(
         select(Run.id, Run.pgid).where(
             Run.host == host,
