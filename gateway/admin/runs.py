@@ -12,12 +12,12 @@ from flask import abort, flash, render_template, request
 from werkzeug.wrappers import Response
 
 from gateway import runs
-from gateway.access.netguard import client_address
 from gateway.admin import bp
 from gateway.admin.shared import back
 from gateway.catalogue import switches as command_switches
 from gateway.db.models import Run
 from gateway.identity import accounts
+from gateway.platform.addresses import client_address
 from gateway.runs.callers import current_caller
 from gateway.web.shared import STATUS_LABELS, me
 
