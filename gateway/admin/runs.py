@@ -12,7 +12,7 @@ from flask import abort, flash, render_template, request
 from werkzeug.wrappers import Response
 
 from gateway import runs
-from gateway.admin import bp
+from gateway.admin.blueprint import bp
 from gateway.admin.shared import back
 from gateway.catalogue import switches as command_switches
 from gateway.db.models import Run

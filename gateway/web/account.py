@@ -22,7 +22,7 @@ from gateway.platform import reveal
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
 from gateway.platform.timeutil import utcnow
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.shared import me
 
 EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "never": None}

@@ -15,7 +15,7 @@ from gateway.catalogue.params import FileValue, ParamError
 from gateway.platform.addresses import client_address
 from gateway.runs.callers import current_caller
 from gateway.runs.uploads import store_uploads
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
 from gateway.web.shared import me
 

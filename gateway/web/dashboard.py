@@ -29,7 +29,7 @@ from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
 from gateway.platform.wakeup import wakeups
 from gateway.runs.callers import current_caller
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me, own_viewer
 
 TILE_ROWS = 8

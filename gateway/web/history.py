@@ -8,7 +8,7 @@ from gateway import runs
 from gateway.access import policy
 from gateway.catalogue import switches as command_switches
 from gateway.platform.addresses import client_address
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me, own_viewer
 
 PAGE_SIZE = 25

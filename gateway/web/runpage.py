@@ -22,7 +22,7 @@ from gateway.db.models import Run
 from gateway.platform.addresses import client_address
 from gateway.platform.timeutil import as_utc, utcnow
 from gateway.runs.callers import current_caller
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.paramform import again_values
 from gateway.web.shared import STATUS_LABELS, duration, me
 
