@@ -69,13 +69,14 @@ def register_guards(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from gateway import audit
+    from gateway.audit import status as audit_status
     from gateway.catalogue import switches
     from gateway.db import units
     from gateway.platform import logs, metrics
     from gateway.platform.extensions import csrf, limiter
 
     logs.init_app(app)
-    metrics.init_app(app)
+    metrics.init_app(app, chain_status=audit_status.latest)
     units.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from gateway import audit
+from gateway.db.models import AuditEvent
 from gateway.platform.extensions import db
 from tests.conftest import base_environ
 from tests.test_audit_chain import canonical, execute_sql, ledger_rows, record_events, verify
@@ -104,7 +105,7 @@ def test_edited_field_is_detected(app: Flask, chain: list[dict[str, Any]], colum
     if column == "at":
         value = chain[2]["at"] + timedelta(microseconds=1)
     with app.app_context():
-        statement = sa.update(audit.AuditEvent).where(audit.AuditEvent.seq == 3).values({column: value})
+        statement = sa.update(AuditEvent).where(AuditEvent.seq == 3).values({column: value})
         db.session.execute(statement)
         db.session.commit()
     assert ledger_rows(app)[2][column] == value

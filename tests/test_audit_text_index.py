@@ -17,6 +17,7 @@ from flask import Flask
 from gateway import audit
 from gateway.audit import queries
 from gateway.db import migrate
+from gateway.db.models import AuditEvent
 from gateway.db.units import write_transaction
 from gateway.platform.extensions import db
 from tests.test_migrations import empty_app  # noqa: F401  (the fixture: an app on a database with no schema)
@@ -109,7 +110,7 @@ def test_free_text_combines_with_the_other_filters(app: Flask, seqs: list[int]) 
 def query_plan(app: Flask, needle: str) -> str:
     with app.app_context(), db.engine.connect() as connection:
         flt = queries.AuditFilter(text=needle)
-        query, key = flt.keyed(sa.select(audit.AuditEvent.seq))
+        query, key = flt.keyed(sa.select(AuditEvent.seq))
         compiled = query.order_by(key.desc()).limit(51).compile(connection, compile_kwargs={"literal_binds": True})
         if connection.dialect.name == "postgresql":
             # A small table: the planner would rightly scan it. Show that the trigram index can serve the query.

@@ -8,6 +8,7 @@ from ``append`` would fail its HMAC, so "every kind of value verifies" is the eq
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from flask import Flask
 
 from gateway import audit
+from gateway.audit import ledger, verifier
+from gateway.db.models import AuditEvent
 from gateway.db.units import write_transaction
 from gateway.platform.extensions import db
 from tests.test_audit_chain import execute_sql, record_events, verify
@@ -53,7 +56,7 @@ def test_every_kind_of_value_append_stores_verifies(app: Flask) -> None:
     assert result.ok, result.reason
     assert result.checked == count
     with app.app_context():
-        last = db.session.get(audit.AuditEvent, count)
+        last = db.session.get(AuditEvent, count)
         assert result.head == {"seq": count, "hash": last.hash}
 
 
@@ -71,7 +74,7 @@ def test_an_edited_odd_value_is_still_detected(app: Flask) -> None:
 
 @pytest.mark.parametrize("bad_seq", [4, 5, 6, 9])
 def test_tampering_is_found_across_batch_boundaries(app: Flask, monkeypatch, bad_seq: int) -> None:
-    monkeypatch.setattr(audit, "VERIFY_BATCH", 5)  # rows 1-5, 6-10, 11-12 arrive in separate batches
+    monkeypatch.setattr(verifier, "VERIFY_BATCH", 5)  # rows 1-5, 6-10, 11-12 arrive in separate batches
     record_events(app, 12)
     assert verify(app).checked == 12
     drop_update_trigger(app)
@@ -81,7 +84,7 @@ def test_tampering_is_found_across_batch_boundaries(app: Flask, monkeypatch, bad
 
 @pytest.mark.parametrize("gone", [5, 6])
 def test_a_row_deleted_at_a_batch_boundary_is_found(app: Flask, monkeypatch, gone: int) -> None:
-    monkeypatch.setattr(audit, "VERIFY_BATCH", 5)
+    monkeypatch.setattr(verifier, "VERIFY_BATCH", 5)
     record_events(app, 12)
     execute_sql(app, "DELETE FROM audit_events WHERE seq = :seq", seq=gone)
     assert_broken_at(app, gone)
@@ -112,3 +115,16 @@ def test_non_finite_numbers_are_recorded_as_their_names(app: Flask) -> None:
         row = audit.append("test.nan", session=tx, params={"x": float("nan"), "y": [float("-inf")]})
     assert row.params == {"x": "nan", "y": ["-inf"]}
     assert verify(app).ok
+
+
+def test_the_verifier_fills_the_ledgers_canonical_text() -> None:
+    """The text around the verifier's values is written by the ledger's encoder; slots out of order do not load."""
+    keys = sorted(ledger.DOCUMENT_KEYS)
+    document = {key: [key, {"n": index}, "é\n"] for index, key in enumerate(keys)}
+    template = ledger.slot_template(keys, ledger.DOCUMENT_KEYS)
+    filled = template % tuple(ledger.CANONICAL_JSON.encode(document[key]) for key in keys)
+    assert filled == json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    with pytest.raises(ValueError):
+        ledger.slot_template(keys[::-1], ledger.DOCUMENT_KEYS)
+    with pytest.raises(ValueError):
+        ledger.slot_template(keys[:-1], ledger.DOCUMENT_KEYS)

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config import PROJECT_ROOT
 from gateway import audit
-from gateway.audit import chain_status
+from gateway.audit import status as chain_status
 from gateway.db.models import AuditEvent
 from gateway.db.units import write_transaction
 from gateway.platform.extensions import db

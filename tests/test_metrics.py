@@ -252,7 +252,7 @@ def test_refusals_the_flood_cap_summarises_are_still_counted(make_app, tmp_path)
 
 
 def test_audit_chain_gauge_follows_verification(metrics_app, backend):
-    from gateway.platform.metrics import verify_and_record
+    from gateway.audit.status import verify_and_record
 
     client = metrics_app.test_client()
     with metrics_app.app_context():

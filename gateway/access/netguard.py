@@ -1,7 +1,8 @@
 """The network allowlist: the first gate every request passes, and the one place that decides it.
 
-The client address is ``request.remote_addr`` after ProxyFix, which is only
-installed when ``TRUSTED_PROXY_COUNT`` > 0 and then honours exactly that many
+The client address is ``request.remote_addr`` after ProxyFix (read through
+``gateway.platform.addresses``), which this module installs only when
+``TRUSTED_PROXY_COUNT`` > 0, and then honouring exactly that many
 X-Forwarded-For hops: with 0, a forged header changes nothing.
 
 The same gate answers 400 to a ``Host`` outside ``TRUSTED_HOSTS`` (when set),
@@ -10,7 +11,6 @@ except on the probes and ``/metrics``, which kubelet and Prometheus call by pod 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterable
 
@@ -18,6 +18,9 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Network, host_trusted
+from gateway import audit
+from gateway.platform.addresses import client_address, parse_address
+from gateway.platform.extensions import login_manager
 
 log = logging.getLogger("gateway.netguard")
 
@@ -25,25 +28,6 @@ HEALTH_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz"}
 METRICS_ENDPOINTS = frozenset({"health.metrics"})
 # Called by pod IP (kubelet, Prometheus), so they answer whatever the Host.
 ANY_HOST_ENDPOINTS = HEALTH_ENDPOINTS | METRICS_ENDPOINTS
-
-
-def parse_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An IP address, with IPv4-mapped IPv6 (``::ffff:10.0.0.1``) folded to IPv4."""
-    if not value:
-        return None
-    try:
-        address = ipaddress.ip_address(value.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def client_address() -> str:
-    """The caller's address as the gateway trusts it (empty when there is none)."""
-    address = parse_address(request.remote_addr)
-    return "" if address is None else str(address)
 
 
 def address_allowed(address: str, networks: Iterable[Network]) -> bool:
@@ -78,8 +62,6 @@ def _as_anonymous() -> None:
     idle timer: a cookie replayed from a refused network must not keep a
     session alive (nor is anything behind the gate meant to run for it).
     """
-    from gateway.platform.extensions import login_manager
-
     g._login_user = login_manager.anonymous_user()  # flask-login's per-request user slot
 
 
@@ -106,8 +88,6 @@ def guard() -> Response | None:
         return _unknown_host()
     g.network_denied = True  # metrics label the refusal apart: nothing of the request becomes a label
     _as_anonymous()
-    from gateway import audit
-
     try:
         audit.record_capped(
             "access.denied_network",

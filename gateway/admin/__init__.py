@@ -3,15 +3,15 @@
 Views only translate forms into calls of the audited service functions
 (``accounts``, ``groups``, ``commands``, ``tokens``, ``runs``), which write the
 change and its audit event in one commit; nothing here writes a table itself.
+
+The blueprint (and its admin guard) is defined in ``blueprint``; the view modules register
+their routes on it when this package imports them.  May import every domain package and
+``gateway.web.shared``; no domain package imports this one.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint
+from gateway.admin import audit, commands, groups, runs, tokens, users  # noqa: F401  (their routes)
+from gateway.admin.blueprint import bp
 
-from gateway.access.policy import require_admin
-
-bp = Blueprint("admin", __name__, url_prefix="/admin")
-bp.before_request(require_admin)
-
-from gateway.admin import audit, commands, groups, runs, tokens, users  # noqa: E402, F401
+__all__ = ["bp"]

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Response, abort, current_app, render_template, request, stream_with_context
 
 from gateway import audit as ledger
-from gateway.admin import bp
+from gateway.admin.blueprint import bp
 from gateway.audit import exports, queries
 from gateway.platform.extensions import db
 

@@ -14,7 +14,7 @@ from flask import abort, render_template, request
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway.admin import bp
+from gateway.admin.blueprint import bp
 from gateway.admin.groups import by_category, stale_grants
 from gateway.admin.shared import audited, back
 from gateway.catalogue import Command

@@ -14,7 +14,7 @@ from typing import Any
 from flask import render_template, request
 from werkzeug.wrappers import Response
 
-from gateway.admin import bp
+from gateway.admin.blueprint import bp
 from gateway.admin.shared import audited, back, problem_text
 from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches

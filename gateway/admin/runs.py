@@ -10,12 +10,12 @@ from werkzeug.wrappers import Response
 
 from gateway import runs
 from gateway.access import policy
-from gateway.access.netguard import client_address
-from gateway.admin import bp
+from gateway.admin.blueprint import bp
 from gateway.admin.shared import back
 from gateway.catalogue import switches as command_switches
 from gateway.db.models import Run
 from gateway.identity import accounts
+from gateway.platform.addresses import client_address
 from gateway.runs.callers import current_caller
 from gateway.web.shared import STATUS_LABELS, me
 

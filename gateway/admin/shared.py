@@ -8,7 +8,7 @@ from flask import flash, redirect, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from gateway.access.netguard import client_address
+from gateway.platform.addresses import client_address
 
 
 def actor() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, render_template
 from werkzeug.wrappers import Response
 
-from gateway.admin import bp
+from gateway.admin.blueprint import bp
 from gateway.admin.shared import audited, back
 from gateway.db.models import ApiToken
 from gateway.identity import tokens as token_service

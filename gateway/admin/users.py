@@ -16,7 +16,7 @@ from flask import abort, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway.admin import bp
+from gateway.admin.blueprint import bp
 from gateway.admin.shared import audited, back, problem_text
 from gateway.db.models import Group, GroupMember, LoginThrottle, User
 from gateway.identity import accounts, invites

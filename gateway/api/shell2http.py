@@ -27,7 +27,6 @@ from werkzeug.wrappers import Response
 
 from gateway import runs
 from gateway.access import policy
-from gateway.access.netguard import client_address
 from gateway.api.auth import require_csrf_for_sessions
 from gateway.api.body import parse_json_text
 from gateway.api.errors import ApiError
@@ -35,6 +34,7 @@ from gateway.api.streams import take_slot, wait_for_finish
 from gateway.catalogue import Command
 from gateway.catalogue.params import FileValue, ParamError, RefusedUpload
 from gateway.db.models import Run
+from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
 from gateway.platform.identifiers import is_run_id
 from gateway.platform.timeutil import as_utc

@@ -14,7 +14,6 @@ from werkzeug.wrappers import Response
 
 from gateway import audit, runs
 from gateway.access import policy
-from gateway.access.netguard import client_address
 from gateway.api.auth import require_csrf_for_sessions, still_authorised
 from gateway.api.body import json_object_body
 from gateway.api.errors import ApiError, api_error_response
@@ -23,6 +22,7 @@ from gateway.api.shapes import accepted_view, audit_view, command_view
 from gateway.api.streams import take_slot, wait_for_finish
 from gateway.catalogue import switches
 from gateway.db.models import AuditEvent, Run
+from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
 from gateway.runs.callers import current_caller
 

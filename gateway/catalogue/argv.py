@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.catalogue import PLACEHOLDER, Command
+from gateway.catalogue.model import PLACEHOLDER, Command
 from gateway.catalogue.params import FileValue, ParamError
 
 

@@ -1,9 +1,15 @@
-"""Parameter validation: one default-deny table from type to validator.
+"""Parameters: their declaration (``ParamSpec``) and one default-deny table from type to validator.
 
 Every value a caller sends passes through ``validate_params``; an undeclared
 parameter, a wrong JSON type or a value outside its spec is an error naming
 the field, never silently ignored or coerced.  JSON callers must send real
 JSON types; browser forms send strings, which ``source="form"`` parses.
+
+``ParamSpec`` lives here, with its validators, because a declared default must
+pass its own validator when the catalogue loads.  This module imports nothing of
+the catalogue: a command is anything that ``Declares`` its parameters
+(``gateway.catalogue.model.Command`` does), so the model imports this module and not
+the other way round.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from gateway.catalogue import Command, ParamSpec
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Source = Literal["json", "form"]
+ParamType = Literal["string", "integer", "number", "boolean", "choice", "date", "list", "file"]
 DEFAULT_MAX_LENGTH = 4096
 DEFAULT_MAX_ITEMS = 100
 # An integer is at most 64 bits whatever the source: what a database column or a C program takes.
@@ -33,6 +40,8 @@ _LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x9f]")
 # JSON's "\ud800" decodes to a lone surrogate: not text, and not encodable into argv, env or a log.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# After optional anchors and group openers: a literal dash, or a class of only sign characters.
+_EXPLICIT_DASH = re.compile(r"(?:\^|\\A)?(?:\((?:\?:)?)*(?:-|\\-|\[(?:\\?[-+]){1,2}\])")
 
 
 class ParamError(ValueError):
@@ -64,6 +73,86 @@ class RefusedUpload:
     """
 
     reason: str
+
+
+class ParamSpec(BaseModel):
+    """One declared parameter: its type and the bounds a value must keep (validated by ``VALIDATORS``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    type: ParamType = "string"
+    required: bool = False
+    default: Any = None
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    choices: list[str | int | float] | None = None
+    max_length: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    max_items: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    help: str = ""
+    secret: bool = False
+    label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_dates(cls, data: Any) -> Any:
+        """YAML reads an unquoted 2024-01-31 as a date object; a date parameter's values are ISO strings."""
+        if isinstance(data, dict) and data.get("type") == "date" and isinstance(data.get("default"), dt.date):
+            return {**data, "default": data["default"].isoformat()}
+        return data
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _no_boolean_choices(cls, value: Any) -> Any:
+        """YAML reads yes/no/on/off as booleans, which would silently become the choices 1 and 0."""
+        if isinstance(value, list) and any(isinstance(item, bool) for item in value):
+            raise ValueError("choices must be strings or numbers (quote yes/no/on/off/true/false)")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.type == "choice" and not self.choices:
+            raise ValueError("a choice parameter needs 'choices'")
+        if self.type != "choice" and self.choices is not None:
+            raise ValueError("'choices' only goes with type choice")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("'min' is greater than 'max'")
+        if self.required and self.default is not None:
+            raise ValueError("a required parameter cannot have a default")
+        if self.default is not None:
+            self._check_default()
+        return self
+
+    def _check_default(self) -> None:
+        """A default goes to the command unvalidated at run time, so it must pass its own spec here."""
+        validator = VALIDATORS.get(self.type)
+        if validator is None:
+            return
+        try:
+            validator("default", self, self.default, "json")
+        except ParamError as exc:
+            raise ValueError(f"'default' {exc.message}") from None
+
+    def admits_leading_dash(self) -> bool:
+        """Whether the pattern *explicitly* lets a value start with '-' (e.g. ``-?[0-9]+``, ``[-+]?\\d+``).
+
+        The pattern must begin with a dash or a sign class, not merely accept
+        one somewhere: a file-name pattern such as ``[A-Za-z0-9._-]+`` also
+        matches ``-rf`` but was not written to admit options.
+        """
+        if self.pattern is None or not _EXPLICIT_DASH.match(self.pattern):
+            return False
+        return bool(re.fullmatch(self.pattern, "-1") or re.fullmatch(self.pattern, "-a"))
 
 
 def _check_text(name: str, spec: ParamSpec, value: str) -> str:
@@ -218,7 +307,19 @@ def _reject_unknown_type(name: str, spec: ParamSpec, value: Any, source: Source)
     raise ParamError(name, f"type {spec.type!r} is not supported")
 
 
-def validate_params(command: Command, raw: Any, source: Source = "json") -> dict[str, Any]:
+class Declares(Protocol):
+    """What validation needs of a command: its name and its declared parameters (``model.Command``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params(self) -> Mapping[str, ParamSpec]: ...
+
+    def secret_params(self) -> frozenset[str]: ...
+
+
+def validate_params(command: Declares, raw: Any, source: Source = "json") -> dict[str, Any]:
     """Validated values for every declared parameter (defaults filled); raises on the first bad field.
 
     Use ``collect_errors`` when every bad field should be reported at once.
@@ -230,7 +331,7 @@ def validate_params(command: Command, raw: Any, source: Source = "json") -> dict
     return values
 
 
-def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple[dict[str, Any], dict[str, str]]:
+def collect_errors(command: Declares, raw: Any, source: Source = "json") -> tuple[dict[str, Any], dict[str, str]]:
     """(values, errors by field). Nothing unknown passes: undeclared names are errors."""
     if raw is None:
         raw = {}
@@ -263,7 +364,7 @@ def collect_errors(command: Command, raw: Any, source: Source = "json") -> tuple
     return values, errors
 
 
-def masked(command: Command, values: Mapping[str, Any]) -> dict[str, Any]:
+def masked(command: Declares, values: Mapping[str, Any]) -> dict[str, Any]:
     """The values as they may be shown or recorded: secrets masked, files described."""
     shown: dict[str, Any] = {}
     secrets = command.secret_params()
@@ -277,7 +378,7 @@ def masked(command: Command, values: Mapping[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def canonical_key(command: Command, values: Mapping[str, Any], secret: str) -> str:
+def canonical_key(command: Declares, values: Mapping[str, Any], secret: str) -> str:
     """A stable key of command + values, for result caching and joining runs in flight.
 
     An HMAC keyed by the server's ``SECRET_KEY`` (``secret``), not a bare hash: ``runs.cache_key``

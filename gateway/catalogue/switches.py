@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from config import ConfigError
 from gateway import audit
-from gateway.catalogue import Catalogue, CatalogueError, load_catalogue
+from gateway.catalogue.loader import load_catalogue
+from gateway.catalogue.model import Catalogue, CatalogueError
 from gateway.db.models import CommandState
 from gateway.db.prepared import Prepared
 from gateway.db.units import core, write_transaction

@@ -21,7 +21,7 @@ from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import audit
-from gateway.audit import chain_status, exports, queries
+from gateway.audit import exports, queries, status
 from gateway.cli.common import operator_actor
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import utcnow
@@ -54,7 +54,7 @@ def verify(anchor_line: str | None, from_seq: int | None, record: bool) -> None:
     click.echo(json.dumps(result.as_dict(), sort_keys=True))
     if record:
         try:
-            chain_status.record(result, from_seq=from_seq, anchor=anchor, actor=operator_actor())
+            status.record(result, from_seq=from_seq, anchor=anchor, actor=operator_actor())
         except SQLAlchemyError as exc:
             click.echo(f"could not record the result: database error ({type(exc).__name__})", err=True)
             if result.ok:

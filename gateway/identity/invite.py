@@ -13,9 +13,9 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway.access.netguard import client_address
 from gateway.identity import accounts, invites
 from gateway.identity.views import _address_key, _login_limit, bp
+from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
 from gateway.platform.urls import external_url
 

@@ -14,12 +14,12 @@ from flask_login import login_user, logout_user
 from sqlalchemy import select
 
 from gateway import audit
-from gateway.access.netguard import client_address
 from gateway.db.models import User
 from gateway.db.units import write_transaction
 from gateway.identity import sessions, throttle
 from gateway.identity.passwords import verify_password
 from gateway.identity.usernames import login_name
+from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import rfc3339
 

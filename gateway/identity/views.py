@@ -6,11 +6,11 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from gateway.access.netguard import client_address
 from gateway.identity import service
 from gateway.identity.forms import LoginForm, LogoutForm
 from gateway.identity.redirects import safe_next
 from gateway.identity.usernames import login_name
+from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
 
 bp = Blueprint("auth", __name__)

@@ -10,15 +10,11 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
+from gateway.platform.addresses import client_address
+
 
 class Base(DeclarativeBase):
     """Declarative base shared by every model (one metadata for Alembic)."""
-
-
-def _client_address() -> str:
-    from gateway.access.netguard import client_address
-
-    return client_address()
 
 
 # expire_on_commit off: a request keeps reading the objects it loaded after a
@@ -26,7 +22,7 @@ def _client_address() -> str:
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=_client_address)
+limiter = Limiter(key_func=client_address)
 
 # Models subclass `Model`, which is `db.Model` at run time. Flask-SQLAlchemy builds that class
 # dynamically, so a type checker cannot see it as a base class; to the checker it is what it is

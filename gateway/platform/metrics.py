@@ -13,10 +13,14 @@ of any worker sums them. gunicorn's ``child_exit`` hook must then call
 What is measured, and where it comes from:
 - runs started/finished: the ``run_started``/``run_finished`` signals;
 - HTTP requests and sign-in failures: an ``after_request`` hook (by URL rule, never the raw path);
-- audit append latency and refused runs (by reason): ``observe_append`` wraps ``audit.append``;
+- refused runs (by reason): the ``run_rejected`` signal;
+- audit append latency: the ledger's ``audit_appended`` signal;
 - ``gateway_audit_chain_ok`` and ``gateway_audit_chain_verified_timestamp_seconds``: read at
-  scrape time from the newest ``audit.verified`` event (``gateway.audit.chain_status``), so every
-  replica and worker reports the scheduled verification, not only the process that ran it.
+  scrape time from the newest ``audit.verified`` event through the reader ``create_app`` hands
+  to ``init_app`` (``gateway.audit.status.latest``), so every replica and worker reports the
+  scheduled verification, not only the process that ran it.
+
+This module imports no domain package: what it measures comes by signal or by callback.
 
 Every label value passes through the ``*_label`` functions below and comes from a
 fixed set: a caller-chosen string (a method, a path, a command name, a reason)
@@ -26,14 +30,13 @@ never becomes a label value, so no client can grow the number of series.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -46,10 +49,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from gateway.audit import chain_status
 from gateway.platform import signals
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -111,6 +111,20 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+class ChainVerification(Protocol):
+    """What the chain gauges show: the last recorded verification's result and when it was recorded."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def at(self) -> float: ...  # Unix time
+
+
+ChainStatusReader = Callable[[], ChainVerification | None]
+_CHAIN_STATUS = "gateway.metrics.chain_status"
+
+
 class ChainCollector:
     """The audit chain gauges, computed at scrape time from the ledger (cached there a few seconds).
 
@@ -118,9 +132,11 @@ class ChainCollector:
     from the last recorded verification, and none is shown until one exists.
     """
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def __init__(self, read: ChainStatusReader):
+        self.read = read
 
-        last = chain_status.latest()
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        last = self.read()
         if last is None:
             return
         yield GaugeMetricFamily(
@@ -138,7 +154,7 @@ class ChainCollector:
 def render() -> bytes:
     """The exposition text: all workers' values in multiprocess mode, this process's otherwise."""
     chain = CollectorRegistry()
-    chain.register(ChainCollector())
+    chain.register(ChainCollector(current_app.extensions[_CHAIN_STATUS]))
     if multiprocess_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -224,23 +240,8 @@ def _run_rejected(sender: Any, outcome: object = None, **_: Any) -> None:
     REJECTED_RUNS.labels(reason=reason_label(outcome)).inc()
 
 
-def observe_append(append: F) -> F:
-    """Decorates ``audit.append``: its latency."""
-
-    @functools.wraps(append)
-    def timed(event_name: str, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        row = append(event_name, *args, **kwargs)
-        AUDIT_APPEND.observe(time.perf_counter() - started)
-        return row
-
-    return timed  # type: ignore[return-value]
-
-
-def verify_and_record(anchor: tuple[int, str] | None = None) -> Any:
-    """Verify the chain and record the result as ``audit.verified`` (see ``gateway.audit.chain_status``)."""
-
-    return chain_status.verify_and_record(anchor=anchor)
+def _audit_appended(sender: Any, seconds: float = 0.0, **_: Any) -> None:
+    AUDIT_APPEND.observe(seconds)
 
 
 # --- request hooks --------------------------------------------------------------------------
@@ -264,12 +265,16 @@ def _request_finished(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
-    """Register ``/metrics`` on the health blueprint's endpoint name and the request hooks."""
+def init_app(app: Flask, *, chain_status: ChainStatusReader) -> None:
+    """Register ``/metrics`` on the health blueprint's endpoint name, the request hooks and the signals.
 
+    ``chain_status`` reads the last recorded audit chain verification (``gateway.audit.status.latest``).
+    """
+    app.extensions[_CHAIN_STATUS] = chain_status
     app.add_url_rule("/metrics", endpoint="health.metrics", view_func=metrics)
     app.before_request(_request_started)
     app.after_request(_request_finished)
     signals.run_started.connect(_run_started, weak=False)
     signals.run_finished.connect(_run_finished, weak=False)
     signals.run_rejected.connect(_run_rejected, weak=False)
+    signals.audit_appended.connect(_audit_appended, weak=False)

@@ -8,6 +8,12 @@ terminal state and ``run.finished`` are committed; ``run_rejected`` with
 not the flood cap left its ``run.rejected`` row out of the ledger.  Receivers run in the
 worker thread: keep them quick, and never let them raise (errors are logged
 and swallowed so a receiver cannot break a run).
+
+``audit_appended`` is sent by the ledger after each append, with ``row`` (the
+``LedgerRow`` written), ``unit`` (the caller's write unit, not yet committed)
+and ``seconds`` (the append's latency, chain lock included): metrics time
+appends with it and the anchor log schedules its line for the commit.  It is
+sent while the chain lock is held, so its receivers must be quicker still.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ _signals = Namespace()
 run_started = _signals.signal("run-started")
 run_finished = _signals.signal("run-finished")
 run_rejected = _signals.signal("run-rejected")
+audit_appended = _signals.signal("audit-appended")
 
 
 def send(signal: Any, sender: Any, **kwargs: Any) -> None:

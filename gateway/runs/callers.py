@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 from flask_login import current_user
 
-from gateway.access.netguard import client_address
+from gateway.platform.addresses import client_address
 from gateway.runs.model import Caller
 
 

@@ -4,17 +4,15 @@ Every page is server-rendered and works without JavaScript; the small scripts
 in ``gateway/static`` only add live output, ticking clocks and tile refreshes.
 Views decide nothing about permissions: they ask ``gateway.access.policy`` and start
 runs only through ``gateway.runs.start``.
+
+The blueprint is defined in ``blueprint``; the view modules register their routes on it
+when this package imports them.  May import every domain package; no domain package
+imports this one.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint
+from gateway.web import account, commands, dashboard, history, runpage  # noqa: F401  (their routes)
+from gateway.web.blueprint import bp
 
-bp = Blueprint("web", __name__)
-
-from gateway.web import account, commands, dashboard, history, runpage, shared  # noqa: E402, F401
-
-bp.add_app_template_filter(shared.clock, "clock")
-bp.add_app_template_filter(shared.stamp, "stamp")
-bp.add_app_template_filter(shared.duration, "duration")
-bp.add_app_template_filter(shared.cell_class, "cell_class")
+__all__ = ["bp"]

@@ -15,14 +15,14 @@ import math
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway.access.netguard import client_address
 from gateway.identity import accounts, service, tokens
 from gateway.identity.passwords import password_problem
 from gateway.identity.views import LOCKED_MESSAGE, _address_key, _login_limit
 from gateway.platform import reveal
+from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
 from gateway.platform.timeutil import utcnow
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.shared import me
 
 EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "never": None}

@@ -9,13 +9,13 @@ from werkzeug.wrappers import Response
 
 from gateway import runs
 from gateway.access import policy
-from gateway.access.netguard import client_address
 from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
 from gateway.catalogue.params import FileValue, ParamError
+from gateway.platform.addresses import client_address
 from gateway.runs.callers import current_caller
 from gateway.runs.uploads import store_uploads
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
 from gateway.web.shared import me
 

@@ -21,15 +21,15 @@ from werkzeug.wrappers import Response
 
 from gateway import runs
 from gateway.access import policy
-from gateway.access.netguard import client_address
 from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
 from gateway.db.models import Run, RunOutputChunk
 from gateway.identity.sessions import is_background_request
+from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
 from gateway.platform.wakeup import wakeups
 from gateway.runs.callers import current_caller
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
 
 TILE_ROWS = 8

@@ -6,9 +6,9 @@ from flask import abort, render_template, request
 
 from gateway import runs
 from gateway.access import policy
-from gateway.access.netguard import client_address
 from gateway.catalogue import switches as command_switches
-from gateway.web import bp
+from gateway.platform.addresses import client_address
+from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
 
 PAGE_SIZE = 25

@@ -17,12 +17,12 @@ from werkzeug.wrappers import Response
 
 from gateway import runs
 from gateway.access import policy
-from gateway.access.netguard import client_address
 from gateway.catalogue import switches as command_switches
 from gateway.db.models import Run
+from gateway.platform.addresses import client_address
 from gateway.platform.timeutil import as_utc, utcnow
 from gateway.runs.callers import current_caller
-from gateway.web import bp
+from gateway.web.blueprint import bp
 from gateway.web.paramform import again_values
 from gateway.web.shared import STATUS_LABELS, duration, me
 

@@ -17,6 +17,9 @@ checked, how many rows and the first bad ``seq``).  Each replica's
 - no recorded verification yet means no series at all, so an alert on
   ``absent()`` or on a stale timestamp catches a CronJob that never ran or
   could not check (exit 2 records nothing).
+
+``create_app`` hands ``latest`` to ``gateway.platform.metrics``, which does not import the
+audit package.  May import the ledger and the verifier.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from gateway import audit
+from gateway.audit import ledger
+from gateway.audit.ledger import Keyring, LedgerRow, row_hash
+from gateway.audit.verifier import Verification, verify
 from gateway.db.models import AuditEvent
 from gateway.platform.extensions import db
 
@@ -54,12 +59,12 @@ class LastVerification:
 
 
 def record(
-    result: audit.Verification,
+    result: Verification,
     *,
     from_seq: int | None = None,
     anchor: tuple[int, str] | None = None,
     actor: dict[str, Any] | None = None,
-) -> audit.LedgerRow:
+) -> LedgerRow:
     """Append the result of a verification as ``audit.verified`` (its own transaction)."""
     detail = {
         "ok": result.ok,
@@ -70,26 +75,26 @@ def record(
         "reason": result.reason,
         "anchor_seq": anchor[0] if anchor else None,
     }
-    row = audit.record(VERIFIED_EVENT, actor=actor, outcome="ok" if result.ok else "broken", detail=detail)
+    row = ledger.record(VERIFIED_EVENT, actor=actor, outcome="ok" if result.ok else "broken", detail=detail)
     forget(current_app)
     return row
 
 
-def verify_and_record(anchor: tuple[int, str] | None = None, actor: dict[str, Any] | None = None) -> audit.Verification:
+def verify_and_record(anchor: tuple[int, str] | None = None, actor: dict[str, Any] | None = None) -> Verification:
     """Verify the whole chain (needs an app context) and record the result.
 
     Reads through a session of its own, so it sees the ledger as committed now,
     not a snapshot the caller's session may still hold.
     """
     with Session(db.engine) as session:
-        result = audit.verify(session, audit.Keyring.from_config(current_app.config), anchor=anchor)
+        result = verify(session, Keyring.from_config(current_app.config), anchor=anchor)
     record(result, anchor=anchor, actor=actor)
     return result
 
 
 def _genuine(row: AuditEvent) -> bool:
-    key = audit.Keyring.from_config(current_app.config).key(row.key_id)
-    return key is not None and hmac.compare_digest(audit.row_hash(key, row), row.hash)
+    key = Keyring.from_config(current_app.config).key(row.key_id)
+    return key is not None and hmac.compare_digest(row_hash(key, row), row.hash)
 
 
 def _read() -> LastVerification | None:

@@ -1,0 +1,94 @@
+"""Loading the catalogue: reviewed YAML, validated strictly before anything can run.
+
+Unknown keys, duplicate names, a command naming an unknown data source: loading
+fails with a message naming the command and the field.  A data source whose URL
+variable is unset is not an error; its commands are marked unavailable instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.catalogue.model import Catalogue, CatalogueError, CatalogueFile, Command
+
+
+def _location(errors: list[Any], raw: Mapping[str, Any]) -> str:
+    error = errors[0]
+    loc = list(error["loc"])
+    where = ""
+    if loc[:1] == ["commands"] and len(loc) > 1 and isinstance(loc[1], int):
+        index = loc[1]
+        commands = raw.get("commands") or []
+        name = commands[index].get("name") if index < len(commands) and isinstance(commands[index], dict) else None
+        where = f"command {name!r}" if name else f"commands[{index}]"
+        loc = loc[2:]
+    elif loc:
+        where = str(loc[0])
+        loc = loc[1:]
+    # pydantic appends the failing type's tag (e.g. 'float') to union locations; drop noise.
+    path = ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}{(' field ' + path) if path else ''}: {message}"
+
+
+def datasource_url(url_env: str, environ: Mapping[str, str]) -> str | None:
+    """The URL from ``url_env``, or from the file named by ``<url_env>_FILE`` (Kubernetes secret mounts)."""
+    direct = environ.get(url_env, "").strip()
+    if direct:
+        return direct
+    file_name = environ.get(f"{url_env}_FILE", "").strip()
+    if not file_name:
+        return None
+    try:
+        return Path(file_name).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None  # unreadable: the data source's commands are unavailable, like an unset variable
+
+
+def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source: str = "<string>") -> Catalogue:
+    environ = os.environ if environ is None else environ
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"{source}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{source}: expected a mapping with 'datasources' and 'commands'")
+    try:
+        parsed = CatalogueFile.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogueError(f"{source}: {_location(exc.errors(), raw)}") from None
+
+    commands: dict[str, Command] = {}
+    for command in parsed.commands:
+        if command.name in commands:
+            raise CatalogueError(f"{source}: command {command.name!r} field name: defined twice")
+        if command.kind == "query" and command.datasource not in parsed.datasources:
+            raise CatalogueError(
+                f"{source}: command {command.name!r} field datasource: unknown data source {command.datasource!r}"
+            )
+        commands[command.name] = command
+    urls = {}
+    for name, datasource in parsed.datasources.items():
+        url = datasource_url(datasource.url_env, environ)
+        if url:
+            urls[name] = url
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return Catalogue(
+        commands=commands, datasources=dict(parsed.datasources), datasource_urls=urls, source=source, sha256=digest
+    )
+
+
+def load_catalogue(path: str | Path, environ: Mapping[str, str] | None = None) -> Catalogue:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogueError(f"{path}: cannot read the catalogue ({exc.strerror})") from None
+    return parse_catalogue(text, environ, source=str(path))

@@ -1,0 +1,205 @@
+"""The catalogue's model: commands, data sources and the loaded catalogue, each valid by construction.
+
+Unknown keys, a placeholder without a parameter, a secret parameter in ``argv``,
+``cache_seconds`` on a command with a secret parameter, a query without a data
+source: the models refuse them, with a message naming the field.  A parameter's
+own declaration and checks are ``gateway.catalogue.params`` (imported here, never
+the reverse); reading the YAML file is ``gateway.catalogue.loader``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config import ConfigError, Network, parse_networks
+from gateway.catalogue.params import ParamSpec
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+BIND_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class CatalogueError(ValueError):
+    """The catalogue cannot be used; the message names the command and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Datasource(_Strict):
+    url_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+    row_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    statement_timeout: Annotated[float, Field(gt=0, le=3600)] = 10
+
+
+class Command(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    title: str
+    description: str = ""
+    category: str = "General"
+    kind: Literal["shell", "query"]
+    params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], ParamSpec] = Field(
+        default_factory=dict
+    )
+    timeout: Annotated[float, Field(gt=0, le=86_400)] = 60
+    max_output_bytes: Annotated[int, Field(ge=1024)] | None = None
+    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
+    rate_limit: str | None = None
+    allowed_networks: list[str] | None = None
+    cache_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0
+    dashboard: bool = False
+    # shell
+    argv: list[str] | None = None
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(default_factory=dict)
+    cwd: str | None = None
+    stdin: str | None = None
+    # query
+    datasource: str | None = None
+    sql: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(f"not a rate limit like '5/minute': {value!r}") from None
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            try:
+                parse_networks("allowed_networks", ",".join(value))
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> Command:
+        if self.kind == "shell":
+            self._check_shell()
+        else:
+            self._check_query()
+        if self.dashboard and any(spec.required for spec in self.params.values()):
+            raise ValueError("a dashboard report cannot have required parameters")
+        secret = next((name for name, spec in self.params.items() if spec.secret), None)
+        if self.cache_seconds and secret is not None:
+            # A shared result keyed by the params would answer anyone sending the same secret: an oracle.
+            raise ValueError(
+                f"cache_seconds: not allowed with secret parameter {secret!r} "
+                "(a cached result would answer whoever sends the same secret)"
+            )
+        return self
+
+    def _check_shell(self) -> None:
+        if not self.argv:
+            raise ValueError("a shell command needs a non-empty 'argv'")
+        if self.datasource is not None or self.sql is not None:
+            raise ValueError("'datasource' and 'sql' belong to query commands")
+        if PLACEHOLDER.search(self.argv[0]):
+            raise ValueError("argv[0] (the program) cannot contain a placeholder")
+        for index, element in enumerate(self.argv):
+            for name in PLACEHOLDER.findall(element):
+                spec = self.params.get(name)
+                if spec is None:
+                    raise ValueError(f"argv[{index}] uses {{{name}}} but there is no parameter {name!r}")
+                if spec.secret:
+                    raise ValueError(
+                        f"argv[{index}]: secret parameter {name!r} cannot appear in argv (use env or stdin)"
+                    )
+                if spec.type == "list" and element != "{" + name + "}":
+                    raise ValueError(f"argv[{index}]: list parameter {name!r} must stand alone as an element")
+        for where, text in [*((f"env.{k}", v) for k, v in self.env.items()), ("stdin", self.stdin or "")]:
+            for name in PLACEHOLDER.findall(text):
+                spec = self.params.get(name)
+                if spec is None:
+                    raise ValueError(f"{where} uses {{{name}}} but there is no parameter {name!r}")
+                if spec.type == "list":
+                    raise ValueError(f"{where}: list parameter {name!r} can only be used in argv")
+
+    def _check_query(self) -> None:
+        if not self.datasource:
+            raise ValueError("a query command needs a 'datasource'")
+        if not self.sql:
+            raise ValueError("a query command needs 'sql'")
+        if self.argv is not None or self.env or self.cwd is not None or self.stdin is not None:
+            raise ValueError("'argv', 'env', 'cwd' and 'stdin' belong to shell commands")
+        binds = set(BIND_PARAM.findall(self.sql))
+        unknown = binds - set(self.params)
+        if unknown:
+            raise ValueError(f"sql uses :{sorted(unknown)[0]} but there is no such parameter")
+        for name, spec in self.params.items():
+            if spec.type in ("list", "file"):
+                raise ValueError(f"params.{name}: type {spec.type} is not supported in queries")
+
+    # The model is frozen, so what is derived from it is computed once per loaded definition
+    # (a reload builds new objects): these are read on every run's path.
+    @cached_property
+    def definition_digest(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @cached_property
+    def secret_names(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.params.items() if spec.secret)
+
+    @cached_property
+    def network_list(self) -> tuple[Network, ...] | None:
+        if self.allowed_networks is None:
+            return None
+        return parse_networks("allowed_networks", ",".join(self.allowed_networks))
+
+    def definition_sha256(self) -> str:
+        """Digest of the definition that ran, recorded in run.started / run.finished."""
+        return self.definition_digest
+
+    def secret_params(self) -> frozenset[str]:
+        return self.secret_names
+
+    def networks(self) -> tuple[Network, ...] | None:
+        return self.network_list
+
+
+class CatalogueFile(_Strict):
+    """The YAML file's shape: data sources by name, then the commands."""
+
+    datasources: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Datasource] = Field(default_factory=dict)
+    commands: list[Command] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """A validated catalogue, with which data sources can be reached in this process."""
+
+    commands: Mapping[str, Command]
+    datasources: Mapping[str, Datasource]
+    datasource_urls: Mapping[str, str] = field(repr=False)
+    source: str = ""
+    sha256: str = ""
+
+    def get(self, name: str) -> Command | None:
+        return self.commands.get(name)
+
+    def unavailable_reason(self, command: Command) -> str | None:
+        """Why a command cannot run in this process (its data source's URL is not set), or None."""
+        if command.kind == "query" and command.datasource not in self.datasource_urls:
+            source = self.datasources[command.datasource or ""]
+            return f"data source {command.datasource!r} is not configured ({source.url_env} is not set)"
+        return None
+
+    def unavailable(self) -> list[str]:
+        return [name for name, command in self.commands.items() if self.unavailable_reason(command)]

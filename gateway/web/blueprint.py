@@ -1,0 +1,14 @@
+"""The staff pages' blueprint, apart from the package so each view module can import it without a circle."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from gateway.web import shared
+
+bp = Blueprint("web", __name__)
+
+bp.add_app_template_filter(shared.clock, "clock")
+bp.add_app_template_filter(shared.stamp, "stamp")
+bp.add_app_template_filter(shared.duration, "duration")
+bp.add_app_template_filter(shared.cell_class, "cell_class")
