@@ -16,12 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from gateway.audit import bounds
 from gateway.audit.ledger import SUPPRESSED_EVENT, LedgerRow, append, request_context_fields
-from gateway.db.units import write_transaction
+from gateway.db.units import WriteUnit, write_transaction
 from gateway.platform.timeutil import rfc3339
 
 FLOOD_KEYS_MAX = 1024
@@ -118,7 +116,7 @@ class FloodGate:
         return summaries
 
 
-def record_capped(event_name: str, *, session: Session | Connection | None = None, **fields: Any) -> LedgerRow | None:
+def record_capped(event_name: str, *, session: WriteUnit | None = None, **fields: Any) -> LedgerRow | None:
     """Record a refusal: under the per-minute flood cap, and bounded (``gateway.audit.bounds.refusal``).
 
     Every event written for a refused request comes through here, so none can grow the
@@ -139,7 +137,7 @@ def record_capped(event_name: str, *, session: Session | Connection | None = Non
 
 
 def _append_capped(
-    session: Session | Connection,
+    session: WriteUnit,
     event_name: str,
     admitted: bool,
     summaries: list[dict[str, Any]],

@@ -31,14 +31,14 @@ from typing import Any
 
 from flask import current_app, has_request_context, request
 from flask_login import current_user
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from gateway.audit import bounds
+from gateway.db import dialect
 from gateway.db.models import AuditEvent
 from gateway.db.prepared import Prepared
-from gateway.db.units import core, in_write, write_transaction
+from gateway.db.units import WriteUnit, core, in_write, write_transaction
 from gateway.platform import signals
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
@@ -255,14 +255,9 @@ def slot_template(keys: Sequence[str], document: Collection[str]) -> str:
     return template
 
 
-_CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-
-
 def take_chain_lock(connection: Connection) -> None:
     """Hold the chain until the transaction ends: nobody else reads the head or appends meanwhile."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(_CHAIN_LOCK, {"key": PG_LOCK_KEY})
-    # SQLite: the write unit began with BEGIN IMMEDIATE, which holds the write lock.
+    dialect.transaction_lock(connection, PG_LOCK_KEY)
 
 
 _HEAD = Prepared(
@@ -279,7 +274,7 @@ def chain_head(connection: Connection) -> tuple[int, str]:
 def append(
     event_name: str,
     *,
-    session: Session | Connection | None = None,
+    session: WriteUnit | None = None,
     actor: Mapping[str, Any] | None = None,
     source_ip: str | None = None,
     user_agent: str | None = None,

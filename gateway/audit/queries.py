@@ -26,6 +26,7 @@ from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Row
 
+from gateway.db import dialect
 from gateway.db.models import AuditEvent
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import as_utc
@@ -145,7 +146,11 @@ class AuditFilter:
         the FTS table's rowid (the same number), so the index is walked in order and a page stops early."""
         query = self.apply(query)
         spellings = _spellings(self.text) if self.text is not None else []
-        if not spellings or min(map(len, spellings)) < TRIGRAM or db.session.get_bind().dialect.name != "sqlite":
+        if (
+            not spellings
+            or min(map(len, spellings)) < TRIGRAM
+            or not dialect.text_index_is_a_table(db.session.get_bind())
+        ):
             return query, AuditEvent.__table__.c.seq
         phrases = " OR ".join('"' + s.replace('"', '""') + '"' for s in spellings)  # literal text, no operators
         query = query.join(PARAMS_FTS, PARAMS_FTS.c.rowid == AuditEvent.seq)

@@ -36,6 +36,7 @@ from gateway.audit.ledger import (
     slot_template,
     sqlite_stored_at,
 )
+from gateway.db import dialect
 from gateway.db.models import AuditEvent
 
 VERIFY_BATCH = 10_000
@@ -155,7 +156,7 @@ def _stored_rows(session: Session, start_seq: int) -> Any:
     at: ColumnElement[Any]
     params: ColumnElement[Any]
     detail: ColumnElement[Any]
-    if session.get_bind().dialect.name == "postgresql":
+    if not dialect.stores_text(session):
         at = func.to_char(func.timezone("UTC", c.at), _PG_CANONICAL_AT)
         params, detail = cast(c.params, Text), cast(c.detail, Text)
     else:
@@ -211,7 +212,7 @@ def verify(
     anchor_seq, anchor_hash = anchor if anchor is not None else (None, None)
     anchor_seen = False
     keys = {key_id: key.encode("utf-8") for key_id, key in keyring.keys.items()}
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    sqlite = dialect.stores_text(session)
     # key_id and prev_hash are str once they have matched a key id and the chain; seq an int.
     scalar, quote, digest, same = _json_scalar, _encode_string, hmac.digest, hmac.compare_digest
     message_text, actor_text = _MESSAGE_TEXT, _ACTOR_TEXT

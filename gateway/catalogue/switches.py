@@ -13,8 +13,6 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from config import ConfigError
 from gateway import audit
@@ -22,7 +20,7 @@ from gateway.catalogue.loader import load_catalogue
 from gateway.catalogue.model import Catalogue, CatalogueError
 from gateway.db.models import CommandState
 from gateway.db.prepared import Prepared
-from gateway.db.units import core, write_transaction
+from gateway.db.units import WriteUnit, core, write_transaction
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import utcnow
 
@@ -63,7 +61,7 @@ def disabled_commands() -> dict[str, str | None]:
     return {row.command: row.reason for row in rows}
 
 
-def is_disabled(name: str, session: Session | Connection | None = None) -> bool:
+def is_disabled(name: str, session: WriteUnit | None = None) -> bool:
     """The kill switch, read from the database (never a cached object: another replica may flip it)."""
     return bool(_DISABLED.scalar(core(session or db.session()), {"name": name}))
 
