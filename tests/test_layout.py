@@ -38,13 +38,14 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return hidden
 
 
-def _imported(node: ast.AST, root: str) -> Iterator[str]:
-    """Every dotted name an import statement may bind from ``root`` (module, or module.attribute)."""
+def _imported(node: ast.AST, root: str, known: Mapping[str, Path]) -> Iterator[str]:
+    """The modules of ``root`` an import statement names: ``from a import b`` names ``a.b`` when that is a module."""
     if isinstance(node, ast.Import):
         yield from (alias.name for alias in node.names if alias.name.split(".")[0] == root)
     elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == root:
-        yield node.module
-        yield from (f"{node.module}.{alias.name}" for alias in node.names)
+        for alias in node.names:
+            submodule = f"{node.module}.{alias.name}"
+            yield submodule if submodule in known else node.module
 
 
 def import_graph(known: Mapping[str, Path]) -> dict[str, set[str]]:
@@ -63,7 +64,7 @@ def import_graph(known: Mapping[str, Path]) -> dict[str, set[str]]:
         for node in ast.walk(tree):
             if id(node) in hidden:
                 continue
-            for target in filter(None, (owner(imported) for imported in _imported(node, root))):
+            for target in filter(None, (owner(imported) for imported in _imported(node, root, known))):
                 if target != name:
                     graph[name].add(target)
     return graph
