@@ -1,10 +1,13 @@
-"""Shared fixtures: a database per test on each engine, an app, a client, users, sign-in.
+"""Shared fixtures: a database per test, an app, a client, users, sign-in.
 
-Every test that asks for ``app`` runs on SQLite and, when PostgreSQL answers at
-``GATEWAY_TEST_PG_URL`` (default 127.0.0.1:5432), on PostgreSQL too, each in a
-fresh database copied from a migrated template.  With
-``GATEWAY_TEST_REQUIRE_POSTGRES=1`` (CI sets it) an unreachable PostgreSQL is
-a failure, not a skip.
+Every test that asks for ``app`` (or anything built on ``backend``) runs on SQLite, in a
+fresh database copied from a migrated template.  Where database semantics matter (the
+ledger, runs, leases, throttles, migrations, faults, the attack and sweep suites...) a
+module or test opts in with ``pytest.mark.both_engines`` and runs on PostgreSQL too, when
+it answers at ``GATEWAY_TEST_PG_URL`` (default 127.0.0.1:5432).
+``GATEWAY_TEST_ALL_ENGINES=1`` runs every such test on both engines.  With
+``GATEWAY_TEST_REQUIRE_POSTGRES=1`` (CI sets it) an unreachable PostgreSQL is a failure,
+not a skip.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gateway import create_app
 
 PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("GATEWAY_TEST_REQUIRE_POSTGRES") == "1"
+ALL_ENGINES = os.environ.get("GATEWAY_TEST_ALL_ENGINES") == "1"
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 TEST_AUDIT_KEY = "test-audit-key-" + "y" * 32
 PASSWORDS = {"admin": "admin-password-123", "staff": "staff-password-123", "other": "other-password-123"}
@@ -128,8 +132,38 @@ def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     drop_pg_database(name)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+# --- which engines a test runs on --------------------------------------------------------
+
+ENGINES = [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a database test on SQLite; on PostgreSQL too where it carries ``both_engines``.
+
+    Most tests exercise the web, the API or the CLI, not the database, and one engine
+    is enough for them.  Where database semantics matter, a module says
+    ``pytestmark = pytest.mark.both_engines`` (or a test ``@pytest.mark.both_engines``).
+    ``GATEWAY_TEST_ALL_ENGINES=1`` puts every database test on both.  A test that
+    parametrizes ``backend`` itself, or a module with its own ``backend`` fixture, keeps
+    its choice.
+    """
+    if "backend" not in metafunc.fixturenames or _chooses_its_own_engine(metafunc):
+        return
+    both = ALL_ENGINES or metafunc.definition.get_closest_marker("both_engines") is not None
+    metafunc.parametrize("backend", ENGINES if both else ENGINES[:1], indirect=True)
+
+
+def _chooses_its_own_engine(metafunc: pytest.Metafunc) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs["argnames"]
+        if "backend" in ([name.strip() for name in names.split(",")] if isinstance(names, str) else names):
+            return True
+    return getattr(metafunc.module, "backend", backend) is not backend
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the engine of this test's database (see ``pytest_generate_tests``)."""
     return request.param
 
 

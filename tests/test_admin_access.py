@@ -18,6 +18,8 @@ from gateway.extensions import db
 from gateway.models import AuditEvent
 from tests.conftest import csrf_token_from, login_response
 
+pytestmark = pytest.mark.both_engines  # the authorization sweep over /admin, per engine
+
 SAMPLE_VALUES = {"int": 1, "default": "csv"}
 
 

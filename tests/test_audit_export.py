@@ -27,6 +27,8 @@ from gateway.extensions import db
 from gateway.models import AuditEvent
 from tests.conftest import base_environ
 
+pytestmark = pytest.mark.both_engines  # the ledger: export streams and prune per engine
+
 PROJECT = Path(__file__).resolve().parent.parent
 DANGEROUS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tindent", "\rreturn"]
 

@@ -27,6 +27,8 @@ from gateway.models import Run
 from gateway.prepared import Prepared
 from gateway.timeutil import utcnow
 
+pytestmark = pytest.mark.both_engines  # prepared statements are compiled per dialect
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = Run.__table__
 INSERT = Prepared(sa.insert(RUNS))

@@ -26,6 +26,8 @@ from gateway.extensions import db
 from gateway.models import AuditEvent
 from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET_KEY, csrf_token_from, login_response
 
+pytestmark = pytest.mark.both_engines  # the hostile-input route sweep: every route against each engine
+
 # Everything else needs a signed-in user. Adding to this set is a security review, not a refactor.
 PUBLIC_ENDPOINTS = frozenset(
     {"auth.login", "auth.invite", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}

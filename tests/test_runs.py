@@ -21,6 +21,8 @@ from gateway import audit, commands, groups, runs, signals
 from gateway.extensions import db
 from gateway.models import AuditEvent, Run
 
+pytestmark = pytest.mark.both_engines  # runs: admission lock, leases, the terminal write and the reaper per engine
+
 PY = sys.executable
 CATALOGUE = textwrap.dedent(
     f"""

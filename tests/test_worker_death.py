@@ -25,6 +25,8 @@ from gateway.extensions import db
 from gateway.models import AuditEvent, Run
 from tests.conftest import base_environ
 
+pytestmark = pytest.mark.both_engines  # runs: leases and the reaper per engine
+
 CATALOGUE = """
 commands:
   - name: family
