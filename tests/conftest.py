@@ -1,10 +1,13 @@
-"""Shared fixtures: a database per test on each engine, an app, a client, users, sign-in.
+"""Shared fixtures: a database per test, an app, a client, users, sign-in.
 
-Every test that asks for ``app`` runs on SQLite and, when PostgreSQL answers at
-``GATEWAY_TEST_PG_URL`` (default 127.0.0.1:5432), on PostgreSQL too, each in a
-fresh database copied from a migrated template.  With
-``GATEWAY_TEST_REQUIRE_POSTGRES=1`` (CI sets it) an unreachable PostgreSQL is
-a failure, not a skip.
+Every test that asks for ``app`` (or anything built on ``backend``) runs on SQLite, in a
+fresh database copied from a migrated template.  Where database semantics matter (the
+ledger, runs, leases, throttles, migrations, faults, the attack and sweep suites...) a
+module or test opts in with ``pytest.mark.both_engines`` and runs on PostgreSQL too, when
+it answers at ``GATEWAY_TEST_PG_URL`` (default 127.0.0.1:5432).
+``GATEWAY_TEST_ALL_ENGINES=1`` runs every such test on both engines.  With
+``GATEWAY_TEST_REQUIRE_POSTGRES=1`` (CI sets it) an unreachable PostgreSQL is a failure,
+not a skip.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import secrets
 import shutil
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import flask
+import jinja2
 import pytest
 import sqlalchemy as sa
 from flask import Flask, request_finished
@@ -32,6 +37,7 @@ from gateway.identity import accounts
 
 PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("GATEWAY_TEST_REQUIRE_POSTGRES") == "1"
+ALL_ENGINES = os.environ.get("GATEWAY_TEST_ALL_ENGINES") == "1"
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 TEST_AUDIT_KEY = "test-audit-key-" + "y" * 32
 PASSWORDS = {"admin": "admin-password-123", "staff": "staff-password-123", "other": "other-password-123"}
@@ -174,8 +180,76 @@ def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     drop_pg_database(name)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+class PgDatabases:
+    """Fresh copies of the PostgreSQL template, made and dropped off the tests' critical path.
+
+    Creating a database from the template and dropping it (a checkpoint) take
+    about a second together.  One background thread per test process does both,
+    one at a time as before: it copies the next test's database while this test
+    runs and drops the used one after it.  Each test still gets a fresh copy.
+    """
+
+    def __init__(self, template: str):
+        self.template = template
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-databases")
+        self.spare: Future[str] | None = None
+        self.dropped: list[Future[None]] = []
+
+    def take(self) -> str:
+        ready = self.spare or self.worker.submit(create_pg_database, self.template)
+        self.spare = self.worker.submit(create_pg_database, self.template)
+        return ready.result()
+
+    def give_back(self, name: str) -> None:
+        self.dropped.append(self.worker.submit(drop_pg_database, name))
+
+    def close(self) -> None:
+        if self.spare is not None:
+            self.give_back(self.spare.result())
+        self.worker.shutdown(wait=True)
+        for drop in self.dropped:
+            drop.result()  # a database that could not be dropped fails the session, as it failed a test before
+
+
+@pytest.fixture(scope="session")
+def pg_databases(pg_template: str) -> Iterator[PgDatabases]:
+    databases = PgDatabases(pg_template)
+    yield databases
+    databases.close()
+
+
+# --- which engines a test runs on --------------------------------------------------------
+
+ENGINES = [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a database test on SQLite; on PostgreSQL too where it carries ``both_engines``.
+
+    Most tests exercise the web, the API or the CLI, not the database, and one engine
+    is enough for them.  Where database semantics matter, a module says
+    ``pytestmark = pytest.mark.both_engines`` (or a test ``@pytest.mark.both_engines``).
+    ``GATEWAY_TEST_ALL_ENGINES=1`` puts every database test on both.  A test that
+    parametrizes ``backend`` itself, or a module with its own ``backend`` fixture, keeps
+    its choice.
+    """
+    if "backend" not in metafunc.fixturenames or _chooses_its_own_engine(metafunc):
+        return
+    both = ALL_ENGINES or metafunc.definition.get_closest_marker("both_engines") is not None
+    metafunc.parametrize("backend", ENGINES if both else ENGINES[:1], indirect=True)
+
+
+def _chooses_its_own_engine(metafunc: pytest.Metafunc) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs["argnames"]
+        if "backend" in ([name.strip() for name in names.split(",")] if isinstance(names, str) else names):
+            return True
+    return getattr(metafunc.module, "backend", backend) is not backend
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the engine of this test's database (see ``pytest_generate_tests``)."""
     return request.param
 
 
@@ -188,9 +262,10 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
-    name = create_pg_database(template=request.getfixturevalue("pg_template"))
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    name = databases.take()
     yield pg_url(name)
-    drop_pg_database(name)
+    databases.give_back(name)
 
 
 @pytest.fixture
@@ -206,8 +281,16 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     drop_pg_database(name)
 
 
+@pytest.fixture(scope="session")
+def template_bytecode(tmp_path_factory: pytest.TempPathFactory) -> jinja2.BytecodeCache:
+    """Compiled templates shared by the session's apps; each new app would compile every page again (~20 ms each)."""
+    return jinja2.FileSystemBytecodeCache(str(tmp_path_factory.mktemp("jinja-bytecode")))
+
+
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+def make_app(
+    database_url: str, tmp_path: Path, template_bytecode: jinja2.BytecodeCache
+) -> Iterator[Callable[..., Flask]]:
     """Build an app on this test's database; keyword arguments override environment settings."""
 
     apps: list[Flask] = []
@@ -215,6 +298,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     def factory(**overrides: Any) -> Flask:
         environ = base_environ(database_url, **{k: str(v) for k, v in overrides.items()})
         app = create_app(environ, instance_path=tmp_path / f"instance{len(apps)}")
+        app.jinja_env.bytecode_cache = template_bytecode
         apps.append(app)
         return app
 

@@ -18,6 +18,8 @@ from gateway.identity import accounts
 from gateway.platform.extensions import db
 from tests.conftest import csrf_token_from, login_response, sample_value
 
+pytestmark = pytest.mark.both_engines  # the authorization sweep over /admin, per engine
+
 
 def admin_rules(app: Flask) -> list[Rule]:
     rules = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/admin")]

@@ -1,4 +1,4 @@
-"""The admin pages over HTTP, on both engines: every action, its effect, and the audit event it leaves.
+"""The admin pages over HTTP: every action, its effect, and the audit event it leaves.
 
 Each test drives the real app through the Flask test client the way a
 browser does (CSRF token from the page, POST, follow the redirect) and then
@@ -157,6 +157,7 @@ def test_disable_ends_sessions_and_tokens_and_enable_restores_neither(app, admin
     assert events(app, "admin.user_updated")[-1].detail["after"]["active"] is True
 
 
+@pytest.mark.both_engines  # throttles: the sign-in throttle per engine
 def test_unlock_lets_a_locked_user_sign_in_again(app, admin, users):
     locked_out = app.test_client()
     for _ in range(app.config["LOGIN_MAX_ATTEMPTS"]):
@@ -222,6 +223,7 @@ def test_the_last_admin_cannot_demote_or_disable_themself(app, admin, users):
     assert admin.get("/admin/users").status_code == 200  # still signed in, still admin
 
 
+@pytest.mark.both_engines  # the admin rows are locked (FOR UPDATE)
 def test_the_last_active_admin_rule_holds_in_the_service_the_ui_uses(app, admin, users):
     # From the UI the acting admin is always an active admin, so "last admin" meets "self" first;
     # the CLI (no user id) is where the last-admin rule itself answers.
@@ -229,6 +231,7 @@ def test_the_last_active_admin_rule_holds_in_the_service_the_ui_uses(app, admin,
         accounts.set_admin(accounts.get_user("admin"), False, actor={"id": None, "name": "cli:root"})
 
 
+@pytest.mark.both_engines  # the admin rows are locked (FOR UPDATE)
 def test_one_admin_can_demote_another(app, admin, users):
     post(admin, f"/admin/users/{users['staff'].id}/make-admin")
     post(admin, f"/admin/users/{users['staff'].id}/revoke-admin")
@@ -396,6 +399,7 @@ def wait_for(app, run_id: str, timeout: float = 15.0) -> Run:
             time.sleep(0.05)
 
 
+@pytest.mark.both_engines  # runs: filters are SQL; cancel
 def test_all_runs_lists_everyones_runs_filters_and_cancels(app, admin, users):
     with app.app_context():
         groups.create_group("ops")

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from tests.test_api_runs import GRANTED, api_app, bearer, catalogue_path, issue_token, people, start  # noqa: F401
 
+pytestmark = pytest.mark.both_engines  # hostile input generated from the OpenAPI document, against each engine
+
 
 def test_the_document_is_valid_openapi_and_covers_every_route(api_app, bearer):  # noqa: F811
     from openapi_spec_validator import validate

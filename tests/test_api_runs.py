@@ -1,7 +1,8 @@
 """JSON API v1, black-box over HTTP: commands, runs (wait, long-poll, SSE, cancel, lists), errors, auth.
 
-Real app, real processes, both engines.  Shared fixtures here (``api_app``,
-``people``, ``bearer``) are imported by the other ``test_api_*`` files.
+Real app, real processes; the tests of runs and revocation on both engines.  Shared
+fixtures here (``api_app``, ``people``, ``bearer``) are imported by the other
+``test_api_*`` files.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def test_commands_list_only_what_the_caller_may_run_with_schema_and_no_secrets(a
 # --- starting and waiting ---------------------------------------------------------------------
 
 
+@pytest.mark.both_engines  # runs: admission and the run row
 def test_start_without_wait_is_202_with_absolute_urls_then_the_run(api_app, bearer):
     client, headers = api_app.test_client(), bearer("staff")
     response = start(client, headers, "echo", {"args": ["Hello", "World!"]})
@@ -177,6 +179,7 @@ def test_start_without_wait_is_202_with_absolute_urls_then_the_run(api_app, bear
     assert run["user"] == "staff" and run["params"] == {"args": ["Hello", "World!"]} and run["cached"] is False
 
 
+@pytest.mark.both_engines  # runs: the terminal write, awaited
 def test_start_with_wait_returns_the_finished_run(api_app, bearer):
     client, headers = api_app.test_client(), bearer("staff")
     response = start(client, headers, "echo", {"args": ["hi"]}, wait=20)
@@ -244,6 +247,7 @@ def test_rate_limit_is_429_with_retry_after(api_app, bearer):
 # --- reading others' runs, cancel, lists ------------------------------------------------------
 
 
+@pytest.mark.both_engines  # runs: who sees a run
 def test_someone_elses_run_is_404_and_admins_see_it(api_app, bearer):
     client = api_app.test_client()
     run_id = start(client, bearer("staff"), "echo", {"args": ["mine"]}).get_json()["id"]
@@ -254,6 +258,7 @@ def test_someone_elses_run_is_404_and_admins_see_it(api_app, bearer):
     assert_error(client.get("/api/v1/runs/not-a-run", headers=bearer("staff")), 404, "not_found")
 
 
+@pytest.mark.both_engines  # runs: cancel and the terminal write
 def test_cancel_is_202_and_ends_the_run(api_app, bearer):
     client, headers = api_app.test_client(), bearer("staff")
     run_id = start(client, headers, "nap", {"seconds": 30}).get_json()["id"]
@@ -263,6 +268,7 @@ def test_cancel_is_202_and_ends_the_run(api_app, bearer):
     assert_error(client.post(f"/api/v1/runs/{run_id}/cancel", headers=headers), 409, "conflict")
 
 
+@pytest.mark.both_engines  # runs: keyset paging and filters are SQL
 def test_runs_list_pages_with_a_cursor_and_filters(api_app, bearer):
     client, staff = api_app.test_client(), bearer("staff")
     ids = [start(client, staff, "echo", {"args": [str(i)]}, wait=20).get_json()["id"] for i in range(5)]
@@ -293,6 +299,7 @@ def test_runs_list_pages_with_a_cursor_and_filters(api_app, bearer):
 # --- long-poll and SSE ----------------------------------------------------------------------
 
 
+@pytest.mark.both_engines  # runs: wake-ups (LISTEN/NOTIFY on PostgreSQL)
 def test_long_poll_returns_when_the_run_finishes_not_at_the_deadline(api_app, bearer):
     client, headers = api_app.test_client(), bearer("staff")
     run_id = start(client, headers, "nap", {"seconds": 1}).get_json()["id"]
@@ -305,6 +312,7 @@ def test_long_poll_returns_when_the_run_finishes_not_at_the_deadline(api_app, be
     assert_error(client.get(f"/api/v1/runs/{run_id}?wait=61", headers=headers), 400, "validation_error", "wait")
 
 
+@pytest.mark.both_engines  # runs: wake-ups (LISTEN/NOTIFY on PostgreSQL)
 def test_long_poll_that_times_out_returns_the_live_run(api_app, bearer):
     client, headers = api_app.test_client(), bearer("staff")
     run_id = start(client, headers, "nap", {"seconds": 30}).get_json()["id"]
@@ -329,6 +337,7 @@ def parse_sse(text: str) -> list[dict]:
     return events
 
 
+@pytest.mark.both_engines  # runs: output chunks read by id
 def test_sse_streams_output_status_and_end_and_resumes_without_loss_or_duplicates(api_app, bearer):
     client, headers = api_app.test_client(), bearer("staff")
     run_id = start(client, headers, "chatty", {"n": 20}).get_json()["id"]
@@ -363,6 +372,7 @@ def test_sse_streams_output_status_and_end_and_resumes_without_loss_or_duplicate
     )
 
 
+@pytest.mark.both_engines  # runs: output chunks read by id
 def test_sse_disconnect_mid_run_then_resume_loses_nothing(api_app, bearer):
     """Read a live stream partway, drop it, resume with Last-Event-ID: the union is the whole output once."""
     client, headers = api_app.test_client(), bearer("staff")
@@ -432,6 +442,7 @@ def test_the_api_refuses_to_start_on_sessions_it_cannot_keep_off_bearer_requests
         init_app(other)
 
 
+@pytest.mark.both_engines  # revocation, per engine
 def test_revoked_token_and_disabled_user_stop_on_the_next_request(api_app, people):
 
     token_id, secret = issue_token(api_app, "staff")
@@ -450,6 +461,7 @@ def test_revoked_token_and_disabled_user_stop_on_the_next_request(api_app, peopl
     assert_error(client.get("/api/v1/commands", headers=headers2), 401, "unauthorized")
 
 
+@pytest.mark.both_engines  # revocation, per engine
 def test_token_revoked_mid_stream_ends_the_stream(api_app, people):
 
     api_app.config["API_KEEPALIVE_SECONDS"] = 0.2
@@ -485,6 +497,7 @@ def test_browser_session_works_but_unsafe_methods_need_x_csrftoken(api_app, peop
     assert accepted.status_code == 202
 
 
+@pytest.mark.both_engines  # runs: wake-ups (LISTEN/NOTIFY on PostgreSQL)
 def test_concurrent_long_polls_all_wake_at_the_finish(api_app, bearer):
     client, headers = api_app.test_client(), bearer("staff")
     run_id = start(client, headers, "nap", {"seconds": 1}).get_json()["id"]

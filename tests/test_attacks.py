@@ -25,6 +25,8 @@ from gateway.identity import accounts, groups, tokens
 from gateway.platform.extensions import db
 from tests.conftest import PASSWORDS, csrf_token_from, login_response, sample_value
 
+pytestmark = pytest.mark.both_engines  # the attack suite runs against each engine
+
 PY = sys.executable
 ECHO = "import json,sys; print(json.dumps(sys.argv[1:]))"
 OUTSIDE = {"REMOTE_ADDR": "10.66.0.1"}

@@ -28,6 +28,8 @@ from gateway.db.units import write_transaction
 from gateway.platform.extensions import db
 from tests.conftest import TEST_AUDIT_KEY, login_response
 
+pytestmark = pytest.mark.both_engines  # the ledger: seq and chain under each engine's write lock
+
 GENESIS = "0" * 64
 COLUMNS = (
     "seq",

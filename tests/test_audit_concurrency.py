@@ -27,6 +27,8 @@ from gateway.db.units import write_connection, write_transaction
 from tests.conftest import base_environ
 from tests.test_audit_chain import GENESIS, ledger_rows, verify
 
+pytestmark = pytest.mark.both_engines  # the ledger under concurrent writers: each engine's locking
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 WORKER_SCRIPT = """

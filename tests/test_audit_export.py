@@ -27,6 +27,8 @@ from gateway.db.units import write_transaction
 from gateway.platform.extensions import db
 from tests.conftest import base_environ
 
+pytestmark = pytest.mark.both_engines  # the ledger: export streams and prune per engine
+
 PROJECT = Path(__file__).resolve().parent.parent
 DANGEROUS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tindent", "\rreturn"]
 

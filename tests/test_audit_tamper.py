@@ -29,6 +29,8 @@ from gateway.platform.extensions import db
 from tests.conftest import base_environ
 from tests.test_audit_chain import canonical, execute_sql, ledger_rows, record_events, verify
 
+pytestmark = pytest.mark.both_engines  # the ledger: triggers and verification per engine
+
 PROJECT = Path(__file__).resolve().parents[1]
 EVENTS = 6
 

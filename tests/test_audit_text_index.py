@@ -22,6 +22,8 @@ from gateway.db.units import write_transaction
 from gateway.platform.extensions import db
 from tests.test_migrations import empty_app  # noqa: F401  (the fixture: an app on a database with no schema)
 
+pytestmark = pytest.mark.both_engines  # the ledger's text index: FTS5 on SQLite, pg_trgm on PostgreSQL
+
 BASE = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PARAMS: list[Any] = [
     {"pattern": "100% sure"},

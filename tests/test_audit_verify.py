@@ -23,6 +23,8 @@ from gateway.platform.extensions import db
 from tests.test_audit_chain import execute_sql, record_events, verify
 from tests.test_audit_tamper import assert_broken_at, drop_update_trigger
 
+pytestmark = pytest.mark.both_engines  # the ledger: canonical form of values as each engine returns them
+
 ODD_VALUES: list[dict[str, Any]] = [
     {"params": {"zeta": 1, "alpha": {"y": [3, 2, 1], "b": None}, "mid": True}},  # key order, nesting
     {"params": {"note": "café ☕ 東京 \U0001f600", "quote": 'say "hi"', "slash": "a\\b/c"}},

@@ -27,6 +27,8 @@ from flask.testing import FlaskClient
 from gateway.identity import accounts, groups, tokens
 from tests.conftest import csrf_token_from, seed_session
 
+pytestmark = pytest.mark.both_engines  # the authorization matrix, per engine
+
 PY = sys.executable
 INSIDE = "127.0.0.2"
 OUTSIDE = "127.0.0.1"

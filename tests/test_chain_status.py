@@ -31,6 +31,8 @@ from tests.conftest import base_environ, create_pg_database, drop_pg_database, p
 from tests.test_metrics import parse, scrape, value
 from tests.test_replicas import admin_token, replica_environ, start_replica
 
+pytestmark = pytest.mark.both_engines  # the ledger's chain status, recorded and read per engine
+
 OK, STAMP = "gateway_audit_chain_ok", "gateway_audit_chain_verified_timestamp_seconds"
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 
@@ -26,6 +27,8 @@ from gateway.platform.lifecycle import drain
 from gateway.runs.workers import get_executor
 from tests.conftest import PASSWORDS
 from tests.test_replicas import wait_until
+
+pytestmark = pytest.mark.both_engines  # runs: the lease supervisor against a held write lock per engine
 
 HEARTBEAT = 1
 

@@ -49,6 +49,8 @@ from tests.faultkit import (
     wait_until,
 )
 
+pytestmark = pytest.mark.both_engines  # faults: each engine fails its own way
+
 PY = sys.executable
 TOUCH = "import sys; open(sys.argv[1], 'w').write('ran')"
 # Two levels of children, the inner ones orphaned (double fork) but still in the run's process group.

@@ -78,6 +78,7 @@ def test_probe_answers_health_json_with_names_and_statuses_only(client, database
     assert_no_leak(response.get_data(as_text=True), database_url)
 
 
+@pytest.mark.both_engines  # the database check differs per engine
 def test_readiness_checks_the_database_and_the_process(client):
     status, body = probe(client)
     assert status == 200
@@ -248,6 +249,7 @@ def test_a_hanging_check_cannot_starve_the_others(app, client):
 # --- readiness follows the database --------------------------------------------------------
 
 
+@pytest.mark.both_engines  # migrations run per engine
 def test_readiness_flips_on_a_pending_migration(app, client, database_url):
     with app.app_context():
         migrate.downgrade("base")

@@ -1,4 +1,4 @@
-"""Invite links over HTTP, on both engines: an admin creates (or resets) a user, the user chooses a password.
+"""Invite links over HTTP: an admin creates (or resets) a user, the user chooses a password.
 
 What a user relies on: nobody can sign in as an invited user before the
 link is used; the link works once, until it expires, and not after a newer
@@ -118,6 +118,7 @@ def test_invited_user_chooses_a_password_then_signs_in(app, admin, users, caplog
         assert audit.verify(db.session, audit.Keyring.from_config(app.config)).ok
 
 
+@pytest.mark.both_engines  # the invite row is locked (FOR UPDATE) while it is used
 def test_a_used_link_does_not_work_again(app, admin, users):
     token = create_invited(admin)
     assert use_invite(app, token).status_code == 303

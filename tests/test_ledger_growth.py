@@ -33,6 +33,8 @@ from gateway.runs import uploads
 from tests.conftest import PASSWORDS, TEST_SECRET_KEY, login_response, seed_session
 from tests.test_attacks import audit_rows as rows
 
+pytestmark = pytest.mark.both_engines  # the ledger: bounded rows and the flood cap per engine
+
 CATALOGUE = textwrap.dedent(
     """
     commands:

@@ -19,6 +19,8 @@ from gateway.platform.extensions import db
 from gateway.platform.timeutil import utcnow
 from tests.conftest import PASSWORDS, csrf_token_from
 
+pytestmark = pytest.mark.both_engines  # throttles: the sign-in throttle's upsert and row lock per engine
+
 REDIS_URL = "redis://127.0.0.1:6379/15"
 WIDE_NETWORKS = "127.0.0.0/8,::1/128,10.0.0.0/8,2001:db8::/32"
 

@@ -251,6 +251,7 @@ def test_refusals_the_flood_cap_summarises_are_still_counted(make_app, tmp_path)
     assert counted == 5  # ... but not out of the counter
 
 
+@pytest.mark.both_engines  # the ledger's verification, per engine
 def test_audit_chain_gauge_follows_verification(metrics_app, backend):
     from gateway.audit.status import verify_and_record
 

@@ -21,6 +21,8 @@ from gateway.db import migrate
 from gateway.platform.extensions import db
 from tests.conftest import base_environ
 
+pytestmark = pytest.mark.both_engines  # migrations run per engine
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 # Adds a column to a model's table in memory, then runs the real `db check`: the models now

@@ -24,6 +24,8 @@ from gateway.runs.output import FLUSH_SECONDS, ChunkWriter, ProcessGroups
 from gateway.runs.workers import get_executor
 from tests.test_prepared import _run_values
 
+pytestmark = pytest.mark.both_engines  # output and process groups: batched on SQLite, one commit per run on PostgreSQL
+
 INSERT = Prepared(sa.insert(Run.__table__))
 
 

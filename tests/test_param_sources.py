@@ -58,6 +58,8 @@ from gateway.platform.extensions import db
 from gateway.runners.shell import SAFE_PATH
 from tests.conftest import csrf_token_from, seed_session
 
+pytestmark = pytest.mark.both_engines  # the attack suite: every param type through every input source, per engine
+
 MARK_SCRIPT = 'printf "%s\\n" "$@" > "$MARKS/$GATEWAY_RUN_ID"'
 ENV_SCRIPT = "import json, os; print(json.dumps(dict(os.environ)))"
 SCALARS = ("string", "integer", "number", "boolean", "choice", "date")

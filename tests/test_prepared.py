@@ -27,6 +27,8 @@ from gateway.db.units import write_connection
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import utcnow
 
+pytestmark = pytest.mark.both_engines  # prepared statements are compiled per dialect
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = Run.__table__
 INSERT = Prepared(sa.insert(RUNS))

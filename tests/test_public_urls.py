@@ -31,6 +31,8 @@ from tests.conftest import base_environ, csrf_token_from, seed_session
 from tests.test_api_runs import issue_token
 from tests.test_shell2http import CATALOGUE
 
+pytestmark = pytest.mark.both_engines  # the attack suite: forged hosts and public URLs, per engine
+
 PUBLIC = "https://ops.example.com/gateway"
 EVIL = {"Host": "attacker.example", "X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "http"}
 INVITE_LINK = re.compile(r'id="invite-link" class="token" value="([^"#]+)#([A-Za-z0-9_-]+)"')

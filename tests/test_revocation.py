@@ -25,6 +25,8 @@ from gateway.platform.extensions import db
 from tests.conftest import PASSWORDS, csrf_token_from, seed_session
 from tests.conftest import TestUser as Person  # aliased: pytest would try to collect a "Test..." class
 
+pytestmark = pytest.mark.both_engines  # the attack suite: revocation takes effect on the next request, per engine
+
 NEW_PASSWORD = "a-brand-new-password-42"
 
 

@@ -28,6 +28,8 @@ from gateway.identity import groups
 from gateway.platform.extensions import db
 from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET_KEY, csrf_token_from, login_response, sample_value
 
+pytestmark = pytest.mark.both_engines  # the hostile-input route sweep: every route against each engine
+
 # Everything else needs a signed-in user. Adding to this set is a security review, not a refactor.
 PUBLIC_ENDPOINTS = frozenset(
     {"auth.login", "auth.invite", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}

@@ -26,6 +26,8 @@ from gateway.platform import signals
 from gateway.platform.extensions import db
 from gateway.runs import uploads
 
+pytestmark = pytest.mark.both_engines  # runs: admission lock, leases, the terminal write and the reaper per engine
+
 PY = sys.executable
 CATALOGUE = textwrap.dedent(
     f"""

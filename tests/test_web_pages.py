@@ -1,4 +1,4 @@
-"""The staff web UI over HTTP (Flask test client), on SQLite and PostgreSQL, with real runs.
+"""The staff web UI over HTTP (Flask test client), with real runs.
 
 Every page and form: dashboard (commands by category, recent runs, empty
 states), the generated run form and its server-side errors, refusals, the run
@@ -312,6 +312,7 @@ def test_runs_of_others_are_invisible_but_shared_cached_results_hide_who_ran_the
 # --- history -------------------------------------------------------------------------------
 
 
+@pytest.mark.both_engines  # runs: keyset paging and filters are SQL
 def test_history_filters_and_pages_through_my_runs(app, staff, monkeypatch):
     from gateway.web import history
 
@@ -503,6 +504,7 @@ def change_password(client, token: str, current: str):
     return client.post("/account/password", data=data)
 
 
+@pytest.mark.both_engines  # throttles: the sign-in throttle per engine
 def test_guessing_the_current_password_counts_toward_the_sign_in_lock(make_app, users):
     """A stolen session cannot guess the password on the account page faster than at sign-in."""
     app = make_app(LOGIN_MAX_ATTEMPTS=3, LOGIN_LOCK_SECONDS=60)

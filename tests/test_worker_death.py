@@ -25,6 +25,8 @@ from gateway.platform.extensions import db
 from gateway.runs.workers import get_executor
 from tests.conftest import base_environ
 
+pytestmark = pytest.mark.both_engines  # runs: leases and the reaper per engine
+
 CATALOGUE = """
 commands:
   - name: family

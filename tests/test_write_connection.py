@@ -28,6 +28,8 @@ from gateway.db.units import on_commit, write_connection, write_transaction
 from gateway.platform.extensions import db
 from tests.test_audit_chain import ledger_rows, verify
 
+pytestmark = pytest.mark.both_engines  # runs and the ledger: the write lock and its bounds per engine
+
 
 def _count_events(connection: Any = None) -> int:
     statement = sa.select(sa.func.count()).select_from(AuditEvent)
