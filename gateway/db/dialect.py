@@ -32,13 +32,13 @@ from typing import Any, TypeAlias
 from sqlalchemy import event, func, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.platform.timeutil import as_utc, utcnow
 
-Bind: TypeAlias = Connection | Dialect | Engine | Session | URL | str
+Bind: TypeAlias = Connection | Dialect | Engine | Session | scoped_session[Session] | URL | str
 
 # Background writers' patience for SQLite's write lock (its busy timeout; the in-process writer queue).
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -66,7 +66,7 @@ def _backend(bind: Bind) -> str:
         return bind.dialect.name
     if isinstance(bind, Dialect):
         return bind.name
-    if isinstance(bind, Session):
+    if isinstance(bind, Session | scoped_session):  # a request's ``db.session`` is the scoped one
         return bind.get_bind().dialect.name
     return make_url(bind).get_backend_name()
 
