@@ -270,11 +270,20 @@ class Gateway:
         assert after.runs == before.runs, (where, "a run row was written")
 
     def refused_before_reading(self, answer: Answer, fields: Iterable[str], before: Mark, status: int = 400) -> None:
-        """A body refused as a body: the status, the key named (if any), no run and no run.* row."""
+        """A body refused as a body: the status, the key named (if any), no run.
+
+        A run request whose body cannot be read as one is still on record: one run.rejected
+        (``invalid_request``). Only a body over MAX_CONTENT_LENGTH (413) is cut off by the
+        server before any of it is read, and leaves no row.
+        """
         assert answer.status == status, (answer.surface, answer.status, answer.text[:300])
         for name in fields:  # named in the error's details, or at least in its message
             assert name in answer.fields or name in answer.text, (answer.surface, name, answer.text[:300])
-        assert not [e.event for e in self.events_since(before) if e.event.startswith("run.")], answer.surface
+        recorded = [(e.event, e.outcome) for e in self.events_since(before) if e.event.startswith("run.")]
+        expected = (
+            [] if status == 413 or answer.surface in ("web", "multipart") else [("run.rejected", "invalid_request")]
+        )
+        assert recorded == expected, (answer.surface, recorded)
         assert self.mark().runs == before.runs
 
     def nothing_ran(self) -> None:
