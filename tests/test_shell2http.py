@@ -293,3 +293,24 @@ def test_session_callers_need_x_csrftoken(s2h_app, staff):
     assert refused.status_code == 403 and isinstance(refused.get_json()["error"], str)
     token = csrf_token_from(client.get("/").get_data(as_text=True))
     assert client.post("/shell2http/saythis", json={"args": ["x"]}, headers={"X-CSRFToken": token}).status_code == 202
+
+
+@pytest.mark.parametrize("nameless", ["field", "file"])
+def test_a_multipart_part_without_a_name_is_refused_not_a_500(s2h_app, staff, nameless):
+    """Found by schemathesis: werkzeug names such a part None, which broke sorting the unknown fields."""
+    part = (
+        b"Content-Disposition: form-data\r\n\r\nvalue\r\n"
+        if nameless == "field"
+        else b'Content-Disposition: form-data; filename="a.txt"\r\n\r\nfile\r\n'
+    )
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="request_json"\r\n\r\n{"args": ["x"]}\r\n'
+        + b"--B\r\n"
+        + part
+        + b"--B--\r\n"
+    )
+    response = s2h_app.test_client().post(
+        "/shell2http/saythis", data=body, content_type="multipart/form-data; boundary=B", headers=staff
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "(unnamed)" in response.get_json()["error"]

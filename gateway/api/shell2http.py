@@ -156,7 +156,9 @@ def _request_body() -> tuple[dict[str, Any], dict[str, Any]]:
     raw: str | bytes
     if request.mimetype == "multipart/form-data":
         # Only request_json and files: any other field is as unknown as an unknown JSON key.
-        extra = sorted(name for name in request.form if name != "request_json")
+        # A part without a name (werkzeug calls it None) is as unknown as any other field.
+        unnamed = ["(unnamed)"] if None in request.form or None in request.files else []
+        extra = unnamed + sorted(name for name in request.form if name not in (None, "request_json"))
         if extra or len(request.form.getlist("request_json")) > 1:
             raise Shell2HttpError(f"Unknown or repeated field(s): {', '.join(extra or ['request_json'])}.")
         raw = request.form.get("request_json", "{}")
