@@ -107,3 +107,35 @@ def test_manage_py_serve_keeps_the_guard_on(monkeypatch, database_url, tmp_path)
             assert stall_guard.guarded(db.engine)
     finally:
         close_app(app)
+
+
+def test_a_pre_ping_that_fails_in_any_way_closes_its_connection_so_the_pool_reads_a_disconnect(pg_app):
+    """psycopg may answer a ping on a link that died mid-ping with ProgrammingError, not a disconnect.
+
+    The wrapper the engine's dialect gets must turn any failed ping into a closed connection,
+    which SQLAlchemy's own ``is_disconnect`` reads as one (the pool then reconnects, or the
+    request gets its 503): before, such a request answered 500 (seen in the fault suite).
+    """
+    import psycopg
+
+    from gateway.db.dialect import closing_ping
+
+    with pg_app.app_context():
+        dialect = db.engine.dialect
+        raw = db.engine.raw_connection()
+        connection = raw.dbapi_connection
+
+        def dies_mid_ping(dbapi_connection):
+            raise psycopg.ProgrammingError("can't change 'autocommit' now: connection in transaction status ACTIVE")
+
+        failure = None
+        try:
+            closing_ping(dies_mid_ping)(connection)
+        except psycopg.ProgrammingError as exc:
+            failure = exc
+        assert failure is not None  # the error still reaches SQLAlchemy ...
+        assert connection.closed  # ... on a closed connection ...
+        assert dialect.is_disconnect(failure, connection, None)  # ... which it reads as a disconnect
+        assert not dialect._do_ping_w_event(connection)  # the pool's view: ping failed, replace it
+        raw.invalidate()
+        assert db.session.execute(text("SELECT 1")).scalar() == 1  # a fresh connection serves

@@ -104,11 +104,14 @@ def tune_engine(engine: Engine) -> None:
     IMMEDIATE``.  The BEGIN is issued by the dialect's ``do_begin``, not by a
     ``begin`` event listener: any connection event on the engine sends every
     statement through SQLAlchemy's event dispatch, which cost a fifth of a
-    run's CPU.  Nothing to do on PostgreSQL.
+    run's CPU.  PostgreSQL: a failed pool pre-ping closes its connection (``closing_ping``).
     """
-    if not _is_sqlite(engine) or engine in _TUNED:
+    if engine in _TUNED:
         return
     _TUNED.add(engine)
+    if not _is_sqlite(engine):
+        engine.dialect.do_ping = closing_ping(engine.dialect.do_ping)  # type: ignore[method-assign]
+        return
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
@@ -123,6 +126,25 @@ def tune_engine(engine: Engine) -> None:
         _make_private(sqlite_file(engine.url))
 
     engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign]
+
+
+def closing_ping(ping: Any) -> Any:
+    """A pre-ping that closes its connection when it fails in any way, so the pool reads a disconnect.
+
+    When the link dies during the ping, psycopg may raise ``ProgrammingError`` ("can't change
+    'autocommit' now") while SQLAlchemy restores autocommit, which SQLAlchemy does not read as
+    a disconnect: the request got a 500 instead of a fresh connection or a 503. A closed
+    connection is always a disconnect, and a connection whose ping failed serves nobody.
+    """
+
+    def do_ping(dbapi_connection: Any) -> Any:
+        try:
+            return ping(dbapi_connection)
+        except Exception:
+            dbapi_connection.close()
+            raise
+
+    return do_ping
 
 
 def sqlite_file(url: URL | str) -> str | None:
