@@ -31,7 +31,6 @@ from gateway.db.models import Run
 from gateway.platform.appctx import app_object
 from gateway.platform.extensions import db
 from gateway.platform.wakeup import wakeups
-from gateway.runs import reads
 
 RECHECK_SECONDS = 5.0
 DEFAULT_KEEPALIVE_SECONDS = 15.0
@@ -143,10 +142,9 @@ def take_slot() -> Slot:
 
 
 def fresh_run(run_id: str) -> Run | None:
-    """The run as the database has it now (``runs.reads``), in no session: the request's is dropped first."""
+    """The run as the database has it now (``runs.current_run``), in no session: the request's is dropped first."""
     db.session.remove()
-    row = reads.current_row(run_id)
-    return None if row is None else runs.detached_run(row)
+    return runs.current_run(run_id)
 
 
 def wait_for_finish(run_id: str, seconds: float, seen_version: int | None = None) -> Run | None:

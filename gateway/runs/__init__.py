@@ -26,7 +26,7 @@ from gateway.runs.leases import cancel, cancel_local, reap_expired
 from gateway.runs.model import LIVE, TERMINAL, Caller, RunRejected, Started
 from gateway.runs.refusals import refuse_request
 from gateway.runs.shape import run_view
-from gateway.runs.store import detached_run, list_runs, output_chunks, output_text, prune
+from gateway.runs.store import current_run, detached_run, list_runs, output_chunks, output_text, prune
 from gateway.runs.workers import get_executor
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Started",
     "cancel",
     "cancel_local",
+    "current_run",
     "detached_run",
     "get_executor",
     "list_runs",

@@ -58,6 +58,21 @@ def detached_run(values: Mapping[Any, Any]) -> Run:
     return run
 
 
+_RUN_BY_ID = Prepared(select(_RUNS).where(_RUNS.c.id == bindparam("run_id")))
+
+
+def current_run(run_id: str) -> Run | None:
+    """The run as committed now, detached; None when there is no such run.
+
+    A long-poll or a stream re-reads its run at every wake-up, and the run may have moved
+    in any replica meanwhile: a prepared statement on a connection of its own (the ORM's
+    identity-map load cost more than the query, at every wake-up of every waiter).
+    """
+    with db.engine.connect() as connection:
+        row = _RUN_BY_ID.first(connection, {"run_id": run_id})
+    return None if row is None else detached_run(row)
+
+
 def iso(value: datetime | None) -> str | None:
     """The API's time form (``...Z``), also the time half of a run list's cursor."""
     return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
