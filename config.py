@@ -248,7 +248,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     public_base_url = parse_public_base_url(env.str("PUBLIC_BASE_URL"), gateway_env)
     trusted_hosts = parse_trusted_hosts(env.str("TRUSTED_HOSTS"), public_base_url)
 
-    return {
+    settings = {
         "GATEWAY_ENV": gateway_env,
         "TESTING": gateway_env == "testing",
         # Not a setting: only the test suite's environment hashes passwords cheaply.
@@ -307,6 +307,83 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "STREAMS_PER_USER": env.int("STREAMS_PER_USER", 4, minimum=1),
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
+    }
+    settings.update(identity_settings(env, production))
+    return settings
+
+
+AUTH_METHOD_NAMES = ("local", "oidc", "header")
+
+
+def identity_settings(env: _Env, production: bool) -> dict[str, Any]:
+    """How people sign in (DESIGN.md, "Identity beyond local passwords"): local passwords, OIDC, trusted headers."""
+    methods = tuple(dict.fromkeys(part.strip().lower() for part in (env.str("AUTH_METHODS", "local") or "").split(",")))
+    methods = tuple(method for method in methods if method)
+    unknown = [method for method in methods if method not in AUTH_METHOD_NAMES]
+    if unknown or not methods:
+        raise ConfigError(
+            f"AUTH_METHODS: expected a comma list of {', '.join(AUTH_METHOD_NAMES)}, got {env.raw('AUTH_METHODS')!r}"
+        )
+    settings: dict[str, Any] = {"AUTH_METHODS": methods}
+    settings.update(_oidc_settings(env, production, enabled="oidc" in methods))
+    settings.update(_header_settings(env, enabled="header" in methods))
+    return settings
+
+
+def _comma_list(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _oidc_settings(env: _Env, production: bool, *, enabled: bool) -> dict[str, Any]:
+    issuer = env.str("OIDC_ISSUER")
+    client_id = env.str("OIDC_CLIENT_ID")
+    if enabled:
+        if not issuer:
+            raise ConfigError("OIDC_ISSUER: not set (AUTH_METHODS includes oidc)")
+        if not client_id:
+            raise ConfigError("OIDC_CLIENT_ID: not set (AUTH_METHODS includes oidc)")
+        parts = urlsplit(issuer)
+        allowed_schemes = ("https",) if production else ("https", "http")
+        if parts.scheme not in allowed_schemes or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"OIDC_ISSUER: expected an {' or '.join(allowed_schemes)} URL, got {issuer!r}")
+    scopes = tuple((env.str("OIDC_SCOPES", "openid profile email") or "").split())
+    if enabled and "openid" not in scopes:
+        raise ConfigError(f"OIDC_SCOPES: must include openid, got {' '.join(scopes)!r}")
+    admin_groups = env.str("OIDC_ADMIN_GROUPS")
+    return {
+        # Kept exactly as given: the ID token's iss must equal it character for character.
+        "OIDC_ISSUER": issuer,
+        "OIDC_CLIENT_ID": client_id,
+        "OIDC_CLIENT_SECRET": env.secret("OIDC_CLIENT_SECRET"),
+        "OIDC_SCOPES": scopes,
+        "OIDC_USERNAME_CLAIM": env.str("OIDC_USERNAME_CLAIM", "preferred_username"),
+        "OIDC_GROUPS_CLAIM": env.str("OIDC_GROUPS_CLAIM", "groups"),
+        # None: the admin flag of OIDC users is managed by hand; a tuple (even empty) decides it at each sign-in.
+        "OIDC_ADMIN_GROUPS": None if admin_groups is None else _comma_list(admin_groups),
+        "OIDC_GROUPS_BY_NAME": env.bool("OIDC_GROUPS_BY_NAME", True),
+        "OIDC_DISPLAY_NAME": env.str("OIDC_DISPLAY_NAME", "single sign-on"),
+        "OIDC_REQUIRED_ACR": env.str("OIDC_REQUIRED_ACR"),
+    }
+
+
+def _header_settings(env: _Env, *, enabled: bool) -> dict[str, Any]:
+    trusted_text = env.str("AUTH_HEADER_TRUSTED_NETWORKS")
+    trusted = parse_networks("AUTH_HEADER_TRUSTED_NETWORKS", trusted_text) if trusted_text else ()
+    if enabled and not trusted:
+        raise ConfigError(
+            "AUTH_HEADER_TRUSTED_NETWORKS: not set (AUTH_METHODS includes header: name the proxies' addresses)"
+        )
+    if enabled and covers_everything(trusted):
+        raise ConfigError("AUTH_HEADER_TRUSTED_NETWORKS: trusts every address; name the proxies' addresses")
+    user_header = env.str("AUTH_HEADER_USER", "X-Forwarded-User") or "X-Forwarded-User"
+    groups_header = env.str("AUTH_HEADER_GROUPS")
+    for name, value in (("AUTH_HEADER_USER", user_header), ("AUTH_HEADER_GROUPS", groups_header)):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", value):
+            raise ConfigError(f"{name}: expected an HTTP header name, got {value!r}")
+    return {
+        "AUTH_HEADER_USER": user_header,
+        "AUTH_HEADER_GROUPS": groups_header,
+        "AUTH_HEADER_TRUSTED_NETWORKS": trusted,
     }
 
 

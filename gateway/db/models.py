@@ -60,6 +60,13 @@ class User(UserMixin, Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How the account signs in: "local" (password), "oidc" or "header" (created at first sign-in).
+    source: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
+    # An IdP account is found by (issuer, subject) only, never by name: a name can be reused at the IdP.
+    idp_issuer: Mapped[str | None] = mapped_column(String(512))
+    idp_subject: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (UniqueConstraint("idp_issuer", "idp_subject", name="uq_users_idp_identity"),)
 
     memberships: Mapped[list[GroupMember]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -87,6 +94,7 @@ class Group(Model):
 
     members: Mapped[list[GroupMember]] = relationship(back_populates="group", cascade="all, delete-orphan")
     grants: Mapped[list[CommandGrant]] = relationship(back_populates="group", cascade="all, delete-orphan")
+    idp_links: Mapped[list[IdpGroupLink]] = relationship(back_populates="group", cascade="all, delete-orphan")
 
 
 class GroupMember(Model):
@@ -95,9 +103,26 @@ class GroupMember(Model):
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "manual" (an admin added it; kept) or "idp" (an IdP groups claim brought it; replaced at each sign-in).
+    origin: Mapped[str] = mapped_column(String(8), default="manual", server_default="manual")
 
     group: Mapped[Group] = relationship(back_populates="members")
     user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class IdpGroupLink(Model):
+    """An admin's link from an identity provider's group name to a gateway group."""
+
+    __tablename__ = "idp_group_links"
+    __table_args__ = (UniqueConstraint("group_id", "idp_group", name="uq_idp_group_links_group_idp"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    # Any string the IdP sends (``/ops/admins``, an Entra object id), hence not a gateway name.
+    idp_group: Mapped[str] = mapped_column(String(256), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    group: Mapped[Group] = relationship(back_populates="idp_links")
 
 
 class CommandGrant(Model):
@@ -148,6 +173,8 @@ class UserSession(Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source_ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(300))
+    # How this session was signed in ("local", "oidc", "header"): header sessions are re-checked every request.
+    method: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
 
     user: Mapped[User] = relationship()
 

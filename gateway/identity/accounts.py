@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -176,6 +177,8 @@ def _replace_password(
 ) -> tuple[User, Revoked]:
     """Inside a write transaction: set the hash (None: none until an invite), end sessions and tokens, audit."""
     user = tx.merge(user)
+    if user.source != "local":
+        raise AccountError(f"username: {user.username!r} signs in through {user.source}; it has no local password")
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
     revoked = revoke_access(tx, user, reason, actor=actor, **fields)
@@ -274,6 +277,10 @@ def set_admin(user: User, is_admin: bool, *, actor: Actor = None, **fields: Any)
     with write_transaction() as tx:
         user = tx.merge(user)
         tx.refresh(user)
+        if user.source == "oidc" and current_app.config.get("OIDC_ADMIN_GROUPS") is not None:
+            raise AccountError(
+                f"username: {user.username!r}'s admin flag follows the identity provider's groups (OIDC_ADMIN_GROUPS)"
+            )
         if not is_admin and _is_self(actor, user):
             raise AccountError("username: you cannot revoke your own admin rights (ask another admin)")
         if not is_admin and user.is_admin and user.active and _other_active_admins(tx, user.id) == 0:

@@ -54,10 +54,15 @@ def create_group(name: str, *, description: str = "", actor: Actor = None, **fie
 
 def add_member(group_name: str, username: str, *, actor: Actor = None, **fields: Any) -> bool:
     group, user = get_group(group_name), get_user(username)
-    if db.session.get(GroupMember, (group.id, user.id)) is not None:
+    existing = db.session.get(GroupMember, (group.id, user.id))
+    if existing is not None and existing.origin == "manual":
         return False
     with write_transaction() as tx:
-        tx.add(GroupMember(group_id=group.id, user_id=user.id))
+        if existing is not None:
+            # An admin adding what the IdP's groups brought makes it theirs: kept when the claim drops it.
+            existing.origin = "manual"
+        else:
+            tx.add(GroupMember(group_id=group.id, user_id=user.id, origin="manual"))
         audit.append(
             "admin.group_member_added", session=tx, actor=actor, outcome="ok",
             detail={"group": group.name, "user": user.username}, **fields,

@@ -56,7 +56,9 @@ def attempt_login(raw_username: str, password: str) -> LoginResult:
     username = login_name(raw_username)
     user = db.session.scalar(select(User).where(User.username == username))
     if throttle.locked_until(username) is not None:
-        audit.record_capped("auth.login_failed", actor=failure_actor(username, user), outcome="locked")
+        audit.record_capped(
+            "auth.login_failed", actor=failure_actor(username, user), outcome="locked", detail={"method": "local"}
+        )
         return LoginResult(user=None, failure=LoginFailure.LOCKED)
 
     password_ok = verify_password(user.password_hash if user else None, password)
@@ -74,6 +76,7 @@ def attempt_login(raw_username: str, password: str) -> LoginResult:
             source_ip=client_address() or None,
             user_agent=request.headers.get("User-Agent"),
             outcome="ok",
+            detail={"method": "local"},
         )
     login_user(user)
     return LoginResult(user=user)
@@ -113,9 +116,10 @@ def record_failure(username: str, user: User | None, *, via: str | None = None) 
     the same lock).
     """
     actor = failure_actor(username, user)
+    via_detail = {"via": via} if via else {}
     with write_transaction():
         outcome = throttle.register_failure(username)
-    audit.record_capped("auth.login_failed", actor=actor, outcome="invalid", detail={"via": via} if via else None)
+    audit.record_capped("auth.login_failed", actor=actor, outcome="invalid", detail={"method": "local", **via_detail})
     if outcome.locked_until is not None:
         # Capped like the failures that cause it: a flood of guesses at many names must not fill the ledger.
         audit.record_capped(

@@ -37,7 +37,7 @@ def is_background_request() -> bool:
     return request.headers.get(BACKGROUND_HEADER) == "1" or request.accept_mimetypes.best == "text/event-stream"
 
 
-def start(user: User, source_ip: str | None, user_agent: str | None) -> None:
+def start(user: User, source_ip: str | None, user_agent: str | None, *, method: str = "local") -> None:
     """Inside a write transaction: open a fresh session record and put its id in a cleared cookie (no fixation).
 
     A record the browser already carried (signing in again, or as someone
@@ -55,6 +55,7 @@ def start(user: User, source_ip: str | None, user_agent: str | None) -> None:
             last_seen_at=now,
             source_ip=source_ip,
             user_agent=(user_agent or "")[:300],
+            method=method,
         )
     )
     session[SESSION_KEY] = token
