@@ -128,6 +128,15 @@ def test_a_header_session_that_arrives_without_the_header_ends(header_app):
     assert via_proxy(client, "/", None).status_code == 302  # and it stays ended
 
 
+def test_a_header_session_used_around_the_proxy_ends(header_app):
+    client = header_app.test_client()
+    assert signed_in_as(via_proxy(client, "/", "alice")) == "alice"
+    response = client.get("/", environ_base={"REMOTE_ADDR": CLIENT})  # the cookie, straight at the gateway
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert live_sessions(header_app, "alice") == []
+    assert ledger(header_app, "auth.logout")[-1].detail == {"method": "header", "reason": "not_through_proxy"}
+
+
 def test_changed_groups_are_resynced_and_audited_hand_added_memberships_stay(header_app, users):
     with header_app.app_context():
         for name in ("ops", "dev", "audit"):

@@ -9,7 +9,7 @@ with 403 and ``access.denied_header`` (flood-capped), bearer requests included.
 From the trusted proxy, every request is checked: no session or another user's
 session signs the named user in (JIT account, group sync, ``auth.login``); the
 same user with a changed groups header is re-synced (``auth.groups_synced``);
-a header session that arrives without the header ends.  The signed cookie keeps
+a header session that arrives without the header, or from another peer, ends.  The signed cookie keeps
 a digest of the groups header, so the usual request costs no database work
 beyond loading the session.  A bearer token on the API wins over the headers:
 the token names its owner, the proxy only vouches for the browser.
@@ -71,7 +71,11 @@ def check_headers() -> Response | None:
         return None
     carried = [name for name in header_names() if name in request.headers]
     if not peer_trusted(config["AUTH_HEADER_TRUSTED_NETWORKS"]):
-        return _refuse_untrusted(carried) if carried else None
+        if carried:
+            return _refuse_untrusted(carried)
+        if SESSION_MARK in session:
+            _end_session("not_through_proxy")  # the proxy vouches for each request: its sessions live behind it
+        return None
     if _bearer_api_request():
         return None
     raw_user = request.headers.get(config["AUTH_HEADER_USER"], "").strip()
