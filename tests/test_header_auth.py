@@ -340,3 +340,22 @@ def test_the_header_check_runs_right_after_the_allowlist_and_before_csrf_and_sig
     assert hooks[:2] == [guard, check_headers]
     csrf = next(i for i, hook in enumerate(hooks) if hook.__module__.startswith("flask_wtf"))
     assert 1 < csrf < hooks.index(require_login)
+
+
+@pytest.mark.both_engines
+def test_parallel_first_requests_of_one_user_make_one_account(header_app):
+    """A browser's first page and its assets, or several tabs, reach the gateway at once before any cookie."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with header_app.app_context():
+        groups.create_group("ops")
+
+    def first_visit(_: int) -> int:
+        return via_proxy(header_app.test_client(), "/", "zed", groups="ops").status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(first_visit, range(6)))
+    assert statuses == [200] * 6
+    with header_app.app_context():
+        assert [m.group.name for m in accounts.get_user("zed").memberships] == ["ops"]
+    assert len(live_sessions(header_app, "zed")) == 6
