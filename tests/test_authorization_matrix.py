@@ -245,7 +245,13 @@ def test_the_table_covers_every_route_that_takes_a_run_or_a_command(world):
     for method, template, *_ in SURFACES.values():
         endpoint, _ = adapter.match(template.split("?")[0].format(**world.ids), method=method)
         covered.add(endpoint)
-    not_a_run_or_command = {"admin.delete_group", "admin.add_member", "admin.remove_member"}  # group names
+    not_a_run_or_command = {  # group names
+        "admin.delete_group",
+        "admin.add_member",
+        "admin.remove_member",
+        "admin.link_idp_group",
+        "admin.unlink_idp_group",
+    }
     kill_switch = {"admin.disable_command", "admin.enable_command"}  # administration, admin only, like /admin/commands
     taking = {rule.endpoint for rule in world.app.url_map.iter_rules() if rule.arguments & {"run_id", "name"}}
     assert taking - covered - not_a_run_or_command - kill_switch == set()

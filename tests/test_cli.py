@@ -243,7 +243,11 @@ def test_set_admin_keeps_the_last_active_admin(cli, app, users):
 
     result = cli("users", "list")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["admin\tstaff\tactive", "other\tstaff\tactive", "staff\tadmin\tactive"]
+    assert result.stdout.splitlines() == [
+        "admin\tstaff\tactive\tlocal",
+        "other\tstaff\tactive\tlocal",
+        "staff\tadmin\tactive\tlocal",
+    ]
     assert_chain_intact(app)
 
 

@@ -169,6 +169,38 @@ def test_allow_all_networks_alone_opens_the_allowlist(tmp_path):
     assert ipaddress.ip_address("203.0.113.9") in config["ALLOWED_NETWORKS"][0]
 
 
+@pytest.mark.parametrize("gateway_env", ["production", "development", "testing"])
+@pytest.mark.parametrize("trusted", [None, "", "0.0.0.0/0", "::/0,10.0.0.0/8"])
+def test_header_sign_in_needs_the_proxies_addresses_in_every_environment(tmp_path, gateway_env, trusted):
+    environ = production(GATEWAY_ENV=gateway_env, AUTH_METHODS="local,header", AUTH_HEADER_TRUSTED_NETWORKS=trusted)
+    assert refusal(environ, tmp_path).startswith("AUTH_HEADER_TRUSTED_NETWORKS")
+
+
+def test_header_sign_in_settings_are_parsed(tmp_path):
+    environ = production(
+        AUTH_METHODS=" Header ,local",
+        AUTH_HEADER_TRUSTED_NETWORKS="10.9.0.0/24, fd00::5",
+        AUTH_HEADER_GROUPS="X-Groups",
+    )
+    config = load_config(environ, tmp_path / "instance")
+    assert config["AUTH_METHODS"] == ("header", "local")
+    assert config["AUTH_HEADER_TRUSTED_NETWORKS"] == nets("10.9.0.0/24", "fd00::5/128")
+    assert (config["AUTH_HEADER_USER"], config["AUTH_HEADER_GROUPS"]) == ("X-Forwarded-User", "X-Groups")
+    # Off by default: the headers mean nothing, and no proxy list is asked for.
+    assert load_config(production(), tmp_path / "instance")["AUTH_METHODS"] == ("local",)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("AUTH_METHODS", "local,saml"), ("AUTH_METHODS", ","), ("AUTH_HEADER_USER", "X User"),
+     ("AUTH_HEADER_GROUPS", "X-Groups:"), ("AUTH_HEADER_TRUSTED_NETWORKS", "10.9.0.0/33")],
+)  # fmt: skip
+def test_malformed_header_sign_in_settings_refuse_naming_the_setting(tmp_path, setting, value):
+    environ = production(AUTH_METHODS="header", AUTH_HEADER_TRUSTED_NETWORKS="10.9.0.5")
+    environ[setting] = value
+    assert refusal(environ, tmp_path).startswith(setting)
+
+
 @pytest.mark.parametrize("setting", ["ALLOWED_NETWORKS", "HEALTH_ALLOWED_NETWORKS", "METRICS_ALLOWED_NETWORKS"])
 @pytest.mark.parametrize("value", ["10.0.0.0/33", "banana", "10.0.0.1/8", "2001:db8::1/32", "10.0.0.0/8,nope", ","])
 def test_malformed_network_refuses_naming_the_setting(tmp_path, setting, value):

@@ -77,7 +77,7 @@ def test_groups_and_grants(cli, make_app, users):
     ok(cli("grants", "add", "ops", "hello"))
     refused = cli("grants", "add", "ops", "no-such-command")
     assert refused.returncode != 0 and "command:" in refused.stderr
-    assert ok(cli("groups", "list")).stdout.splitlines() == ["ops\tstaff"]
+    assert ok(cli("groups", "list")).stdout.splitlines() == ["ops\tstaff\t[]"]
     assert ok(cli("grants", "list")).stdout.splitlines() == ["ops\thello"]
 
     # A grant whose command left the catalogue is shown as stale, not crashed on.
@@ -238,7 +238,7 @@ def test_demo_sets_up_groups_grants_and_the_data_source(cli, tmp_path):
     grants = ok(cli("grants", "list", extra=environ)).stdout.splitlines()
     assert "staff\ttask-status" in grants and "staff\tuptime" in grants
     assert "staff\tprocess-list" not in grants  # admins only
-    assert ok(cli("groups", "list", extra=environ)).stdout.splitlines() == ["staff\tstaff"]
+    assert ok(cli("groups", "list", extra=environ)).stdout.splitlines() == ["staff\tstaff\t[]"]
     ops_db = tmp_path / "instance" / "demo-ops.db"
     import sqlite3
 

@@ -120,6 +120,25 @@ def test_refused_address_gets_the_bare_403_on_every_route_even_with_an_admin_ses
     assert client.get("/admin/users").status_code == 200  # from loopback the same session still works
 
 
+def test_identity_headers_from_an_untrusted_peer_are_refused_on_every_route(make_app, users):
+    """Header sign-in on: from a peer outside the proxies' list the headers are refused everywhere but the probes."""
+    app = make_app(AUTH_METHODS="local,header", AUTH_HEADER_TRUSTED_NETWORKS="10.9.0.0/24")
+    client = app.test_client()
+    assert login_response(client, "admin", users["admin"].password).status_code == 302
+    csrf = csrf_token_from(client.get("/account").get_data(as_text=True))
+    before = events(app)[-1].seq
+    for method, url, endpoint in sweep(app):
+        data = {"csrf_token": csrf} if method == "POST" else None
+        response = client.open(url, method=method, data=data, headers={"X-Forwarded-User": "admin"})
+        if endpoint in HEALTH_ENDPOINTS:
+            assert response.status_code in (200, 503), f"{method} {url} -> {response.status_code}"
+            continue
+        assert response.status_code == 403, f"{method} {url} with the user header -> {response.status_code}"
+        assert "Set-Cookie" not in response.headers, f"{method} {url}: the session was touched"
+    assert {event.event for event in events(app) if event.seq > before} <= {"access.denied_header", "audit.suppressed"}
+    assert client.get("/admin/users").status_code == 200  # without the header the admin's session still works
+
+
 def test_probes_follow_their_own_list(make_app):
     app = make_app(ALLOWED_NETWORKS=LOOPBACK, HEALTH_ALLOWED_NETWORKS="10.66.0.0/16")
     client = app.test_client()
@@ -260,7 +279,13 @@ QUERY_ARGS = {
 }
 # Path values that reach the views' code when nothing hostile is in them.
 REAL_NAMES = {"web.tile": "uptime", "web.tile_refresh": "uptime", "admin.audit_export_view": "csv"}
-GROUP_ENDPOINTS = ("admin.delete_group", "admin.add_member", "admin.remove_member")
+GROUP_ENDPOINTS = (
+    "admin.delete_group",
+    "admin.add_member",
+    "admin.remove_member",
+    "admin.link_idp_group",
+    "admin.unlink_idp_group",
+)
 
 
 @pytest.fixture

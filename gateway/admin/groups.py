@@ -1,4 +1,4 @@
-"""/admin/groups (create, delete, members) and /admin/permissions (the groups x commands matrix).
+"""/admin/groups (create, delete, members, IdP group links) and /admin/permissions (the groups x commands matrix).
 
 A matrix cell is a POST form of its own, so a click grants or revokes one
 command for one group without JavaScript. Grants naming commands that left
@@ -11,14 +11,14 @@ from collections.abc import Iterable
 from itertools import groupby
 from typing import Any
 
-from flask import render_template, request
+from flask import current_app, render_template, request
 from werkzeug.wrappers import Response
 
 from gateway.admin.blueprint import bp
 from gateway.admin.shared import audited, back, problem_text
 from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
-from gateway.identity import accounts
+from gateway.identity import accounts, idp_links
 from gateway.identity import groups as group_service
 
 
@@ -28,6 +28,9 @@ def groups() -> str:
         "admin/groups.html",
         groups=group_service.list_groups(),
         usernames=[user.username for user in accounts.list_users()],
+        idp_links=idp_links.links_by_group(),
+        external_sign_in=any(method in current_app.config["AUTH_METHODS"] for method in ("oidc", "header")),
+        groups_by_name=current_app.config["OIDC_GROUPS_BY_NAME"],
     )
 
 
@@ -71,6 +74,42 @@ def remove_member(name: str) -> Response:
     except accounts.AccountError as exc:
         return back("admin.groups", problem_text(exc))
     return back("admin.groups", f"Removed {username} from {name}." if removed else f"{username} was not in {name}.")
+
+
+# The form's field as the page labels it, for errors that name the field.
+FIELD_LABELS = {"idp_group": "IdP group name", "group": "Group"}
+
+
+def field_problem(exc: accounts.AccountError) -> str:
+    """A service error as ``<field label>: <problem>.``, so the admin sees which input was wrong."""
+    field, _, problem = str(exc).partition(": ")
+    label = FIELD_LABELS.get(field)
+    if not problem or label is None:
+        return problem_text(exc)
+    return f"{label}: {problem}{'' if problem.endswith('.') else '.'}"
+
+
+@bp.route("/groups/<name:name>/idp-links", methods=["POST"])
+def link_idp_group(name: str) -> Response:
+    """Members of ``idp_group`` at the identity provider become members of this group at their next sign-in."""
+    idp_group = request.form.get("idp_group", "")
+    try:
+        linked = idp_links.link(name, idp_group, **audited())
+    except accounts.AccountError as exc:
+        return back("admin.groups", field_problem(exc))
+    shown = idp_group.strip()
+    return back("admin.groups", f"Linked {shown} to {name}." if linked else f"{shown} was already linked to {name}.")
+
+
+@bp.route("/groups/<name:name>/idp-links/remove", methods=["POST"])
+def unlink_idp_group(name: str) -> Response:
+    idp_group = request.form.get("idp_group", "")
+    try:
+        unlinked = idp_links.unlink(name, idp_group, **audited())
+    except accounts.AccountError as exc:
+        return back("admin.groups", field_problem(exc))
+    shown = idp_group[: idp_links.MAX_IDP_GROUP_LENGTH]
+    return back("admin.groups", f"Unlinked {shown} from {name}." if unlinked else f"{shown} was not linked to {name}.")
 
 
 def by_category(commands: Iterable[Command]) -> list[tuple[str, list[Command]]]:

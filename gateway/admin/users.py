@@ -52,6 +52,10 @@ def _groups_by_user() -> dict[int, list[str]]:
     return out
 
 
+# How each account signs in, as the users page says it.
+SOURCE_NAMES = {"local": "local (password)", "oidc": "oidc (single sign-on)", "header": "header (sign-in proxy)"}
+
+
 def render_users(
     *,
     error: str | None = None,
@@ -67,6 +71,7 @@ def render_users(
         "now": utcnow(),
         "error": error,
         "form": form or {},
+        "source_names": SOURCE_NAMES,
     }
     # Taken last: a one-time secret is consumed only once nothing else on the page can still fail.
     page = render_template(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 from flask.cli import with_appcontext
 
 from gateway.catalogue.switches import current_catalogue
 from gateway.cli.common import fail, operator_actor
-from gateway.identity import groups
+from gateway.identity import groups, idp_links
 from gateway.identity.accounts import AccountError
 
 
@@ -32,10 +34,37 @@ def create(name: str, description: str) -> None:
 @groups_group.command("list")
 @with_appcontext
 def list_groups() -> None:
-    """List groups with their members."""
+    """List groups: name, members, linked IdP groups (a JSON list: IdP names may hold commas)."""
+    links = idp_links.links_by_group()
     for group in groups.list_groups():
         members = ",".join(sorted(member.user.username for member in group.members))
-        click.echo(f"{group.name}\t{members}")
+        click.echo(f"{group.name}\t{members}\t{json.dumps(links.get(group.name, []), ensure_ascii=False)}")
+
+
+@groups_group.command("link-idp")
+@click.argument("group")
+@click.argument("idp_group")
+@with_appcontext
+def link_idp(group: str, idp_group: str) -> None:
+    """Map the identity provider's IDP_GROUP (e.g. /ops/admins or an object id) to GROUP."""
+    try:
+        linked = idp_links.link(group, idp_group, actor=operator_actor())
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"{idp_group.strip()} {'linked to' if linked else 'was already linked to'} {group}", err=True)
+
+
+@groups_group.command("unlink-idp")
+@click.argument("group")
+@click.argument("idp_group")
+@with_appcontext
+def unlink_idp(group: str, idp_group: str) -> None:
+    """Remove the link from the identity provider's IDP_GROUP to GROUP (memberships follow at the next sign-in)."""
+    try:
+        unlinked = idp_links.unlink(group, idp_group, actor=operator_actor())
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"{idp_group} {'unlinked from' if unlinked else 'was not linked to'} {group}", err=True)
 
 
 @groups_group.command("add-member")

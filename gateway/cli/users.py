@@ -100,8 +100,12 @@ def set_admin(name: str, state: str) -> None:
 @users_group.command("list")
 @with_appcontext
 def list_users() -> None:
-    """List users: name, role, state (``invited``: created through an invite link, no password yet)."""
+    """List users: name, role, state (``invited``: created through an invite link, no password yet), source.
+
+    The source says how the account signs in: ``local`` (password), ``oidc`` or ``header``.
+    """
     for user in accounts.list_users():
         role = "admin" if user.is_admin else "staff"
-        state = "disabled" if not user.active else "invited" if user.password_hash is None else "active"
-        click.echo(f"{user.username}\t{role}\t{state}")
+        invited = user.source == "local" and user.password_hash is None
+        state = "disabled" if not user.active else "invited" if invited else "active"
+        click.echo(f"{user.username}\t{role}\t{state}\t{user.source}")

@@ -1,7 +1,8 @@
 """Identity: who the caller is. Accounts, passwords, sign-in, sessions, lockout, invites, API tokens, user groups.
 
-The sign-in gate every page passes is here (``require_login``); the bearer-token
-gate of the API is ``api.auth``. Revocation has one entry,
+The sign-in gate every page passes is here (``require_login``), and ahead of it
+the trusted proxy's header sign-in (``header_auth``); the bearer-token gate of the
+API is ``api.auth``. Revocation has one entry,
 ``accounts.revoke_access``: a password reset or change and disabling a user end
 every session and API token in the same commit. May import: ``platform``, ``db``,
 ``audit``; never ``runs`` or the delivery layer.
@@ -41,11 +42,15 @@ def require_login() -> Response | None:
 
 
 def init_app(app: Flask) -> None:
-    from gateway.identity import invite  # noqa: F401 - registers /invite on bp (imported late: it needs gateway.accounts)
+    from gateway.identity import (
+        header_auth,
+        invite,  # noqa: F401 - registers /invite on bp (imported late: it needs gateway.accounts)
+    )
 
     login_manager.init_app(app)
     login_manager.session_protection = None  # server-side records do this job (see sessions.py)
     login_manager.login_view = "auth.login"
     login_manager.user_loader(sessions.load_user)
     app.register_blueprint(bp)
+    header_auth.init_app(app)  # right after the network allowlist: the proxy's user is settled before anything else
     app.before_request(require_login)

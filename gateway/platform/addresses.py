@@ -3,7 +3,9 @@
 ``request.remote_addr`` is the address after ProxyFix, which ``gateway.access.netguard``
 installs only when ``TRUSTED_PROXY_COUNT`` > 0 (then honouring exactly that many
 X-Forwarded-For hops).  The allowlist, the rate limiter's key, the audit ledger and
-the views all read it here, so none of them imports another for it.
+the views all read it here, so none of them imports another for it.  ``peer_address``
+is the one exception: the socket's own peer, for the single question where a value
+from X-Forwarded-For must never count (is this the trusted identity proxy?).
 """
 
 from __future__ import annotations
@@ -29,4 +31,21 @@ def parse_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
 def client_address() -> str:
     """The caller's address as the gateway trusts it (empty when there is none)."""
     address = parse_address(request.remote_addr)
+    return "" if address is None else str(address)
+
+
+# Where ProxyFix keeps the environ values it rewrote (werkzeug documents the key).
+PROXY_FIX_ORIGINAL = "werkzeug.proxy_fix.orig"
+
+
+def peer_address() -> str:
+    """The TCP peer as the socket gave it, before ProxyFix applied ``TRUSTED_PROXY_COUNT`` (empty when none).
+
+    Header sign-in trusts the proxy that is connected to us, never an address a
+    client wrote into X-Forwarded-For, so this reads ``REMOTE_ADDR`` as it was
+    before any rewrite.
+    """
+    original = request.environ.get(PROXY_FIX_ORIGINAL)
+    raw = original.get("REMOTE_ADDR") if isinstance(original, dict) else request.environ.get("REMOTE_ADDR")
+    address = parse_address(raw if isinstance(raw, str) else None)
     return "" if address is None else str(address)
