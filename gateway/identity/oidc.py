@@ -101,6 +101,7 @@ class OidcClient:
         self._lock = threading.Lock()
         self._metadata: tuple[float, Metadata] | None = None
         self._keys: _KeyCache | None = None
+        self._authorizer: tuple[Metadata, OAuth2Session] | None = None
         self.jwks_fetches = 0
         self.idp_seconds = 0.0  # time spent waiting on the IdP, for the bench
 
@@ -219,10 +220,13 @@ class OidcClient:
         extra: dict[str, Any] = {"nonce": nonce}
         if max_age is not None:
             extra["max_age"] = str(max_age)
-        with self._session(metadata) as client:
-            url, _ = client.create_authorization_url(
-                metadata.authorization_endpoint, state=state, code_verifier=code_verifier, **extra
-            )
+        authorizer = self._authorizer
+        if authorizer is None or authorizer[0] is not metadata:
+            # Building the URL sends nothing; one session serves every start (it only reads its settings).
+            authorizer = self._authorizer = (metadata, self._session(metadata))
+        url, _ = authorizer[1].create_authorization_url(
+            metadata.authorization_endpoint, state=state, code_verifier=code_verifier, **extra
+        )
         return url
 
     def redeem(self, code: str, code_verifier: str) -> dict[str, Any]:
