@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -140,18 +141,20 @@ def path_of(url: str) -> str:
     return parts.path + ("?" + parts.query if parts.query else "")
 
 
-@pytest.fixture(scope="session")
-def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
-    node = shutil.which("node")
-    if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        reason = "the test OpenID provider is not installed (make test runs npm ci --prefix tests/oidc_provider)"
-        if REQUIRE_OIDC:
-            pytest.fail(f"GATEWAY_TEST_REQUIRE_OIDC=1 but {reason}")
-        pytest.skip(reason)
-    config = tmp_path_factory.mktemp("oidc-provider") / "provider.json"
+def provider_missing() -> str | None:
+    """Why the test provider cannot start here, or None."""
+    if shutil.which("node") is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+        return "the test OpenID provider is not installed (make test runs npm ci --prefix tests/oidc_provider)"
+    return None
+
+
+@contextmanager
+def running_provider(directory: Path) -> Iterator[Idp]:
+    """Start ``server.mjs`` on a free port (its settings file in ``directory``) and stop it afterwards."""
+    config = directory / "provider.json"
     config.write_text(json.dumps({"accounts": ACCOUNTS, "clients": client_registration([GATEWAY_BASE])}))
     process = subprocess.Popen(
-        [node, str(PROVIDER_DIR / "server.mjs")],
+        [shutil.which("node") or "node", str(PROVIDER_DIR / "server.mjs")],
         cwd=PROVIDER_DIR,
         env={**os.environ, "PROVIDER_CONFIG": str(config), "NODE_ENV": "test"},
         stdout=subprocess.PIPE,
@@ -159,9 +162,10 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         text=True,
     )
     try:
-        assert process.stdout is not None
+        stdout = process.stdout
+        assert stdout is not None
         ready: list[str] = []
-        reader = threading.Thread(target=lambda: ready.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(target=lambda: ready.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout=20)
         if not ready or not ready[0].startswith("READY "):
@@ -174,3 +178,14 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
+    reason = provider_missing()
+    if reason is not None:
+        if REQUIRE_OIDC:
+            pytest.fail(f"GATEWAY_TEST_REQUIRE_OIDC=1 but {reason}")
+        pytest.skip(reason)
+    with running_provider(tmp_path_factory.mktemp("oidc-provider")) as provider:
+        yield provider
