@@ -44,7 +44,8 @@ PASSWORDS = {"admin": "admin-password-123", "staff": "staff-password-123", "othe
 CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
 
 
-pytest_plugins = ["pytester"]  # tests/test_no_500_guard.py runs the guard below on a test of its own
+# pytester: tests/test_no_500_guard.py runs the guard below on a test of its own; oidc_idp: the test OpenID provider.
+pytest_plugins = ["pytester", "tests.oidc_idp"]
 
 
 # --- no 500s ---------------------------------------------------------------------------

@@ -255,3 +255,31 @@ def test_the_table_covers_every_route_that_takes_a_run_or_a_command(world):
     kill_switch = {"admin.disable_command", "admin.enable_command"}  # administration, admin only, like /admin/commands
     taking = {rule.endpoint for rule in world.app.url_map.iter_rules() if rule.arguments & {"run_id", "name"}}
     assert taking - covered - not_a_run_or_command - kill_switch == set()
+
+
+def test_the_oidc_sign_in_routes_decide_nothing_about_runs_or_commands(make_app, users, idp):
+    """/login/oidc and its callback are the same door for every actor: they never show or grant a run or a command.
+
+    Signed-in users starting a sign-in go where ``next`` says (the page there
+    decides, as in the table above); anyone else goes to the IdP; a callback
+    that answers no sign-in this browser started is refused alike.
+    """
+    app = make_app(**idp.settings())
+    answers = {}
+    for actor in ("anonymous", "staff", "admin", "disabled"):
+        web = app.test_client()
+        if actor != "anonymous":
+            seed_session(app, web, users["admin" if actor == "admin" else "other"].id)
+        if actor == "disabled":
+            with app.app_context():
+                accounts.set_active(accounts.get_user("other"), False, actor={"id": None, "name": "cli:test"})
+        start = web.get("/login/oidc?next=/admin/users")
+        callback = web.get("/login/oidc/callback?code=x&state=y")
+        to_idp = start.status_code == 302 and start.headers["Location"].startswith(idp.issuer)
+        answers[actor] = ("idp" if to_idp else start.headers.get("Location"), callback.status_code)
+    assert answers == {
+        "anonymous": ("idp", 400),
+        "staff": ("/admin/users", 400),  # and /admin/users itself answers staff 404, as everywhere
+        "admin": ("/admin/users", 400),
+        "disabled": ("idp", 400),
+    }

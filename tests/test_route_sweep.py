@@ -32,8 +32,11 @@ pytestmark = pytest.mark.both_engines  # the hostile-input route sweep: every ro
 
 # Everything else needs a signed-in user. Adding to this set is a security review, not a refactor.
 PUBLIC_ENDPOINTS = frozenset(
-    {"auth.login", "auth.invite", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
-)
+    {
+        "auth.login", "auth.invite", "auth.oidc_login", "auth.oidc_callback",
+        "static", "health.livez", "health.healthz", "health.readyz", "health.metrics",
+    }
+)  # fmt: skip
 HEALTH_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz", "health.metrics"})
 OUTSIDE = {"REMOTE_ADDR": "10.66.0.1"}
 LOOPBACK = "127.0.0.0/8,::1/128"
@@ -276,6 +279,8 @@ QUERY_ARGS = {
     "shell2http.command": ("key", "wait"),
     "shell2http.delete": ("key",),
     "health.readyz": ("verbose",),
+    "auth.oidc_login": ("next", "max_age"),
+    "auth.oidc_callback": ("state", "code", "error", "iss"),
 }
 # Path values that reach the views' code when nothing hostile is in them.
 REAL_NAMES = {"web.tile": "uptime", "web.tile_refresh": "uptime", "admin.audit_export_view": "csv"}
@@ -376,3 +381,24 @@ def test_every_query_argument_the_code_reads_is_swept():
     read |= {field.name for field in fields(AuditFilter)}
     swept = {arg for args in QUERY_ARGS.values() for arg in args}
     assert read - swept == set()
+
+
+def test_hostile_input_to_the_oidc_routes_never_answers_500(make_app, idp):
+    """The sign-in routes with OIDC on (the sweep above runs with it off): anonymous, with and without a pending state."""
+    app = make_app(**idp.settings())
+    calls = [
+        f"/login/oidc/callback?{arg}={raw}" for arg in QUERY_ARGS["auth.oidc_callback"] for raw in HOSTILE.values()
+    ]
+    calls += [f"/login/oidc?{arg}={raw}" for arg in QUERY_ARGS["auth.oidc_login"] for raw in HOSTILE.values()]
+    for pending in (False, True):
+        client = app.test_client()
+        for url in calls:
+            if pending:
+                assert client.get("/login/oidc").status_code == 302
+            response = client.get(url)
+            assert response.status_code in (302, 400, 401), f"{url[:80]} -> {response.status_code}"
+    with app.app_context():
+        outcomes = {
+            e.outcome for e in db.session.scalars(select(AuditEvent).where(AuditEvent.event == "auth.login_failed"))
+        }
+    assert outcomes <= {"bad_state", "idp_error", "code_rejected"} and "bad_state" in outcomes

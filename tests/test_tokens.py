@@ -138,7 +138,7 @@ def test_a_session_alone_cannot_mint_a_token(app, users, login):
         assert tokens.tokens_of(accounts.get_user("staff")) == []
     failures = ledger(app, "auth.login_failed", "token.created")
     assert [(row.event, row.outcome, row.actor_name, row.detail) for row in failures] == [
-        ("auth.login_failed", "invalid", "staff", {"via": "token_create"})
+        ("auth.login_failed", "invalid", "staff", {"method": "local", "via": "token_create"})
     ] * 3
     assert "not-my-password-1" not in repr([(row.params, row.detail) for row in failures])
 

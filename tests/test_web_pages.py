@@ -526,7 +526,7 @@ def test_guessing_the_current_password_counts_toward_the_sign_in_lock(make_app, 
         ).all()
     failed = [row for row in rows if row.event == "auth.login_failed"]
     assert [row.outcome for row in failed][:4] == ["invalid", "invalid", "invalid", "locked"]
-    assert all(row.detail == {"via": "password_change"} for row in failed[:4])
+    assert all(row.detail == {"method": "local", "via": "password_change"} for row in failed[:4])
     assert [row.actor_name for row in rows if row.event == "auth.locked"] == ["staff"]
     assert all("a-wrong-guess" not in str(row.detail) for row in rows)
 

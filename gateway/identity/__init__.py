@@ -20,9 +20,13 @@ from gateway.platform.extensions import login_manager
 
 # Endpoints reachable without signing in. Everything else needs a user.
 # auth.invite: a user with an invite link has no password yet (the link's token is the credential).
+# auth.oidc_login / auth.oidc_callback: the OIDC flow is how an anonymous browser signs in.
 PUBLIC_ENDPOINTS = frozenset(
-    {"auth.login", "auth.invite", "static", "health.livez", "health.healthz", "health.readyz", "health.metrics"}
-)
+    {
+        "auth.login", "auth.invite", "auth.oidc_login", "auth.oidc_callback",
+        "static", "health.livez", "health.healthz", "health.readyz", "health.metrics",
+    }
+)  # fmt: skip
 
 
 def require_login() -> Response | None:
@@ -42,10 +46,9 @@ def require_login() -> Response | None:
 
 
 def init_app(app: Flask) -> None:
-    from gateway.identity import (
-        header_auth,
-        invite,  # noqa: F401 - registers /invite on bp (imported late: it needs gateway.accounts)
-    )
+    # Imported late, for their routes and hooks: /invite needs gateway.accounts; /login/oidc and its
+    # callback; header_auth is the trusted proxy's hook.
+    from gateway.identity import header_auth, invite, oidc_views  # noqa: F401
 
     login_manager.init_app(app)
     login_manager.session_protection = None  # server-side records do this job (see sessions.py)

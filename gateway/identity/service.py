@@ -100,7 +100,9 @@ def confirm_password(user: User, password: str, *, via: str) -> Confirmation:
     """
     locked = throttle.locked_until(user.username)
     if locked is not None:
-        audit.record_capped("auth.login_failed", actor=user.actor(), outcome="locked", detail={"via": via})
+        audit.record_capped(
+            "auth.login_failed", actor=user.actor(), outcome="locked", detail={"method": "local", "via": via}
+        )
         return Confirmation(ok=False, locked_until=locked)
     if verify_password(user.password_hash, password):
         return Confirmation(ok=True)

@@ -1,10 +1,14 @@
 """The account page: change my password, manage my API tokens (a new token is shown once).
 
 Changing the password and creating a token both ask for the current
-password. Guessing it here is as limited as guessing it at sign-in: the same
-per-address and per-name rate limit, and each wrong guess counts toward the
-same per-name lock (``gateway.identity.service.confirm_password``); while the
-name is locked the check is not even made. A new token is shown after a redirect
+password; for a token, an OIDC user is asked instead for a sign-in younger
+than ten minutes ("sign in again" runs the flow with ``max_age=0``) and a
+trusted-header session for nothing (the proxy authenticates every request):
+``gateway.identity.oidc_views.confirmation_for_tokens``. Guessing the
+password here is as limited as guessing it at sign-in: the same per-address
+and per-name rate limit, and each wrong guess counts toward the same per-name
+lock (``gateway.identity.service.confirm_password``); while the name is
+locked the check is not even made. A new token is shown after a redirect
 (``gateway.platform.reveal``), so refreshing the page does not create another.
 """
 
@@ -15,7 +19,7 @@ import math
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway.identity import accounts, service, tokens
+from gateway.identity import accounts, oidc_views, service, tokens
 from gateway.identity.passwords import password_problem
 from gateway.identity.views import LOCKED_MESSAGE, _address_key, _login_limit
 from gateway.platform import reveal
@@ -27,6 +31,7 @@ from gateway.web.shared import me
 
 EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "never": None}
 TOKEN_REVEAL = "account-token"  # nosec B105  # the name of a reveal slot, not a token
+SIGN_IN_AGAIN_MESSAGE = "Creating a token needs a sign-in from the last 10 minutes: sign in again first."
 
 
 def _actor() -> dict[str, object]:
@@ -47,6 +52,9 @@ def render_account(
         token_errors=token_errors or {},
         new_token=reveal.take(TOKEN_REVEAL),
         expiry_choices=EXPIRY_CHOICES,
+        token_confirmation=oidc_views.confirmation_for_tokens(me()),
+        signed_in_recently=oidc_views.signed_in_recently(),
+        sign_in_again_url=oidc_views.sign_in_again_url(url_for("web.account")),
     )
     return page, status, headers or {}
 
@@ -140,10 +148,14 @@ def create_token() -> Response | tuple[str, int, dict[str, str]]:
         return render_account(
             token_errors={"name": "Give the token a name, so you can recognise it later."}, status=400
         )
-    refused = _confirm_current("token_create")
-    if refused is not None:
-        message, status, headers = refused
-        return render_account(token_errors={CURRENT: message}, status=status, headers=headers)
+    confirmation = oidc_views.confirmation_for_tokens(me())
+    if confirmation == "password":
+        refused = _confirm_current("token_create")
+        if refused is not None:
+            message, status, headers = refused
+            return render_account(token_errors={CURRENT: message}, status=status, headers=headers)
+    elif confirmation == "recent_sign_in" and not oidc_views.signed_in_recently():
+        return render_account(token_errors={"sign_in": SIGN_IN_AGAIN_MESSAGE}, status=403)
     try:
         issued = tokens.create_token(
             me(), name=name, expires_days=EXPIRY_CHOICES[expiry], actor=_actor(),
