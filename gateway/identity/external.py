@@ -12,13 +12,16 @@ the ``auth.login_failed`` event names.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from flask import current_app, request
 from flask_login import login_user
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -29,7 +32,11 @@ from gateway.identity.idp_links import gateway_groups_for
 from gateway.identity.usernames import normalise_username
 from gateway.platform.addresses import client_address
 
+log = logging.getLogger("gateway.identity.external")
 Method = Literal["oidc", "header"]
+# A browser's first page and its assets, or several tabs, arrive together before any cookie: their sign-ins race.
+RACE_ATTEMPTS = 3
+T = TypeVar("T")
 # IdP usernames may be e-mail addresses; still a plain alphabet (no look-alikes, no '/'), at most 100 characters.
 EXTERNAL_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,99}$")
 # The issuer recorded for header accounts: the proxy vouches for the name, which is therefore the subject.
@@ -69,8 +76,26 @@ def external_username(raw: str | None) -> str:
     return name
 
 
+def settle_race(step: Callable[[], T]) -> T:
+    """Run a sign-in or re-sync again when a parallel request of the same user wrote the same rows first.
+
+    The unique constraints (one account per identity and per name, one membership
+    per group) make the loser fail; its next attempt finds the winner's rows.
+    """
+    for _ in range(RACE_ATTEMPTS - 1):
+        try:
+            return step()
+        except IntegrityError:
+            log.info("a parallel request signed the same user in first; trying again")
+    return step()
+
+
 def sign_in(identity: ExternalIdentity) -> User:
     """Find or create the bound account, sync its groups, start its session and audit ``auth.login``."""
+    return settle_race(lambda: _sign_in_once(identity))
+
+
+def _sign_in_once(identity: ExternalIdentity) -> User:
     with write_transaction() as tx:
         user = _account(tx, identity)
         if not user.active:

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Flask, current_app, g, request, session
 from flask_login import current_user, logout_user
-from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from config import Network
@@ -45,23 +43,6 @@ SESSION_MARK = "header_groups"
 NO_IDENTITY_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz", "health.metrics"})
 API_PREFIXES = ("/api/", "/shell2http/")
 UNTRUSTED_MESSAGE = "Identity headers are accepted only from the trusted sign-in proxy."
-# A browser's first page and its assets, or several tabs, arrive together before any cookie: their sign-ins race.
-RACE_ATTEMPTS = 3
-T = TypeVar("T")
-
-
-def _settled(step: Callable[[], T]) -> T:
-    """Run a sign-in or re-sync again when a parallel request of the same user wrote the same rows first.
-
-    The unique constraints (one account per identity and per name, one membership
-    per group) make the loser fail; its next attempt finds the winner's rows.
-    """
-    for _ in range(RACE_ATTEMPTS - 1):
-        try:
-            return step()
-        except IntegrityError:
-            log.info("a parallel request signed the same user in first; trying again")
-    return step()
 
 
 def header_names() -> tuple[str, ...]:
@@ -131,13 +112,13 @@ def _follow(raw_user: str, groups_value: str | None) -> Response | None:
     user = current_user._get_current_object() if current_user.is_authenticated else None
     if _same_header_user(user, subject) and SESSION_MARK in session:
         if session[SESSION_MARK] != digest:
-            _settled(lambda: _resync(user, identity))
+            external.settle_race(lambda: _resync(user, identity))
             session[SESSION_MARK] = digest
         return None
     if user is not None:
         _audit_replaced(user)
     try:
-        _settled(lambda: external.sign_in(identity))
+        external.sign_in(identity)
     except external.SignInRefused as refused:
         return _refuse_sign_in(refused)
     session[SESSION_MARK] = digest
