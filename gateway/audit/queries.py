@@ -216,6 +216,7 @@ def known_events() -> list[str]:
             "run.cache_hit", "admin.user_created", "admin.user_updated", "admin.group_created",
             "admin.group_deleted", "admin.group_member_added", "admin.group_member_removed", "admin.grant_added",
             "admin.grant_removed", "admin.command_disabled", "admin.command_enabled", "token.created",
-            "token.revoked", "audit.pruned", "audit.suppressed", "audit.verified",
+            "token.revoked", "audit.pruned", "audit.suppressed", "audit.verified", "auth.mfa_enrolled",
+            "auth.mfa_failed", "auth.mfa_recovery_used", "admin.mfa_reset",
         }
     )  # fmt: skip

@@ -48,6 +48,8 @@ def login() -> Response | str | tuple[str, int]:
     if result.user is None:
         message = LOCKED_MESSAGE if result.failure is service.LoginFailure.LOCKED else INVALID_MESSAGE
         return render_template("login.html", form=form, next=target, error=message), 401
+    if result.mfa_pending:
+        return redirect(url_for("auth.login_mfa", next=target))
     return redirect(target)
 
 
