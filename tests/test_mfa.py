@@ -321,3 +321,29 @@ def test_codes_still_work_after_a_secret_key_rotation_that_keeps_the_old_key(mak
     # Accepting the code resealed the secret under the new key: the old one can now be dropped.
     client = half_signed_in(dropped, "staff")
     assert second_step(client, code_at(secret, 1)).status_code == 302
+
+
+# --- passkeys over HTTP (the browser test registers and uses a real one) --------------------------------
+
+
+def test_passkey_challenges_name_the_public_address_and_a_forged_answer_counts_as_a_failure(make_app, users):
+    app = make_app(MFA_REQUIRED="none", PUBLIC_BASE_URL="https://ops.example.com/gw")
+    client = app.test_client()
+    seed_session(app, client, users["staff"].id)
+    csrf = csrf_token_from(client.get("/account/mfa").get_data(as_text=True))
+    options = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).get_json()
+    assert options["rp"] == {"id": "ops.example.com", "name": "Ops Gateway"}  # never the request's Host
+    assert options["user"]["name"] == "staff" and len(options["challenge"]) >= 43
+    forged = post_form(client, "/account/mfa", "/account/mfa/passkeys", {"name": "k", "credential": '{"id": "x"}'})
+    assert forged.status_code == 400 and "could not be verified" in forged.get_data(as_text=True)
+    replayed = post_form(client, "/account/mfa", "/account/mfa/passkeys", {"name": "k", "credential": '{"id": "x"}'})
+    assert "expired" in replayed.get_data(as_text=True)  # a challenge answers one ceremony
+
+    secret, _ = enrol(app, users["staff"].id)
+    half = half_signed_in(app, "staff")
+    csrf = csrf_token_from(half.get("/login/mfa").get_data(as_text=True))
+    assert half.post("/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).status_code == 404  # has none
+    refused = post_form(half, "/login/mfa", "/login/mfa/passkey", {"credential": '{"id": "x"}'})
+    assert refused.status_code == 401 and "passkey was not accepted" in refused.get_data(as_text=True)
+    assert events(app, "auth.mfa_failed")[-1].detail == {"method": "local", "factor": "passkey"}
+    assert second_step(half, code_at(secret, 0)).status_code == 302

@@ -217,6 +217,6 @@ def known_events() -> list[str]:
             "admin.group_deleted", "admin.group_member_added", "admin.group_member_removed", "admin.grant_added",
             "admin.grant_removed", "admin.command_disabled", "admin.command_enabled", "token.created",
             "token.revoked", "audit.pruned", "audit.suppressed", "audit.verified", "auth.mfa_enrolled",
-            "auth.mfa_failed", "auth.mfa_recovery_used", "admin.mfa_reset",
+            "auth.mfa_failed", "auth.mfa_recovery_used", "auth.mfa_removed", "admin.mfa_reset",
         }
     )  # fmt: skip

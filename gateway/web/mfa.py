@@ -1,4 +1,4 @@
-"""/account/mfa: set up an authenticator app (TOTP), see and renew recovery codes, manage passkeys.
+"""/account/mfa: set up an authenticator app (TOTP), see and renew recovery codes, register/name/remove passkeys.
 
 The QR code is drawn here (``segno``, inline SVG); nothing about the secret
 leaves the gateway. New recovery codes are shown once, after a redirect
@@ -8,11 +8,11 @@ counted like sign-in: a stolen session alone cannot mint codes that outlive it.
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from gateway.identity import service
-from gateway.identity.mfa import factors, totp
+from gateway.identity.mfa import factors, passkeys, totp
 from gateway.identity.views import LOCKED_MESSAGE, _address_key, _login_limit
 from gateway.platform import reveal
 from gateway.platform.addresses import client_address
@@ -37,6 +37,7 @@ def render_mfa(errors: dict[str, str] | None = None, status: int = 200) -> tuple
         status=factors.status(user.id),
         enrolment=totp.pending_enrolment(user) if factors.can_enrol(user) else None,
         recovery_codes=shown.split() if shown else [],
+        passkeys=passkeys.passkeys_of(user.id),
         errors=errors or {},
     )
     return page, status
@@ -105,3 +106,47 @@ def mfa_recovery_codes() -> Response | tuple[str, int]:
     if not confirmation.ok:
         return render_mfa({"recovery": "This is not your current password."}, 400)
     return _show_codes(factors.new_recovery_codes(user, **_fields()))
+
+
+@bp.route("/account/mfa/passkeys/options", methods=["POST"])
+def passkey_register_options() -> Response:
+    """The challenge for ``navigator.credentials.create`` (JSON; the page's script asks for it)."""
+    if not factors.can_enrol(me()):
+        response = jsonify(error={"code": "forbidden", "message": "Your identity provider asks for it.", "details": {}})
+        response.status_code = 403
+        return response
+    return Response(passkeys.registration_options(me()), mimetype="application/json")
+
+
+@bp.route("/account/mfa/passkeys", methods=["POST"])
+def passkey_register() -> Response | tuple[str, int]:
+    """Keep the passkey the browser just made (its answer to the challenge above), under the name typed."""
+    refused = _not_here()
+    if refused is not None:
+        return refused
+    try:
+        codes = passkeys.register(me(), request.form.get("credential", ""), request.form.get("name", ""), **_fields())
+    except passkeys.PasskeyError as exc:
+        return render_mfa({"passkey": str(exc)}, 400)
+    flash("Your passkey is registered: you can use it after your password.")
+    return _show_codes(codes)
+
+
+@bp.route("/account/mfa/passkeys/<int:passkey_id>/rename", methods=["POST"])
+def passkey_rename(passkey_id: int) -> Response | tuple[str, int]:
+    try:
+        renamed = passkeys.rename(me(), passkey_id, request.form.get("name", ""))
+    except passkeys.PasskeyError as exc:
+        return render_mfa({"passkey": str(exc)}, 400)
+    if not renamed:
+        abort(404)
+    flash("The passkey was renamed.")
+    return redirect(url_for("web.account_mfa", _anchor="passkeys-heading"), 303)
+
+
+@bp.route("/account/mfa/passkeys/<int:passkey_id>/remove", methods=["POST"])
+def passkey_remove(passkey_id: int) -> Response:
+    if not passkeys.remove(me(), passkey_id, **_fields()):
+        abort(404)
+    flash("The passkey was removed; it no longer signs you in.")
+    return redirect(url_for("web.account_mfa", _anchor="passkeys-heading"), 303)

@@ -20,7 +20,7 @@ from gateway import audit
 from gateway.db.models import User
 from gateway.db.units import write_transaction
 from gateway.identity import service, sessions, throttle
-from gateway.identity.mfa import recovery, totp
+from gateway.identity.mfa import passkeys, recovery, totp
 from gateway.platform.addresses import client_address
 
 
@@ -68,6 +68,16 @@ def verify_code(user: User, typed: str) -> StepResult:
     if complete(user, "recovery_code", recovery_code=typed):
         return StepResult()
     return failed(user, "recovery_code")
+
+
+def verify_passkey(user: User, credential_json: str) -> StepResult:
+    """Check a passkey's answer to this session's challenge (``passkeys.verify_sign_in``), counted like a code."""
+    if locked(user):
+        return StepResult(failure=StepFailure.LOCKED)
+    if passkeys.verify_sign_in(user, credential_json):
+        complete(user, "passkey")
+        return StepResult()
+    return failed(user, "passkey")
 
 
 def complete(user: User, factor: str, *, recovery_code: str | None = None) -> bool:
