@@ -36,7 +36,7 @@ $(BIN)/gateway-launch: gateway/runners/launcher.c | $(BIN)/python
 ## run: the gateway on the embedded default (SQLite, demo users), development mode
 run: $(VENV)/.runtime-installed $(BIN)/gateway-launch
 	GATEWAY_ENV=development $(BIN)/python manage.py demo
-	GATEWAY_ENV=development OPS_DB_URL=sqlite:///$(CURDIR)/instance/demo-ops.db $(RUN_AS) \
+	GATEWAY_ENV=development MFA_REQUIRED=none OPS_DB_URL=sqlite:///$(CURDIR)/instance/demo-ops.db $(RUN_AS) \
 	  $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # Commands run as this unprivileged account (RUN_AS_USER); the isolation tests need it.

@@ -309,7 +309,35 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "WTF_CSRF_SSL_STRICT": True,
     }
     settings.update(identity_settings(env, production))
+    settings.update(mfa_settings(env, production, secret_key))
     return settings
+
+
+MFA_POLICIES = ("none", "admins", "all")
+
+
+def mfa_settings(env: _Env, production: bool, secret_key: str) -> dict[str, Any]:
+    """Second factors and the keys that encrypt values at rest (DESIGN.md, the MFA bullet; ``SECRET_KEYS``).
+
+    ``SECRET_KEYS`` keeps older secret keys (``id:key,…``) so a value
+    encrypted before a rotation (a TOTP secret) stays readable: refusing a
+    malformed entry at start is kinder than locking users out at sign-in.
+    """
+    policy = (env.str("MFA_REQUIRED", "admins") or "admins").lower()
+    if policy not in MFA_POLICIES:
+        raise ConfigError(f"MFA_REQUIRED: expected one of {', '.join(MFA_POLICIES)}, got {policy!r}")
+    older: dict[str, str] = {}
+    for item in _comma_list(env.secret("SECRET_KEYS")):
+        key_id, sep, key = (part.strip() for part in item.partition(":"))
+        if not sep or not key_id or not key:
+            raise ConfigError("SECRET_KEYS: each entry must look like id:key")
+        if key_id in older:
+            raise ConfigError(f"SECRET_KEYS: id {key_id!r} is given twice")
+        if production and len(key) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"SECRET_KEYS: key {key_id!r} is too short (at least {MIN_SECRET_LENGTH} characters)")
+        if key != secret_key:  # the current key is always tried first anyway
+            older[key_id] = key
+    return {"MFA_REQUIRED": policy, "SECRET_KEYS": older}
 
 
 AUTH_METHOD_NAMES = ("local", "oidc", "header")

@@ -148,6 +148,10 @@ def base_environ(database_url: str, **overrides: str) -> dict[str, str]:
         "ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "RATELIMIT_STORAGE_URI": "memory://",
         "LOGIN_RATE_LIMIT": "1000/minute",
+        # Tests sign in with seeded sessions (seed_session), which carry no second factor: with the
+        # production default (admins must enrol) every admin page would redirect to /account/mfa.
+        # The MFA tests (tests/test_mfa*.py) set MFA_REQUIRED themselves.
+        "MFA_REQUIRED": "none",
         "RUN_REFUSAL_RATE_LIMIT": "1000/minute",
     }
     environ.update(overrides)

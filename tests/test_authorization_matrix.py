@@ -104,6 +104,9 @@ SURFACES = {
     "start (API)": ("POST", "/api/v1/commands/tasks/runs", "token", {202}, "AAAHHNN"),
     "start (form)": ("POST", "/commands/tasks", "session", {303}, "AAAHHNN"),
     "Shell2HTTP POST": ("POST", "/shell2http/args", "token", {202}, "AAAHHNN"),
+    # One's own second factors, and an admin's reset of someone else's ({U}: the other staff member).
+    "MFA page": ("GET", "/account/mfa", "session", {200}, "AAAAANN"),
+    "admin MFA reset": ("POST", "/admin/users/{U}/reset-mfa", "session", {303}, "HHAHANN"),
 }
 # For list surfaces "allowed" means the thing is listed: what marks it in the answer.
 LISTED = {"dashboard": 'id="tile-status"', "my runs": "{P}", "API run list": "{P}", "admin runs": "{P}"}
@@ -156,7 +159,7 @@ def world(make_app, users, tmp_path: Path, monkeypatch) -> World:
     key = posted.get_json()["key"]
     done = client.get(f"/shell2http/args?key={key}&wait=true", headers=owner, environ_base=inside).get_json()
     assert done["returncode"] == 0, done
-    return World(app=app, ids={"P": private, "S": shared, "K": key})
+    return World(app=app, ids={"P": private, "S": shared, "K": key, "U": str(users["other"].id)})
 
 
 def token_headers(app: Flask, username: str) -> dict[str, str]:

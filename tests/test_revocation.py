@@ -1,8 +1,9 @@
 """Account recovery takes back every credential, on both engines (DESIGN.md, "Revocation").
 
-Each way a password is reset, changed or set through an invite, and each way
-a user is disabled, must end all of that user's server-side sessions *and*
-API tokens at once, each token audited ``token.revoked`` with the reason. A
+Each way a password is reset, changed or set through an invite, each way a
+user's second factors are reset, and each way a user is disabled, must end
+all of that user's server-side sessions *and* API tokens at once, each token
+audited ``token.revoked`` with the reason. A
 bearer token minted before the change (by a thief, or by the user before
 their laptop was stolen) must not outlive it. Logging out is not recovery:
 it ends only that browser session (``tests/test_sessions.py``).
@@ -111,6 +112,26 @@ def open_an_invite(scene: Scene) -> None:
     scene.invite = issued.token
 
 
+def enrol_a_second_factor(scene: Scene) -> None:
+    """Before the credentials exist: the user set up an authenticator app (they lost it, hence the reset)."""
+    import pyotp
+
+    from gateway.identity.mfa import factors, totp
+
+    with scene.app.app_context():
+        staff = accounts.get_user("staff")
+        assert factors.confirm_totp(staff, pyotp.TOTP(totp.begin(staff).secret).now()).ok
+
+
+def admin_resets_the_second_factors(scene: Scene) -> None:
+    url = f"/admin/users/{scene.users['staff'].id}/reset-mfa"
+    assert post_form(scene.admin, "/admin/users", url).status_code == 303
+
+
+def operator_resets_the_second_factors(scene: Scene) -> None:
+    run_cli(scene.app, "reset-mfa", "staff")
+
+
 @dataclass(frozen=True)
 class RecoveryPath:
     act: Callable[[Scene], None]
@@ -127,6 +148,8 @@ PATHS = {
     "invite-used": RecoveryPath(invite_is_used, "password_set", "staff", prepare=open_an_invite),
     "admin-disable": RecoveryPath(admin_disables_the_user, "user_disabled", "admin"),
     "cli-disable": RecoveryPath(operator_disables_the_user, "user_disabled", "cli:"),
+    "admin-mfa-reset": RecoveryPath(admin_resets_the_second_factors, "mfa_reset", "admin", enrol_a_second_factor),
+    "cli-mfa-reset": RecoveryPath(operator_resets_the_second_factors, "mfa_reset", "cli:", enrol_a_second_factor),
 }
 
 

@@ -185,6 +185,73 @@ def test_the_sweep_flags_a_new_unprotected_api_route(make_app, monkeypatch):
     assert [p.split(" -> ")[0] for p in problems] == ["api_debug: POST /api/v1/debug"], problems
 
 
+# --- half signed in, or made to enrol first ------------------------------------------------
+
+# A session whose password was accepted and whose second factor is awaited reaches these and nothing
+# else; a user MFA_REQUIRED covers who has no second factor reaches the second list (and the public
+# endpoints). Adding to either set is a security review, like PUBLIC_ENDPOINTS.
+SECOND_STEP_ENDPOINTS = frozenset(
+    {"auth.login_mfa", "auth.login_mfa_cancel", "auth.passkey_login_options", "auth.passkey_login"}
+)
+ENROLMENT_ENDPOINTS = frozenset(
+    {
+        "web.account_mfa", "web.mfa_totp_start", "web.mfa_totp_confirm", "web.passkey_register_options",
+        "web.passkey_register", "auth.logout", "static",
+    }
+)  # fmt: skip
+
+
+def test_the_mfa_exemptions_are_the_reviewed_ones():
+    from gateway.identity.mfa import gate
+
+    assert gate.SECOND_STEP_ENDPOINTS == SECOND_STEP_ENDPOINTS
+    assert gate.ENROLMENT_ENDPOINTS == ENROLMENT_ENDPOINTS
+
+
+def held_back(client: FlaskClient, app: Flask, exempt: frozenset[str], page_target: str, api_status: int) -> list[str]:
+    """Every route but ``exempt`` and the public ones: pages redirect to ``page_target``, the API answers ``api_status``."""
+    csrf = csrf_token_from(client.get(page_target).get_data(as_text=True))
+    problems = []
+    for method, url, endpoint in sweep(app):
+        if endpoint in PUBLIC_ENDPOINTS | exempt:
+            continue
+        response = client.open(url, method=method, data={"csrf_token": csrf}, headers={"X-CSRFToken": csrf})
+        if is_api(url):
+            if response.status_code != api_status:
+                problems.append(f"{method} {url} -> {response.status_code}, want {api_status}")
+        elif response.status_code != 302 or response.headers["Location"] != page_target:
+            problems.append(f"{method} {url} -> {response.status_code} {response.headers.get('Location')}")
+    return problems
+
+
+def test_a_half_signed_in_session_reaches_only_the_second_step(make_app, users):
+    import pyotp
+
+    from gateway.identity import accounts
+    from gateway.identity.mfa import factors, totp
+
+    app = make_app(MFA_REQUIRED="none")
+    with app.app_context():
+        admin = accounts.get_user("admin")
+        assert factors.confirm_totp(admin, pyotp.TOTP(totp.begin(admin).secret).now()).ok
+    client = app.test_client()
+    assert login_response(client, "admin", users["admin"].password).headers["Location"].startswith("/login/mfa")
+    before = events(app)[-1].seq
+    assert held_back(client, app, SECOND_STEP_ENDPOINTS, "/login/mfa", 401) == []
+    assert client.get("/login/mfa").status_code == 200  # still half signed in, nothing changed
+    assert [event.event for event in events(app) if event.seq > before] == []
+
+
+def test_a_user_who_must_enrol_reaches_only_the_enrolment_page(make_app, users):
+    app = make_app(MFA_REQUIRED="admins")
+    client = app.test_client()
+    assert login_response(client, "admin", users["admin"].password).headers["Location"] == "/"
+    before = events(app)[-1].seq
+    assert held_back(client, app, ENROLMENT_ENDPOINTS, "/account/mfa", 403) == []
+    assert client.get("/account/mfa").status_code == 200
+    assert [event.event for event in events(app) if event.seq > before] == []
+
+
 # --- staff and /admin -----------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""``manage.py users ...``: create, set-password, disable, enable, unlock, set-admin, list."""
+"""``manage.py users ...``: create, set-password, disable, enable, unlock, set-admin, reset-mfa, list."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask.cli import with_appcontext
 
 from gateway.cli.common import fail, operator_actor, read_password
 from gateway.identity import accounts
+from gateway.identity.mfa import factors
 from gateway.identity.passwords import generate_password
 
 
@@ -95,6 +96,22 @@ def set_admin(name: str, state: str) -> None:
     except accounts.AccountError as exc:
         fail(str(exc))
     click.echo(f"{name}: admin {state}", err=True)
+
+
+@users_group.command("reset-mfa")
+@click.argument("name")
+@with_appcontext
+def reset_mfa(name: str) -> None:
+    """Remove a user's second factors (app, passkeys, recovery codes); their sessions and API tokens end."""
+    try:
+        done = factors.reset(accounts.get_user(name), actor=operator_actor())
+    except accounts.AccountError as exc:
+        fail(str(exc))
+    click.echo(
+        f"second factors of {name} removed ({', '.join(done.factors)}); {done.revoked.sessions} session(s) ended, "
+        f"{done.revoked.tokens} API token(s) revoked",
+        err=True,
+    )
 
 
 @users_group.command("list")

@@ -1,4 +1,4 @@
-"""The gateway's tables: people, groups, grants, tokens, sessions, login throttles, audit ledger.
+"""The gateway's tables: people, groups, grants, tokens, sessions, second factors, login throttles, audit ledger.
 
 Alembic revisions in ``migrations/`` are generated from (and checked against)
 these classes; ``manage.py db check`` fails when the two drift apart.
@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -175,6 +176,8 @@ class UserSession(Model):
     user_agent: Mapped[str | None] = mapped_column(String(300))
     # How this session was signed in ("local", "oidc", "header"): header sessions are re-checked every request.
     method: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
+    # Password accepted, second factor not yet: the sign-in gate lets this session reach /login/mfa only.
+    mfa_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     user: Mapped[User] = relationship()
 
@@ -212,6 +215,47 @@ class OneTimeReveal(Model):
     kind: Mapped[str] = mapped_column(String(32))
     masked: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MfaTotp(Model):
+    """A user's TOTP secret, sealed (``gateway.platform.secretbox``); a second factor once ``confirmed_at`` is set."""
+
+    __tablename__ = "mfa_totp"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret_sealed: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The time step of the last accepted code; only a later step is accepted (no replay, on any replica).
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class MfaRecoveryCode(Model):
+    """A one-time recovery code; only its SHA-256 is stored (80 random bits: no guessing from the hash)."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MfaPasskey(Model):
+    """A WebAuthn credential registered as a second factor (id and COSE public key base64url-encoded)."""
+
+    __tablename__ = "mfa_passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(100))
+    transports: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class LoginThrottle(Model):

@@ -1,11 +1,13 @@
 """Identity: who the caller is. Accounts, passwords, sign-in, sessions, lockout, invites, API tokens, user groups.
 
-The sign-in gate every page passes is here (``require_login``), and ahead of it
-the trusted proxy's header sign-in (``header_auth``); the bearer-token gate of the
-API is ``api.auth``. Revocation has one entry,
-``accounts.revoke_access``: a password reset or change and disabling a user end
-every session and API token in the same commit. May import: ``platform``, ``db``,
-``audit``; never ``runs`` or the delivery layer.
+The sign-in gate every page passes is here (``require_login``); it also holds
+a half-signed-in session to the second step and a user who must enrol to the
+enrolment page (``mfa.gate``). Ahead of it runs the trusted proxy's header
+sign-in (``header_auth``). The bearer-token gate of the API is ``api.auth``.
+Revocation has one entry, ``accounts.revoke_access``: a password reset or
+change, an MFA reset and disabling a user end every session and API token in
+the same commit. May import: ``platform``, ``db``, ``audit``; never ``runs`` or
+the delivery layer.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from gateway.identity import sessions
+from gateway.identity.mfa import gate as mfa_gate
 from gateway.identity.views import bp
 from gateway.platform.extensions import login_manager
 
@@ -34,6 +37,8 @@ def require_login() -> Response | None:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if current_user.is_authenticated:
+        return mfa_gate.enrolment_first(current_user._get_current_object())
+    if mfa_gate.may_pass_half_signed_in():
         return None
     if request.path.startswith("/api/") or request.path.startswith("/shell2http/"):
         response = jsonify(
@@ -42,13 +47,17 @@ def require_login() -> Response | None:
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
         return response
+    second_step = mfa_gate.to_second_step()
+    if second_step is not None:
+        return second_step
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 
 
 def init_app(app: Flask) -> None:
     # Imported late, for their routes and hooks: /invite needs gateway.accounts; /login/oidc and its
-    # callback; header_auth is the trusted proxy's hook.
+    # callback; /login/mfa; header_auth is the trusted proxy's hook.
     from gateway.identity import header_auth, invite, oidc_views  # noqa: F401
+    from gateway.identity.mfa import pages  # noqa: F401
 
     login_manager.init_app(app)
     login_manager.session_protection = None  # server-side records do this job (see sessions.py)

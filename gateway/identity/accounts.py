@@ -29,7 +29,7 @@ from gateway.platform.timeutil import utcnow
 
 Actor = Mapping[str, Any] | None
 # Why a user's sessions and tokens were all ended: the ``reason`` of each ``token.revoked``.
-RevokeReason = Literal["password_changed", "password_reset", "password_set", "user_disabled"]
+RevokeReason = Literal["password_changed", "password_reset", "password_set", "user_disabled", "mfa_reset"]
 
 
 class AccountError(ValueError):

@@ -43,3 +43,13 @@ class LogoutForm(FlaskForm):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("formdata", _browser_form_data())
         super().__init__(**kwargs)
+
+
+class CodeForm(FlaskForm):
+    """The second sign-in step: a six-digit app code or a recovery code, in one field."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=64)])
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formdata", _browser_form_data())
+        super().__init__(**kwargs)

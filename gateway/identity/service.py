@@ -17,6 +17,7 @@ from gateway import audit
 from gateway.db.models import User
 from gateway.db.units import write_transaction
 from gateway.identity import sessions, throttle
+from gateway.identity.mfa import factors as mfa_factors
 from gateway.identity.passwords import verify_password
 from gateway.identity.usernames import login_name
 from gateway.platform.addresses import client_address
@@ -35,6 +36,7 @@ class LoginFailure(enum.Enum):
 class LoginResult:
     user: User | None
     failure: LoginFailure | None = None
+    mfa_pending: bool = False  # password accepted; the second step (/login/mfa) decides
 
 
 def failure_actor(username: str, user: User | None) -> dict[str, Any]:
@@ -65,6 +67,12 @@ def attempt_login(raw_username: str, password: str) -> LoginResult:
     if user is None or not password_ok or not user.active:
         record_failure(username, user)
         return LoginResult(user=None, failure=LoginFailure.INVALID)
+
+    if mfa_factors.needs_second_step(user):
+        # Half-signed-in: the lock's count is not cleared until the second factor is right too.
+        with write_transaction():
+            sessions.start(user, client_address() or None, request.headers.get("User-Agent"), mfa_pending=True)
+        return LoginResult(user=user, mfa_pending=True)
 
     with write_transaction() as tx:
         throttle.clear(username)
@@ -110,18 +118,23 @@ def confirm_password(user: User, password: str, *, via: str) -> Confirmation:
     return Confirmation(ok=False)
 
 
-def record_failure(username: str, user: User | None, *, via: str | None = None) -> None:
+def record_failure(
+    username: str, user: User | None, *, via: str | None = None, event: str = "auth.login_failed", factor: str = ""
+) -> None:
     """A wrong password for ``username``: counted toward its lock and audited (capped).
 
     ``via`` names where it was guessed when not at sign-in (``password_change``,
     ``token_create``: the account page's current-password checks count toward
-    the same lock).
+    the same lock). A wrong second factor counts the same way, audited as
+    ``event`` ``auth.mfa_failed`` with its ``factor``.
     """
     actor = failure_actor(username, user)
-    via_detail = {"via": via} if via else {}
+    extra = {"via": via} if via else {}
+    if factor:
+        extra["factor"] = factor
     with write_transaction():
         outcome = throttle.register_failure(username)
-    audit.record_capped("auth.login_failed", actor=actor, outcome="invalid", detail={"method": "local", **via_detail})
+    audit.record_capped(event, actor=actor, outcome="invalid", detail={"method": "local", **extra})
     if outcome.locked_until is not None:
         # Capped like the failures that cause it: a flood of guesses at many names must not fill the ledger.
         audit.record_capped(

@@ -37,11 +37,15 @@ def is_background_request() -> bool:
     return request.headers.get(BACKGROUND_HEADER) == "1" or request.accept_mimetypes.best == "text/event-stream"
 
 
-def start(user: User, source_ip: str | None, user_agent: str | None, *, method: str = "local") -> None:
+def start(
+    user: User, source_ip: str | None, user_agent: str | None, *, method: str = "local", mfa_pending: bool = False
+) -> None:
     """Inside a write transaction: open a fresh session record and put its id in a cleared cookie (no fixation).
 
     A record the browser already carried (signing in again, or as someone
     else) is ended first, so a copy of the earlier cookie does not stay valid.
+    With ``mfa_pending`` the record only lets its holder reach the second sign-in
+    step (``gateway.identity.mfa.gate``); that step starts a new, full record.
     """
     _revoke(current_record())
     session.clear()
@@ -56,6 +60,7 @@ def start(user: User, source_ip: str | None, user_agent: str | None, *, method: 
             source_ip=source_ip,
             user_agent=(user_agent or "")[:300],
             method=method,
+            mfa_pending=mfa_pending,
         )
     )
     session[SESSION_KEY] = token
@@ -76,9 +81,9 @@ def _expired(record: UserSession) -> bool:
 
 
 def load_user(user_id: str) -> User | None:
-    """flask-login's user loader: the cookie's user only while its record is live."""
+    """flask-login's user loader: the cookie's user only while its record is live and fully signed in."""
     record = current_record()
-    if record is None or record.revoked_at is not None or str(record.user_id) != user_id:
+    if record is None or record.revoked_at is not None or record.mfa_pending or str(record.user_id) != user_id:
         return None
     if _expired(record):
         return None

@@ -69,6 +69,8 @@ def login() -> Response | tuple[str, int]:
     if result.user is None:
         message = LOCKED_MESSAGE if result.failure is service.LoginFailure.LOCKED else INVALID_MESSAGE
         return render_login(form, target=target, error=message, status=401)
+    if result.mfa_pending:
+        return redirect(url_for("auth.login_mfa", next=target))
     return redirect(target)
 
 

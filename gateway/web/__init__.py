@@ -12,7 +12,7 @@ imports this one.
 
 from __future__ import annotations
 
-from gateway.web import account, commands, dashboard, history, runpage  # noqa: F401  (their routes)
+from gateway.web import account, commands, dashboard, history, mfa, runpage  # noqa: F401  (their routes)
 from gateway.web.blueprint import bp
 
 __all__ = ["bp"]
