@@ -93,12 +93,12 @@ def test_invited_user_chooses_a_password_then_signs_in(app, admin, users, caplog
     for guess in ("", "x" * 12, token):
         assert login_response(app.test_client(), "newbie", guess).status_code in (400, 401)
 
-    assert "newbie\tstaff\tinvited" in users_list(app)
+    assert "newbie\tstaff\tinvited\tlocal" in users_list(app)
 
     done = use_invite(app, token)
     assert done.status_code == 303 and done.headers["Location"].endswith("/login")
     assert login_response(app.test_client(), "newbie", NEW_PASSWORD).status_code == 302
-    assert "newbie\tstaff\tactive" in users_list(app)
+    assert "newbie\tstaff\tactive\tlocal" in users_list(app)
 
     created, invited = events(app, "admin.user_created")[-1], events(app, "admin.user_invited")[-1]
     assert created.detail == {"after": {"username": "newbie", "is_admin": False, "active": True}, "via": "invite"}
