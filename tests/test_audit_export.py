@@ -25,6 +25,7 @@ from gateway.audit.exports import neutralise
 from gateway.db.models import AuditEvent
 from gateway.db.units import write_transaction
 from gateway.platform.extensions import db
+from tests import manage_process
 from tests.conftest import base_environ
 
 pytestmark = pytest.mark.both_engines  # the ledger: export streams and prune per engine
@@ -160,7 +161,7 @@ def manage(database_url: str, tmp_path: Path, *args: str) -> subprocess.Complete
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GATEWAY_INSTANCE_PATH": str(tmp_path / "cli-instance"),
     }
-    return subprocess.run(
+    return manage_process.run(
         [sys.executable, "manage.py", *args], cwd=PROJECT, env=environ, capture_output=True, text=True, timeout=60
     )
 
