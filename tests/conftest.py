@@ -34,7 +34,7 @@ from werkzeug.wrappers import Response
 from gateway import create_app
 from gateway.db import migrate
 from gateway.identity import accounts
-from tests import pgpool
+from tests import pgpool, route_builders
 
 PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("GATEWAY_TEST_REQUIRE_POSTGRES") == "1"
@@ -44,6 +44,9 @@ TEST_AUDIT_KEY = "test-audit-key-" + "y" * 32
 PASSWORDS = {"admin": "admin-password-123", "staff": "staff-password-123", "other": "other-password-123"}
 CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
 
+
+# Each app's URL builders come from one compilation per distinct route (tests/route_builders.py).
+route_builders.install()
 
 pytest_plugins = ["pytester"]  # tests/test_no_500_guard.py runs the guard below on a test of its own
 
