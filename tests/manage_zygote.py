@@ -60,8 +60,9 @@ def serve(path: str) -> tuple[dict[str, object], list[int]]:
     """Answer requests until one is to be run in this (forked) process; return it there."""
     parent = os.getppid()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
+    server.bind(path + ".binding")
     server.listen(16)
+    os.rename(path + ".binding", path)  # the path appears only once it accepts connections
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # waiters are reaped by the kernel
     while True:
         readable, _, _ = select.select([server], [], [], 1.0)
