@@ -1,7 +1,9 @@
 """Shared fixtures: a database per test, an app, a client, users, sign-in.
 
 Every test that asks for ``app`` (or anything built on ``backend``) runs on SQLite, in a
-fresh database copied from a migrated template.  Where database semantics matter (the
+fresh database copied from a migrated template.  On PostgreSQL, each test process keeps one
+database and puts it back to the template's state between tests, or replaces it with a fresh
+copy when a test changed more than rows (tests/pgpool.py).  Where database semantics matter (the
 ledger, runs, leases, throttles, migrations, faults, the attack and sweep suites...) a
 module or test opts in with ``pytest.mark.both_engines`` and runs on PostgreSQL too, when
 it answers at ``GATEWAY_TEST_PG_URL`` (default 127.0.0.1:5432).
@@ -16,9 +18,7 @@ import os
 import re
 import secrets
 import shutil
-import uuid
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from werkzeug.wrappers import Response
 from gateway import create_app
 from gateway.db import migrate
 from gateway.identity import accounts
+from tests import pgpool, route_builders
 
 PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("GATEWAY_TEST_REQUIRE_POSTGRES") == "1"
@@ -43,6 +44,9 @@ TEST_AUDIT_KEY = "test-audit-key-" + "y" * 32
 PASSWORDS = {"admin": "admin-password-123", "staff": "staff-password-123", "other": "other-password-123"}
 CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
 
+
+# Each app's URL builders come from one compilation per distinct route (tests/route_builders.py).
+route_builders.install()
 
 # pytester: tests/test_no_500_guard.py runs the guard below on a test of its own; oidc_idp: the test OpenID provider.
 pytest_plugins = ["pytester", "tests.oidc_idp"]
@@ -110,29 +114,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"GATEWAY_TEST_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable at {PG_ADMIN_URL}")
 
 
-def _pg_admin_engine() -> sa.Engine:
-    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-
 def pg_url(database: str) -> str:
     return sa.make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
 
 
 def create_pg_database(template: str | None = None) -> str:
-    name = f"gw_test_{uuid.uuid4().hex[:16]}"
-    engine = _pg_admin_engine()
-    with engine.connect() as connection:
-        suffix = f" TEMPLATE {template}" if template else ""
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
-    engine.dispose()
-    return name
+    """A new database (named ``gw_test_...``), empty or a copy of ``template``."""
+    return pgpool.create_database(PG_ADMIN_URL, template)
 
 
 def drop_pg_database(name: str) -> None:
-    engine = _pg_admin_engine()
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    engine.dispose()
+    pgpool.drop_database(PG_ADMIN_URL, name)
 
 
 # --- environments and apps --------------------------------------------------------------
@@ -185,40 +177,10 @@ def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     drop_pg_database(name)
 
 
-class PgDatabases:
-    """Fresh copies of the PostgreSQL template, made and dropped off the tests' critical path.
-
-    Creating a database from the template and dropping it (a checkpoint) take
-    about a second together.  One background thread per test process does both,
-    one at a time as before: it copies the next test's database while this test
-    runs and drops the used one after it.  Each test still gets a fresh copy.
-    """
-
-    def __init__(self, template: str):
-        self.template = template
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-databases")
-        self.spare: Future[str] | None = None
-        self.dropped: list[Future[None]] = []
-
-    def take(self) -> str:
-        ready = self.spare or self.worker.submit(create_pg_database, self.template)
-        self.spare = self.worker.submit(create_pg_database, self.template)
-        return ready.result()
-
-    def give_back(self, name: str) -> None:
-        self.dropped.append(self.worker.submit(drop_pg_database, name))
-
-    def close(self) -> None:
-        if self.spare is not None:
-            self.give_back(self.spare.result())
-        self.worker.shutdown(wait=True)
-        for drop in self.dropped:
-            drop.result()  # a database that could not be dropped fails the session, as it failed a test before
-
-
 @pytest.fixture(scope="session")
-def pg_databases(pg_template: str) -> Iterator[PgDatabases]:
-    databases = PgDatabases(pg_template)
+def pg_databases(pg_template: str) -> Iterator[pgpool.PgDatabases]:
+    """This test process's PostgreSQL database, reset to the template's state between tests (tests/pgpool.py)."""
+    databases = pgpool.PgDatabases(PG_ADMIN_URL, pg_template, pg_url)
     yield databases
     databases.close()
 
@@ -260,14 +222,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
+    """A migrated database for one test, in the template's state (a copy on SQLite, a reset one on PostgreSQL)."""
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path / "gateway.db"
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
-    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    databases: pgpool.PgDatabases = request.getfixturevalue("pg_databases")
     name = databases.take()
     yield pg_url(name)
     databases.give_back(name)

@@ -26,6 +26,7 @@ from flask import Flask
 from gateway import audit
 from gateway.db.models import AuditEvent
 from gateway.platform.extensions import db
+from tests import manage_process
 from tests.conftest import base_environ
 from tests.test_audit_chain import canonical, execute_sql, ledger_rows, record_events, verify
 
@@ -187,7 +188,7 @@ def test_anchor_with_a_forged_signature_is_refused(app: Flask, chain: list[dict[
 
 def manage(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     environ = {**base_environ(database_url), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    return subprocess.run(
+    return manage_process.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT,
         env=environ,

@@ -350,3 +350,20 @@ def test_a_data_source_url_can_come_from_a_file(tmp_path):
     assert catalogue.datasource_urls == {"ops": "sqlite:////srv/ops.db"} and catalogue.unavailable() == []
     missing = parse_catalogue(text, {"OPS_DB_URL_FILE": str(tmp_path / "absent")})
     assert missing.unavailable() == ["q"]
+
+
+def test_the_fast_parser_reads_exactly_what_safe_load_reads() -> None:
+    from gateway.catalogue.loader import _load_yaml
+
+    text = (ROOT / "commands.yaml").read_text(encoding="utf-8")
+    text += "\nextra:\n  - {yes: on, no: off, n: 0x1F, f: 1.5e3, d: 2024-05-01, t: ~, s: 'it''s', b: \"\\u00e9\"}\n"
+    assert _load_yaml(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text", ["a: [b", "a: b: c", "- a\nb: c", "a:\n\t- b", "{a: 1, a: 2"])
+def test_invalid_yaml_is_refused_with_safe_loads_own_message(text: str) -> None:
+    with pytest.raises(yaml.YAMLError) as expected:
+        yaml.safe_load(text)
+    with pytest.raises(CatalogueError) as refused:
+        parse_catalogue(text, OPS_ENV, source="c.yaml")
+    assert str(refused.value) == f"c.yaml: not valid YAML ({expected.value})"

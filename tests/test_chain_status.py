@@ -27,6 +27,7 @@ from gateway.audit import status as chain_status
 from gateway.db.models import AuditEvent
 from gateway.db.units import write_transaction
 from gateway.platform.extensions import db
+from tests import manage_process
 from tests.conftest import base_environ, create_pg_database, drop_pg_database, pg_url
 from tests.test_metrics import parse, scrape, value
 from tests.test_replicas import admin_token, replica_environ, start_replica
@@ -39,7 +40,7 @@ OK, STAMP = "gateway_audit_chain_ok", "gateway_audit_chain_verified_timestamp_se
 def manage_verify(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The CronJob's command, in its own process."""
     environ = {**base_environ(database_url), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    return subprocess.run(
+    return manage_process.run(
         [sys.executable, "manage.py", "audit", "verify", *args],
         cwd=PROJECT_ROOT,
         env=environ,

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from gateway import audit, create_app
 from gateway.db.models import AuditEvent, User
 from gateway.platform.extensions import db
+from tests import manage_process
 from tests.conftest import base_environ, login_response
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ NEW_PASSWORD = "fresh-password-456"
 
 def run_manage(environ: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**environ, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    return subprocess.run(
+    return manage_process.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT,
         env=environ,

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from config import PROJECT_ROOT
 from gateway.db.models import AuditEvent, CommandState, Run
 from gateway.platform.extensions import db
+from tests import manage_process
 from tests.conftest import base_environ
 
 CATALOGUE = """
@@ -44,7 +45,7 @@ def cli(database_url, tmp_path):
     }
 
     def run(*args: str, stdin: str | None = None, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        return manage_process.run(
             [sys.executable, "manage.py", *args],
             cwd=PROJECT_ROOT,
             env={**environ, **(extra or {})},

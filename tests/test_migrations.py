@@ -19,6 +19,7 @@ from flask import Flask
 from gateway import create_app
 from gateway.db import migrate
 from gateway.platform.extensions import db
+from tests import manage_process
 from tests.conftest import base_environ
 
 pytestmark = pytest.mark.both_engines  # migrations run per engine
@@ -126,7 +127,7 @@ def test_sqlite_runs_in_wal_mode_with_full_sync_and_a_busy_timeout(app: Flask):
 def manage(database_url: str, *args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**base_environ(database_url), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     argv = [sys.executable, "-c", script] if script else [sys.executable, "manage.py", *args]
-    return subprocess.run(argv, cwd=PROJECT, env=environ, capture_output=True, text=True, timeout=120, check=False)
+    return manage_process.run(argv, cwd=PROJECT, env=environ, capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.mark.slow

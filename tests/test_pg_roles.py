@@ -23,6 +23,7 @@ from gateway import create_app, runs
 from gateway.db.models import AuditEvent, Run
 from gateway.identity import accounts
 from gateway.platform.extensions import db
+from tests import manage_process
 from tests.conftest import (
     PASSWORDS,
     PG_ADMIN_URL,
@@ -69,7 +70,7 @@ def roles_database(tmp_path):
         apply_roles(url, roles)  # before the first upgrade: the roles
         environ = base_environ(as_role(url, roles["owner"]), GATEWAY_INSTANCE_PATH=str(tmp_path / "migrate"))
         upgrade = [sys.executable, "manage.py", "db", "upgrade"]
-        done = subprocess.run(upgrade, cwd=PROJECT, env=environ, capture_output=True, text=True, timeout=120)
+        done = manage_process.run(upgrade, cwd=PROJECT, env=environ, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         apply_roles(url, roles)  # after it: the grants on the new tables
         yield url, roles

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from gateway.identity import accounts, tokens
 from gateway.identity.views import LOCKED_MESSAGE
+from tests import manage_process
 from tests.conftest import PASSWORDS, base_environ, csrf_token_from, login_response, seed_session
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ def cli(database_url, tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         environ = {**base_environ(database_url), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         environ["GATEWAY_INSTANCE_PATH"] = str(tmp_path / "cli-instance")
-        return subprocess.run(
+        return manage_process.run(
             [sys.executable, "manage.py", *args], cwd=PROJECT, env=environ, input="",
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip

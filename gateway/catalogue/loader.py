@@ -52,10 +52,25 @@ def datasource_url(url_env: str, environ: Mapping[str, str]) -> str | None:
         return None  # unreadable: the data source's commands are unavailable, like an unset variable
 
 
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, through libyaml's parser when PyYAML has it (ten times faster: every app start).
+
+    The constructors are the same ``SafeLoader`` ones either way.  A document libyaml
+    refuses is parsed again by the pure-Python parser, so what it accepts and the error
+    an operator reads stay ``yaml.safe_load``'s.
+    """
+    if hasattr(yaml, "CSafeLoader"):
+        try:
+            return yaml.load(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
 def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source: str = "<string>") -> Catalogue:
     environ = os.environ if environ is None else environ
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = _load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{source}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
