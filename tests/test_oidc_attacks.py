@@ -241,6 +241,7 @@ FLOOD = 10_000
 WARM, TRACED = 200, 500
 
 
+@pytest.mark.slow  # 10,000 requests through the whole stack: ~20 s, the suite's longest test
 def test_a_flood_of_anonymous_sign_in_starts_grows_nothing_on_the_server(make_app, forger, caplog):
     """10,000 starts from cookieless clients: no row written, no memory kept (traced over the last 500).
 
