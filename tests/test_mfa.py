@@ -66,6 +66,19 @@ def half_signed_in(app: Flask, name: str) -> FlaskClient:
     return client
 
 
+# A test's codes are computed at several moments; started this close to a step boundary, the steps
+# could roll over mid-test (a "reused" code would be a new step, an older one out of the window).
+STEP_SAFETY_SECONDS = 5
+
+
+@pytest.fixture(autouse=True)
+def within_one_time_step() -> None:
+    """Start each test at least STEP_SAFETY_SECONDS before the next 30 s step, so its offsets mean what they say."""
+    into_step = time.time() % 30
+    if into_step > 30 - STEP_SAFETY_SECONDS:
+        time.sleep(30 - into_step + 0.05)
+
+
 @pytest.fixture
 def mfa_app(make_app) -> Flask:
     return make_app(MFA_REQUIRED="none", LOGIN_MAX_ATTEMPTS=3)

@@ -14,7 +14,8 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from gateway.identity import accounts, invites
-from gateway.identity.views import _address_key, _login_limit, bp
+from gateway.identity.limits import address_key, login_limit
+from gateway.identity.views import bp
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
 from gateway.platform.urls import external_url
@@ -41,7 +42,7 @@ def _render(errors: dict[str, str] | None = None, status: int = 200, code: str =
 
 
 @bp.route("/invite", methods=["GET", "POST"])
-@limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=address_key, methods=["POST"])
 def invite() -> Response | tuple[str, int]:
     if request.method == "GET":
         return _render()

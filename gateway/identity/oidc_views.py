@@ -28,9 +28,10 @@ from gateway.db.models import User
 from gateway.identity import external, oidc, sessions
 from gateway.identity.external import ExternalIdentity, SignInRefused
 from gateway.identity.idp_links import claimed_groups
+from gateway.identity.limits import address_key, login_limit
 from gateway.identity.oidc import LEEWAY_SECONDS, OidcFailure
 from gateway.identity.redirects import safe_next
-from gateway.identity.views import _address_key, _login_limit, bp, render_login
+from gateway.identity.views import bp, render_login
 from gateway.platform.extensions import limiter
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _refused(reason: str, message: str, status: int, user: User | None = None) -
 
 
 @bp.route("/login/oidc")
-@limiter.limit(_login_limit, key_func=_address_key)
+@limiter.limit(login_limit, key_func=address_key)
 def oidc_login() -> Response | tuple[str, int]:
     """Start a sign-in at the IdP: a fresh state, nonce and PKCE verifier in the cookie, then the redirect."""
     _require_oidc()
@@ -81,7 +82,7 @@ def oidc_login() -> Response | tuple[str, int]:
 
 
 @bp.route("/login/oidc/callback")
-@limiter.limit(_login_limit, key_func=_address_key)
+@limiter.limit(login_limit, key_func=address_key)
 def oidc_callback() -> Response | tuple[str, int]:
     """Finish the sign-in: check the state, redeem the code, check the ID token, then the shared account rules."""
     _require_oidc()

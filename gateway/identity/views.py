@@ -8,9 +8,8 @@ from werkzeug.wrappers import Response
 
 from gateway.identity import oidc, service, sessions
 from gateway.identity.forms import LoginForm, LogoutForm
+from gateway.identity.limits import address_key, login_limit, typed_name_key
 from gateway.identity.redirects import safe_next
-from gateway.identity.usernames import login_name
-from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
 
 bp = Blueprint("auth", __name__)
@@ -20,19 +19,6 @@ LOCKED_MESSAGE = "Too many failed sign-in attempts for this account. Try again l
 PASSWORDS_OFF_MESSAGE = "Sign-in with a password is turned off here."
 # Set in the cleared cookie when an OIDC session signs out: the next sign-in page offers the IdP's sign-out.
 IDP_SIGNED_OUT = "idp_signed_out"
-
-
-def _login_limit() -> str:
-    limit: str = current_app.config["LOGIN_RATE_LIMIT"]
-    return limit
-
-
-def _address_key() -> str:
-    return "login-ip:" + client_address()
-
-
-def _username_key() -> str:
-    return "login-user:" + login_name(request.form.get("username", ""))
 
 
 def render_login(
@@ -52,8 +38,8 @@ def render_login(
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
-@limiter.limit(_login_limit, key_func=_username_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=address_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=typed_name_key, methods=["POST"])
 def login() -> Response | tuple[str, int]:
     target = safe_next(request.values.get("next"))
     if current_user.is_authenticated and request.method == "GET":

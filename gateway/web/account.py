@@ -20,8 +20,9 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from gateway.identity import accounts, oidc_views, service, tokens
+from gateway.identity.limits import address_key, login_limit, name_key
 from gateway.identity.passwords import password_problem
-from gateway.identity.views import LOCKED_MESSAGE, _address_key, _login_limit
+from gateway.identity.views import LOCKED_MESSAGE
 from gateway.platform import reveal
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
@@ -102,12 +103,12 @@ def _confirm_current(via: str) -> tuple[str, int, dict[str, str]] | None:
 
 def _my_name_key() -> str:
     """The sign-in limit's per-name key, for the signed-in user's own name."""
-    return "login-user:" + getattr(me(), "username", "")
+    return name_key(getattr(me(), "username", ""))
 
 
 @bp.route("/account/password", methods=["POST"])
-@limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
-@limiter.limit(_login_limit, key_func=_my_name_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=address_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=_my_name_key, methods=["POST"])
 def change_password() -> Response | tuple[str, int, dict[str, str]]:
     """Change my password; every session (this one included) and every API token of mine ends."""
     current = request.form.get(CURRENT, "")
@@ -136,8 +137,8 @@ def _user_agent() -> str | None:
 
 
 @bp.route("/account/tokens", methods=["POST"])
-@limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
-@limiter.limit(_login_limit, key_func=_my_name_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=address_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=_my_name_key, methods=["POST"])
 def create_token() -> Response | tuple[str, int, dict[str, str]]:
     """Create an API token; the current password is asked for, so a session alone cannot mint one."""
     name = request.form.get("name", "").strip()

@@ -12,8 +12,9 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from werkzeug.wrappers import Response
 
 from gateway.identity import service
+from gateway.identity.limits import address_key, login_limit, name_key
 from gateway.identity.mfa import factors, passkeys, totp
-from gateway.identity.views import LOCKED_MESSAGE, _address_key, _login_limit
+from gateway.identity.views import LOCKED_MESSAGE
 from gateway.platform import reveal
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
@@ -89,12 +90,12 @@ def _show_codes(codes: list[str]) -> Response:
 
 
 def _my_name_key() -> str:
-    return "login-user:" + getattr(me(), "username", "")
+    return name_key(getattr(me(), "username", ""))
 
 
 @bp.route("/account/mfa/recovery-codes", methods=["POST"])
-@limiter.limit(_login_limit, key_func=_address_key, methods=["POST"])
-@limiter.limit(_login_limit, key_func=_my_name_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=address_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=_my_name_key, methods=["POST"])
 def mfa_recovery_codes() -> Response | tuple[str, int]:
     """Ten new recovery codes replace the old ones; the current password is asked for (counted like sign-in)."""
     user = me()

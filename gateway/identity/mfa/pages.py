@@ -13,9 +13,10 @@ from werkzeug.wrappers import Response
 from gateway.db.units import write_transaction
 from gateway.identity import sessions
 from gateway.identity.forms import CodeForm, LogoutForm
+from gateway.identity.limits import address_key, login_limit, name_key
 from gateway.identity.mfa import factors, gate, passkeys, step
 from gateway.identity.redirects import safe_next
-from gateway.identity.views import LOCKED_MESSAGE, _address_key, _login_limit, bp
+from gateway.identity.views import LOCKED_MESSAGE, bp
 from gateway.platform.extensions import limiter
 
 WRONG_CODE = "That code is not right, or it was used already."
@@ -25,7 +26,7 @@ LOGIN_SCOPE = "auth.login"  # the buckets /login's limits count in: a code guess
 
 def _pending_name_key() -> str:
     half = gate.half_signed_in()
-    return "login-user:" + (half.user.username if half else "")
+    return name_key(half.user.username if half else "")
 
 
 def _page(
@@ -37,8 +38,8 @@ def _page(
 
 
 @bp.route("/login/mfa", methods=["GET", "POST"])
-@limiter.shared_limit(_login_limit, LOGIN_SCOPE, key_func=_address_key, methods=["POST"])
-@limiter.shared_limit(_login_limit, LOGIN_SCOPE, key_func=_pending_name_key, methods=["POST"])
+@limiter.shared_limit(login_limit, LOGIN_SCOPE, key_func=address_key, methods=["POST"])
+@limiter.shared_limit(login_limit, LOGIN_SCOPE, key_func=_pending_name_key, methods=["POST"])
 def login_mfa() -> Response | tuple[str, int]:
     half = gate.half_signed_in()
     if half is None:  # the gate let it in a moment ago; it just expired
@@ -69,8 +70,8 @@ def passkey_login_options() -> Response:
 
 
 @bp.route("/login/mfa/passkey", methods=["POST"])
-@limiter.shared_limit(_login_limit, LOGIN_SCOPE, key_func=_address_key, methods=["POST"])
-@limiter.shared_limit(_login_limit, LOGIN_SCOPE, key_func=_pending_name_key, methods=["POST"])
+@limiter.shared_limit(login_limit, LOGIN_SCOPE, key_func=address_key, methods=["POST"])
+@limiter.shared_limit(login_limit, LOGIN_SCOPE, key_func=_pending_name_key, methods=["POST"])
 def passkey_login() -> Response | tuple[str, int]:
     half = gate.half_signed_in()
     if half is None:
