@@ -1,0 +1,282 @@
+"""Schedules: the catalogue's ``schedules:``, cron through DST, and occurrences run exactly once.
+
+The calendar cases use ``Schedule.occurrences`` on fixed instants; the scheduler
+tests drive ``Scheduler.tick`` with an injectable clock on real databases, and
+race two schedulers (two apps: two replicas) for the same occurrences.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from itertools import islice, pairwise
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.catalogue import CatalogueError, Schedule, parse_catalogue
+from gateway.catalogue.switches import holder
+from gateway.db.models import AuditEvent, Run, ScheduleOccurrence
+from gateway.identity import accounts, groups, tokens
+from gateway.platform.extensions import db
+from gateway.schedules import Scheduler, set_paused
+
+COMMANDS = """
+datasources: {}
+commands:
+  - name: hello
+    title: Hello
+    kind: shell
+    argv: ["echo", "{greeting}"]
+    params:
+      greeting: {type: choice, choices: [hi, ho], default: hi}
+      token: {type: string, secret: true}
+    env: {TOKEN: "{token}"}
+"""
+SCHEDULES = """
+schedules:
+  - name: every-5
+    command: hello
+    params: {greeting: ho}
+    cron: "*/5 * * * *"
+    timezone: Europe/Berlin
+"""
+T0 = datetime(2026, 12, 7, 10, 0, 30, tzinfo=UTC)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def schedule(cron: str, timezone: str = "Europe/Berlin") -> Schedule:
+    return Schedule(name="s", command="hello", cron=cron, timezone=timezone)
+
+
+def take(cron: str, after: datetime, count: int, timezone: str = "Europe/Berlin") -> list[datetime]:
+    return list(islice(schedule(cron, timezone).occurrences(after), count))
+
+
+# --- the catalogue ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"command": "nope"}, "schedule 'bad' field command: unknown command 'nope'"),
+        ({"params": {"greeting": "hey"}}, "schedule 'bad' field params.greeting:"),
+        ({"params": {"colour": "red"}}, "schedule 'bad' field params.colour:"),
+        ({"params": {"token": "s3cret"}}, "schedule 'bad' field params.token: a secret parameter cannot"),
+        ({"cron": "61 * * * *"}, "schedule 'bad' field cron: not a valid cron expression"),
+        ({"cron": "* * * *"}, "schedule 'bad' field cron: needs 5 fields"),
+        ({"timezone": "Mars/Olympus"}, "schedule 'bad' field timezone: unknown time zone 'Mars/Olympus'"),
+        ({"notify": ["ops-webhook"]}, "schedule 'bad' field notify: unknown notification 'ops-webhook'"),
+        ({"every": "5m"}, "schedule 'bad' field every:"),
+    ],
+)
+def test_a_bad_schedule_refuses_the_catalogue_naming_schedule_and_field(entry, expected):
+    fields = {"name": "bad", "command": "hello", "cron": "*/5 * * * *", **entry}
+    text = COMMANDS + "schedules:\n  - " + "\n    ".join(f"{k}: {v!r}" for k, v in fields.items()).replace("'", '"')
+    with pytest.raises(CatalogueError) as caught:
+        parse_catalogue(text.replace('"', "'") if "{" in str(entry) else text)
+    assert expected in str(caught.value)
+
+
+def test_a_valid_schedule_is_loaded_with_utc_as_the_default_zone():
+    catalogue = parse_catalogue(COMMANDS + SCHEDULES + '  - {name: daily, command: hello, cron: "0 6 * * *"}\n')
+    assert sorted(catalogue.schedules) == ["daily", "every-5"]
+    assert catalogue.schedules["daily"].timezone == "UTC"
+    assert catalogue.schedules["every-5"].params == {"greeting": "ho"}
+
+
+# --- the calendar (Debian cron's rules, through cronsim) -------------------------------------
+
+
+def test_a_fixed_time_in_the_spring_forward_gap_runs_once_right_after_it():
+    # 2026-03-29 02:00 Berlin jumps to 03:00: 02:30 does not exist that day.
+    assert take("30 2 * * *", utc(2026, 3, 28, 12, 0), 3) == [
+        utc(2026, 3, 29, 1, 0),  # 03:00 CEST, right after the gap
+        utc(2026, 3, 30, 0, 30),  # 02:30 CEST
+        utc(2026, 3, 31, 0, 30),
+    ]
+
+
+def test_a_fixed_time_in_the_repeated_fall_back_hour_runs_once_on_the_first_pass():
+    # 2026-10-25 03:00 CEST goes back to 02:00 CET: 02:30 happens twice.
+    assert take("30 2 * * *", utc(2026, 10, 24, 12, 0), 3) == [
+        utc(2026, 10, 25, 0, 30),  # 02:30 CEST, the first pass only
+        utc(2026, 10, 26, 1, 30),  # 02:30 CET
+        utc(2026, 10, 27, 1, 30),
+    ]
+
+
+@pytest.mark.parametrize("after", [utc(2026, 3, 29, 0, 30), utc(2026, 10, 25, 0, 30)], ids=["spring", "autumn"])
+def test_a_step_expression_follows_real_time_through_both_transitions(after):
+    instants = take("*/5 * * * *", after, 24)
+    assert instants[0] == after + timedelta(minutes=5)
+    assert all(later - earlier == timedelta(minutes=5) for earlier, later in pairwise(instants))
+    assert len(set(instants)) == len(instants)
+
+
+def test_month_ends_skip_months_without_the_day():
+    assert take("0 0 31 * *", utc(2027, 1, 1, 0, 0), 4, "UTC") == [
+        utc(2027, 1, 31, 0, 0), utc(2027, 3, 31, 0, 0), utc(2027, 5, 31, 0, 0), utc(2027, 7, 31, 0, 0),
+    ]  # fmt: skip
+    assert take("0 12 29 2 *", utc(2027, 1, 1, 0, 0), 1, "UTC") == [utc(2028, 2, 29, 12, 0)]
+
+
+def test_every_seventh_minute_restarts_each_hour():
+    minutes = [at.minute for at in take("*/7 * * * *", utc(2026, 12, 7, 9, 59), 10, "UTC")]
+    assert minutes == [0, 7, 14, 21, 28, 35, 42, 49, 56, 0]
+
+
+# --- the scheduler ----------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def catalogue_path(tmp_path: Path) -> Path:
+    path = tmp_path / "commands.yaml"
+    path.write_text(COMMANDS + SCHEDULES)
+    return path
+
+
+@pytest.fixture
+def sched_app(make_app, catalogue_path):
+    return make_app(GATEWAY_COMMANDS_FILE=catalogue_path)
+
+
+def scheduled_runs(app) -> list[Run]:
+    with app.app_context():
+        return list(db.session.scalars(select(Run).where(Run.username == "system:scheduler").order_by(Run.created_at)))
+
+
+def events(app, name: str) -> list[AuditEvent]:
+    with app.app_context():
+        return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == name).order_by(AuditEvent.seq)))
+
+
+def tick(app, scheduler: Scheduler, at: datetime) -> datetime | None:
+    scheduler.clock = Clock(at)
+    with app.app_context():
+        try:
+            return scheduler.tick()
+        finally:
+            db.session.remove()
+
+
+def test_a_due_occurrence_runs_once_as_the_scheduler_with_no_address(sched_app):
+    scheduler = Scheduler(sched_app)
+    first_due = tick(sched_app, scheduler, T0)  # first seen: counts from now, nothing before
+    assert first_due == utc(2026, 12, 7, 10, 5)
+    assert scheduled_runs(sched_app) == []
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 2))
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 3))
+    [run] = scheduled_runs(sched_app)
+    assert (run.command, run.user_id, run.username, run.source_ip, run.cache_key is None) == (
+        "hello", None, "system:scheduler", None, True,
+    )  # fmt: skip
+    assert run.params["greeting"] == "ho"
+    [started] = [event for event in events(sched_app, "run.started") if event.run_id == run.id]
+    assert started.actor_id is None and started.actor_name == "system:scheduler"
+    assert started.detail["schedule"] == "every-5"
+    assert started.detail["scheduled_for"] == "2026-12-07T10:05:00+00:00"
+
+
+def test_missed_occurrences_are_recorded_once_per_gap_and_not_replayed(sched_app):
+    scheduler = Scheduler(sched_app)  # grace 300 s
+    tick(sched_app, scheduler, T0)
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 59, 50))  # 10:05 .. 10:55 due; 10:55 within the grace
+    tick(sched_app, scheduler, utc(2026, 12, 7, 11, 0, 20))
+    [missed] = events(sched_app, "schedule.missed")
+    assert missed.detail == {
+        "schedule": "every-5", "count": 10, "first": "2026-12-07T10:05:00+00:00", "last": "2026-12-07T10:50:00+00:00",
+    }  # fmt: skip
+    assert len(scheduled_runs(sched_app)) == 2  # 10:55 and 11:00
+
+
+def test_a_paused_schedule_writes_nothing_per_occurrence_and_resumes_from_now(sched_app):
+    scheduler = Scheduler(sched_app)
+    tick(sched_app, scheduler, T0)
+    with sched_app.app_context():
+        assert set_paused("every-5", True, actor={"id": None, "name": "operator"})
+        assert not set_paused("every-5", True, actor={"id": None, "name": "operator"})
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 1))
+    tick(sched_app, scheduler, utc(2026, 12, 7, 12, 0, 1))
+    assert scheduled_runs(sched_app) == [] and events(sched_app, "schedule.missed") == []
+    with sched_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ScheduleOccurrence)) == 0
+        assert set_paused("every-5", False, actor={"id": None, "name": "operator"})
+    assert [e.detail["schedule"] for e in events(sched_app, "admin.schedule_paused")] == ["every-5"]
+    assert len(events(sched_app, "admin.schedule_resumed")) == 1
+    tick(sched_app, scheduler, datetime.now(UTC) + timedelta(minutes=5))  # resumed now: the paused hours are gone
+    assert len(scheduled_runs(sched_app)) == 1 and events(sched_app, "schedule.missed") == []
+
+
+def test_a_catalogue_reload_that_removes_a_schedule_stops_it(sched_app, catalogue_path):
+    scheduler = Scheduler(sched_app)
+    tick(sched_app, scheduler, T0)
+    catalogue_path.write_text(COMMANDS)
+    holder(sched_app).reload()
+    assert tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 1)) is None
+    assert scheduled_runs(sched_app) == []
+
+
+@pytest.mark.both_engines
+def test_two_replicas_racing_run_each_occurrence_once(make_app, catalogue_path):
+    apps = [make_app(GATEWAY_COMMANDS_FILE=catalogue_path) for _ in range(2)]
+    schedulers = [Scheduler(app) for app in apps]
+    tick(apps[0], schedulers[0], T0)
+    for step in range(1, 4):
+        at = T0 + timedelta(minutes=5 * step)
+        barrier = threading.Barrier(4)
+
+        def race(index: int, at: datetime = at, barrier: threading.Barrier = barrier) -> None:
+            app = apps[index % 2]
+            scheduler = Scheduler(app)  # two schedulers per replica as well: threads of one process
+            scheduler.clock = Clock(at)
+            barrier.wait()
+            with app.app_context():
+                scheduler.tick()
+                db.session.remove()
+
+        threads = [threading.Thread(target=race, args=(index,)) for index in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    runs = scheduled_runs(apps[0])
+    assert len(runs) == 3
+    started = [e for e in events(apps[0], "run.started") if e.actor_name == "system:scheduler"]
+    assert sorted(e.detail["scheduled_for"] for e in started) == [
+        "2026-12-07T10:05:00+00:00", "2026-12-07T10:10:00+00:00", "2026-12-07T10:15:00+00:00",
+    ]  # fmt: skip
+
+
+def test_scheduled_runs_are_in_nobodys_my_runs_and_visible_to_who_may_use_the_command(sched_app):
+    scheduler = Scheduler(sched_app)
+    tick(sched_app, scheduler, T0)
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 1))
+    [run] = scheduled_runs(sched_app)
+    with sched_app.app_context():
+        for name in ("staff", "outsider"):
+            accounts.create_user(name, f"{name}-password-123")
+        groups.create_group("ops")
+        groups.add_member("ops", "staff")
+        groups.add_grant("ops", "hello")
+        headers = {
+            name: {"Authorization": f"Bearer {tokens.create_token(accounts.get_user(name)).secret}"}
+            for name in ("staff", "outsider")
+        }
+    client = sched_app.test_client()
+    listed = client.get("/api/v1/runs", headers=headers["staff"]).get_json()
+    assert [item["id"] for item in listed["items"]] == []
+    assert client.get(f"/api/v1/runs/{run.id}", headers=headers["staff"]).status_code == 200
+    assert client.get(f"/api/v1/runs/{run.id}", headers=headers["outsider"]).status_code == 404
