@@ -21,6 +21,7 @@ from gateway.db.models import AuditEvent, Run, ScheduleOccurrence
 from gateway.identity import accounts, groups, tokens
 from gateway.platform.extensions import db
 from gateway.schedules import Scheduler, set_paused
+from tests.conftest import csrf_token_from, seed_session
 
 COMMANDS = """
 datasources: {}
@@ -280,3 +281,83 @@ def test_scheduled_runs_are_in_nobodys_my_runs_and_visible_to_who_may_use_the_co
     assert [item["id"] for item in listed["items"]] == []
     assert client.get(f"/api/v1/runs/{run.id}", headers=headers["staff"]).status_code == 200
     assert client.get(f"/api/v1/runs/{run.id}", headers=headers["outsider"]).status_code == 404
+
+
+# --- the status board -------------------------------------------------------------------------
+
+BOARD = """
+  - name: board-5
+    command: hello
+    params: {greeting: hi}
+    cron: "*/5 * * * *"
+    dashboard: true
+"""
+
+
+@pytest.fixture
+def board_app(make_app, tmp_path):
+    path = tmp_path / "board.yaml"
+    path.write_text(COMMANDS.replace("title: Hello", "title: Hello\n    dashboard: true\n    cache_seconds: 60")
+                    .replace("      token: {type: string, secret: true}\n", "").replace('    env: {TOKEN: "{token}"}\n', "")
+                    + "  - name: manual\n    title: Manual report\n    kind: shell\n    argv: [echo, manual]\n"
+                    + "    dashboard: true\n" + "schedules:" + BOARD)  # fmt: skip
+    return make_app(GATEWAY_COMMANDS_FILE=path)
+
+
+def signed_in(app, user_id: int):
+    client = app.test_client()
+    seed_session(app, client, user_id)
+    return client
+
+
+def all_runs(app) -> list[Run]:
+    with app.app_context():
+        return list(db.session.scalars(select(Run)))
+
+
+def test_the_board_shows_the_schedules_result_and_viewing_it_runs_nothing(board_app, users):
+    scheduler = Scheduler(board_app)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    due = now - timedelta(minutes=now.minute % 5)
+    tick(board_app, scheduler, due - timedelta(minutes=4))
+    tick(board_app, scheduler, due + timedelta(seconds=1))  # one due occurrence, run at once
+    [run] = all_runs(board_app)
+    client = signed_in(board_app, users["staff"].id)
+    with board_app.app_context():
+        groups.create_group("ops")
+        groups.add_member("ops", "staff")
+        groups.add_grant("ops", "hello")
+        groups.add_grant("ops", "manual")
+    page = client.get("/")
+    html = page.get_data(as_text=True)
+    assert 'id="tile-schedule-board-5"' in html and 'id="tile-manual"' in html
+    assert "Run now" in html and "Refresh now" in html and "No result yet" in html  # the manual tile
+    board = client.get("/tiles", headers={"X-Gateway-Background": "1"})
+    assert board.status_code == 200 and board.headers["ETag"]
+    again = client.get("/tiles", headers={"X-Gateway-Background": "1", "If-None-Match": board.headers["ETag"]})
+    assert again.status_code == 304 and again.get_data() == b""
+    assert [r.id for r in all_runs(board_app)] == [run.id]  # looking started nothing
+    assert "as of" in board.get_data(as_text=True).split('id="tile-manual"')[0]  # the schedule's result
+    # pressing "Run now" is the viewer's explicit run: the board changes, so does its ETag
+    csrf = csrf_token_from(html)
+    assert client.post("/tiles/manual/refresh", data={"csrf_token": csrf}).status_code == 303
+    changed = client.get("/tiles", headers={"If-None-Match": board.headers["ETag"]})
+    assert changed.status_code == 200 and changed.headers["ETag"] != board.headers["ETag"]
+    assert "No result yet" not in changed.get_data(as_text=True)
+
+
+def test_refresh_now_is_the_viewers_run_and_reuses_a_fresh_cached_result(board_app, users):
+    client = signed_in(board_app, users["staff"].id)
+    with board_app.app_context():
+        groups.create_group("ops")
+        groups.add_member("ops", "staff")
+        groups.add_grant("ops", "hello")
+    csrf = csrf_token_from(client.get("/").get_data(as_text=True))
+    assert client.post("/schedules/board-5/refresh", data={"csrf_token": csrf}).status_code == 303
+    assert client.post("/schedules/board-5/refresh", data={"csrf_token": csrf}).status_code == 303
+    [run] = all_runs(board_app)  # the second press reused the first result (cache_seconds)
+    assert run.username == "staff" and run.params == {"greeting": "hi"}
+    html = client.get("/tiles").get_data(as_text=True)
+    assert "showing your own refresh" in html and "Stale" not in html
+    assert client.post("/schedules/every-5/refresh", data={"csrf_token": csrf}).status_code == 404
+    assert client.post("/schedules/nope/refresh", data={"csrf_token": csrf}).status_code == 404
