@@ -361,3 +361,71 @@ def test_refresh_now_is_the_viewers_run_and_reuses_a_fresh_cached_result(board_a
     assert "showing your own refresh" in html and "Stale" not in html
     assert client.post("/schedules/every-5/refresh", data={"csrf_token": csrf}).status_code == 404
     assert client.post("/schedules/nope/refresh", data={"csrf_token": csrf}).status_code == 404
+
+
+# --- admin, API and CLI -----------------------------------------------------------------------
+
+
+def test_admin_page_lists_schedules_and_pauses_them_audited(sched_app, users):
+    scheduler = Scheduler(sched_app)
+    tick(sched_app, scheduler, T0)
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 1))
+    admin = signed_in(sched_app, users["admin"].id)
+    html = admin.get("/admin/schedules").get_data(as_text=True)
+    row = html.split('id="schedule-every-5"')[1].split("</tr>")[0]
+    assert "*/5 * * * *" in row and "Europe/Berlin" in row and "Pause" in row
+    assert "2026-12-07 10:05" in row  # the last occurrence
+    csrf = csrf_token_from(html)
+    assert admin.post("/admin/schedules/every-5/pause", data={"csrf_token": csrf}).status_code == 303
+    assert "Resume" in admin.get("/admin/schedules").get_data(as_text=True)
+    [paused] = events(sched_app, "admin.schedule_paused")
+    assert paused.actor_name == "admin" and paused.source_ip == "127.0.0.1"
+    assert admin.post("/admin/schedules/nope/pause", data={"csrf_token": csrf}).status_code == 404
+    staff = signed_in(sched_app, users["staff"].id)
+    assert staff.get("/admin/schedules").status_code == 404
+
+
+def test_api_lists_schedules_and_their_runs_for_who_may_use_the_command(sched_app, users):
+    scheduler = Scheduler(sched_app)
+    tick(sched_app, scheduler, T0)
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 1))
+    [run] = scheduled_runs(sched_app)
+    with sched_app.app_context():
+        groups.create_group("ops")
+        groups.add_member("ops", "staff")
+        groups.add_grant("ops", "hello")
+        headers = {
+            name: {"Authorization": f"Bearer {tokens.create_token(accounts.get_user(name)).secret}"}
+            for name in ("staff", "other")
+        }
+    client = sched_app.test_client()
+    [item] = client.get("/api/v1/schedules", headers=headers["staff"]).get_json()["items"]
+    assert item == {
+        "name": "every-5", "command": "hello", "cron": "*/5 * * * *", "timezone": "Europe/Berlin", "paused": False,
+        "dashboard": False, "next_at": item["next_at"], "last_at": "2026-12-07T10:05:00Z",
+        "last_outcome": item["last_outcome"], "last_run_id": run.id,
+    }  # fmt: skip
+    assert item["last_outcome"] in ("running", "succeeded") and item["next_at"].endswith("Z")
+    listed = client.get("/api/v1/schedules/every-5/runs", headers=headers["staff"]).get_json()
+    assert [entry["id"] for entry in listed["items"]] == [run.id] and listed["next_cursor"] is None
+    assert client.get("/api/v1/schedules", headers=headers["other"]).get_json()["items"] == []
+    assert client.get("/api/v1/schedules/every-5/runs", headers=headers["other"]).status_code == 404
+
+
+def test_cli_lists_pauses_resumes_and_runs_a_schedule_now(sched_app):
+    from gateway.cli.schedules import schedules_group
+
+    runner = sched_app.test_cli_runner()
+    listed = runner.invoke(schedules_group, ["list"])
+    assert listed.exit_code == 0 and listed.output.startswith("every-5\thello\t*/5 * * * *\tEurope/Berlin\tactive\t")
+    assert runner.invoke(schedules_group, ["pause", "every-5"]).exit_code == 0
+    assert "\tpaused\t" in runner.invoke(schedules_group, ["list"]).output
+    assert runner.invoke(schedules_group, ["resume", "every-5"]).exit_code == 0
+    assert runner.invoke(schedules_group, ["pause", "nope"]).exit_code == 1
+    done = runner.invoke(schedules_group, ["run-now", "every-5"])
+    assert done.exit_code == 0, done.output
+    [run] = scheduled_runs(sched_app)
+    assert f"{run.id}\tsucceeded" in done.output and run.username == "system:scheduler"
+    [started] = [event for event in events(sched_app, "run.started") if event.run_id == run.id]
+    assert started.detail["schedule"] == "every-5" and started.detail["requested_by"].startswith("cli:")
+    assert [e.actor_name.startswith("cli:") for e in events(sched_app, "admin.schedule_resumed")] == [True]

@@ -384,6 +384,6 @@ class ScheduleOccurrence(Model):
 
     schedule: Mapped[str] = mapped_column(String(100), primary_key=True)
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    outcome: Mapped[str] = mapped_column(String(16))  # started | rejected | missed
+    outcome: Mapped[str] = mapped_column(String(16))  # started | rejected | missed | manual (an operator's run-now)
     run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)

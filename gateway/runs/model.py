@@ -68,9 +68,11 @@ class Occurrence:
     schedule: str
     scheduled_for: datetime
     claim: Callable[[Connection, str | None, str], bool]
+    requested_by: str | None = None  # an operator's "run now", not the calendar
 
     def detail(self) -> dict[str, str]:
-        return {"schedule": self.schedule, "scheduled_for": self.scheduled_for.isoformat()}
+        shown = {"schedule": self.schedule, "scheduled_for": self.scheduled_for.isoformat()}
+        return {**shown, "requested_by": self.requested_by} if self.requested_by else shown
 
 
 @dataclass

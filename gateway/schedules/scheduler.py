@@ -130,6 +130,18 @@ class Scheduler:
             db.session.remove()
 
 
+def run_now(name: str, requested_by: str) -> runs.Started:
+    """An operator's "run now": the schedule's command and params as ``system:scheduler``, outside the calendar.
+
+    Recorded in the schedule's history (an occurrence at this instant, ``manual``) with who
+    asked; :raise KeyError: no such schedule; ``runs.RunRejected`` as any start.
+    """
+    schedule = current_catalogue().schedules[name]
+    at = utcnow()
+    occurrence = runs.Occurrence(name, at, store.claimer(name, at, manual=True), requested_by=requested_by)
+    return runs.start(schedule.command, dict(schedule.params), runs.Caller(SCHEDULER, None), occurrence=occurrence)
+
+
 def get_scheduler(app: Flask) -> Scheduler:
     """The app's scheduler (created, not started)."""
     scheduler: Scheduler | None = app.extensions.get("gateway.scheduler")

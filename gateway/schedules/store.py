@@ -38,11 +38,17 @@ def claim(tx: WriteUnit, schedule: str, scheduled_for: datetime, run_id: str | N
     return core(tx).execute(statement).first() is not None
 
 
-def claimer(schedule: str, scheduled_for: datetime) -> Callable[[Connection, str | None, str], bool]:
-    """The claim admission makes in its transaction (``runs.Occurrence.claim``)."""
+def claimer(
+    schedule: str, scheduled_for: datetime, manual: bool = False
+) -> Callable[[Connection, str | None, str], bool]:
+    """The claim admission makes in its transaction (``runs.Occurrence.claim``).
+
+    A ``manual`` one (an operator's run-now) is kept out of the calendar: ``last_claimed``
+    ignores it, so it can never make the scheduler skip a due occurrence.
+    """
 
     def claim_in(tx: Connection, run_id: str | None, outcome: str) -> bool:
-        return claim(tx, schedule, scheduled_for, run_id, outcome)
+        return claim(tx, schedule, scheduled_for, run_id, "manual" if manual and outcome == "started" else outcome)
 
     return claim_in
 
@@ -70,8 +76,10 @@ def states() -> dict[str, Any]:
 
 def last_claimed() -> dict[str, datetime]:
     """Schedule name -> its newest claimed occurrence (whatever it did)."""
-    statement = select(_OCCURRENCES.c.schedule, func.max(_OCCURRENCES.c.scheduled_for)).group_by(
-        _OCCURRENCES.c.schedule
+    statement = (
+        select(_OCCURRENCES.c.schedule, func.max(_OCCURRENCES.c.scheduled_for))
+        .where(_OCCURRENCES.c.outcome != "manual")
+        .group_by(_OCCURRENCES.c.schedule)
     )
     return {name: at for name, at in db.session.execute(statement)}
 
@@ -85,7 +93,9 @@ def record_missed(schedule: str, since: datetime, missed: Callable[[datetime], l
     with write_connection() as tx:
         dialect.transaction_lock(tx, f"schedule:{schedule}")
         newest = tx.execute(
-            select(func.max(_OCCURRENCES.c.scheduled_for)).where(_OCCURRENCES.c.schedule == schedule)
+            select(func.max(_OCCURRENCES.c.scheduled_for)).where(
+                _OCCURRENCES.c.schedule == schedule, _OCCURRENCES.c.outcome != "manual"
+            )
         ).scalar()
         gap = missed(max(since, newest) if newest is not None else since)
         if not gap or not claim(tx, schedule, gap[-1], None, "missed"):
