@@ -429,3 +429,25 @@ def test_cli_lists_pauses_resumes_and_runs_a_schedule_now(sched_app):
     [started] = [event for event in events(sched_app, "run.started") if event.run_id == run.id]
     assert started.detail["schedule"] == "every-5" and started.detail["requested_by"].startswith("cli:")
     assert [e.actor_name.startswith("cli:") for e in events(sched_app, "admin.schedule_resumed")] == [True]
+
+
+def test_metrics_report_lag_missed_and_the_last_success_per_schedule(sched_app):
+    scheduler = Scheduler(sched_app)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    due = now - timedelta(minutes=now.minute % 5)
+    tick(sched_app, scheduler, due - timedelta(minutes=64))
+    tick(sched_app, scheduler, due + timedelta(seconds=2))  # an hour missed, then one on time
+    assert len(scheduled_runs(sched_app)) == 1
+    for _ in range(100):  # the run ends in the executor
+        if scheduled_runs(sched_app)[0].status == "succeeded":
+            break
+        threading.Event().wait(0.05)
+    text = sched_app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'gateway_schedule_lag_seconds_count{schedule="every-5"}' in text
+    missed = [
+        line for line in text.splitlines() if line.startswith('gateway_schedule_missed_total{schedule="every-5"}')
+    ]
+    assert missed and float(missed[0].split()[-1]) >= 11
+    [success] = [line for line in text.splitlines() if line.startswith("gateway_schedule_last_success_timestamp")]
+    assert success.startswith('gateway_schedule_last_success_timestamp_seconds{schedule="every-5"}')
+    assert abs(float(success.split()[-1]) - datetime.now(UTC).timestamp()) < 60

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.catalogue import Schedule
 from gateway.catalogue.switches import current_catalogue
 from gateway.db.models import Run, ScheduleOccurrence
 from gateway.platform.extensions import db
-from gateway.platform.timeutil import utcnow
+from gateway.platform.timeutil import as_utc, utcnow
 from gateway.schedules import store
 
 TREND = 10  # durations shown per schedule
@@ -78,6 +78,20 @@ def overview(names: Iterable[str] | None = None) -> list[ScheduleView]:
             view.durations_ms = [row.duration_ms for row in reversed(recent) if row.duration_ms is not None]
         views.append(view)
     return views
+
+
+def last_successes() -> dict[str, float]:
+    """Each loaded schedule's newest successful run's end (Unix time), for the metrics' scrape."""
+    loaded = set(current_catalogue().schedules)
+    statement = (
+        select(ScheduleOccurrence.schedule, func.max(Run.finished_at))
+        .join(Run, Run.id == ScheduleOccurrence.run_id)
+        .where(Run.status == "succeeded")
+        .group_by(ScheduleOccurrence.schedule)
+    )
+    rows = db.session.execute(statement).all()
+    db.session.rollback()
+    return {name: as_utc(at).timestamp() for name, at in rows if name in loaded and at is not None}
 
 
 def runs_of(name: str, *, before: datetime | None = None, limit: int = 50) -> list[tuple[Run, datetime]]:

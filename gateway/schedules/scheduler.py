@@ -23,8 +23,9 @@ from gateway import runs
 from gateway.access.policy import SCHEDULER
 from gateway.catalogue import Schedule
 from gateway.catalogue.switches import current_catalogue
+from gateway.platform import signals
 from gateway.platform.extensions import db
-from gateway.platform.timeutil import utcnow
+from gateway.platform.timeutil import as_utc, utcnow
 from gateway.schedules import store
 
 log = logging.getLogger("gateway.schedules")
@@ -112,6 +113,7 @@ class Scheduler:
 
         count = store.record_missed(schedule.name, since, gap)
         if count:
+            signals.send(signals.schedule_missed, self.app, schedule=schedule.name, count=count)
             log.warning("schedule %s missed %d occurrence(s)", schedule.name, count)
 
     def _fire(self, schedule: Schedule, at: datetime) -> None:
@@ -119,13 +121,18 @@ class Scheduler:
             return
         occurrence = runs.Occurrence(schedule.name, at, store.claimer(schedule.name, at))
         try:
-            runs.start(schedule.command, dict(schedule.params), runs.Caller(SCHEDULER, None), occurrence=occurrence)
+            started = runs.start(
+                schedule.command, dict(schedule.params), runs.Caller(SCHEDULER, None), occurrence=occurrence
+            )
         except runs.AlreadyClaimed:
             return
         except runs.RunRejected as exc:
             log.warning("schedule %s at %s refused: %s", schedule.name, at.isoformat(), exc.message)
         except Exception:  # the occurrence stays unclaimed: retried next pass, within the grace
             log.exception("schedule %s at %s could not start", schedule.name, at.isoformat())
+        else:
+            lag = (as_utc(started.run.created_at) - at).total_seconds()
+            signals.send(signals.schedule_started, self.app, schedule=schedule.name, lag=lag)
         finally:
             db.session.remove()
 
