@@ -451,3 +451,62 @@ def test_metrics_report_lag_missed_and_the_last_success_per_schedule(sched_app):
     [success] = [line for line in text.splitlines() if line.startswith("gateway_schedule_last_success_timestamp")]
     assert success.startswith('gateway_schedule_last_success_timestamp_seconds{schedule="every-5"}')
     assert abs(float(success.split()[-1]) - datetime.now(UTC).timestamp()) < 60
+
+
+@pytest.mark.both_engines
+def test_an_occurrence_whose_start_cannot_commit_stays_unclaimed_and_runs_once_later(sched_app, backend):
+    """The claim shares the run row's transaction: when that write fails, nothing of the occurrence remains."""
+    scheduler = Scheduler(sched_app)
+    tick(sched_app, scheduler, T0)
+    if backend == "sqlite":
+        create = ["CREATE TRIGGER no_runs BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'no runs today'); END"]
+        drop = ["DROP TRIGGER no_runs"]
+    else:
+        create = [
+            "CREATE FUNCTION no_runs() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no runs today'; END $$"
+            " LANGUAGE plpgsql",
+            "CREATE TRIGGER no_runs BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION no_runs()",
+        ]
+        drop = ["DROP TRIGGER no_runs ON runs", "DROP FUNCTION no_runs()"]
+
+    def execute(statements: list[str]) -> None:
+        with sched_app.app_context(), db.engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+
+    execute(create)
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 1))  # the start fails: a crash before the commit
+    with sched_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ScheduleOccurrence)) == 0
+    execute(drop)
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 40))  # still within the grace: it runs now
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 50))
+    [run] = scheduled_runs(sched_app)
+    with sched_app.app_context():
+        [claim] = db.session.scalars(select(ScheduleOccurrence)).all()
+    assert claim.run_id == run.id and claim.outcome == "started"
+
+
+def test_the_scheduler_thread_wakes_at_the_due_time_and_a_draining_replica_claims_nothing(sched_app):
+    real = datetime.now(UTC)
+    boundary = real.replace(second=0, microsecond=0) + timedelta(minutes=5 - real.minute % 5)
+    offset = boundary - real - timedelta(seconds=0.6)  # the scheduler's clock: 0.6 s before an occurrence
+    scheduler = Scheduler(sched_app, clock=lambda: datetime.now(UTC) + offset)
+    with sched_app.app_context():  # first seen now, so the occurrence 0.6 s ahead is its first
+        assert scheduler.tick() == boundary
+        db.session.remove()
+    scheduler.start()
+    try:
+        for _ in range(60):
+            if scheduled_runs(sched_app):
+                break
+            threading.Event().wait(0.05)
+        [run] = scheduled_runs(sched_app)
+        with sched_app.app_context():
+            [claim] = db.session.scalars(select(ScheduleOccurrence)).all()
+        assert claim.scheduled_for == boundary and claim.run_id == run.id
+    finally:
+        scheduler.stop()
+    sched_app.extensions["gateway.draining"] = True
+    assert tick(sched_app, scheduler, boundary + timedelta(minutes=5, seconds=1)) is None
+    assert len(scheduled_runs(sched_app)) == 1
