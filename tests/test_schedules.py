@@ -510,3 +510,51 @@ def test_the_scheduler_thread_wakes_at_the_due_time_and_a_draining_replica_claim
     sched_app.extensions["gateway.draining"] = True
     assert tick(sched_app, scheduler, boundary + timedelta(minutes=5, seconds=1)) is None
     assert len(scheduled_runs(sched_app)) == 1
+
+
+RACER = """
+import sys, time
+from datetime import UTC, datetime, timedelta
+from gateway import create_app
+from gateway.platform.extensions import db
+from gateway.schedules import Scheduler
+from tests.conftest import base_environ
+
+url, catalogue, instance, start_at = sys.argv[1:5]
+app = create_app(base_environ(url, GATEWAY_COMMANDS_FILE=catalogue), instance_path=instance)
+scheduler = Scheduler(app)
+time.sleep(max(0.0, float(start_at) - time.time()))  # both processes start their passes together
+for step in range(1, 4):
+    scheduler.clock = lambda at=datetime(2026, 12, 7, 10, 0, 30, tzinfo=UTC) + timedelta(minutes=5 * step): at
+    with app.app_context():
+        scheduler.tick()
+        db.session.remove()
+app.extensions["gateway.executor"].shutdown(grace=20)  # its runs end before the process does
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_two_gateway_processes_on_postgresql_run_each_occurrence_once(
+    sched_app, catalogue_path, database_url, tmp_path
+):
+    import subprocess
+    import sys
+    import time
+
+    tick(sched_app, Scheduler(sched_app), T0)  # first seen at T0
+    start_at = str(time.time() + 2.5)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, database_url, str(catalogue_path), str(tmp_path / f"racer{i}"), start_at],
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        for i in range(2)
+    ]
+    assert [racer.wait(60) for racer in racers] == [0, 0]
+    runs = scheduled_runs(sched_app)
+    assert len(runs) == 3 and {run.status for run in runs} == {"succeeded"}
+    with sched_app.app_context():
+        claims = db.session.scalars(select(ScheduleOccurrence).order_by(ScheduleOccurrence.scheduled_for)).all()
+    assert [claim.scheduled_for.minute for claim in claims] == [5, 10, 15]
+    assert sorted(claim.run_id for claim in claims) == sorted(run.id for run in runs)
