@@ -48,6 +48,10 @@ def install_reload_on_sighup(app: Flask) -> None:
             holder(app).reload()
         except CatalogueError as exc:
             log.error("catalogue reload refused, keeping the loaded one: %s", exc)
+            return
+        scheduler = app.extensions.get("gateway.scheduler")
+        if scheduler is not None:
+            scheduler.wake()  # added, changed or removed schedules take effect now
 
     signal.signal(signal.SIGHUP, reload)
 
