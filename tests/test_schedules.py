@@ -558,3 +558,69 @@ def test_two_gateway_processes_on_postgresql_run_each_occurrence_once(
         claims = db.session.scalars(select(ScheduleOccurrence).order_by(ScheduleOccurrence.scheduled_for)).all()
     assert [claim.scheduled_for.minute for claim in claims] == [5, 10, 15]
     assert sorted(claim.run_id for claim in claims) == sorted(run.id for run in runs)
+
+
+KILLED = """
+import sys, time
+from datetime import UTC, datetime
+from gateway import create_app
+from gateway.platform.extensions import db
+from gateway.schedules import Scheduler
+from tests.conftest import base_environ
+
+url, catalogue, instance = sys.argv[1:4]
+app = create_app(base_environ(url, GATEWAY_COMMANDS_FILE=catalogue, RUN_HEARTBEAT_SECONDS="1"), instance_path=instance)
+scheduler = Scheduler(app, clock=lambda: datetime(2026, 12, 7, 10, 5, 1, tzinfo=UTC))
+with app.app_context():
+    scheduler.tick()
+    db.session.remove()
+time.sleep(120)  # its run sleeps too, until this replica is killed
+"""
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_run_loses_that_run_once_and_the_next_occurrence_runs(make_app, tmp_path, database_url):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from gateway import runs
+
+    path = tmp_path / "nap.yaml"
+    path.write_text(
+        'commands:\n  - {name: nap, title: Nap, kind: shell, argv: ["sleep", "30"], timeout: 60}\n'
+        'schedules:\n  - {name: nap-5, command: nap, cron: "*/5 * * * *"}\n'
+    )
+    app = make_app(GATEWAY_COMMANDS_FILE=path, RUN_HEARTBEAT_SECONDS=1)
+    scheduler = Scheduler(app)
+    tick(app, scheduler, T0)
+    replica = subprocess.Popen(
+        [sys.executable, "-c", KILLED, database_url, str(path), str(tmp_path / "doomed")],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        for _ in range(200):
+            if [run for run in scheduled_runs(app) if run.status == "running"]:
+                break
+            time.sleep(0.05)
+        [first] = scheduled_runs(app)
+        assert first.status == "running"
+    finally:
+        replica.send_signal(signal.SIGKILL)
+        replica.wait(10)
+    lost: list[str] = []
+    for _ in range(100):  # its lease (3 heartbeats) runs out
+        with app.app_context():
+            lost += runs.reap_expired()
+            db.session.remove()
+        if lost:
+            break
+        time.sleep(0.1)
+    assert lost == [first.id]
+    with app.app_context():
+        assert runs.reap_expired() == []  # lost once
+    tick(app, scheduler, utc(2026, 12, 7, 10, 10, 1))
+    statuses = {run.id: run.status for run in scheduled_runs(app)}
+    assert statuses.pop(first.id) == "lost" and list(statuses.values()) in (["running"], ["queued"])
+    assert len([e for e in events(app, "run.finished") if e.run_id == first.id]) == 1
