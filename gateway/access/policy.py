@@ -232,7 +232,12 @@ def listed_runs(owner_id: int | None, address: str | None) -> ColumnElement[bool
 
 def tile_runs(user: Any, command: Command) -> ColumnElement[bool]:
     """The runs of ``command`` a tile may show someone ``command_for`` let through: shared results and their own."""
-    mine = Run.command == command.name
+    return board_runs(user, [command.name])
+
+
+def board_runs(user: Any, names: list[str]) -> ColumnElement[bool]:
+    """``tile_runs`` for several commands at once (the board's one query), each let through by ``command_for``."""
+    mine = Run.command.in_(names) if len(names) != 1 else Run.command == names[0]
     if is_admin(user):
         return mine
     system = and_(Run.user_id.is_(None), Run.username.in_(sorted(SYSTEM_NAMES)))

@@ -9,6 +9,7 @@ which knows the commands (``check_against``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 
 # The commands' slug (model.NAME_PATTERN), repeated: the model imports this module for its file shape.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+@functools.lru_cache(maxsize=4096)
+def _interval(cron: str, timezone: str, minute: datetime) -> timedelta:
+    zone = ZoneInfo(timezone)
+    upcoming = CronSim(cron, minute.astimezone(zone))
+    first = next(upcoming).astimezone(UTC)
+    return next(upcoming).astimezone(UTC) - first
 
 
 class Schedule(BaseModel):
@@ -79,9 +88,11 @@ class Schedule(BaseModel):
         return next(self.occurrences(after))
 
     def interval(self, around: datetime) -> timedelta:
-        """The time between two occurrences after ``around``: what "stale" is measured in."""
-        first = self.next_after(around)
-        return self.next_after(first) - first
+        """The time between two occurrences after ``around``: what "stale" is measured in.
+
+        Per minute (cron's resolution) and cached: every tile of every board asks it.
+        """
+        return _interval(self.cron, self.timezone, around.replace(second=0, microsecond=0))
 
     def check_against(self, commands: Mapping[str, Command]) -> tuple[str, str] | None:
         """(field, message) when the command is unknown or refuses these params, else None."""

@@ -83,7 +83,7 @@ def dashboard() -> str:
     shown = board_tiles.board(catalogue, visible)
     return render_template(
         "dashboard.html",
-        tiles=shown,
+        tiles=board_tiles.fill_lines(shown),
         etag=_etag(shown),
         refresh_seconds=current_app.config["DASHBOARD_REFRESH_SECONDS"],
         categories=group_by_category(visible),
@@ -97,13 +97,17 @@ def dashboard() -> str:
 
 @bp.route("/tiles")
 def tiles() -> Response:
-    """Every tile of the board as one fragment: the page's one conditional refresh (ETag -> 304)."""
+    """Every tile of the board as one fragment: the page's one conditional refresh (ETag -> 304).
+
+    The ETag is computed before the output lines are read: a 304 costs the board's few queries only.
+    """
     shown = _board()
     digest = _etag(shown)
     if request.if_none_match.contains(digest):
         response = make_response("", 304)
     else:
-        response = make_response(render_template("_tiles.html", tiles=shown, max_rows=TILE_ROWS))
+        fragment = render_template("_tiles.html", tiles=board_tiles.fill_lines(shown), max_rows=TILE_ROWS)
+        response = make_response(fragment)
     response.set_etag(digest)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
@@ -129,7 +133,8 @@ def dashboard_schedule_or_404(name: str) -> tuple[Schedule, Command]:
 def tile(name: str) -> str:
     """One manual tile as an HTML fragment."""
     command = dashboard_command_or_404(name)
-    return render_template("_tile.html", tile=board_tiles.manual_tile(command), max_rows=TILE_ROWS)
+    [shown] = board_tiles.fill_lines([board_tiles.manual_tile(command)])
+    return render_template("_tile.html", tile=shown, max_rows=TILE_ROWS)
 
 
 def _run_for_tile(name: str, params: dict[str, object], title: str) -> str | None:
@@ -150,7 +155,7 @@ def tile_refresh(name: str) -> Response | str:
     command = dashboard_command_or_404(name)
     message = _run_for_tile(name, {}, command.title)
     if is_background_request():
-        tile = board_tiles.manual_tile(command, message)
+        [tile] = board_tiles.fill_lines([board_tiles.manual_tile(command, message)])
         return render_template("_tile.html", tile=tile, max_rows=TILE_ROWS)
     return redirect(url_for("web.dashboard") + f"#tile-{name}", 303)
 
@@ -161,6 +166,6 @@ def schedule_refresh(name: str) -> Response | str:
     schedule, command = dashboard_schedule_or_404(name)
     message = _run_for_tile(command.name, dict(schedule.params), command.title)
     if is_background_request():
-        tile = board_tiles.schedule_tile(schedule, command, message)
+        [tile] = board_tiles.fill_lines([board_tiles.schedule_tile(schedule, command, message)])
         return render_template("_tile.html", tile=tile, max_rows=TILE_ROWS)
     return redirect(url_for("web.dashboard") + f"#tile-schedule-{name}", 303)

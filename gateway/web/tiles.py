@@ -11,12 +11,13 @@ anything; which runs a tile may show is ``policy.tile_runs``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway import runs
 from gateway.access import policy
@@ -28,7 +29,9 @@ from gateway.platform.timeutil import as_utc, utcnow
 from gateway.web.shared import me
 
 TILE_LINES = 10
-OWN_CANDIDATES = 5  # the viewer's newest runs of the command looked at for a matching refresh
+LAST_CHUNKS = 40  # output chunks read per tile for its last lines
+RECENT_OCCURRENCES = 5  # a schedule's newest occurrences looked at for its newest result
+OWN_CANDIDATES = 5  # the viewer's newest runs per command looked at for a matching refresh
 
 
 @dataclass
@@ -68,20 +71,37 @@ class Tile:
         return f"{minutes // 60} h ago"
 
 
-def _last_lines(run_id: str) -> list[str]:
-    rows = db.session.scalars(
-        select(RunOutputChunk).where(RunOutputChunk.run_id == run_id).order_by(RunOutputChunk.seq.desc()).limit(40)
-    ).all()
-    text = "".join(chunk.text for chunk in reversed(rows))
-    return text.splitlines()[-TILE_LINES:]
+def fill_lines(tiles: list[Tile]) -> list[Tile]:
+    """The last output lines of each tile's result that has no table: one query for the whole board."""
+    wanted = {tile.latest.id for tile in tiles if tile.latest is not None and not tile.latest.result}
+    if not wanted:
+        return tiles
+    ranked = select(
+        RunOutputChunk.run_id,
+        RunOutputChunk.text,
+        func.row_number().over(partition_by=RunOutputChunk.run_id, order_by=RunOutputChunk.seq.desc()).label("newest"),
+    ).where(RunOutputChunk.run_id.in_(sorted(wanted)))
+    ranked_sub = ranked.subquery()
+    rows = db.session.execute(
+        select(ranked_sub.c.run_id, ranked_sub.c.text)
+        .where(ranked_sub.c.newest <= LAST_CHUNKS)
+        .order_by(ranked_sub.c.run_id, ranked_sub.c.newest.desc())
+    )
+    texts: dict[str, list[str]] = {}
+    for run_id, text in rows:
+        texts.setdefault(run_id, []).append(text)
+    for tile in tiles:
+        if tile.latest is not None and tile.latest.id in texts:
+            tile.lines = "".join(texts[tile.latest.id]).splitlines()[-TILE_LINES:]
+    return tiles
 
 
-def _finish(tile: Tile) -> Tile:
+def _aged(tile: Tile, now: datetime) -> Tile:
     latest = tile.latest
-    if latest is not None and not latest.result:
-        tile.lines = _last_lines(latest.id)
     if latest is not None and latest.finished_at is not None:
-        tile.age = utcnow() - as_utc(latest.finished_at)
+        tile.age = now - as_utc(latest.finished_at)
+    if tile.schedule is not None:
+        tile.stale = tile.age is None or tile.age > 2 * tile.schedule.interval(now)
     return tile
 
 
@@ -94,58 +114,97 @@ def manual_tile(command: Command, message: str | None = None) -> Tile:
     in_flight = db.session.scalars(
         base.where(Run.status.in_(runs.LIVE)).order_by(Run.created_at.desc()).limit(1)
     ).first()
-    return _finish(Tile(command=command, latest=latest, in_flight=in_flight, lines=[], message=message))
+    tile = Tile(command=command, latest=latest, in_flight=in_flight, lines=[], message=message)
+    return _aged(tile, utcnow())
 
 
 def schedule_tile(schedule: Schedule, command: Command, message: str | None = None) -> Tile:
-    """The schedule's newest result, or the viewer's own newer refresh of the same command and params."""
-    visible = policy.tile_runs(me(), command)
-    of_schedule = select(ScheduleOccurrence.run_id).where(ScheduleOccurrence.schedule == schedule.name)
-    scheduled = select(Run).where(visible, Run.id.in_(of_schedule))
-    latest = db.session.scalars(
-        scheduled.where(Run.status.in_(runs.TERMINAL)).order_by(Run.finished_at.desc()).limit(1)
-    ).first()
-    in_flight = db.session.scalars(
-        scheduled.where(Run.status.in_(runs.LIVE)).order_by(Run.created_at.desc()).limit(1)
-    ).first()
-    own = _own_refresh(schedule, command)
-    if own is not None and (latest is None or as_utc(own.finished_at) > as_utc(latest.finished_at)):  # type: ignore[arg-type]
-        latest = own
-    tile = Tile(command=command, latest=latest, in_flight=in_flight, lines=[], schedule=schedule, message=message)
-    now = utcnow()
-    tile.stale = latest is None or latest.finished_at is None or (
-        now - as_utc(latest.finished_at) > 2 * schedule.interval(now)
-    )  # fmt: skip
-    return _finish(tile)
+    """One schedule's tile (after its "Refresh now")."""
+    [tile] = schedule_tiles([(schedule, command)])
+    tile.message = message
+    return tile
 
 
-def _own_refresh(schedule: Schedule, command: Command) -> Run | None:
-    """The viewer's newest finished run of the command with the schedule's params, if any."""
+def schedule_tiles(pairs: list[tuple[Schedule, Command]]) -> list[Tile]:
+    """Each schedule's newest result, or the viewer's own newer refresh of the same command and params.
+
+    A fixed number of queries whatever the number of tiles: the newest occurrences of every
+    schedule, their runs the viewer may see (``policy.board_runs``), the viewer's own newest runs.
+    """
+    if not pairs:
+        return []
+    user, now = me(), utcnow()
+    names = [schedule.name for schedule, _ in pairs]
+    ranked = (
+        select(
+            ScheduleOccurrence.schedule,
+            ScheduleOccurrence.run_id,
+            func.row_number()
+            .over(partition_by=ScheduleOccurrence.schedule, order_by=ScheduleOccurrence.scheduled_for.desc())
+            .label("newest"),
+        )
+        .where(ScheduleOccurrence.schedule.in_(names), ScheduleOccurrence.run_id.is_not(None))
+        .subquery()
+    )
+    recent = db.session.execute(
+        select(ranked.c.schedule, ranked.c.run_id).where(ranked.c.newest <= RECENT_OCCURRENCES)
+    ).all()
+    commands = sorted({command.name for _, command in pairs})
+    ids = sorted({run_id for _, run_id in recent})
+    found = {}
+    if ids:
+        visible = select(Run).where(Run.id.in_(ids), policy.board_runs(user, commands))
+        found = {run.id: run for run in db.session.scalars(visible)}
+    own = db.session.scalars(
+        select(Run)
+        .where(Run.user_id == user.id, Run.command.in_(commands), Run.status.in_(runs.TERMINAL))
+        .order_by(Run.finished_at.desc())
+        .limit(OWN_CANDIDATES * len(commands))
+    ).all()
+    tiles = []
+    for schedule, command in pairs:
+        mine = [found[run_id] for name, run_id in recent if name == schedule.name and run_id in found]
+        ended = [run for run in mine if run.status in runs.TERMINAL and run.finished_at is not None]
+        latest = max(ended, key=lambda run: as_utc(run.finished_at), default=None)  # type: ignore[arg-type]
+        live = [run for run in mine if run.status in runs.LIVE]
+        in_flight = max(live, key=lambda run: as_utc(run.created_at), default=None)
+        refresh = _own_refresh(schedule, command, own)
+        if refresh is not None and _newer(refresh, latest):
+            latest = refresh
+        tile = Tile(command=command, latest=latest, in_flight=in_flight, lines=[], schedule=schedule)
+        tiles.append(_aged(tile, now))
+    return tiles
+
+
+def _newer(run: Run, than: Run | None) -> bool:
+    if run.finished_at is None:
+        return False
+    return than is None or than.finished_at is None or as_utc(run.finished_at) > as_utc(than.finished_at)
+
+
+def _own_refresh(schedule: Schedule, command: Command, own: Sequence[Run]) -> Run | None:
+    """Among the viewer's newest runs, the newest of the command with the schedule's params, if any."""
     values, errors = collect_errors(command, schedule.params, "json")
     if errors:
         return None
     wanted = json.loads(json.dumps(masked(command, values), default=str))  # as the run row stores them
-    candidates = db.session.scalars(
-        select(Run)
-        .where(Run.user_id == me().id, Run.command == command.name, Run.status.in_(runs.TERMINAL))
-        .order_by(Run.finished_at.desc())
-        .limit(OWN_CANDIDATES)
-    )
-    return next((run for run in candidates if run.params == wanted), None)
+    return next((run for run in own if run.command == command.name and run.params == wanted), None)
 
 
 def board(catalogue: Catalogue, visible: list[Command]) -> list[Tile]:
-    """The viewer's tiles: each dashboard schedule of a command they may use, then manual tiles."""
+    """The viewer's tiles (without their output lines: ``fill_lines``, once the board is to be sent).
+
+    Each dashboard schedule of a command they may use, then manual tiles for dashboard
+    commands that no dashboard schedule covers.
+    """
     usable = {command.name: command for command in visible}
-    tiles: list[Tile] = []
-    scheduled_commands = set()
-    for name in sorted(catalogue.schedules):
-        schedule = catalogue.schedules[name]
-        if schedule.dashboard and schedule.command in usable:
-            tiles.append(schedule_tile(schedule, usable[schedule.command]))
-            scheduled_commands.add(schedule.command)
-    tiles.extend(manual_tile(c) for c in visible if c.dashboard and c.name not in scheduled_commands)
-    return tiles
+    pairs = [
+        (catalogue.schedules[name], usable[catalogue.schedules[name].command])
+        for name in sorted(catalogue.schedules)
+        if catalogue.schedules[name].dashboard and catalogue.schedules[name].command in usable
+    ]
+    covered = {command.name for _, command in pairs}
+    return schedule_tiles(pairs) + [manual_tile(c) for c in visible if c.dashboard and c.name not in covered]
 
 
 def fingerprint(tiles: list[Any]) -> str:
