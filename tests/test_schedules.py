@@ -228,6 +228,11 @@ def test_a_catalogue_reload_that_removes_a_schedule_stops_it(sched_app, catalogu
     holder(sched_app).reload()
     assert tick(sched_app, scheduler, utc(2026, 12, 7, 10, 5, 1)) is None
     assert scheduled_runs(sched_app) == []
+    catalogue_path.write_text(COMMANDS + SCHEDULES)  # back an hour later: it starts afresh, nothing missed
+    holder(sched_app).reload()
+    tick(sched_app, scheduler, utc(2026, 12, 7, 11, 2, 0))
+    tick(sched_app, scheduler, utc(2026, 12, 7, 11, 5, 1))
+    assert events(sched_app, "schedule.missed") == [] and len(scheduled_runs(sched_app)) == 1
 
 
 @pytest.mark.both_engines

@@ -43,6 +43,7 @@ class Scheduler:
         self.grace = timedelta(seconds=int(app.config["SCHEDULE_MISFIRE_GRACE_SECONDS"]))
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._loaded: frozenset[str] | None = None  # the schedules of the previous pass (None: no pass yet)
         self._thread: threading.Thread | None = None
 
     # --- the thread ---------------------------------------------------------------------------
@@ -86,9 +87,17 @@ class Scheduler:
         """Start what is due at ``clock()`` (inside an app context); the next occurrence of any active schedule."""
         now = self.clock()
         schedules = current_catalogue().schedules
-        if not schedules or self.draining():
+        if not schedules:
+            self._loaded = frozenset()
+            return None
+        if self.draining():
             return None
         store.ensure_states(schedules, now)
+        if self._loaded is not None and (returned := set(schedules) - self._loaded):
+            # Back in the catalogue after a reload removed them: they start afresh, like new ones
+            # (their time out of the catalogue is neither caught up nor recorded as missed).
+            store.restart(returned, now)
+        self._loaded = frozenset(schedules)
         states, newest = store.states(), store.last_claimed()
         db.session.rollback()
         upcoming: list[datetime] = []

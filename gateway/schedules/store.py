@@ -69,6 +69,14 @@ def ensure_states(names: Iterable[str], now: datetime) -> None:
             )
 
 
+def restart(names: Iterable[str], now: datetime) -> None:
+    """Count these schedules from ``now`` (a reload brought them back); never moves ``since`` backwards."""
+    with write_connection() as tx:
+        tx.execute(
+            update(_STATES).where(_STATES.c.schedule.in_(sorted(names)), _STATES.c.since < now).values(since=now)
+        )
+
+
 def states() -> dict[str, Any]:
     """Schedule name -> its state row (``since``, ``paused``, ``changed_at``, ``changed_by``)."""
     return {row.schedule: row for row in db.session.execute(select(_STATES))}
