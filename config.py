@@ -285,6 +285,11 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "RUN_AS_USER": run_as_user,
         "RUN_HEARTBEAT_SECONDS": env.int("RUN_HEARTBEAT_SECONDS", 5, minimum=1),
         "RUN_SHUTDOWN_GRACE_SECONDS": env.int("RUN_SHUTDOWN_GRACE_SECONDS", 30, minimum=0),
+        # A scheduled occurrence still runs if claimed within this many seconds of its time; older ones
+        # are recorded once per gap as schedule.missed (gateway/schedules).
+        # How often an open dashboard re-reads its tiles (one conditional GET; it never starts a run).
+        "DASHBOARD_REFRESH_SECONDS": env.int("DASHBOARD_REFRESH_SECONDS", 30, minimum=1, maximum=3600),
+        "SCHEDULE_MISFIRE_GRACE_SECONDS": env.int("SCHEDULE_MISFIRE_GRACE_SECONDS", 300, minimum=1, maximum=86_400),
         "MAX_OUTPUT_BYTES": env.int("MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=1024),
         "AUDIT_OUTPUT_EXCERPT_BYTES": env.int("AUDIT_OUTPUT_EXCERPT_BYTES", 2048),
         "AUDIT_ANCHOR_EVERY": env.int("AUDIT_ANCHOR_EVERY", 1000),

@@ -74,9 +74,10 @@ def register_extensions(app: Flask) -> None:
     from gateway.db import units
     from gateway.platform import logs, metrics
     from gateway.platform.extensions import csrf, limiter
+    from gateway.schedules.overview import last_successes
 
     logs.init_app(app)
-    metrics.init_app(app, chain_status=audit_status.latest)
+    metrics.init_app(app, chain_status=audit_status.latest, schedule_successes=last_successes)
     units.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

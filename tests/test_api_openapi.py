@@ -201,6 +201,10 @@ def explicit_cases(seeds: Seeds) -> dict[str, list[tuple[dict, int]]]:
             ({"query": {"actor": "admin", "since": seeds.since, "source_ip": "127.0.0.1"}}, 200),
         ],
         "GET /api/v1/audit/verify": [({"query": {"from_seq": 2}}, 200)],
+        "GET /api/v1/schedules": [({}, 200)],
+        "GET /api/v1/schedules/{name}/runs": [
+            ({"path_parameters": {"name": "echo-hourly"}, "query": {"limit": 2, "cursor": seeds.since}}, 200),
+        ],
         "POST /shell2http/{name}": [
             ({"path_parameters": echo, "body": {"args": ["Hi"], "callback_context": {"t": 1}}, **json_body}, 202),
         ],
@@ -301,4 +305,4 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_schema(api_app, 
         fuzz(operation, label, values.get(label, {}), call)
         fuzz(operation, label, values.get(label, {}), call, negative=True)
         fuzzed.add(label)
-    assert not explicit and len(fuzzed) == 12, (explicit, fuzzed)  # every operation but the schema itself
+    assert not explicit and len(fuzzed) == 14, (explicit, fuzzed)  # every operation but the schema itself

@@ -65,6 +65,11 @@ CATALOGUE = textwrap.dedent(
         kind: shell
         argv: ["true"]
         rate_limit: 1/minute
+    schedules:
+      - name: echo-hourly
+        command: echo
+        params: {{args: [hourly]}}
+        cron: "0 * * * *"
     """
 )
 GRANTED = ("echo", "chatty", "nap", "secretive", "fenced", "limited")

@@ -18,11 +18,13 @@ import sqlite3
 import sys
 import textwrap
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from gateway.identity import accounts, groups, tokens
 from tests.conftest import csrf_token_from, seed_session
@@ -58,6 +60,11 @@ commands:
     params:
       args: {{type: list}}
     allowed_networks: ["{INSIDE}/32"]
+schedules:
+  - name: tasks-report
+    command: tasks
+    cron: "*/5 * * * *"
+    dashboard: true
 """
 
 # Who asks: (user, address, how their credentials stand).
@@ -74,7 +81,8 @@ ACTORS = {
 # One row per surface, one letter per actor in ACTORS order:
 #   owner, other staff, admin, owner outside, admin outside, disabled user, revoked token
 # {P}: the owner's private run (a query, so it has a CSV); {S}: the owner's shared cached result;
-# {K}: the owner's Shell2HTTP key.  (method, url, credential, allowed statuses, expected)
+# {K}: the owner's Shell2HTTP key; {R}: a run of schedule tasks-report (system:scheduler's, of the
+# fenced query).  (method, url, credential, allowed statuses, expected)
 SURFACES = {
     "run page": ("GET", "/runs/{P}", "session", {200}, "AHAHHNN"),
     "run CSV": ("GET", "/runs/{P}.csv", "session", {200}, "AHAHHNN"),
@@ -104,12 +112,35 @@ SURFACES = {
     "start (API)": ("POST", "/api/v1/commands/tasks/runs", "token", {202}, "AAAHHNN"),
     "start (form)": ("POST", "/commands/tasks", "session", {303}, "AAAHHNN"),
     "Shell2HTTP POST": ("POST", "/shell2http/args", "token", {202}, "AAAHHNN"),
+    # A scheduled run is nobody's: everyone who may use its command sees it (DESIGN.md, System principals).
+    "scheduled run page": ("GET", "/runs/{R}", "session", {200}, "AAAHHNN"),
+    "scheduled run CSV": ("GET", "/runs/{R}.csv", "session", {200}, "AAAHHNN"),
+    "scheduled run API": ("GET", "/api/v1/runs/{R}", "token", {200}, "AAAHHNN"),
+    "scheduled run stream": ("GET", "/api/v1/runs/{R}/stream", "token", {200}, "AAAHHNN"),
+    "scheduled run cancel": ("POST", "/api/v1/runs/{R}/cancel", "token", {409}, "HHAHHNN"),  # ended; admins only
+    "scheduled in my runs": ("GET", "/runs", "session", {200}, "HHHHHNN"),  # in nobody's
+    "board": ("GET", "/tiles", "session", {200}, "AAAHHNN"),
+    "schedule refresh": ("POST", "/schedules/tasks-report/refresh", "session", {303}, "AAAHHNN"),
+    "API schedules": ("GET", "/api/v1/schedules", "token", {200}, "AAAHHNN"),
+    "API schedule runs": ("GET", "/api/v1/schedules/tasks-report/runs", "token", {200}, "AAAHHNN"),
+    "admin schedules": ("GET", "/admin/schedules", "session", {200}, "HHAHANN"),
+    "admin pause": ("POST", "/admin/schedules/tasks-report/pause", "session", {303}, "HHAHANN"),
+    "admin resume": ("POST", "/admin/schedules/tasks-report/resume", "session", {303}, "HHAHANN"),
     # One's own second factors, and an admin's reset of someone else's ({U}: the other staff member).
     "MFA page": ("GET", "/account/mfa", "session", {200}, "AAAAANN"),
     "admin MFA reset": ("POST", "/admin/users/{U}/reset-mfa", "session", {303}, "HHAHANN"),
 }
 # For list surfaces "allowed" means the thing is listed: what marks it in the answer.
-LISTED = {"dashboard": 'id="tile-status"', "my runs": "{P}", "API run list": "{P}", "admin runs": "{P}"}
+LISTED = {
+    "dashboard": 'id="tile-status"',
+    "my runs": "{P}",
+    "API run list": "{P}",
+    "admin runs": "{P}",
+    "scheduled in my runs": "{R}",
+    "board": 'id="tile-schedule-tasks-report"',
+    "API schedules": '"name":"tasks-report"',
+    "API schedule runs": "{R}",
+}
 BODIES = {
     "cache-joined run": {"params": {}},
     "start (API)": {"params": {}},
@@ -159,7 +190,29 @@ def world(make_app, users, tmp_path: Path, monkeypatch) -> World:
     key = posted.get_json()["key"]
     done = client.get(f"/shell2http/args?key={key}&wait=true", headers=owner, environ_base=inside).get_json()
     assert done["returncode"] == 0, done
-    return World(app=app, ids={"P": private, "S": shared, "K": key, "U": str(users["other"].id)})
+    scheduled = scheduled_run(app)
+    assert client.get(f"/api/v1/runs/{scheduled}?wait=20", headers=owner, environ_base=inside).status_code == 200
+    ids = {"P": private, "S": shared, "K": key, "U": str(users["other"].id), "R": scheduled}
+    return World(app=app, ids=ids)
+
+
+def scheduled_run(app: Flask) -> str:
+    """One occurrence of tasks-report, run by the app's scheduler (clock moved to just after it)."""
+    from gateway.db.models import Run
+    from gateway.platform.extensions import db
+    from gateway.schedules import Scheduler
+
+    start = datetime(2026, 1, 1, 10, 1, tzinfo=UTC)
+    scheduler = Scheduler(app, clock=lambda: start)
+    for at in (start, start + timedelta(minutes=4, seconds=1)):
+        scheduler.clock = lambda at=at: at
+        with app.app_context():
+            scheduler.tick()
+            db.session.remove()
+    with app.app_context():
+        run_id = db.session.scalar(select(Run.id).where(Run.username == "system:scheduler"))
+    assert run_id is not None
+    return str(run_id)
 
 
 def token_headers(app: Flask, username: str) -> dict[str, str]:

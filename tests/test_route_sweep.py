@@ -343,6 +343,7 @@ QUERY_ARGS = {
     "api.stream_run": ("last_event_id",),
     "api.list_audit": ("actor", "event", "command", "outcome", "source_ip", "since", "until", "limit", "cursor"),
     "api.verify_audit": ("from_seq",),
+    "api.schedule_runs": ("limit", "cursor"),
     "shell2http.command": ("key", "wait"),
     "shell2http.delete": ("key",),
     "health.readyz": ("verbose",),
@@ -351,6 +352,12 @@ QUERY_ARGS = {
 }
 # Path values that reach the views' code when nothing hostile is in them.
 REAL_NAMES = {"web.tile": "uptime", "web.tile_refresh": "uptime", "admin.audit_export_view": "csv"}
+REAL_NAMES.update(  # the demo catalogue's schedule (commands.yaml)
+    dict.fromkeys(
+        ("web.schedule_refresh", "admin.pause_schedule", "admin.resume_schedule", "api.schedule_runs"),
+        "uptime-every-5-min",
+    )
+)
 GROUP_ENDPOINTS = (
     "admin.delete_group",
     "admin.add_member",

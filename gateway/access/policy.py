@@ -25,6 +25,11 @@ Flask-Shell2HTTP's ``{"error": ...}``).  The rules, the same on every surface
 - A signed-out or disabled caller may do nothing (the sign-in gate answers
   before any view; the rules repeat it so no surface depends on that).
 
+- **System principals** (``SystemPrincipal``: ``system:scheduler``): not users.  The
+  reviewed catalogue authorised them, so ``check_run`` lets them use any command of it
+  (no grants, no ``allowed_networks``); their runs have no owner and are visible to
+  everyone who may use the command, like shared results.
+
 An ``address`` of None means "not over the network": the operator at the
 host's CLI (and the system principals of DESIGN.md).  Request code always
 passes the client address, which is a string (empty when unparseable, and then
@@ -70,6 +75,30 @@ class Denied(Exception):
     def __init__(self, refusal: Refusal):
         super().__init__(refusal.message)
         self.refusal = refusal
+
+
+@dataclass(frozen=True)
+class SystemPrincipal:
+    """A principal that is not a user (DESIGN.md, "System principals"): no id, never signs in."""
+
+    username: str
+    id: None = None
+    is_admin: bool = False
+    is_active: bool = True
+    is_authenticated: bool = True
+
+
+SCHEDULER = SystemPrincipal("system:scheduler")
+SYSTEM_NAMES = frozenset({SCHEDULER.username})
+
+
+def is_system(user: Any) -> bool:
+    return isinstance(user, SystemPrincipal)
+
+
+def is_system_run(run: Any) -> bool:
+    """A run started by a system principal (no owner; its name is one no user can have)."""
+    return run is not None and run.user_id is None and run.username in SYSTEM_NAMES
 
 
 def is_active(user: Any) -> bool:
@@ -120,6 +149,8 @@ def fenced(command: Command | None, address: str | None) -> bool:
 
 def check_run(user: Any, command: Command | None, address: str | None) -> Refusal | None:
     """None when the user may use the command from ``address``; otherwise why not (the one command decision)."""
+    if is_system(user):
+        return None if command is not None else NOT_FOUND
     if command is None or not can_see(user, command):
         return NOT_FOUND
     if fenced(command, address):
@@ -166,7 +197,8 @@ def allows_run(user: Any, run: Run, action: RunAction, address: str | None) -> b
         return False
     if is_admin(user) or owns_run(user, run):
         return True
-    return action == "view" and run.cache_key is not None and can_see(user, command)
+    shared = run.cache_key is not None or is_system_run(run)
+    return action == "view" and shared and can_see(user, command)
 
 
 def run_for(user: Any, run_id: str, action: RunAction, address: str | None) -> Run:
@@ -200,10 +232,16 @@ def listed_runs(owner_id: int | None, address: str | None) -> ColumnElement[bool
 
 def tile_runs(user: Any, command: Command) -> ColumnElement[bool]:
     """The runs of ``command`` a tile may show someone ``command_for`` let through: shared results and their own."""
-    mine = Run.command == command.name
+    return board_runs(user, [command.name])
+
+
+def board_runs(user: Any, names: list[str]) -> ColumnElement[bool]:
+    """``tile_runs`` for several commands at once (the board's one query), each let through by ``command_for``."""
+    mine = Run.command.in_(names) if len(names) != 1 else Run.command == names[0]
     if is_admin(user):
         return mine
-    return and_(mine, or_(Run.cache_key.is_not(None), Run.user_id == user.id))
+    system = and_(Run.user_id.is_(None), Run.username.in_(sorted(SYSTEM_NAMES)))
+    return and_(mine, or_(Run.cache_key.is_not(None), Run.user_id == user.id, system))
 
 
 def sees_run_details(user: Any, run: Any) -> bool:

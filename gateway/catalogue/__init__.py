@@ -4,6 +4,7 @@ The rooms:
 
 - ``model``: ``Command``, ``Datasource`` and the loaded ``Catalogue``, each valid by construction;
 - ``params``: a parameter's declaration (``ParamSpec``) and the default-deny validators of values;
+- ``schedule``: a ``schedules:`` entry (cron through ``cronsim``, time zone through ``zoneinfo``);
 - ``loader``: reading and checking the YAML file (``load_catalogue``, ``parse_catalogue``);
 - ``argv``: a shell command's argv from its template and the validated values;
 - ``switches``: the catalogue this process loaded, reloads, and the runtime kill switch.
@@ -18,6 +19,7 @@ from __future__ import annotations
 from gateway.catalogue.loader import load_catalogue, parse_catalogue
 from gateway.catalogue.model import Catalogue, CatalogueError, Command, Datasource
 from gateway.catalogue.params import ParamSpec
+from gateway.catalogue.schedule import Schedule
 
 __all__ = [
     "Catalogue",
@@ -25,6 +27,7 @@ __all__ = [
     "Command",
     "Datasource",
     "ParamSpec",
+    "Schedule",
     "load_catalogue",
     "parse_catalogue",
 ]

@@ -17,17 +17,19 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.catalogue.model import Catalogue, CatalogueError, CatalogueFile, Command
+from gateway.catalogue.schedule import Schedule
 
 
 def _location(errors: list[Any], raw: Mapping[str, Any]) -> str:
     error = errors[0]
     loc = list(error["loc"])
     where = ""
-    if loc[:1] == ["commands"] and len(loc) > 1 and isinstance(loc[1], int):
-        index = loc[1]
-        commands = raw.get("commands") or []
-        name = commands[index].get("name") if index < len(commands) and isinstance(commands[index], dict) else None
-        where = f"command {name!r}" if name else f"commands[{index}]"
+    if loc[:1] in (["commands"], ["schedules"]) and len(loc) > 1 and isinstance(loc[1], int):
+        section, index = str(loc[0]), loc[1]
+        entries = raw.get(section) or []
+        name = entries[index].get("name") if index < len(entries) and isinstance(entries[index], dict) else None
+        kind = section.removesuffix("s")
+        where = f"{kind} {name!r}" if name else f"{section}[{index}]"
         loc = loc[2:]
     elif loc:
         where = str(loc[0])
@@ -74,7 +76,7 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{source}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
-        raise CatalogueError(f"{source}: expected a mapping with 'datasources' and 'commands'")
+        raise CatalogueError(f"{source}: expected a mapping with 'datasources', 'commands' and 'schedules'")
     try:
         parsed = CatalogueFile.model_validate(raw)
     except ValidationError as exc:
@@ -89,6 +91,14 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
                 f"{source}: command {command.name!r} field datasource: unknown data source {command.datasource!r}"
             )
         commands[command.name] = command
+    schedules: dict[str, Schedule] = {}
+    for schedule in parsed.schedules:
+        if schedule.name in schedules:
+            raise CatalogueError(f"{source}: schedule {schedule.name!r} field name: defined twice")
+        problem = schedule.check_against(commands)
+        if problem is not None:
+            raise CatalogueError(f"{source}: schedule {schedule.name!r} field {problem[0]}: {problem[1]}")
+        schedules[schedule.name] = schedule
     urls = {}
     for name, datasource in parsed.datasources.items():
         url = datasource_url(datasource.url_env, environ)
@@ -96,8 +106,9 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
             urls[name] = url
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Catalogue(
-        commands=commands, datasources=dict(parsed.datasources), datasource_urls=urls, source=source, sha256=digest
-    )
+        commands=commands, datasources=dict(parsed.datasources), datasource_urls=urls, source=source, sha256=digest,
+        schedules=schedules,
+    )  # fmt: skip
 
 
 def load_catalogue(path: str | Path, environ: Mapping[str, str] | None = None) -> Catalogue:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from config import ConfigError, Network, parse_networks
 from gateway.catalogue.params import ParamSpec
+from gateway.catalogue.schedule import Schedule
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -175,10 +176,11 @@ class Command(_Strict):
 
 
 class CatalogueFile(_Strict):
-    """The YAML file's shape: data sources by name, then the commands."""
+    """The YAML file's shape: data sources by name, the commands, then their schedules."""
 
     datasources: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Datasource] = Field(default_factory=dict)
     commands: list[Command] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ class Catalogue:
     datasource_urls: Mapping[str, str] = field(repr=False)
     source: str = ""
     sha256: str = ""
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
 
     def get(self, name: str) -> Command | None:
         return self.commands.get(name)

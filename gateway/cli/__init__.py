@@ -12,6 +12,7 @@ from gateway.cli.db import db_group
 from gateway.cli.demo import demo_command, serve_command
 from gateway.cli.groups import grants_group, groups_group
 from gateway.cli.runs import runs_group
+from gateway.cli.schedules import schedules_group
 from gateway.cli.tokens import tokens_group
 from gateway.cli.users import users_group
 
@@ -23,6 +24,7 @@ COMMANDS: list[click.Command] = [
     tokens_group,
     commands_group,
     runs_group,
+    schedules_group,
     audit_group,
     demo_command,
     serve_command,

@@ -363,3 +363,27 @@ class CommandState(Model):
     reason: Mapped[str | None] = mapped_column(String(500))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_by: Mapped[str | None] = mapped_column(String(150))
+
+
+class ScheduleState(Model):
+    """A schedule's runtime state: counted from ``since`` (first seen, or resumed), and the pause switch."""
+
+    __tablename__ = "schedule_states"
+
+    schedule: Mapped[str] = mapped_column(String(100), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(150))
+
+
+class ScheduleOccurrence(Model):
+    """One claimed occurrence (its UTC instant): the primary key is what makes it run exactly once."""
+
+    __tablename__ = "schedule_occurrences"
+
+    schedule: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # started | rejected | missed | manual (an operator's run-now)
+    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -3,7 +3,8 @@
 ``manage.py serve`` and ``wsgi.py`` both call ``prepare_serving`` so a serving
 process starts its executor supervisor (leases, reaper) and its
 cross-replica notification listener at once rather than at its first run, and
-reloads the catalogue on SIGHUP.
+reloads the catalogue on SIGHUP.  It starts this replica's scheduler too
+(``gateway.schedules``); draining stops it first.
 
 SIGTERM drains instead of stopping: the process turns not-ready (``/readyz``
 503), refuses new runs (503), keeps serving status, long-polls and streams,
@@ -30,6 +31,7 @@ from gateway.catalogue import CatalogueError
 from gateway.catalogue.switches import holder
 from gateway.platform import notify
 from gateway.runs.workers import get_executor
+from gateway.schedules import start_scheduler, stop_scheduler
 
 log = logging.getLogger("gateway.lifecycle")
 PIDFILE = "gateway.pid"
@@ -46,6 +48,10 @@ def install_reload_on_sighup(app: Flask) -> None:
             holder(app).reload()
         except CatalogueError as exc:
             log.error("catalogue reload refused, keeping the loaded one: %s", exc)
+            return
+        scheduler = app.extensions.get("gateway.scheduler")
+        if scheduler is not None:
+            scheduler.wake()  # added, changed or removed schedules take effect now
 
     signal.signal(signal.SIGHUP, reload)
 
@@ -61,6 +67,7 @@ def prepare_serving(app: Flask) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     get_executor(app)
     notify.start_listener(app)
+    start_scheduler(app)  # every replica schedules; the claims decide who runs an occurrence
     install_reload_on_sighup(app)
 
 
@@ -79,6 +86,7 @@ def drain(app: Flask, grace: float | None = None) -> None:
     grace = shutdown_grace(app) if grace is None else grace
     started = time.monotonic()
     app.extensions["gateway.draining"] = True
+    stop_scheduler(app)  # a draining replica claims nothing
     executor = app.extensions.get("gateway.executor")
     log.warning(
         "draining: refusing new runs, %d running get up to %gs", executor.active_count() if executor else 0, grace
@@ -144,4 +152,5 @@ def serve_forever(app: Flask, host: str, port: int) -> None:
         server.serve_forever()  # returns after shutdown(); Ctrl-C (KeyboardInterrupt) ends it too
     finally:
         pidfile.unlink(missing_ok=True)
+        stop_scheduler(app)
         get_executor(app).shutdown(grace=0)

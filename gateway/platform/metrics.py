@@ -15,6 +15,9 @@ What is measured, and where it comes from:
 - HTTP requests and sign-in failures: an ``after_request`` hook (by URL rule, never the raw path);
 - refused runs (by reason): the ``run_rejected`` signal;
 - audit append latency: the ledger's ``audit_appended`` signal;
+- schedules: ``gateway_schedule_lag_seconds`` (start minus scheduled time) and
+  ``gateway_schedule_missed_total`` by the scheduler's signals; the last success per schedule
+  read at scrape time (``schedule_successes``, from the database: the same on every replica);
 - ``gateway_audit_chain_ok`` and ``gateway_audit_chain_verified_timestamp_seconds``: read at
   scrape time from the newest ``audit.verified`` event through the reader ``create_app`` hands
   to ``init_app`` (``gateway.audit.status.latest``), so every replica and worker reports the
@@ -88,6 +91,14 @@ HTTP_REQUESTS = Counter(
     "HTTP requests by route (URL rule), method and status.",
     ["route", "method", "status"],
 )
+SCHEDULE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+SCHEDULE_LAG = Histogram(
+    "gateway_schedule_lag_seconds", "Start of a scheduled run minus its scheduled time.", ["schedule"],
+    buckets=SCHEDULE_BUCKETS,
+)  # fmt: skip
+SCHEDULE_MISSED = Counter(
+    "gateway_schedule_missed_total", "Occurrences not run because they were past the misfire grace.", ["schedule"]
+)
 HTTP_DURATION = Histogram(
     "gateway_http_request_duration_seconds", "Time to the response headers, by route.", ["route"], buckets=HTTP_BUCKETS
 )
@@ -122,7 +133,26 @@ class ChainVerification(Protocol):
 
 
 ChainStatusReader = Callable[[], ChainVerification | None]
+ScheduleSuccessReader = Callable[[], dict[str, float]]  # schedule name -> Unix time of its newest success
 _CHAIN_STATUS = "gateway.metrics.chain_status"
+_SCHEDULE_SUCCESSES = "gateway.metrics.schedule_successes"
+
+
+class ScheduleCollector:
+    """``gateway_schedule_last_success_timestamp_seconds``, read from the database at scrape time."""
+
+    def __init__(self, read: ScheduleSuccessReader):
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "gateway_schedule_last_success_timestamp_seconds",
+            "When the newest successful run of each schedule finished (Unix time).",
+            labels=["schedule"],
+        )
+        for name, at in sorted(self.read().items()):
+            family.add_metric([schedule_label(name)], at)
+        yield family
 
 
 class ChainCollector:
@@ -155,6 +185,9 @@ def render() -> bytes:
     """The exposition text: all workers' values in multiprocess mode, this process's otherwise."""
     chain = CollectorRegistry()
     chain.register(ChainCollector(current_app.extensions[_CHAIN_STATUS]))
+    successes = current_app.extensions.get(_SCHEDULE_SUCCESSES)
+    if successes is not None:
+        chain.register(ScheduleCollector(successes))
     if multiprocess_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -203,6 +236,11 @@ def command_label(name: str) -> str:
     return name
 
 
+def schedule_label(name: str) -> str:
+    """A schedule's name: schedules come from the reviewed catalogue (the reader reports loaded ones only)."""
+    return name
+
+
 def reason_label(outcome: object) -> str:
     return outcome if isinstance(outcome, str) and outcome in REJECTION_REASONS else OTHER
 
@@ -244,6 +282,14 @@ def _audit_appended(sender: Any, seconds: float = 0.0, **_: Any) -> None:
     AUDIT_APPEND.observe(seconds)
 
 
+def _schedule_started(sender: Any, schedule: str = "", lag: float = 0.0, **_: Any) -> None:
+    SCHEDULE_LAG.labels(schedule=schedule_label(schedule)).observe(max(0.0, lag))
+
+
+def _schedule_missed(sender: Any, schedule: str = "", count: int = 0, **_: Any) -> None:
+    SCHEDULE_MISSED.labels(schedule=schedule_label(schedule)).inc(count)
+
+
 # --- request hooks --------------------------------------------------------------------------
 
 
@@ -265,12 +311,16 @@ def _request_finished(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask, *, chain_status: ChainStatusReader) -> None:
+def init_app(
+    app: Flask, *, chain_status: ChainStatusReader, schedule_successes: ScheduleSuccessReader | None = None
+) -> None:
     """Register ``/metrics`` on the health blueprint's endpoint name, the request hooks and the signals.
 
-    ``chain_status`` reads the last recorded audit chain verification (``gateway.audit.status.latest``).
+    ``chain_status`` reads the last recorded audit chain verification (``gateway.audit.status.latest``);
+    ``schedule_successes`` each loaded schedule's newest success (``gateway.schedules.last_successes``).
     """
     app.extensions[_CHAIN_STATUS] = chain_status
+    app.extensions[_SCHEDULE_SUCCESSES] = schedule_successes
     app.add_url_rule("/metrics", endpoint="health.metrics", view_func=metrics)
     app.before_request(_request_started)
     app.after_request(_request_finished)
@@ -278,3 +328,5 @@ def init_app(app: Flask, *, chain_status: ChainStatusReader) -> None:
     signals.run_finished.connect(_run_finished, weak=False)
     signals.run_rejected.connect(_run_rejected, weak=False)
     signals.audit_appended.connect(_audit_appended, weak=False)
+    signals.schedule_started.connect(_schedule_started, weak=False)
+    signals.schedule_missed.connect(_schedule_missed, weak=False)

@@ -30,6 +30,8 @@ run_started = _signals.signal("run-started")
 run_finished = _signals.signal("run-finished")
 run_rejected = _signals.signal("run-rejected")
 audit_appended = _signals.signal("audit-appended")
+schedule_started = _signals.signal("schedule-started")  # schedule=, lag= (seconds after its time)
+schedule_missed = _signals.signal("schedule-missed")  # schedule=, count=
 
 
 def send(signal: Any, sender: Any, **kwargs: Any) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from gateway.runs.admission import run_as_account, start
 from gateway.runs.leases import cancel, cancel_local, reap_expired
-from gateway.runs.model import LIVE, TERMINAL, Caller, RunRejected, Started
+from gateway.runs.model import LIVE, TERMINAL, AlreadyClaimed, Caller, Occurrence, RunRejected, Started
 from gateway.runs.refusals import refuse_request
 from gateway.runs.shape import run_view
 from gateway.runs.store import current_run, detached_run, list_runs, output_chunks, output_text, prune
@@ -32,7 +32,9 @@ from gateway.runs.workers import get_executor
 __all__ = [
     "LIVE",
     "TERMINAL",
+    "AlreadyClaimed",
     "Caller",
+    "Occurrence",
     "RunRejected",
     "Started",
     "cancel",

@@ -8,6 +8,12 @@ identical run, check concurrency, write the run row and its ``run.started``
 event.  Only after that commit does anything reach the executor; if the commit
 fails the caller gets ``RunRejected(503)`` and nothing is spawned.  A refusal
 before that point is a ``run.rejected`` event (``refusals``) and no run row.
+
+A schedule's occurrence (``occurrence``, run by ``system:scheduler``) takes the
+same path, minus what the reviewed catalogue already decided (grants, networks,
+the per-user rate limit): its claim is inserted in the transaction that writes
+the run row and ``run.started``, or the ``run.rejected`` that refuses it, and it
+never joins or reuses a cached result (its result then serves the cache).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from gateway.runners.base import RunContext
 from gateway.runners.shell import RunAs, account
 from gateway.runs import store
 from gateway.runs.executor import Executor, ExecutorClosed
-from gateway.runs.model import Caller, Job, RunRejected, Started
+from gateway.runs.model import AlreadyClaimed, Caller, Job, Occurrence, RunRejected, Started
 from gateway.runs.refusals import masked_raw, reject, spend_rate_limit
 from gateway.runs.uploads import remove_folder
 from gateway.runs.workers import get_executor
@@ -84,20 +90,26 @@ def start(
     callback_context: Any = None,
     timeout: float | None = None,
     tempdir: str | None = None,
+    occurrence: Occurrence | None = None,
 ) -> Started:
-    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring)."""
+    """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring).
+
+    With ``occurrence`` (a system principal's scheduled run) every refusal is written with
+    its claim; :raise AlreadyClaimed: when the occurrence was recorded already.
+    """
     catalogue = switches.current_catalogue()
     command = catalogue.get(name)
     refusal = policy.check_run(caller.user, command, caller.source_ip)
     if refusal is not None:
-        raise reject(caller, name, refusal.status, refusal.code, refusal.outcome, refusal.message)
+        raise _refuse(occurrence, caller, name, refusal.status, refusal.code, refusal.outcome, refusal.message)
     if command is None:  # check_run refuses unknown commands; this only states it
         raise RuntimeError(f"the policy let unknown command {name!r} through")
     if not get_executor().accepting:
-        raise reject(caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again.")
+        raise _refuse(occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down.")
     unavailable = catalogue.unavailable_reason(command)
     if unavailable:
-        raise reject(caller, name, 503, "unavailable", "unavailable", f"This command is unavailable: {unavailable}.")
+        message = f"This command is unavailable: {unavailable}."
+        raise _refuse(occurrence, caller, name, 503, "unavailable", "unavailable", message)
 
     # A form (MultiDict) may carry a name twice; that is refused, never silently reduced to one value.
     repeated = [key for key in raw_params if len(raw_params.getlist(key)) > 1] if hasattr(raw_params, "getlist") else []
@@ -105,8 +117,9 @@ def start(
     if files and isinstance(supplied, dict):
         supplied.update(files)
     # The rate limit comes before validation: refused requests spend it too (see spend_rate_limit).
+    # System principals have none: the reviewed catalogue decides how often they run.
     try:
-        retry_after = spend_rate_limit(command, caller)
+        retry_after = None if policy.is_system(caller.user) else spend_rate_limit(command, caller)
     except (RedisError, StorageError, ConnectionError):
         raise reject(
             caller, name, 503, "unavailable", "ratelimit_unavailable",
@@ -136,8 +149,8 @@ def start(
         except ParamError as exc:
             errors = {exc.field: exc.message}
     if errors:
-        raise reject(
-            caller, name, 400, "validation_error", "invalid_params", "Some parameters are not valid.",
+        raise _refuse(
+            occurrence, caller, name, 400, "validation_error", "invalid_params", "Some parameters are not valid.",
             params=shown, details=errors, counted=counted,
         )  # fmt: skip
     if timeout is not None and not (0 < timeout <= command.timeout):
@@ -151,11 +164,11 @@ def start(
     try:
         free_slot = executor.reserve()
     except ExecutorClosed:
-        raise reject(
-            caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again."
+        raise _refuse(
+            occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again."
         ) from None
     try:
-        admitted = _admit(command, caller, key, shown, run_id, free_slot, timeout, executor)
+        admitted = _admit(command, caller, key, shown, run_id, free_slot, timeout, executor, occurrence)
     except SQLAlchemyError:
         executor.release()
         log.exception("could not record the start of %s; nothing was spawned", command.name)
@@ -164,7 +177,7 @@ def start(
         ) from None
     if not isinstance(admitted, Run):
         executor.release()
-        if isinstance(admitted, RunRejected):
+        if isinstance(admitted, RunRejected | AlreadyClaimed):
             raise admitted
         return admitted
     run = admitted
@@ -188,24 +201,30 @@ def _admit(
     free_slot: bool,
     timeout: float | None,
     executor: Executor,
-) -> Run | Started | RunRejected:
+    occurrence: Occurrence | None,
+) -> Run | Started | RunRejected | AlreadyClaimed:
     """One write transaction: join a cached or in-flight run, or check concurrency and record the start.
 
     Returns the new Run (committed with its run.started event), a Started for a
     cache hit (committed with run.cache_hit), or a RunRejected whose
-    run.rejected event is committed.
+    run.rejected event is committed.  An occurrence's claim comes first: when it
+    was claimed already, nothing is written (AlreadyClaimed); otherwise it commits
+    with the run or the refusal, and it never joins a cached run.
     """
+    extra = occurrence.detail() if occurrence is not None else {}
     with write_connection() as tx:
+        if occurrence is not None and not occurrence.claim(tx, run_id, "started"):
+            return AlreadyClaimed()
         # The kill switch is read inside the transaction that records the start: a command
         # disabled a moment ago on another replica cannot slip through between check and start.
         if switches.is_disabled(command.name, session=tx):
             return reject(
                 caller, command.name, 409, "conflict", "disabled", "This command is disabled by an administrator.",
-                params=shown, session=tx,
+                params=shown, session=tx, extra=extra,
             )  # fmt: skip
         if key is not None or command.concurrency is not None:
             store.lock_command(tx, command.name)
-        if key is not None:
+        if key is not None and occurrence is None:
             existing, joined = store.cached_run(tx, command, key)
             if existing is not None:
                 audit.append(
@@ -220,7 +239,7 @@ def _admit(
                 return reject(
                     caller, command.name, 409, "conflict", "concurrency_full",
                     f"This command is already running {live} time(s), its limit; try again when one finishes.",
-                    params=shown, session=tx,
+                    params=shown, session=tx, extra=extra,
                 )  # fmt: skip
         now = utcnow()
         values: dict[str, Any] = {
@@ -246,9 +265,28 @@ def _admit(
         audit.append(
             "run.started", session=tx, actor=caller.actor(), source_ip=caller.source_ip or None,
             user_agent=caller.user_agent, command=command.name, run_id=run_id, params=shown,
-            outcome=run.status, detail={"command_sha256": run.command_sha256},
+            outcome=run.status, detail={"command_sha256": run.command_sha256, **extra},
         )  # fmt: skip
     return run
+
+
+def _refuse(
+    occurrence: Occurrence | None,
+    caller: Caller,
+    name: str,
+    status: int,
+    code: str,
+    outcome: str,
+    message: str,
+    **fields: Any,
+) -> RunRejected | AlreadyClaimed:
+    """``reject``, or for an occurrence its claim and ``run.rejected`` in one transaction (once across replicas)."""
+    if occurrence is None:
+        return reject(caller, name, status, code, outcome, message, **fields)
+    with write_connection() as tx:
+        if not occurrence.claim(tx, None, "rejected"):
+            return AlreadyClaimed()
+        return reject(caller, name, status, code, outcome, message, session=tx, extra=occurrence.detail(), **fields)
 
 
 def audit_safe(value: Any) -> Any:

@@ -7,10 +7,12 @@ Plain data: imports nothing of the engine, so every module of it (and the execut
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from gateway.catalogue import Command
 from gateway.db.models import Run
@@ -48,6 +50,29 @@ class RunRejected(Exception):
         self.message = message
         self.details = dict(details or {})
         self.retry_after = retry_after
+
+
+class AlreadyClaimed(Exception):
+    """A scheduled occurrence another replica (or an earlier pass) already recorded: nothing was written."""
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """A schedule's occurrence being started: ``claim`` inserts its claim inside the start's transaction.
+
+    ``claim(tx, run_id, outcome)`` returns False when it was claimed already (the insert did
+    nothing); admission then writes nothing.  The schedules room supplies it, so the runs
+    engine knows nothing of its tables.
+    """
+
+    schedule: str
+    scheduled_for: datetime
+    claim: Callable[[Connection, str | None, str], bool]
+    requested_by: str | None = None  # an operator's "run now", not the calendar
+
+    def detail(self) -> dict[str, str]:
+        shown = {"schedule": self.schedule, "scheduled_for": self.scheduled_for.isoformat()}
+        return {**shown, "requested_by": self.requested_by} if self.requested_by else shown
 
 
 @dataclass

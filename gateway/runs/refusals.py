@@ -46,18 +46,19 @@ def reject(
     retry_after: int | None = None,
     session: WriteUnit | None = None,
     counted: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> RunRejected:
     """Audit a refusal (bounded and flood-capped, like every refusal) and build its exception.
 
     A refusal of what the caller asked (invalid, forbidden, unknown: 400, 403, 404) spends
     the caller's ``RUN_REFUSAL_RATE_LIMIT``, unless ``counted``: the request already spent
     the command's own ``rate_limit``.  Conflicts (409), waits (429) and outages (503) are
-    not the request's fault and spend nothing.
+    not the request's fault and spend nothing.  ``extra`` joins the detail (a schedule's occurrence).
     """
     if status in _REQUEST_FAULTS and not counted:
         _spend_refusal(caller)
     signals.send(signals.run_rejected, None, outcome=outcome)
-    fields = {
+    fields: dict[str, Any] = {
         "actor": caller.actor(),
         "source_ip": caller.source_ip or None,
         "user_agent": caller.user_agent,
@@ -66,6 +67,7 @@ def reject(
         "outcome": outcome,
         "detail": {"status": status, "message": message, **({"fields": dict(details)} if details else {})},
     }
+    fields["detail"].update(extra or {})
     try:
         audit.record_capped("run.rejected", session=session, **fields)
     except SQLAlchemyError:

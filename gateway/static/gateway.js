@@ -2,8 +2,9 @@
  * - live output on a run page (EventSource on the API's stream; chunks already
  *   rendered by the server are skipped by sequence number, so nothing repeats),
  * - a ticking elapsed time while a run is live,
- * - status tiles that refresh themselves (marked as background requests, so an
- *   open dashboard does not keep the session alive).
+ * - a status board that re-reads its tiles with one conditional GET (marked as a
+ *   background request, so an open dashboard does not keep the session alive); it
+ *   never starts a run by itself.
  * No inline script anywhere: the Content-Security-Policy forbids it. */
 (function () {
   "use strict";
@@ -80,49 +81,41 @@
     });
   }
 
-  function replaceTile(tile, html) {
-    var template = document.createElement("template");
-    template.innerHTML = html;  // a fragment this app rendered (Jinja-escaped), same origin
-    var body = template.content.querySelector(".tile-body");
-    if (body) { tile.replaceChildren(body); }
-    return body;
-  }
-
-  function tileRequest(tile, method) {
-    var headers = { "X-Gateway-Background": "1" };
-    if (method === "POST") { headers["X-CSRFToken"] = csrfToken(); }
-    var url = tile.getAttribute(method === "POST" ? "data-refresh-url" : "data-tile-url");
-    return fetch(url, { method: method, headers: headers, credentials: "same-origin" }).then(function (response) {
-      if (!response.ok) { throw new Error("tile refresh failed: " + response.status); }
-      return response.text();
-    }).then(function (html) {
-      var body = replaceTile(tile, html);
-      if (body && body.getAttribute("data-live") === "1") {
-        window.setTimeout(function () { tileRequest(tile, "GET").catch(function () {}); }, 2000);
-      }
-      return body;
-    });
-  }
-
-  function startTiles() {
-    var tiles = document.querySelectorAll(".tile[data-refresh-url]");
-    tiles.forEach(function (tile) {
-      var seconds = parseInt(tile.getAttribute("data-refresh-seconds") || "60", 10);
-      // Someone opening the board should see the status without pressing anything: a report
-      // with no result yet is run at once (through the cache, so many viewers cost one run).
-      if (tile.querySelector("[data-empty]")) { tileRequest(tile, "POST").catch(function () {}); }
-      window.setInterval(function () {
-        if (document.hidden) { return; }
-        tileRequest(tile, "POST").catch(function () {});
-      }, Math.max(5, seconds) * 1000);
-    });
-    window.GatewayTiles = { refresh: function (tile) { return tileRequest(tile, "POST"); } };
+  // The status board refreshes with ONE conditional request for all its tiles (ETag ->
+  // 304 while nothing changed), marked as background so an open dashboard does not keep
+  // the session alive. It only reads: schedules produce the reports, and a run starts
+  // only when the viewer presses a tile's button (a plain form POST).
+  function startBoard() {
+    var board = document.getElementById("board");
+    if (!board) { return; }
+    var url = board.getAttribute("data-board-url");
+    var seconds = parseFloat(board.getAttribute("data-refresh-seconds") || "30");
+    var etag = board.getAttribute("data-etag");  // the page itself is this version
+    function refresh() {
+      if (document.hidden) { return; }
+      var headers = { "X-Gateway-Background": "1" };
+      if (etag) { headers["If-None-Match"] = etag; }
+      fetch(url, { method: "GET", headers: headers, credentials: "same-origin", cache: "no-store" })
+        .then(function (response) {
+          if (response.status === 304 || !response.ok) { return null; }
+          etag = response.headers.get("ETag");
+          return response.text();
+        })
+        .then(function (html) {
+          if (html === null) { return; }
+          var template = document.createElement("template");
+          template.innerHTML = html;  // a fragment this app rendered (Jinja-escaped), same origin
+          board.replaceChildren(template.content);
+        })
+        .catch(function () {});
+    }
+    window.setInterval(refresh, Math.max(1, seconds) * 1000);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     document.documentElement.classList.add("js");
     var run = document.getElementById("run");
     if (run && run.getAttribute("data-live") === "1") { followRun(run); }
-    startTiles();
+    startBoard();
   });
 })();

@@ -1,79 +1,41 @@
-"""The dashboard: status tiles, the commands this user may run, and their recent runs.
+"""The dashboard: the status board, the commands this user may run, and their recent runs.
 
-Tiles show the latest result of each ``dashboard: true`` report.  Refreshing a
-tile starts the report through ``runs.start`` like any run, so the command's
-``cache_seconds`` decides whether it really executes: fifty open dashboards
-refreshing at once join one run or reuse one result.  The page's script
-refreshes tiles on its own with ``X-Gateway-Background: 1``, which does not
-count as user activity for the session idle timer.
+Looking at the board never starts a run.  Schedules produce the reports
+(``gateway.schedules``, as ``system:scheduler``); the page's script refreshes
+the whole board with ONE conditional request (``GET /tiles`` with
+``If-None-Match``, answered 304 while nothing changed, marked
+``X-Gateway-Background: 1`` so it does not count as activity for the idle
+timer).  "Refresh now" on a schedule's tile and "Run now" on a manual tile are
+explicit runs by the viewer through ``runs.start``, so the command's
+``cache_seconds`` limits them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from gateway import runs
 from gateway.access import policy
-from gateway.catalogue import Command
+from gateway.catalogue import Command, Schedule
 from gateway.catalogue import switches as command_switches
-from gateway.db.models import Run, RunOutputChunk
+from gateway.db.models import Run
 from gateway.identity.sessions import is_background_request
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
 from gateway.platform.wakeup import wakeups
 from gateway.runs.callers import current_caller
+from gateway.web import tiles as board_tiles
 from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
 
 TILE_ROWS = 8
-TILE_LINES = 10
-MIN_TILE_REFRESH_SECONDS = 15
 REFRESH_WAIT_SECONDS = 3.0
-
-
-@dataclass
-class Tile:
-    command: Command
-    latest: Run | None  # the newest finished run this user may see
-    in_flight: Run | None
-    lines: list[str]
-    message: str | None = None
-
-    @property
-    def refresh_seconds(self) -> int:
-        return int(max(MIN_TILE_REFRESH_SECONDS, self.command.cache_seconds))
-
-
-def _visible_runs(command: Command) -> Any:
-    """Runs of this command the tile may show this user (``policy.tile_runs``)."""
-    return select(Run).where(policy.tile_runs(me(), command))
-
-
-def _last_lines(run_id: str) -> list[str]:
-    rows = db.session.scalars(
-        select(RunOutputChunk).where(RunOutputChunk.run_id == run_id).order_by(RunOutputChunk.seq.desc()).limit(40)
-    ).all()
-    text = "".join(chunk.text for chunk in reversed(rows))
-    return text.splitlines()[-TILE_LINES:]
-
-
-def build_tile(command: Command, message: str | None = None) -> Tile:
-    base = _visible_runs(command)
-    latest = db.session.scalars(
-        base.where(Run.status.in_(runs.TERMINAL)).order_by(Run.finished_at.desc()).limit(1)
-    ).first()
-    in_flight = db.session.scalars(
-        base.where(Run.status.in_(runs.LIVE)).order_by(Run.created_at.desc()).limit(1)
-    ).first()
-    lines = _last_lines(latest.id) if latest is not None and not latest.result else []
-    return Tile(command=command, latest=latest, in_flight=in_flight, lines=lines, message=message)
 
 
 def wait_briefly(run_id: str, seconds: float) -> None:
@@ -100,6 +62,15 @@ def group_by_category(commands: list[Command]) -> list[tuple[str, list[Command]]
     return [(category, sorted(items, key=lambda c: c.title.lower())) for category, items in sorted(groups.items())]
 
 
+def _etag(shown: list[board_tiles.Tile]) -> str:
+    return hashlib.sha256(board_tiles.fingerprint(shown).encode("utf-8")).hexdigest()[:32]
+
+
+def _board() -> list[board_tiles.Tile]:
+    catalogue = command_switches.current_catalogue()
+    return board_tiles.board(catalogue, policy.visible_commands(me(), catalogue, client_address()))
+
+
 @bp.route("/")
 def dashboard() -> str:
     catalogue = command_switches.current_catalogue()
@@ -109,9 +80,12 @@ def dashboard() -> str:
     blocked = {c.name: "disabled" for c in visible if c.name in disabled}
     blocked.update({c.name: "unavailable" for c in visible if catalogue.unavailable_reason(c)})
     recent, _ = runs.list_runs(owner_id=me().id, address=address, limit=10)  # my own, admins' included
+    shown = board_tiles.board(catalogue, visible)
     return render_template(
         "dashboard.html",
-        tiles=[build_tile(c) for c in visible if c.dashboard],
+        tiles=board_tiles.fill_lines(shown),
+        etag=_etag(shown),
+        refresh_seconds=current_app.config["DASHBOARD_REFRESH_SECONDS"],
         categories=group_by_category(visible),
         blocked=blocked,
         recent=recent,
@@ -121,33 +95,77 @@ def dashboard() -> str:
     )
 
 
+@bp.route("/tiles")
+def tiles() -> Response:
+    """Every tile of the board as one fragment: the page's one conditional refresh (ETag -> 304).
+
+    The ETag is computed before the output lines are read: a 304 costs the board's few queries only.
+    """
+    shown = _board()
+    digest = _etag(shown)
+    if request.if_none_match.contains(digest):
+        response = make_response("", 304)
+    else:
+        fragment = render_template("_tiles.html", tiles=board_tiles.fill_lines(shown), max_rows=TILE_ROWS)
+        response = make_response(fragment)
+    response.set_etag(digest)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
 def dashboard_command_or_404(name: str) -> Command:
-    """A tile exists for a command the policy lets this user use that is a dashboard report."""
+    """A manual tile exists for a command the policy lets this user use that is a dashboard report."""
     command = policy.command_for(me(), name, client_address())
     if not command.dashboard:
         abort(404)
     return command
 
 
+def dashboard_schedule_or_404(name: str) -> tuple[Schedule, Command]:
+    """A schedule's tile exists for a dashboard schedule whose command the policy lets this user use."""
+    schedule = command_switches.current_catalogue().schedules.get(name)
+    if schedule is None or not schedule.dashboard:
+        abort(404)
+    return schedule, policy.command_for(me(), schedule.command, client_address())
+
+
 @bp.route("/tiles/<name:name>")
 def tile(name: str) -> str:
-    """One tile as an HTML fragment, for the page's own refreshes."""
-    return render_template("_tile.html", tile=build_tile(dashboard_command_or_404(name)), max_rows=TILE_ROWS)
+    """One manual tile as an HTML fragment."""
+    command = dashboard_command_or_404(name)
+    [shown] = board_tiles.fill_lines([board_tiles.manual_tile(command)])
+    return render_template("_tile.html", tile=shown, max_rows=TILE_ROWS)
+
+
+def _run_for_tile(name: str, params: dict[str, object], title: str) -> str | None:
+    """Start an explicit run for the viewer (through the cache); the message of a refusal, else None."""
+    try:
+        started = runs.start(name, params, current_caller(), source="json" if params else "form")
+    except runs.RunRejected as exc:
+        if not is_background_request():
+            flash(f"{title}: {exc.message}")
+        return exc.message
+    wait_briefly(started.run.id, REFRESH_WAIT_SECONDS)
+    return None
 
 
 @bp.route("/tiles/<name:name>/refresh", methods=["POST"])
 def tile_refresh(name: str) -> Response | str:
-    """Start the report (through the cache); the page's script gets the fragment, a plain form a redirect."""
+    """ "Run now" on a manual tile: the viewer's own run of the report, limited by its cache."""
     command = dashboard_command_or_404(name)
-    message = None
-    try:
-        started = runs.start(name, {}, current_caller(), source="form")
-    except runs.RunRejected as exc:
-        message = exc.message
-    else:
-        wait_briefly(started.run.id, REFRESH_WAIT_SECONDS)
+    message = _run_for_tile(name, {}, command.title)
     if is_background_request():
-        return render_template("_tile.html", tile=build_tile(command, message), max_rows=TILE_ROWS)
-    if message:
-        flash(f"{command.title}: {message}")
+        [tile] = board_tiles.fill_lines([board_tiles.manual_tile(command, message)])
+        return render_template("_tile.html", tile=tile, max_rows=TILE_ROWS)
     return redirect(url_for("web.dashboard") + f"#tile-{name}", 303)
+
+
+@bp.route("/schedules/<name:name>/refresh", methods=["POST"])
+def schedule_refresh(name: str) -> Response | str:
+    """ "Refresh now" on a schedule's tile: the schedule's command and params, run by the viewer."""
+    schedule, command = dashboard_schedule_or_404(name)
+    message = _run_for_tile(command.name, dict(schedule.params), command.title)
+    if is_background_request():
+        [tile] = board_tiles.fill_lines([board_tiles.schedule_tile(schedule, command, message)])
+        return render_template("_tile.html", tile=tile, max_rows=TILE_ROWS)
+    return redirect(url_for("web.dashboard") + f"#tile-schedule-{name}", 303)

@@ -162,18 +162,35 @@ def test_staff_sees_granted_commands_and_a_status_tile(page: Page):
     expect(main).to_contain_text("Greet people")
     expect(main).not_to_contain_text("Admins only")
     tile = page.locator("#tile-board")
-    # Nobody has run the report yet: opening the board runs it, without pressing anything.
+    # Nobody has run the report yet, and opening the board runs nothing: the manual tile waits.
+    expect(tile).to_contain_text("No result yet")
+    tile.get_by_role("button", name="Run now").click()
     expect(page.locator("#tile-board .asof")).to_contain_text("as of")
-    expect(page.locator("#tile-board table")).to_contain_text("ok")
-    tile.get_by_role("button", name="Refresh").click()
-    expect(page.locator("#tile-board .asof")).to_contain_text("as of")
-    expect(page.locator("#tile-board table")).to_contain_text("ok")
-    # The page's own refresh is a background request (does not extend the session idle timer).
-    with page.expect_request(lambda r: "/tiles/board" in r.url) as caught:
-        page.evaluate("window.GatewayTiles.refresh(document.getElementById('tile-board'))")
-    assert caught.value.headers.get("x-gateway-background") == "1"
     expect(page.locator("#tile-board table")).to_contain_text("ok")
     shot(page, "dashboard")
+
+
+@pytest.mark.slow
+def test_an_open_dashboard_only_reads_its_board_and_starts_no_run(page: Page, app):
+    """Three refresh periods (shortened to 1 s) with the page's scripts running: one GET per period, no run."""
+    app.config["DASHBOARD_REFRESH_SECONDS"] = 1
+    requests: list[tuple[str, str, str | None]] = []
+    page.on("request", lambda r: requests.append((r.method, r.url, r.headers.get("x-gateway-background"))))
+    sign_in(page)
+    expect(page.locator("#tile-board")).to_contain_text("No result yet")
+    requests.clear()
+    page.wait_for_timeout(3500)
+    board = [(method, background) for method, url, background in requests if url.endswith("/tiles")]
+    assert len(board) >= 3 and set(board) == {("GET", "1")}, requests
+    assert [r for r in requests if r[0] != "GET"] == []
+    with app.app_context():
+        from sqlalchemy import func, select
+
+        from gateway.db.models import Run
+        from gateway.platform.extensions import db
+
+        assert db.session.scalar(select(func.count()).select_from(Run)) == 0
+    expect(page.locator("#tile-board")).to_contain_text("No result yet")
 
 
 def test_a_query_result_is_a_table_with_a_csv_download(page: Page):
