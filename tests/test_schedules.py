@@ -517,6 +517,23 @@ def test_the_scheduler_thread_wakes_at_the_due_time_and_a_draining_replica_claim
     assert len(scheduled_runs(sched_app)) == 1
 
 
+def test_a_replica_that_starts_draining_during_a_start_leaves_the_occurrence_to_the_others(sched_app):
+    """The scheduler saw a live replica, then the drain began: no claim and no refusal, so another replica runs it."""
+    from gateway import runs
+    from gateway.access.policy import SCHEDULER
+    from gateway.runs.workers import get_executor
+    from gateway.schedules import store
+
+    at = utc(2026, 12, 7, 10, 5)
+    get_executor(sched_app).shutdown(grace=0)
+    with sched_app.test_request_context():
+        occurrence = runs.Occurrence("every-5", at, store.claimer("every-5", at))
+        with pytest.raises(runs.AlreadyClaimed):
+            runs.start("hello", {"greeting": "ho"}, runs.Caller(SCHEDULER, None), occurrence=occurrence)
+        assert db.session.scalars(select(ScheduleOccurrence)).all() == []
+    assert events(sched_app, "run.rejected") == []
+
+
 RACER = """
 import sys, time
 from datetime import UTC, datetime, timedelta

@@ -283,6 +283,10 @@ def _refuse(
     """``reject``, or for an occurrence its claim and ``run.rejected`` in one transaction (once across replicas)."""
     if occurrence is None:
         return reject(caller, name, status, code, outcome, message, **fields)
+    if outcome == "draining":
+        # A draining replica claims nothing: the occurrence stays free for another replica (or this
+        # one after its restart) within the grace, so neither a claim nor a refusal is written.
+        return AlreadyClaimed()
     with write_connection() as tx:
         if not occurrence.claim(tx, None, "rejected"):
             return AlreadyClaimed()

@@ -53,7 +53,8 @@ class RunRejected(Exception):
 
 
 class AlreadyClaimed(Exception):
-    """A scheduled occurrence another replica (or an earlier pass) already recorded: nothing was written."""
+    """Nothing was written for a scheduled occurrence: another replica (or an earlier pass) recorded it
+    already, or this replica is draining and leaves it to the others."""
 
 
 @dataclass(frozen=True)
