@@ -62,9 +62,10 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_P
 test: lint $(BIN)/gateway-launch run-as-user browser $(OIDC_PROVIDER)/node_modules/.installed
 	$(BIN)/pytest -n 2 --durations=30
 
-## test-fast: the suite without the slow (multi-process, browser) tests
+## test-fast: the quick loop: the embedded engine (SQLite) only, without the slow (multi-process,
+## browser) tests; `make test` (and CI) runs everything, PostgreSQL included
 test-fast: $(VENV)/.dev-installed $(BIN)/gateway-launch $(OIDC_PROVIDER)/node_modules/.installed
-	$(BIN)/pytest -n 2 -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow and not postgres" -k "not postgresql"
 
 # Bandit fails on any finding; an accepted one carries `# nosec BXXX  # reason` on its line.
 BANDIT_LEVEL ?= low
