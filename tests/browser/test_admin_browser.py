@@ -24,7 +24,7 @@ from tests.browser.test_web_browser import shot, sign_in
 pytestmark = pytest.mark.slow
 
 # The staff UI tests' fixtures, by name: the server on SQLite, the browser, the console-error check.
-app, backend, base_url, browser = web.app, web.backend, web.base_url, web.browser
+app, base_url = web.app, web.base_url
 console, expected_console, page = web.console, web.expected_console, web.page
 
 NEW_PASSWORD = "chosen-by-newbie-2026"

@@ -9,33 +9,15 @@ again with it after the password, and removes it.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import PASSWORDS
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync", "--no-first-run"]
-
 pytestmark = pytest.mark.slow
-
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("GATEWAY_TEST_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"GATEWAY_TEST_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
-
-expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-def backend() -> str:
-    """SQLite only: the HTTP tests cover both engines."""
-    return "sqlite"
 
 
 @pytest.fixture
@@ -54,25 +36,23 @@ def base_url(make_app, users) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(base_url: str) -> Iterator[Page]:
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
     """A tab with a virtual security key plugged in; any console error fails the test."""
     console: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        context = browser.new_context(base_url=base_url)
-        tab = context.new_page()
-        tab.set_default_timeout(15_000)
-        tab.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-        tab.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
-        cdp = context.new_cdp_session(tab)
-        cdp.send("WebAuthn.enable")
-        authenticator = {
-            "protocol": "ctap2", "transport": "usb", "hasResidentKey": True, "hasUserVerification": True,
-            "isUserVerified": True, "automaticPresenceSimulation": True,
-        }  # fmt: skip
-        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": authenticator})
-        yield tab
-        browser.close()
+    context = browser.new_context(base_url=base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    tab.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    tab.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+    cdp = context.new_cdp_session(tab)
+    cdp.send("WebAuthn.enable")
+    authenticator = {
+        "protocol": "ctap2", "transport": "usb", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True,
+    }  # fmt: skip
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": authenticator})
+    yield tab
+    context.close()
     assert [line for line in console if line.startswith(("error", "pageerror"))] == []
 
 

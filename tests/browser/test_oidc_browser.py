@@ -15,28 +15,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.test_web_browser import CHROMIUM, LAUNCH_ARGS, shot
+from tests.browser.test_web_browser import shot
 from tests.oidc_idp import ACCOUNTS, Idp
 
 pytestmark = pytest.mark.slow
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -11,53 +11,19 @@ or any other console error.  Screenshots go to ``test-artifacts/screenshots``.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.webcat import grant_staff, make_ops_db, write_catalogue
 from tests.conftest import PASSWORDS
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 pytestmark = pytest.mark.slow
-
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("GATEWAY_TEST_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"GATEWAY_TEST_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-# Assertions wait as long as actions do: CI runs these next to the rest of the suite on 2 cores.
-expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-def backend() -> str:
-    """The browser runs against SQLite only (one real server per test is enough cost)."""
-    return "sqlite"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
