@@ -9,6 +9,7 @@ reset the count at another.
 from __future__ import annotations
 
 from flask import current_app, request
+from flask_login import current_user
 
 from gateway.identity.usernames import login_name
 from gateway.platform.addresses import client_address
@@ -33,3 +34,8 @@ def name_key(username: str) -> str:
 def typed_name_key() -> str:
     """The per-name key for the name typed into the sign-in form."""
     return name_key(login_name(request.form.get("username", "")))
+
+
+def own_name_key() -> str:
+    """The per-name key for the signed-in user's own name (their password or code re-entered on the account pages)."""
+    return name_key(getattr(current_user, "username", ""))

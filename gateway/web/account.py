@@ -20,7 +20,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from gateway.identity import accounts, oidc_views, service, tokens
-from gateway.identity.limits import address_key, login_limit, name_key
+from gateway.identity.limits import address_key, login_limit, own_name_key
 from gateway.identity.passwords import password_problem
 from gateway.identity.views import LOCKED_MESSAGE
 from gateway.platform import reveal
@@ -101,14 +101,9 @@ def _confirm_current(via: str) -> tuple[str, int, dict[str, str]] | None:
     return "This is not your current password.", 400, {}
 
 
-def _my_name_key() -> str:
-    """The sign-in limit's per-name key, for the signed-in user's own name."""
-    return name_key(getattr(me(), "username", ""))
-
-
 @bp.route("/account/password", methods=["POST"])
 @limiter.limit(login_limit, key_func=address_key, methods=["POST"])
-@limiter.limit(login_limit, key_func=_my_name_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=own_name_key, methods=["POST"])
 def change_password() -> Response | tuple[str, int, dict[str, str]]:
     """Change my password; every session (this one included) and every API token of mine ends."""
     current = request.form.get(CURRENT, "")
@@ -138,7 +133,7 @@ def _user_agent() -> str | None:
 
 @bp.route("/account/tokens", methods=["POST"])
 @limiter.limit(login_limit, key_func=address_key, methods=["POST"])
-@limiter.limit(login_limit, key_func=_my_name_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=own_name_key, methods=["POST"])
 def create_token() -> Response | tuple[str, int, dict[str, str]]:
     """Create an API token; the current password is asked for, so a session alone cannot mint one."""
     name = request.form.get("name", "").strip()

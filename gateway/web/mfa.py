@@ -12,7 +12,7 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from werkzeug.wrappers import Response
 
 from gateway.identity import service
-from gateway.identity.limits import address_key, login_limit, name_key
+from gateway.identity.limits import address_key, login_limit, own_name_key
 from gateway.identity.mfa import factors, passkeys, totp
 from gateway.identity.views import LOCKED_MESSAGE
 from gateway.platform import reveal
@@ -89,13 +89,9 @@ def _show_codes(codes: list[str]) -> Response:
     return redirect(url_for("web.account_mfa", _anchor="recovery-heading"), 303)
 
 
-def _my_name_key() -> str:
-    return name_key(getattr(me(), "username", ""))
-
-
 @bp.route("/account/mfa/recovery-codes", methods=["POST"])
 @limiter.limit(login_limit, key_func=address_key, methods=["POST"])
-@limiter.limit(login_limit, key_func=_my_name_key, methods=["POST"])
+@limiter.limit(login_limit, key_func=own_name_key, methods=["POST"])
 def mfa_recovery_codes() -> Response | tuple[str, int]:
     """Ten new recovery codes replace the old ones; the current password is asked for (counted like sign-in)."""
     user = me()
