@@ -315,7 +315,28 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     }
     settings.update(identity_settings(env, production))
     settings.update(mfa_settings(env, production, secret_key))
+    settings.update(outbound_settings(env))
     return settings
+
+
+def outbound_settings(env: _Env) -> dict[str, Any]:
+    """Sends to receivers the gateway does not own (DESIGN.md, "Outbound delivery"; ``gateway/outbound``).
+
+    ``OUTBOUND_CA_FILE`` adds a private CA to the system store for every
+    outbound TLS connection; it is read at start so a wrong path stops the
+    process with its name instead of failing every delivery later.
+    """
+    ca_file = env.str("OUTBOUND_CA_FILE")
+    if ca_file is not None:
+        try:
+            text = Path(ca_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"OUTBOUND_CA_FILE: cannot read {ca_file!r} ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"OUTBOUND_CA_FILE: {ca_file!r} is not a PEM file") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ConfigError(f"OUTBOUND_CA_FILE: {ca_file!r} holds no PEM certificate")
+    return {"OUTBOUND_CA_FILE": ca_file}
 
 
 MFA_POLICIES = ("none", "admins", "all")
