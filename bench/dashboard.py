@@ -4,10 +4,11 @@ Run: ``.venv/bin/python bench/dashboard.py [--clients 10,100] [--seconds 10]`` (
 127.0.0.1:5432 as for the tests).  For each engine (SQLite file, PostgreSQL) one gunicorn
 replica (1 worker x 16 threads) serves a catalogue of 10 ``dashboard: true`` schedules, each
 run once beforehand (``schedules.run_now``), so every tile has a result.  Signed-in clients
-(one session each, keep-alive) loop for ``--seconds`` on: the dashboard page (``GET /``), the
-board's conditional refresh (``GET /tiles`` with ``If-None-Match``: 304), and ``/account`` as
-the baseline.  Reported per engine and client count: p50/p95 and pages/s of each, errors, and
-the runs counted before and after (viewing must start none).  Prints JSON; exit status 1 on
+(one session each, keep-alive) cycle for ``--seconds`` through the dashboard page (``GET /``),
+the board's conditional refresh (``GET /tiles`` with ``If-None-Match``: 304) and ``/account``
+as the baseline, so the three share the same moments of load.  Reported per engine and client
+count: p50/p95 and pages/s of each, errors, and the runs counted before and after (viewing
+must start none).  Prints JSON; exit status 1 on
 any error or run caused by viewing.
 """
 
@@ -89,44 +90,56 @@ def signed_in(base: str, number: int) -> requests.Session:
     return session
 
 
-def load(base: str, sessions: list[requests.Session], path: str, seconds: float, etag: str | None) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors: list[str] = []
+PATHS = {"dashboard": "/", "board_304": "/tiles", "account": "/account"}
+
+
+def load(base: str, sessions: list[requests.Session], seconds: float, etag: str) -> dict[str, dict[str, Any]]:
+    """Each client cycles through the three pages for ``seconds``: they share the same moments of load."""
+    latencies: dict[str, list[float]] = {key: [] for key in PATHS}
+    errors: dict[str, list[str]] = {key: [] for key in PATHS}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
     def loop(session: requests.Session) -> None:
-        headers = {"X-Gateway-Background": "1", "If-None-Match": etag} if etag else {}
-        mine: list[float] = []
+        mine: dict[str, list[float]] = {key: [] for key in PATHS}
+        seen = etag  # like the page's script: a changed board (a schedule ran meanwhile) is a 200 and a new ETag
         while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                response = session.get(base + path, headers=headers, timeout=60)
-                ok = response.status_code == (304 if etag else 200)
-            except requests.RequestException as exc:
-                ok, response = False, None
-                with lock:
-                    errors.append(type(exc).__name__)
-            mine.append(time.perf_counter() - started)
-            if not ok and response is not None:
-                with lock:
-                    errors.append(str(response.status_code))
+            for key, path in PATHS.items():
+                conditional = key == "board_304"
+                headers = {"X-Gateway-Background": "1", "If-None-Match": seen} if conditional else {}
+                started = time.perf_counter()
+                try:
+                    response = session.get(base + path, headers=headers, timeout=60)
+                    expected = (200, 304) if conditional else (200,)
+                    failure = None if response.status_code in expected else str(response.status_code)
+                    if conditional and response.status_code == 200:
+                        seen = response.headers.get("ETag", seen)
+                except requests.RequestException as exc:
+                    failure = type(exc).__name__
+                mine[key].append(time.perf_counter() - started)
+                if failure:
+                    with lock:
+                        errors[key].append(failure)
         with lock:
-            latencies.extend(mine)
+            for key, values in mine.items():
+                latencies[key].extend(values)
 
     threads = [threading.Thread(target=loop, args=(session,)) for session in sessions]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    ordered = sorted(latencies)
-    return {
-        "requests": len(ordered),
-        "pages_per_s": round(len(ordered) / seconds, 1),
-        "p50_ms": round(statistics.median(ordered) * 1000, 1) if ordered else None,
-        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1) if ordered else None,
-        "errors": len(errors),
-    }
+    report = {}
+    for key in PATHS:
+        ordered = sorted(latencies[key])
+        report[key] = {
+            "requests": len(ordered),
+            "pages_per_s": round(len(ordered) / seconds, 1),
+            "p50_ms": round(statistics.median(ordered) * 1000, 1) if ordered else None,
+            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1) if ordered else None,
+            "errors": len(errors[key]),
+        }
+    return report
 
 
 def measure(engine: str, clients_list: list[int], seconds: float) -> list[dict[str, Any]]:
@@ -149,9 +162,7 @@ def measure(engine: str, clients_list: list[int], seconds: float) -> list[dict[s
                     before = run_count(url)
                     chosen = sessions[:clients]
                     report: dict[str, Any] = {"engine": engine, "clients": clients}
-                    report["dashboard"] = load(replica.base, chosen, "/", seconds, None)
-                    report["board_304"] = load(replica.base, chosen, "/tiles", seconds, etag)
-                    report["account"] = load(replica.base, chosen, "/account", seconds, None)
+                    report.update(load(replica.base, chosen, seconds, etag))
                     report["runs_caused_by_viewing"] = run_count(url) - before
                     dash, account = report["dashboard"]["p95_ms"], report["account"]["p95_ms"]
                     report["dashboard_p95_over_account_p95"] = round(dash / account, 2) if dash and account else None

@@ -316,10 +316,13 @@ def test_help_and_catalogue_validation_need_no_secrets(tmp_path: Path) -> None:
     assert run_manage(bare, "commands", "validate", "--help").returncode == 0
 
     catalogue = tmp_path / "commands.yaml"
-    catalogue.write_text('commands:\n  - {name: hello, title: Hello, kind: shell, argv: ["echo", "hi"]}\n')
+    catalogue.write_text(
+        'commands:\n  - {name: hello, title: Hello, kind: shell, argv: ["echo", "hi"]}\n'
+        'schedules:\n  - {name: hourly-hello, command: hello, cron: "0 * * * *"}\n'
+    )
     valid = run_manage(bare, "commands", "validate", str(catalogue))
     assert valid.returncode == 0, valid.stderr
-    assert f"{catalogue}: 1 commands, 0 data sources: valid" in valid.stdout
+    assert f"{catalogue}: 1 commands, 0 data sources, 1 schedules: valid" in valid.stdout
     catalogue.write_text("commands:\n  - {name: hello, kind: shell}\n")
     invalid = run_manage(bare, "commands", "validate", str(catalogue))
     assert invalid.returncode == 1 and "hello" in invalid.stderr, invalid.stderr

@@ -20,8 +20,10 @@ from gateway.catalogue.switches import holder
 from gateway.db.models import AuditEvent, Run, ScheduleOccurrence
 from gateway.identity import accounts, groups, tokens
 from gateway.platform.extensions import db
+from gateway.platform.timeutil import as_utc
 from gateway.schedules import Scheduler, set_paused
 from tests.conftest import csrf_token_from, seed_session
+from tests.faultkit import wait_until
 
 COMMANDS = """
 datasources: {}
@@ -201,6 +203,29 @@ def test_missed_occurrences_are_recorded_once_per_gap_and_not_replayed(sched_app
         "schedule": "every-5", "count": 10, "first": "2026-12-07T10:05:00+00:00", "last": "2026-12-07T10:50:00+00:00",
     }  # fmt: skip
     assert len(scheduled_runs(sched_app)) == 2  # 10:55 and 11:00
+
+
+def test_pruning_runs_drops_old_claims_but_keeps_each_schedules_cursor(sched_app):
+    """After ``runs prune`` the scheduler carries on from its newest claim: nothing replayed, nothing missed."""
+    from gateway import runs, schedules
+
+    scheduler = Scheduler(sched_app)
+    tick(sched_app, scheduler, T0)
+    for minute in (5, 10, 15):
+        tick(sched_app, scheduler, utc(2026, 12, 7, 10, minute, 1))
+    with sched_app.app_context():
+        schedules.run_now("every-5", "operator")  # an operator's mark, outside the calendar
+        db.session.remove()
+        live = select(func.count()).select_from(Run).where(Run.status.in_(runs.LIVE))
+        assert wait_until(lambda: db.session.rollback() is None and db.session.scalar(live) == 0)
+        runs.prune(datetime.now(UTC) + timedelta(minutes=1))  # every finished run is older than this
+        kept = db.session.execute(select(ScheduleOccurrence.scheduled_for, ScheduleOccurrence.outcome)).all()
+        [pruned] = [e for e in db.session.scalars(select(AuditEvent).where(AuditEvent.event == "runs.pruned"))]
+    assert [(as_utc(at), outcome) for at, outcome in kept] == [(utc(2026, 12, 7, 10, 15), "started")]
+    assert pruned.detail["occurrences"] == 3
+    tick(sched_app, scheduler, utc(2026, 12, 7, 10, 20, 1))
+    assert events(sched_app, "schedule.missed") == []
+    assert [run.params["greeting"] for run in scheduled_runs(sched_app)] == ["ho"]  # 10:20 only; the rest pruned
 
 
 def test_a_paused_schedule_writes_nothing_per_occurrence_and_resumes_from_now(sched_app):
@@ -551,7 +576,9 @@ for step in range(1, 4):
     with app.app_context():
         scheduler.tick()
         db.session.remove()
-app.extensions["gateway.executor"].shutdown(grace=20)  # its runs end before the process does
+executor = app.extensions.get("gateway.executor")  # made at a replica's first start: the other may claim all
+if executor is not None:
+    executor.shutdown(grace=20)  # its runs end before the process does
 """
 
 

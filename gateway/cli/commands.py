@@ -45,7 +45,8 @@ def validate(path: str | None) -> None:
         catalogue = load_catalogue(target)
     except CatalogueError as exc:
         fail(str(exc))
-    click.echo(f"{target}: {len(catalogue.commands)} commands, {len(catalogue.datasources)} data sources: valid")
+    counts = f"{len(catalogue.commands)} commands, {len(catalogue.datasources)} data sources"
+    click.echo(f"{target}: {counts}, {len(catalogue.schedules)} schedules: valid")
     for name in catalogue.unavailable():
         click.echo(f"  note: {name} is unavailable here ({catalogue.unavailable_reason(catalogue.commands[name])})")
 

@@ -16,14 +16,14 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from gateway import audit
 from gateway.access import policy
 from gateway.catalogue import Command
 from gateway.db import dialect
-from gateway.db.models import Run, RunOutputChunk
+from gateway.db.models import Run, RunOutputChunk, ScheduleOccurrence
 from gateway.db.prepared import Prepared
 from gateway.db.units import write_connection, write_transaction
 from gateway.platform.extensions import db
@@ -245,15 +245,39 @@ def list_runs(
 
 
 def prune(older_than: datetime, actor: Any = None) -> int:
-    """Delete finished runs (and their output) created before ``older_than``; audited as runs.pruned."""
+    """Delete finished runs (and their output) created before ``older_than``; audited as runs.pruned.
+
+    Schedule claims older than the cut go too, except each schedule's newest: that one is
+    the scheduler's cursor, and without it a quiet schedule would look as if it had missed
+    everything since it was loaded.
+    """
     with write_transaction() as tx:
         ids = tx.scalars(select(Run.id).where(Run.status.in_(TERMINAL), Run.created_at < older_than)).all()
         for start_index in range(0, len(ids), 500):
             batch = ids[start_index : start_index + 500]
             tx.execute(delete(RunOutputChunk).where(RunOutputChunk.run_id.in_(batch)))
             tx.execute(delete(Run).where(Run.id.in_(batch)))
+        claims = len(tx.execute(_old_claims(older_than).returning(ScheduleOccurrence.schedule)).all())
         audit.append(
             "runs.pruned", session=tx, actor=actor, outcome="ok",
-            detail={"deleted": len(ids), "older_than": older_than.isoformat()},
+            detail={"deleted": len(ids), "occurrences": claims, "older_than": older_than.isoformat()},
         )  # fmt: skip
     return len(ids)
+
+
+def _old_claims(older_than: datetime) -> Any:
+    """Claims before the cut: operators' run-now marks, and every claim with a newer calendar claim after it."""
+    newer = aliased(ScheduleOccurrence)
+    superseded = (
+        select(newer.schedule)
+        .where(
+            newer.schedule == ScheduleOccurrence.schedule,
+            newer.outcome != "manual",
+            newer.scheduled_for > ScheduleOccurrence.scheduled_for,
+        )
+        .exists()
+    )
+    return delete(ScheduleOccurrence).where(
+        ScheduleOccurrence.scheduled_for < older_than,
+        (ScheduleOccurrence.outcome == "manual") | superseded,
+    )
