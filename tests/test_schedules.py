@@ -376,6 +376,17 @@ def test_the_board_shows_the_schedules_result_and_viewing_it_runs_nothing(board_
     assert "No result yet" not in changed.get_data(as_text=True)
 
 
+def test_a_finished_results_lines_are_remembered_per_run_and_the_oldest_forgotten():
+    from gateway.web.tiles import _FinishedLines
+
+    remembered = _FinishedLines(2)
+    remembered.put("run-a", ["a"])
+    remembered.put("run-b", ["b"])
+    assert remembered.get("run-a") == ["a"]  # shown again: now the most recent
+    remembered.put("run-c", ["c"])
+    assert (remembered.get("run-a"), remembered.get("run-b"), remembered.get("run-c")) == (["a"], None, ["c"])
+
+
 def test_refresh_now_is_the_viewers_run_and_reuses_a_fresh_cached_result(board_app, users):
     client = signed_in(board_app, users["staff"].id)
     with board_app.app_context():

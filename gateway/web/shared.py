@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_login import current_user
+from markupsafe import Markup
 
 from gateway.platform.timeutil import as_utc
 
@@ -18,6 +19,16 @@ STATUS_LABELS = {
     "cancelled": "Cancelled",
     "lost": "Lost",
 }
+
+
+def badge(status: str) -> Markup:
+    """A run state as the coloured badge every page shows.
+
+    A template global rather than a macro: a macro imported by the included tile
+    template had its module rendered again for every tile of the board.
+    """
+    label = STATUS_LABELS.get(status, status)
+    return Markup('<span class="badge status-{0}" data-status="{0}">{1}</span>').format(status, label)
 
 
 def me() -> Any:

@@ -11,6 +11,8 @@ anything; which runs a tile may show is ``policy.tile_runs``.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +34,37 @@ TILE_LINES = 10
 LAST_CHUNKS = 40  # output chunks read per tile for its last lines
 RECENT_OCCURRENCES = 5  # a schedule's newest occurrences looked at for its newest result
 OWN_CANDIDATES = 5  # the viewer's newest runs per command looked at for a matching refresh
+REMEMBERED_LINES = 1024  # finished runs whose last lines this process keeps
+
+
+class _FinishedLines:
+    """The last lines of finished runs, by run id, the least recently shown dropped first.
+
+    A finished run's output never changes, so a board viewed again and again
+    reads each result's output once per process, not once per view.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._lines: OrderedDict[str, list[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str) -> list[str] | None:
+        with self._lock:
+            lines = self._lines.get(run_id)
+            if lines is not None:
+                self._lines.move_to_end(run_id)
+            return lines
+
+    def put(self, run_id: str, lines: list[str]) -> None:
+        with self._lock:
+            self._lines[run_id] = lines
+            self._lines.move_to_end(run_id)
+            while len(self._lines) > self.size:
+                self._lines.popitem(last=False)
+
+
+finished_lines = _FinishedLines(REMEMBERED_LINES)
 
 
 @dataclass
@@ -72,8 +105,11 @@ class Tile:
 
 
 def fill_lines(tiles: list[Tile]) -> list[Tile]:
-    """The last output lines of each tile's result that has no table: one query for the whole board."""
-    wanted = {tile.latest.id for tile in tiles if tile.latest is not None and not tile.latest.result}
+    """The last output lines of each tile's result that has no table: one query for the board's unseen results."""
+    shown = [(tile, tile.latest) for tile in tiles if tile.latest is not None and not tile.latest.result]
+    for tile, run in shown:
+        tile.lines = finished_lines.get(run.id) or []
+    wanted = {run.id for tile, run in shown if not tile.lines}
     if not wanted:
         return tiles
     ranked = select(
@@ -90,9 +126,11 @@ def fill_lines(tiles: list[Tile]) -> list[Tile]:
     texts: dict[str, list[str]] = {}
     for run_id, text in rows:
         texts.setdefault(run_id, []).append(text)
-    for tile in tiles:
-        if tile.latest is not None and tile.latest.id in texts:
-            tile.lines = "".join(texts[tile.latest.id]).splitlines()[-TILE_LINES:]
+    for tile, run in shown:
+        if run.id in texts:
+            tile.lines = "".join(texts[run.id]).splitlines()[-TILE_LINES:]
+            if run.status in runs.TERMINAL:
+                finished_lines.put(run.id, tile.lines)
     return tiles
 
 
