@@ -4,11 +4,11 @@ Run: ``.venv/bin/python bench/dashboard.py [--clients 10,100] [--seconds 10]`` (
 127.0.0.1:5432 as for the tests).  For each engine (SQLite file, PostgreSQL) one gunicorn
 replica (1 worker x 16 threads) serves a catalogue of 10 ``dashboard: true`` schedules, each
 run once beforehand (``schedules.run_now``), so every tile has a result.  Signed-in clients
-(one session each, keep-alive) cycle for ``--seconds`` through the dashboard page (``GET /``),
-the board's conditional refresh (``GET /tiles`` with ``If-None-Match``: 304) and ``/account``
-as the baseline, so the three share the same moments of load.  Reported per engine and client
-count: p50/p95 and pages/s of each, errors, and the runs counted before and after (viewing
-must start none).  Prints JSON; exit status 1 on
+(one session each, keep-alive) all load one page at a time: the dashboard page (``GET /``), the
+board's conditional refresh (``GET /tiles`` with ``If-None-Match``: 304), and ``/account`` as
+the baseline, in ``--rounds`` alternating phases that add up to ``--seconds`` per page, so a
+drift in the machine's load (other processes) reaches all three alike.  Reported per engine and client count: p50/p95 and pages/s of each, errors, and
+the runs counted before and after (viewing must start none).  Prints JSON; exit status 1 on
 any error or run caused by viewing.
 """
 
@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,59 +91,69 @@ def signed_in(base: str, number: int) -> requests.Session:
     return session
 
 
-PATHS = {"dashboard": "/", "board_304": "/tiles", "account": "/account"}
+PAGES = {"dashboard": "/", "board_304": "/tiles", "account": "/account"}
 
 
-def load(base: str, sessions: list[requests.Session], seconds: float, etag: str) -> dict[str, dict[str, Any]]:
-    """Each client cycles through the three pages for ``seconds``: they share the same moments of load."""
-    latencies: dict[str, list[float]] = {key: [] for key in PATHS}
-    errors: dict[str, list[str]] = {key: [] for key in PATHS}
+@dataclass
+class Phase:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, other: Phase) -> None:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.seconds += other.seconds
+
+    def report(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+        return {
+            "requests": len(ordered),
+            "pages_per_s": round(len(ordered) / self.seconds, 1) if self.seconds else None,
+            "p50_ms": round(statistics.median(ordered) * 1000, 1) if ordered else None,
+            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1) if ordered else None,
+            "errors": len(self.errors),
+        }
+
+
+def load(base: str, sessions: list[requests.Session], path: str, seconds: float, etag: str | None) -> Phase:
+    """Every client on one page for ``seconds``: its latencies and failures."""
+    phase = Phase()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
     def loop(session: requests.Session) -> None:
-        mine: dict[str, list[float]] = {key: [] for key in PATHS}
         seen = etag  # like the page's script: a changed board (a schedule ran meanwhile) is a 200 and a new ETag
+        mine: list[float] = []
         while time.monotonic() < deadline:
-            for key, path in PATHS.items():
-                conditional = key == "board_304"
-                headers = {"X-Gateway-Background": "1", "If-None-Match": seen} if conditional else {}
-                started = time.perf_counter()
-                try:
-                    response = session.get(base + path, headers=headers, timeout=60)
-                    expected = (200, 304) if conditional else (200,)
-                    failure = None if response.status_code in expected else str(response.status_code)
-                    if conditional and response.status_code == 200:
-                        seen = response.headers.get("ETag", seen)
-                except requests.RequestException as exc:
-                    failure = type(exc).__name__
-                mine[key].append(time.perf_counter() - started)
-                if failure:
-                    with lock:
-                        errors[key].append(failure)
+            headers = {"X-Gateway-Background": "1", "If-None-Match": seen} if seen else {}
+            started = time.perf_counter()
+            try:
+                response = session.get(base + path, headers=headers, timeout=60)
+                failure = (
+                    None if response.status_code in ((200, 304) if seen else (200,)) else str(response.status_code)
+                )
+                if seen and response.status_code == 200:
+                    seen = response.headers.get("ETag", seen)
+            except requests.RequestException as exc:
+                failure = type(exc).__name__
+            mine.append(time.perf_counter() - started)
+            if failure:
+                with lock:
+                    phase.errors.append(failure)
         with lock:
-            for key, values in mine.items():
-                latencies[key].extend(values)
+            phase.latencies.extend(mine)
 
     threads = [threading.Thread(target=loop, args=(session,)) for session in sessions]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    report = {}
-    for key in PATHS:
-        ordered = sorted(latencies[key])
-        report[key] = {
-            "requests": len(ordered),
-            "pages_per_s": round(len(ordered) / seconds, 1),
-            "p50_ms": round(statistics.median(ordered) * 1000, 1) if ordered else None,
-            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1) if ordered else None,
-            "errors": len(errors[key]),
-        }
-    return report
+    phase.seconds = seconds
+    return phase
 
 
-def measure(engine: str, clients_list: list[int], seconds: float) -> list[dict[str, Any]]:
+def measure(engine: str, clients_list: list[int], seconds: float, rounds: int) -> list[dict[str, Any]]:
     database = create_pg_database() if engine == "postgresql" else None
     reports = []
     try:
@@ -162,7 +173,14 @@ def measure(engine: str, clients_list: list[int], seconds: float) -> list[dict[s
                     before = run_count(url)
                     chosen = sessions[:clients]
                     report: dict[str, Any] = {"engine": engine, "clients": clients}
-                    report.update(load(replica.base, chosen, seconds, etag))
+                    phases = {key: Phase() for key in PAGES}
+                    for _ in range(rounds):  # alternating phases: a drift in the machine's load touches all three
+                        for key, path in PAGES.items():
+                            phase = load(
+                                replica.base, chosen, path, seconds / rounds, etag if key == "board_304" else None
+                            )
+                            phases[key].add(phase)
+                    report.update({key: phase.report() for key, phase in phases.items()})
                     report["runs_caused_by_viewing"] = run_count(url) - before
                     dash, account = report["dashboard"]["p95_ms"], report["account"]["p95_ms"]
                     report["dashboard_p95_over_account_p95"] = round(dash / account, 2) if dash and account else None
@@ -180,9 +198,10 @@ def main() -> None:
     parser.add_argument("--clients", default="10,100")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating phases per page (each seconds/rounds)")
     args = parser.parse_args()
     clients = [int(value) for value in args.clients.split(",")]
-    reports = [r for engine in args.engines.split(",") for r in measure(engine, clients, args.seconds)]
+    reports = [r for engine in args.engines.split(",") for r in measure(engine, clients, args.seconds, args.rounds)]
     print(json.dumps(reports, indent=2))
     bad = [
         r
