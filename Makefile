@@ -58,14 +58,14 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_P
 	  npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "no npm: the OIDC tests will skip"; fi
 
-## test: lint and the whole test suite (PostgreSQL tests run when it answers on 127.0.0.1:5432)
+## test: lint and the whole test suite (PostgreSQL and MariaDB tests run when they answer on 127.0.0.1:5432, :3306)
 test: lint $(BIN)/gateway-launch run-as-user browser $(OIDC_PROVIDER)/node_modules/.installed
 	$(BIN)/pytest -n 2 --durations=30
 
 ## test-fast: the quick loop: the embedded engine (SQLite) only, without the slow (multi-process,
-## browser) tests; `make test` (and CI) runs everything, PostgreSQL included
+## browser) tests; `make test` (and CI) runs everything, PostgreSQL and MariaDB included
 test-fast: $(VENV)/.dev-installed $(BIN)/gateway-launch $(OIDC_PROVIDER)/node_modules/.installed
-	$(BIN)/pytest -n 2 -m "not slow and not postgres" -k "not postgresql"
+	$(BIN)/pytest -n 2 -m "not slow and not postgres and not mariadb" -k "not postgresql"
 
 # Bandit fails on any finding; an accepted one carries `# nosec BXXX  # reason` on its line.
 BANDIT_LEVEL ?= low

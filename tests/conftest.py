@@ -9,7 +9,9 @@ module or test opts in with ``pytest.mark.both_engines`` and runs on PostgreSQL 
 it answers at ``GATEWAY_TEST_PG_URL`` (default 127.0.0.1:5432).
 ``GATEWAY_TEST_ALL_ENGINES=1`` runs every such test on both engines.  With
 ``GATEWAY_TEST_REQUIRE_POSTGRES=1`` (CI sets it) an unreachable PostgreSQL is a failure,
-not a skip.
+not a skip.  MySQL / MariaDB data sources are tested against the MariaDB server at
+``GATEWAY_TEST_MARIADB_URL`` (default root at 127.0.0.1:3306) when it answers;
+``GATEWAY_TEST_REQUIRE_MARIADB=1`` (CI) makes its absence a failure too.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from tests import pgpool, route_builders
 
 PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("GATEWAY_TEST_REQUIRE_POSTGRES") == "1"
+MARIADB_ADMIN_URL = os.environ.get("GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+REQUIRE_MARIADB = os.environ.get("GATEWAY_TEST_REQUIRE_MARIADB") == "1"
 ALL_ENGINES = os.environ.get("GATEWAY_TEST_ALL_ENGINES") == "1"
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 TEST_AUDIT_KEY = "test-audit-key-" + "y" * 32
@@ -109,9 +113,33 @@ def _pg_available() -> bool:
 PG_AVAILABLE = _pg_available()
 
 
+def mariadb_admin() -> Any:
+    """A PyMySQL connection (autocommit) as the MariaDB administrator of ``GATEWAY_TEST_MARIADB_URL``."""
+    import pymysql
+
+    url = sa.make_url(MARIADB_ADMIN_URL)
+    return pymysql.connect(
+        host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root", password=url.password or "",
+        autocommit=True, connect_timeout=2, ssl_disabled=True,
+    )  # fmt: skip
+
+
+def _mariadb_available() -> bool:
+    try:
+        mariadb_admin().close()
+        return True
+    except Exception:
+        return False
+
+
+MARIADB_AVAILABLE = _mariadb_available()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if REQUIRE_POSTGRES and not PG_AVAILABLE:
         raise pytest.UsageError(f"GATEWAY_TEST_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable at {PG_ADMIN_URL}")
+    if REQUIRE_MARIADB and not MARIADB_AVAILABLE:
+        raise pytest.UsageError(f"GATEWAY_TEST_REQUIRE_MARIADB=1 but MariaDB is unreachable at {MARIADB_ADMIN_URL}")
 
 
 def pg_url(database: str) -> str:

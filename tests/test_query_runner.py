@@ -173,6 +173,50 @@ def test_sqlite_syntax_error_is_a_plain_query_error(sqlite_url: str) -> None:
     assert not error.timed_out and not error.cancelled
 
 
+# --- which dialect a URL goes to -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "dialect"),
+    [
+        ("postgresql://someone@127.0.0.1:9/ops", "postgresql+psycopg"),
+        ("postgres://someone@127.0.0.1:9/ops", "postgresql+psycopg"),
+        ("mysql://someone@127.0.0.1:9/ops", "mysql+pymysql"),
+        ("mysql+mysqldb://someone@127.0.0.1:9/ops", "mysql+pymysql"),
+        ("mariadb://someone@127.0.0.1:9/ops", "mariadb+pymysql"),
+    ],
+)
+def test_each_backend_goes_to_its_own_dialect(url: str, dialect: str) -> None:
+    engine = query_module.engine_for(url)
+    try:
+        assert f"{engine.dialect.name}+{engine.dialect.driver}" == dialect
+    finally:
+        query_module._engines.pop(url).dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("oracle://scott:hunter2@127.0.0.1:9/orcl", "data sources of type 'oracle' are not supported"),
+        ("mssql+pyodbc://scott:hunter2@127.0.0.1:9/ops", "data sources of type 'mssql' are not supported"),
+        ("hunter2 is not a URL", "the data source URL is not a database URL"),
+    ],
+)
+def test_an_unknown_backend_is_refused_by_name(url: str, message: str) -> None:
+    error = refused(url, "SELECT 1")
+    assert error.message == f"query failed: {message}" + (
+        " (sqlite, postgresql, mysql or mariadb)" if "type" in message else ""
+    )
+    assert "hunter2" not in error.message and url not in query_module._engines
+
+
+def test_mysql_unreachable_is_a_query_error_without_credentials() -> None:
+    url = "mysql+pymysql://someone:hunter2@127.0.0.1:9/nowhere"
+    error = refused(url, "SELECT 1")
+    assert error.message == "query failed: cannot connect to the data source"
+    query_module._engines.pop(url).dispose()
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 

@@ -4,7 +4,10 @@ SQLite sources are opened with ``mode=ro`` (and ``PRAGMA query_only``), so a
 write statement is refused by the engine, not by string matching; a progress
 handler enforces the statement timeout and cancellation.  PostgreSQL runs
 every query in a ``READ ONLY`` transaction with ``statement_timeout`` set;
-operators should also give the data source a read-only role (README).
+MySQL and MariaDB (``gateway.runners.query_mysql``) in a read-only transaction
+with the server's statement time limit and a ``KILL QUERY`` on cancel.
+Operators should also give the data source a read-only role (README).  Any
+other kind of database is refused.
 
 Values come back as JSON numbers, strings or null: decimals, dates and other
 types as strings, booleans as ``"true"``/``"false"``.
@@ -32,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from gateway.catalogue import Command
+from gateway.runners import query_mysql
 from gateway.runners.base import Outcome, Output, RunContext
 
 _engines: dict[str, Engine] = {}
@@ -118,13 +122,23 @@ def engine_for(url_text: str) -> Engine:
     with _engines_lock:
         engine = _engines.get(url_text)
         if engine is None:
-            url = make_url(url_text)
-            if url.get_backend_name() == "sqlite":
+            try:
+                url = make_url(url_text)
+            except sa.exc.ArgumentError:
+                raise QueryError("query failed: the data source URL is not a database URL") from None
+            backend = url.get_backend_name()
+            if backend == "sqlite":
                 engine = _sqlite_engine(url)
-            else:
-                if url.get_backend_name() in ("postgresql", "postgres"):
-                    url = url.set(drivername="postgresql+psycopg")
+            elif backend in ("postgresql", "postgres"):
+                url = url.set(drivername="postgresql+psycopg")
                 engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            elif backend in query_mysql.BACKENDS:
+                engine = query_mysql.create_engine(url)
+            else:
+                raise QueryError(
+                    f"query failed: data sources of type {backend!r} are not supported"
+                    " (sqlite, postgresql, mysql or mariadb)"
+                )
             _engines[url_text] = engine
         return engine
 
@@ -142,6 +156,8 @@ def run_query(
     cancel = cancel or threading.Event()
     if engine.dialect.name == "sqlite":
         return _run_sqlite(engine, sql, params, row_limit, statement_timeout, cancel)
+    if engine.dialect.name in query_mysql.BACKENDS:
+        return _run_mysql(engine, sql, params, row_limit, statement_timeout, cancel)
     return _run_postgresql(engine, sql, params, row_limit, statement_timeout, cancel)
 
 
@@ -251,6 +267,24 @@ def _run_postgresql(
             raise _query_error(exc, reason["value"] or ("timed_out" if timed_out else None), timeout) from None
         finally:
             finished.set()
+
+
+def _run_mysql(
+    engine: Engine, sql: str, params: Mapping[str, Any], row_limit: int, timeout: float, cancel: threading.Event
+) -> QueryResult:
+    with _connect(engine) as connection:
+        guard = query_mysql.Guard(connection, timeout, row_limit + 1, cancel)
+        try:
+            with guard:
+                options = _stream_options(sql, row_limit)
+                result = connection.execute(sa.text(sql), dict(params), execution_options=options)
+                with result:  # a streamed result is closed before the connection (PyMySQL reads what is left)
+                    return _fetch(result, row_limit)
+        except sa.exc.DBAPIError as exc:
+            reason = guard.reason_for(exc)
+            if reason is None:
+                raise QueryError(f"query failed: {query_mysql.error_text(exc)}") from None
+            raise _query_error(exc, reason, timeout) from None
 
 
 def _query_error(exc: sa.exc.DBAPIError, reason: str | None, timeout: float) -> QueryError:
