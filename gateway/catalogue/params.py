@@ -75,6 +75,20 @@ class RefusedUpload:
     reason: str
 
 
+class ChoicesFrom(BaseModel):
+    """Where a ``choice`` parameter's options come from: one column of a query command's result.
+
+    Which commands may be a source, and what they must declare, is decided when the
+    catalogue loads (``gateway.catalogue.sources``); the list itself is read at run
+    time (``gateway.choices``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    column: Annotated[str, Field(min_length=1, max_length=128)]
+
+
 class ParamSpec(BaseModel):
     """One declared parameter: its type and the bounds a value must keep (validated by ``VALIDATORS``)."""
 
@@ -92,6 +106,11 @@ class ParamSpec(BaseModel):
     help: str = ""
     secret: bool = False
     label: str | None = None
+    # Parameters from data (DESIGN.md): options read from a query, several of them, or depending on another field.
+    choices_from: ChoicesFrom | None = None
+    multiple: bool = False
+    min_items: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    depends_on: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -121,10 +140,19 @@ class ParamSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamSpec:
-        if self.type == "choice" and not self.choices:
-            raise ValueError("a choice parameter needs 'choices'")
-        if self.type != "choice" and self.choices is not None:
-            raise ValueError("'choices' only goes with type choice")
+        if self.type == "choice" and not self.choices and self.choices_from is None:
+            raise ValueError("a choice parameter needs 'choices' or 'choices_from'")
+        if self.choices is not None and self.choices_from is not None:
+            raise ValueError("'choices' and 'choices_from' exclude each other")
+        for key in ("choices", "choices_from", "multiple"):
+            if self.type != "choice" and getattr(self, key) not in (None, False):
+                raise ValueError(f"'{key}' only goes with type choice")
+        if self.min_items is not None and not self.multiple:
+            raise ValueError("'min_items' only goes with 'multiple: true'")
+        if self.min_items is not None and self.min_items > (self.max_items or DEFAULT_MAX_ITEMS):
+            raise ValueError("'min_items' is greater than 'max_items'")
+        if self.depends_on is not None and self.choices_from is None:
+            raise ValueError("'depends_on' only goes with 'choices_from' (the list it changes)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("'min' is greater than 'max'")
         if self.required and self.default is not None:
@@ -141,7 +169,17 @@ class ParamSpec(BaseModel):
         try:
             validator("default", self, self.default, "json")
         except ParamError as exc:
-            raise ValueError(f"'default' {exc.message}") from None
+            raise ValueError(f"'{exc.field}' {exc.message}") from None  # 'default', or an item's: 'default[1]'
+
+    @property
+    def expands(self) -> bool:
+        """Whether the value is a list of items (``list``, or ``choice`` with ``multiple``): an argv element each."""
+        return self.type == "list" or self.multiple
+
+    @property
+    def from_data(self) -> bool:
+        """Whether the options are read from a query at run time (checked by ``gateway.choices``, not here)."""
+        return self.choices_from is not None
 
     def admits_leading_dash(self) -> bool:
         """Whether the pattern *explicitly* lets a value start with '-' (e.g. ``-?[0-9]+``, ``[-+]?\\d+``).
@@ -245,16 +283,53 @@ def _boolean(name: str, spec: ParamSpec, value: Any, source: Source) -> bool:
     return value
 
 
-def _choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str | int | float:
-    choices = spec.choices or []
+def match_choice(value: Any, choices: list[str | int | float], source: Source) -> str | int | float | None:
+    """The option ``value`` names, or None: a form's text names an option by its text, JSON by value and type."""
     if source == "form" and isinstance(value, str):
         for choice in choices:
             if str(choice) == value:
                 return choice
     if isinstance(value, bool) or value not in choices or type(value) not in {type(c) for c in choices}:
-        raise ParamError(name, f"must be one of {', '.join(str(c) for c in choices)}")
+        return None
     chosen: str | int | float = value
     return chosen
+
+
+def _one_choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str | int | float:
+    if spec.choices is None:
+        # Options from data: only the value's shape here; gateway.choices checks it against the list.
+        if isinstance(value, str):
+            return _check_text(name, spec, value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ParamError(name, "must be one of the offered choices")
+        return value
+    chosen = match_choice(value, spec.choices, source)
+    if chosen is None:
+        raise ParamError(name, f"must be one of {', '.join(str(c) for c in spec.choices)}")
+    return chosen
+
+
+def _choice(name: str, spec: ParamSpec, value: Any, source: Source) -> Any:
+    if not spec.multiple:
+        return _one_choice(name, spec, value, source)
+    if source == "form" and isinstance(value, str):
+        value = [value]  # one ticked box or one selected option
+    if not isinstance(value, list):
+        raise ParamError(name, "must be a list of choices")
+    low, high = spec.min_items or 0, spec.max_items or DEFAULT_MAX_ITEMS
+    if len(value) > high:
+        raise ParamError(name, f"has more than {high} items")
+    if spec.required and not value:
+        raise ParamError(name, "is required")
+    if len(value) < low:
+        raise ParamError(name, f"needs at least {low} item{'' if low == 1 else 's'}")
+    items: list[Any] = []
+    for index, item in enumerate(value):
+        chosen = _one_choice(f"{name}[{index}]", spec, item, source)
+        if chosen in items:
+            raise ParamError(f"{name}[{index}]", "is chosen twice")
+        items.append(chosen)
+    return items
 
 
 def _date(name: str, spec: ParamSpec, value: Any, source: Source) -> str:
@@ -347,7 +422,7 @@ def collect_errors(command: Declares, raw: Any, source: Source = "json") -> tupl
             elif spec.default is not None:
                 values[name] = spec.default
             else:
-                values[name] = None
+                values[name] = [] if spec.multiple else None  # nothing chosen: an empty list, never None
             continue
         if isinstance(raw[name], RefusedUpload):
             errors[name] = raw[name].reason
