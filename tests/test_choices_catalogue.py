@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from gateway.catalogue.argv import build_argv
-from gateway.catalogue.params import ParamError, validate_params
+from gateway.catalogue.params import ParamError
+from gateway.catalogue.values import validate_params
 from tests.test_catalogue import parse, query, rejection, shell
 
 SOURCE = query("hosts", sql="SELECT name FROM hosts WHERE cluster = :cluster", cache_seconds=30,

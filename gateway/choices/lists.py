@@ -34,7 +34,8 @@ from flask import Flask, current_app
 from gateway import runs
 from gateway.access.policy import CHOICES
 from gateway.catalogue import Command, switches
-from gateway.catalogue.params import ParamError, Source, canonical_key, collect_errors, match_choice
+from gateway.catalogue.params import ParamError, Source, match_choice
+from gateway.catalogue.values import canonical_key, collect_errors
 from gateway.db.models import Run
 
 MAX_LISTS = 256

@@ -19,7 +19,8 @@ from typing import Any
 
 from gateway import runs
 from gateway.catalogue import Command, ParamSpec
-from gateway.catalogue.params import VALIDATORS, ParamError, Source, collect_errors, match_choice
+from gateway.catalogue.params import VALIDATORS, ParamError, Source, match_choice
+from gateway.catalogue.values import collect_errors
 from gateway.choices.lists import Options, lists
 
 MAX_REPORTED = 10  # unknown names a request may send are reported up to this many (each cut to 64 characters)
