@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from sqlalchemy import func, select
 
 from gateway.db.models import AuditEvent, Run
@@ -95,23 +96,36 @@ GRANTED = ("pick", "report", "args-pick", "uses-broken", "wrong-column", "uses-e
 TASKS = [("alpha", "Success"), ("beta", "Failed"), ("gamma", "Failed"), ("delta", "Pending")]
 
 
-@pytest.fixture
-def world(make_app, users, tmp_path: Path, monkeypatch) -> SimpleNamespace:
-    """The app, the ops database (writable here, read-only to the gateway), a staff token and helpers."""
-    ops = tmp_path / "ops.db"
-    with sqlite3.connect(ops) as connection:
-        connection.execute("CREATE TABLE tasks (name TEXT PRIMARY KEY, status TEXT)")
-        connection.executemany("INSERT INTO tasks VALUES (?, ?)", TASKS)
+def sqlite_source(path: Path, table: str, rows: list[tuple[Any, ...]]) -> str:
+    """A SQLite data source file holding ``table`` (a CREATE TABLE's column list) and ``rows``; its URL."""
+    name = table.split(" ", 1)[0]
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"CREATE TABLE {table}")
+        connection.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     connection.close()
-    monkeypatch.setenv("CHOICES_OPS_DB_URL", f"sqlite:///{ops}")
+    return f"sqlite:///{path}"
+
+
+def app_on(make_app, tmp_path: Path, catalogue: str, granted: tuple[str, ...]) -> Flask:
+    """An app on ``catalogue`` (its data sources' variables set already), staff granted ``granted`` via group ops."""
     path = tmp_path / "commands.yaml"
-    path.write_text(textwrap.dedent(CATALOGUE))
+    path.write_text(textwrap.dedent(catalogue))
     app = make_app(GATEWAY_COMMANDS_FILE=path, RUN_HEARTBEAT_SECONDS=1)
     with app.app_context():
         groups.create_group("ops")
         groups.add_member("ops", "staff")
-        for command in GRANTED:
+        for command in granted:
             groups.add_grant("ops", command)
+    return app
+
+
+@pytest.fixture
+def world(make_app, users, tmp_path: Path, monkeypatch) -> SimpleNamespace:
+    """The app, the ops database (writable here, read-only to the gateway), a staff token and helpers."""
+    ops = tmp_path / "ops.db"
+    monkeypatch.setenv("CHOICES_OPS_DB_URL", sqlite_source(ops, "tasks (name TEXT PRIMARY KEY, status TEXT)", TASKS))
+    app = app_on(make_app, tmp_path, CATALOGUE, GRANTED)
+    with app.app_context():
         secret = tokens.create_token(accounts.get_user("staff"), name="choices").secret
     client = app.test_client()
     headers = {"Authorization": f"Bearer {secret}"}
@@ -399,12 +413,7 @@ ITEMS = ["Failed", "x') OR 1=1 --", "'; DROP TABLE tasks; --"]
 def data_source(backend: str, tmp_path: Path):
     """The same tasks table in a SQLite file or a PostgreSQL database, as a data source URL."""
     if backend == "sqlite":
-        path = tmp_path / "items.db"
-        with sqlite3.connect(path) as connection:
-            connection.execute("CREATE TABLE tasks (name TEXT, status TEXT)")
-            connection.executemany("INSERT INTO tasks VALUES (?, ?)", TASKS)
-        connection.close()
-        yield f"sqlite:///{path}"
+        yield sqlite_source(tmp_path / "items.db", "tasks (name TEXT, status TEXT)", TASKS)
         return
     name = conftest.create_pg_database()
     url = conftest.pg_url(name)

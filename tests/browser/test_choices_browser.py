@@ -8,16 +8,14 @@ re-rendering on submit (tests/test_choices.py).
 
 from __future__ import annotations
 
-import sqlite3
-import textwrap
 import threading
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from gateway.identity import groups
 from tests.browser.test_web_browser import console, expected_console, page, sign_in  # noqa: F401
+from tests.test_choices import app_on, sqlite_source
 
 pytestmark = pytest.mark.slow
 
@@ -50,19 +48,9 @@ HOSTS = [("small", "small-a"), ("small", "small-b")] + [("big", f"big-{n:02d}") 
 def base_url(make_app, users, tmp_path, monkeypatch) -> Iterator[str]:
     from werkzeug.serving import make_server
 
-    ops = tmp_path / "hosts.db"
-    with sqlite3.connect(ops) as connection:
-        connection.execute("CREATE TABLE hosts (cluster TEXT, name TEXT)")
-        connection.executemany("INSERT INTO hosts VALUES (?, ?)", HOSTS)
-    connection.close()
-    monkeypatch.setenv("CHOICES_BROWSER_OPS_DB_URL", f"sqlite:///{ops}")
-    path = tmp_path / "commands.yaml"
-    path.write_text(textwrap.dedent(CATALOGUE))
-    app = make_app(GATEWAY_COMMANDS_FILE=path, RUN_HEARTBEAT_SECONDS=1)
-    with app.app_context():
-        groups.create_group("ops")
-        groups.add_member("ops", "staff")
-        groups.add_grant("ops", "check-host")
+    url = sqlite_source(tmp_path / "hosts.db", "hosts (cluster TEXT, name TEXT)", HOSTS)
+    monkeypatch.setenv("CHOICES_BROWSER_OPS_DB_URL", url)
+    app = app_on(make_app, tmp_path, CATALOGUE, ("check-host",))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
     app.config["PUBLIC_BASE_URL"] = base
