@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 import textwrap
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,7 +30,6 @@ from gateway.identity import accounts, groups, tokens
 from gateway.platform.extensions import db
 from gateway.runners import query as query_module
 from gateway.runners.query import run_query
-from tests import conftest
 from tests.conftest import csrf_token_from, seed_session
 
 pytestmark = pytest.mark.both_engines  # the lists live in the runs table's result cache: each engine
@@ -407,32 +407,32 @@ def captured(url: str, sql: str, params: dict[str, Any]) -> tuple[list[list[Any]
 
 
 ITEMS = ["Failed", "x') OR 1=1 --", "'; DROP TABLE tasks; --"]
+# The tasks as a VALUES list, which both engines name column1, column2: no table to create or drop.
+TASKS_SQL = "SELECT column1 FROM (VALUES {}) AS tasks WHERE column2 IN :statuses ORDER BY column1".format(
+    ", ".join(f"('{name}', '{status}')" for name, status in TASKS)
+)
 
 
 @pytest.fixture
-def data_source(backend: str, tmp_path: Path):
-    """The same tasks table in a SQLite file or a PostgreSQL database, as a data source URL."""
+def data_source(backend: str, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A data source on this test's engine: an empty SQLite file, or this test's PostgreSQL database."""
     if backend == "sqlite":
-        yield sqlite_source(tmp_path / "items.db", "tasks (name TEXT, status TEXT)", TASKS)
+        sqlite3.connect(tmp_path / "empty.db").close()
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    name = conftest.create_pg_database()
-    url = conftest.pg_url(name)
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE tasks (name text, status text)")
-        connection.execute(sa.text("INSERT INTO tasks VALUES (:n, :s)"), [{"n": n, "s": s} for n, s in TASKS])
-    engine.dispose()
-    yield url
-    query_module._engines.pop(url).dispose()
-    conftest.drop_pg_database(name)
+    yield database_url
+    engine = query_module._engines.pop(database_url, None)
+    if engine is not None:
+        engine.dispose()  # the database goes back to the pool: no connection may stay open on it
 
 
 def test_each_item_is_bound_on_its_own_and_the_statement_never_holds_a_value(data_source):
-    sql = "SELECT name FROM tasks WHERE status IN :statuses ORDER BY name"
-    rows, seen = captured(data_source, sql, {"statuses": ITEMS})
-    assert rows == [["beta"], ["gamma"]]  # the hostile items matched nothing and changed nothing
+    rows, seen = captured(data_source, TASKS_SQL, {"statuses": ITEMS})
+    assert rows == [["beta"], ["gamma"]]  # the hostile items matched nothing
     statement, parameters = seen[-1]
-    assert all(item not in statement for item in ITEMS) and "Failed" not in statement
+    head, tail = statement.split(" IN ", 1)
+    assert head == TASKS_SQL.split(" IN ", 1)[0]  # the statement as written, then placeholders, never a value
+    assert tail.endswith(") ORDER BY column1") and all(mark not in tail for mark in ("'", "1=1", "DROP"))
     bound = list(parameters.values()) if isinstance(parameters, dict) else list(parameters)
     assert bound == ITEMS  # three parameters, one per item
-    assert len(captured(data_source, "SELECT name FROM tasks", {})[0]) == len(TASKS)  # the table is intact
+    assert captured(data_source, TASKS_SQL, {"statuses": ["Success", "Pending"]})[0] == [["alpha"], ["delta"]]
