@@ -32,7 +32,9 @@ from gateway.runners import query as query_module
 from gateway.runners.query import run_query
 from tests.conftest import csrf_token_from, seed_session
 
-pytestmark = pytest.mark.both_engines  # the lists live in the runs table's result cache: each engine
+# The lists live in the runs table's result cache: what depends on it (cache hits, expiry, single flight,
+# the binding of items) runs on each engine; the surfaces' answers on the embedded one.
+both_engines = pytest.mark.both_engines
 
 CATALOGUE = """
 datasources:
@@ -176,6 +178,7 @@ def refused(response, status: int, code: str) -> dict[str, Any]:
 # --- the schema and the source runs ----------------------------------------------------------------
 
 
+@both_engines
 def test_options_are_in_the_schema_and_read_by_system_choices_once(world):
     schema = world.get("/api/v1/commands/pick").get_json()
     status, names = schema["params"]["status"], schema["params"]["names"]
@@ -205,6 +208,7 @@ def test_options_are_in_the_schema_and_read_by_system_choices_once(world):
     assert listed["args-pick"]["shell2http"] is True
 
 
+@both_engines
 def test_a_run_is_checked_against_the_lists_and_the_pair(world):
     done = world.start("pick", {"status": "Failed", "names": ["beta", "gamma"]}).get_json()
     assert done["status"] == "succeeded" and done["output"] == "Failed beta gamma\n", done
@@ -227,6 +231,7 @@ def test_a_run_is_checked_against_the_lists_and_the_pair(world):
     assert run_count(world.app, "names-with-status") == 2  # Failed, then Success; never "Unknown"
 
 
+@both_engines
 def test_a_value_stays_valid_while_its_list_is_cached_then_is_refused(world):
     """README: a value removed from the source is refused once the source's cache has expired."""
     assert world.start("pick", {"status": "Pending", "names": ["delta"]}).get_json()["status"] == "succeeded"
@@ -369,6 +374,7 @@ def test_the_choices_route_validates_what_the_list_depends_on(world):
     assert run_count(world.app, "names-with-status") == 1  # only the valid status ran its source
 
 
+@both_engines
 def test_concurrent_requests_for_one_list_run_its_source_once(world):
     answers: list[Any] = []
 
@@ -426,6 +432,7 @@ def data_source(backend: str, database_url: str, tmp_path: Path) -> Iterator[str
         engine.dispose()  # the database goes back to the pool: no connection may stay open on it
 
 
+@both_engines
 def test_each_item_is_bound_on_its_own_and_the_statement_never_holds_a_value(data_source):
     rows, seen = captured(data_source, TASKS_SQL, {"statuses": ITEMS})
     assert rows == [["beta"], ["gamma"]]  # the hostile items matched nothing
