@@ -68,7 +68,7 @@ def register_guards(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gateway import audit
+    from gateway import audit, choices
     from gateway.audit import status as audit_status
     from gateway.catalogue import switches
     from gateway.db import units
@@ -83,6 +83,7 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     audit.init_app(app)
     switches.init_app(app)
+    choices.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

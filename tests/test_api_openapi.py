@@ -110,6 +110,9 @@ def realistic_values(seeds: Seeds) -> dict[str, dict[str, st.SearchStrategy]]:
     )
     return {
         "GET /api/v1/commands/{name}": {"path": st.fixed_dictionaries({"name": names})},
+        "GET /api/v1/commands/{name}/choices/{param}": {
+            "path": st.fixed_dictionaries({"name": names, "param": st.sampled_from(["level", "token", "args", "n"])})
+        },
         "POST /api/v1/commands/{name}/runs": {"path": st.fixed_dictionaries({"name": names}), "name+body": run_bodies},
         "GET /api/v1/runs": {
             "query": st.fixed_dictionaries(
@@ -177,6 +180,10 @@ def explicit_cases(seeds: Seeds) -> dict[str, list[tuple[dict, int]]]:
     return {
         "GET /api/v1/commands": [({}, 200)],
         "GET /api/v1/commands/{name}": [({"path_parameters": {"name": "secretive"}}, 200)],
+        "GET /api/v1/commands/{name}/choices/{param}": [
+            ({"path_parameters": {"name": "secretive", "param": "level"}}, 200),
+            ({"path_parameters": {"name": "secretive", "param": "token"}}, 404),  # no choice parameter
+        ],
         "POST /api/v1/commands/{name}/runs": [
             ({"path_parameters": echo, "body": {"params": {"args": ["Hi"]}, "wait": 10}, **json_body}, 200),
             ({"path_parameters": {"name": "nap"}, "body": {"params": {"seconds": 0.05}}, **json_body}, 202),
@@ -305,4 +312,4 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_schema(api_app, 
         fuzz(operation, label, values.get(label, {}), call)
         fuzz(operation, label, values.get(label, {}), call, negative=True)
         fuzzed.add(label)
-    assert not explicit and len(fuzzed) == 14, (explicit, fuzzed)  # every operation but the schema itself
+    assert not explicit and len(fuzzed) == 15, (explicit, fuzzed)  # every operation but the schema itself

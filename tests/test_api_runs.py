@@ -158,6 +158,7 @@ def test_commands_list_only_what_the_caller_may_run_with_schema_and_no_secrets(a
     assert detail["params"]["level"] == {
         "type": "choice", "required": False, "default": "low", "pattern": None, "min": None, "max": None,
         "choices": ["low", "high"], "max_length": None, "max_items": None, "help": "", "label": None, "secret": False,
+        "multiple": False, "min_items": None, "depends_on": None, "choices_url": None,
     }  # fmt: skip
     assert detail["params"]["token"]["secret"] is True and detail["params"]["token"]["default"] is None
     assert "hunter2" not in json.dumps(staff) + json.dumps(detail)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from gateway.catalogue import Command
 from gateway.catalogue.argv import build_argv, build_env, build_stdin
-from gateway.catalogue.params import FileValue, ParamError, validate_params
+from gateway.catalogue.params import FileValue, ParamError
+from gateway.catalogue.values import validate_params
 from gateway.runners.shell import ShellRun, ShellSpec, scrubbed_env
 
 PRINT_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"

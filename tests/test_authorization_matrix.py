@@ -60,6 +60,20 @@ commands:
     params:
       args: {{type: list}}
     allowed_networks: ["{INSIDE}/32"]
+  - name: task-names
+    title: Task names (a list of choices; nobody is granted it)
+    kind: query
+    datasource: ops
+    sql: "SELECT name FROM tasks ORDER BY name"
+    cache_seconds: 60
+    allowed_networks: ["{INSIDE}/32"]
+  - name: pick
+    title: Pick a task
+    kind: shell
+    argv: ["{PY}", "-c", "print('picked')", "{{task}}"]
+    params:
+      task: {{type: choice, choices_from: {{command: task-names, column: name}}}}
+    allowed_networks: ["{INSIDE}/32"]
 schedules:
   - name: tasks-report
     command: tasks
@@ -103,6 +117,8 @@ SURFACES = {
     "dashboard": ("GET", "/", "session", {200}, "AAAHHNN"),
     "command form": ("GET", "/commands/tasks", "session", {200}, "AAAHHNN"),
     "API command": ("GET", "/api/v1/commands/tasks", "token", {200}, "AAAHHNN"),
+    # A list of choices read by system:choices from a source nobody is granted: the command's decision.
+    "API choices": ("GET", "/api/v1/commands/pick/choices/task", "token", {200}, "AAAHHNN"),
     "my runs": ("GET", "/runs", "session", {200}, "AHHHHNN"),  # one's own runs, admins included
     "API run list": ("GET", "/api/v1/runs", "token", {200}, "AHAHHNN"),
     "admin runs": ("GET", "/admin/runs", "session", {200}, "HHAHHNN"),
@@ -169,7 +185,7 @@ def world(make_app, users, tmp_path: Path, monkeypatch) -> World:
         groups.create_group("ops")
         for name in ("staff", "other"):
             groups.add_member("ops", name)
-        for command in ("tasks", "status", "args"):
+        for command in ("tasks", "status", "args", "pick"):
             groups.add_grant("ops", command)
     owner = token_headers(app, "staff")
     client = app.test_client()

@@ -9,16 +9,8 @@ from typing import Any
 import pytest
 
 from gateway.catalogue import Command
-from gateway.catalogue.params import (
-    MASK,
-    FileValue,
-    ParamError,
-    RefusedUpload,
-    canonical_key,
-    collect_errors,
-    masked,
-    validate_params,
-)
+from gateway.catalogue.params import MASK, FileValue, ParamError, RefusedUpload
+from gateway.catalogue.values import canonical_key, collect_errors, masked, validate_params
 
 
 def command(params: dict[str, dict[str, Any]], **fields: Any) -> Command:

@@ -344,6 +344,7 @@ QUERY_ARGS = {
     "api.list_audit": ("actor", "event", "command", "outcome", "source_ip", "since", "until", "limit", "cursor"),
     "api.verify_audit": ("from_seq",),
     "api.schedule_runs": ("limit", "cursor"),
+    "api.command_choices": ("status",),  # the values a list depends on (the demo's task-detail: status)
     "shell2http.command": ("key", "wait"),
     "shell2http.delete": ("key",),
     "health.readyz": ("verbose",),
@@ -352,6 +353,8 @@ QUERY_ARGS = {
 }
 # Path values that reach the views' code when nothing hostile is in them.
 REAL_NAMES = {"web.tile": "uptime", "web.tile_refresh": "uptime", "admin.audit_export_view": "csv"}
+# ... where a rule's variables need different ones: the demo catalogue's dependent pair.
+REAL_VALUES = {("api.command_choices", "name"): "task-detail", ("api.command_choices", "param"): "task"}
 REAL_NAMES.update(  # the demo catalogue's schedule (commands.yaml)
     dict.fromkeys(
         ("web.schedule_refresh", "admin.pause_schedule", "admin.resume_schedule", "api.schedule_runs"),
@@ -368,15 +371,24 @@ GROUP_ENDPOINTS = (
 
 
 @pytest.fixture
+def demo_ops(tmp_path, monkeypatch) -> None:
+    """The demo data source, set before the app loads its catalogue: lists from data are read for real."""
+    from gateway.cli.demo import ensure_demo_datasource
+
+    ensure_demo_datasource(tmp_path / "demo-ops.db")
+    monkeypatch.setenv("OPS_DB_URL", f"sqlite:///{tmp_path / 'demo-ops.db'}")
+
+
+@pytest.fixture
 def hostile_setup(app, users, login):
-    """Staff granted ``echo`` and ``uptime`` through group ``ops``, one finished run of each user's."""
+    """Staff granted ``echo``, ``uptime`` and ``task-detail`` through group ``ops``, one finished run of each user's."""
     from gateway import runs
     from gateway.db.models import User
 
     with app.app_context():
         groups.create_group("ops")
         groups.add_member("ops", "staff")
-        for command in ("echo", "uptime"):
+        for command in ("echo", "uptime", "task-detail"):
             groups.add_grant("ops", command)
         staff = db.session.get(User, users["staff"].id)
         started = runs.start("echo", {"args": ["hello"]}, runs.Caller(user=staff, source_ip="127.0.0.1"))
@@ -395,7 +407,7 @@ def real_value(rule: Rule, name: str, run_id: str) -> object:
         return run_id
     if rule.endpoint in GROUP_ENDPOINTS:
         return "ops"
-    return REAL_NAMES.get(rule.endpoint, "echo")
+    return REAL_VALUES.get((rule.endpoint, name)) or REAL_NAMES.get(rule.endpoint, "echo")
 
 
 def hostile_urls(app: Flask, run_id: str) -> list[tuple[str, str]]:
@@ -422,7 +434,7 @@ def hostile_urls(app: Flask, run_id: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("role", ["staff", "admin"])
-def test_hostile_ids_and_names_never_answer_500(app, client, hostile_setup, login, role):
+def test_hostile_ids_and_names_never_answer_500(demo_ops, app, client, hostile_setup, login, role):
     """NUL, 10 KB, invalid UTF-8 and ``../`` in every path variable and known query argument: never a 500."""
     login(role)
     csrf = csrf_token_from(client.get("/account").get_data(as_text=True))

@@ -25,10 +25,11 @@ Flask-Shell2HTTP's ``{"error": ...}``).  The rules, the same on every surface
 - A signed-out or disabled caller may do nothing (the sign-in gate answers
   before any view; the rules repeat it so no surface depends on that).
 
-- **System principals** (``SystemPrincipal``: ``system:scheduler``): not users.  The
-  reviewed catalogue authorised them, so ``check_run`` lets them use any command of it
-  (no grants, no ``allowed_networks``); their runs have no owner and are visible to
-  everyone who may use the command, like shared results.
+- **System principals** (``SystemPrincipal``: ``system:scheduler`` runs schedules,
+  ``system:choices`` the sources of parameters' choices): not users.  The reviewed
+  catalogue authorised them, so ``check_run`` lets them use any command of it (no grants,
+  no ``allowed_networks``); their runs have no owner and are visible to everyone who may
+  use the command, like shared results.
 
 An ``address`` of None means "not over the network": the operator at the
 host's CLI (and the system principals of DESIGN.md).  Request code always
@@ -89,7 +90,8 @@ class SystemPrincipal:
 
 
 SCHEDULER = SystemPrincipal("system:scheduler")
-SYSTEM_NAMES = frozenset({SCHEDULER.username})
+CHOICES = SystemPrincipal("system:choices")
+SYSTEM_NAMES = frozenset({SCHEDULER.username, CHOICES.username})
 
 
 def is_system(user: Any) -> bool:

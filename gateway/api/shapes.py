@@ -5,28 +5,55 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.catalogue import Catalogue, Command
+from gateway.choices import Offered
 from gateway.db.models import AuditEvent, Run
 from gateway.platform.timeutil import as_utc
 from gateway.platform.urls import external_url
 
-PARAM_FIELDS = ("type", "required", "pattern", "min", "max", "choices", "max_length", "max_items", "help", "label")
+PARAM_FIELDS = (
+    "type", "required", "pattern", "min", "max", "choices", "max_length", "max_items", "help", "label",
+    "multiple", "min_items", "depends_on",
+)  # fmt: skip
 
 
-def param_schema(command: Command) -> dict[str, Any]:
-    """Each parameter's spec; a secret parameter's default is never shown."""
+def param_schema(command: Command, offered: Offered | None = None) -> dict[str, Any]:
+    """Each parameter's spec; a secret parameter's default is never shown.
+
+    A list from data shows its options as ``choices`` when ``offered`` has them (one
+    command's view; null in the list of commands, and while the value it depends on is
+    not chosen), and where to ask for them (``choices_url``); its source stays server-side.
+    """
     shown = {}
     for name, spec in command.params.items():
         item = {field: getattr(spec, field) for field in PARAM_FIELDS}
         item["secret"] = spec.secret
         item["default"] = None if spec.secret else spec.default
+        item["choices_url"] = None
+        if spec.from_data:
+            options = offered.options.get(name) if offered is not None else None
+            item["choices"] = list(options.values) if options is not None else None
+            item["choices_url"] = external_url("api.command_choices", name=command.name, param=name)
         shown[name] = item
     return shown
 
 
-def command_view(command: Command, catalogue: Catalogue, disabled: bool) -> dict[str, Any]:
-    """What a caller needs to run a command; argv, env, sql and data source stay server-side."""
-    reason = "disabled by an administrator" if disabled else catalogue.unavailable_reason(command)
+def takes_shell2http(command: Command) -> bool:
+    """Whether Flask-Shell2HTTP may call it: a shell command whose ``args`` is a list (or a multiple choice)."""
     args = command.params.get("args")
+    return command.kind == "shell" and args is not None and args.expands
+
+
+def command_view(
+    command: Command, catalogue: Catalogue, disabled: bool, offered: Offered | None = None
+) -> dict[str, Any]:
+    """What a caller needs to run a command; argv, env, sql and data source stay server-side.
+
+    ``offered``: the lists from data read for this view; one that could not be read makes
+    the command unavailable, with the reason.
+    """
+    reason = "disabled by an administrator" if disabled else catalogue.unavailable_reason(command)
+    if reason is None and offered is not None:
+        reason = offered.unavailable
     return {
         "name": command.name,
         "title": command.title,
@@ -38,8 +65,8 @@ def command_view(command: Command, catalogue: Catalogue, disabled: bool) -> dict
         "dashboard": command.dashboard,
         "available": reason is None,
         "unavailable_reason": reason,
-        "shell2http": command.kind == "shell" and args is not None and args.type == "list",
-        "params": param_schema(command),
+        "shell2http": takes_shell2http(command),
+        "params": param_schema(command, offered),
         "runs_url": external_url("api.start_run", name=command.name),
     }
 

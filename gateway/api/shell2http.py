@@ -1,4 +1,5 @@
-"""Flask-Shell2HTTP 1.9 compatibility: ``/shell2http/<name>`` for commands with a ``list`` param ``args``.
+"""Flask-Shell2HTTP 1.9 compatibility: ``/shell2http/<name>`` for commands with a ``list`` param ``args``
+(or a ``choice`` with ``multiple``: a list whose items must be offered).
 
 The same chokepoint as every run (``runs.start``: allowlist, policy, rate
 limit, audit), in Flask-Shell2HTTP's shapes.  Keys resolve only among the
@@ -30,6 +31,7 @@ from gateway.access import policy
 from gateway.api.auth import require_csrf_for_sessions
 from gateway.api.body import parse_json_text
 from gateway.api.errors import ApiError
+from gateway.api.shapes import takes_shell2http
 from gateway.api.streams import take_slot, wait_for_finish
 from gateway.catalogue import Command
 from gateway.catalogue.params import FileValue, ParamError, RefusedUpload
@@ -92,8 +94,7 @@ def _command(name: str) -> Command:
         command = policy.command_for(_user(), name, client_address())
     except policy.Denied:
         raise Shell2HttpError("No such command.", 404) from None
-    spec = command.params.get("args")
-    if command.kind != "shell" or spec is None or spec.type != "list":
+    if not takes_shell2http(command):
         raise Shell2HttpError("This command is not available through the Shell2HTTP interface.", 404)
     return command
 

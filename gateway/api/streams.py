@@ -8,17 +8,14 @@ cannot take every thread that other users' live output waits on.
 
 Every wait drops the request's database session first (``db.session.remove()``),
 so a thousand open run pages hold no connection; after waking, state is read
-again from the database (any replica may have written it).  The wait slice is
-bounded (``RECHECK_SECONDS``) only as a safety net for a run executing in
-another replica until the cross-replica wake-up is in place: it is not a poll
-loop, an in-process finish wakes the waiter at once.
+again from the database (any replica may have written it).  The waits
+themselves are ``gateway.runs.waiting``'s, shared with the engine's own waiters.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,12 +24,13 @@ from flask_login import current_user
 
 from gateway import runs
 from gateway.api.errors import ApiError
-from gateway.db.models import Run
 from gateway.platform.appctx import app_object
 from gateway.platform.extensions import db
 from gateway.platform.wakeup import wakeups
+from gateway.runs.waiting import fresh_run, wait_for_finish
 
-RECHECK_SECONDS = 5.0
+__all__ = ["fresh_run", "sse_events", "take_slot", "wait_for_finish"]
+
 DEFAULT_KEEPALIVE_SECONDS = 15.0
 RETRY_AFTER_SECONDS = 5
 PAGE = 500
@@ -139,32 +137,6 @@ def take_slot() -> Slot:
         raise ApiError(
             503, "unavailable", "Too many open streams and long-polls on this server; retry shortly.", headers=retry
         ) from None
-
-
-def fresh_run(run_id: str) -> Run | None:
-    """The run as the database has it now (``runs.current_run``), in no session: the request's is dropped first."""
-    db.session.remove()
-    return runs.current_run(run_id)
-
-
-def wait_for_finish(run_id: str, seconds: float, seen_version: int | None = None) -> Run | None:
-    """Return as soon as the run is terminal, or when ``seconds`` have passed; no connection held meanwhile.
-
-    ``seen_version`` (from ``Started.version``, taken before the run could move)
-    lets a caller that just started the run wait before its first read.
-    """
-    deadline = time.monotonic() + seconds
-    if seen_version is not None:
-        db.session.remove()
-        wakeups.wait(run_id, seen_version, min(seconds, RECHECK_SECONDS))
-    while True:
-        version = wakeups.version(run_id)  # before reading: a finish in between moves it
-        run = fresh_run(run_id)
-        remaining = deadline - time.monotonic()
-        if run is None or run.status in runs.TERMINAL or remaining <= 0:
-            return run
-        db.session.remove()
-        wakeups.wait(run_id, version, min(remaining, RECHECK_SECONDS))
 
 
 def _event(name: str, data: Any, event_id: int | None = None) -> str:

@@ -12,7 +12,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import audit, runs
+from gateway import audit, choices, runs
 from gateway.access import policy
 from gateway.api.auth import require_csrf_for_sessions, still_authorised
 from gateway.api.body import json_object_body
@@ -59,7 +59,30 @@ def list_commands() -> Response:
 @bp.get("/commands/<name:name>")
 def get_command(name: str) -> Response:
     command = policy.command_for(_user(), name, client_address())
-    return _json(command_view(command, switches.current_catalogue(), switches.is_disabled(name)))
+    catalogue, disabled = switches.current_catalogue(), switches.is_disabled(name)
+    usable = not disabled and catalogue.unavailable_reason(command) is None
+    lists = choices.offered(command, {}, "json") if usable and command.lists_from_data else None
+    return _json(command_view(command, catalogue, disabled, lists))
+
+
+@bp.get("/commands/<name:name>/choices/<param>")
+def command_choices(name: str, param: str) -> Response:
+    """The options of one choice parameter for the values it depends on (``?<other>=…``), as a form would get them.
+
+    404 for a command the caller may not use (the policy's answer, as for the command) and
+    for a name that is not one of its choice parameters.
+    """
+    command = policy.command_for(_user(), name, client_address())
+    spec = command.params.get(param)
+    if spec is None or spec.type != "choice":
+        raise ApiError(404, "not_found", "No such choice parameter.")
+    try:
+        options = choices.requested(command, param, request.args.to_dict(flat=False))
+    except choices.ChoiceErrors as exc:
+        raise ApiError(400, "validation_error", "Some parameters are not valid.", exc.errors) from None
+    except runs.ListUnavailable as exc:
+        raise ApiError(503, "unavailable", f"These choices are unavailable: {exc.reason}.") from None
+    return _json({"param": param, "choices": list(options.values), "truncated": options.truncated})
 
 
 # --- runs -----------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ The rooms:
 
 - ``model``: ``Command``, ``Datasource`` and the loaded ``Catalogue``, each valid by construction;
 - ``params``: a parameter's declaration (``ParamSpec``) and the default-deny validators of values;
+- ``values``: a command's values as a caller sent them, validated, masked and keyed (``collect_errors``);
 - ``schedule``: a ``schedules:`` entry (cron through ``cronsim``, time zone through ``zoneinfo``);
+- ``sources``: which command may fill a parameter's choices (``choices_from``, ``depends_on``), checked at load;
 - ``loader``: reading and checking the YAML file (``load_catalogue``, ``parse_catalogue``);
 - ``argv``: a shell command's argv from its template and the validated values;
 - ``switches``: the catalogue this process loaded, reloads, and the runtime kill switch.

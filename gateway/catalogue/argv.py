@@ -4,7 +4,7 @@ Rules (DESIGN.md): ``{param}`` placeholders fill a whole element or part of
 one; a value filling a whole element that starts with ``-`` is refused unless
 a ``--`` element comes before it or the parameter's pattern explicitly admits
 a leading dash; ``--opt={value}`` inside one element is always safe; a list
-parameter standing alone expands to one element per item; secrets never
+parameter (or a choice with ``multiple``) standing alone expands to one element per item; secrets never
 appear in argv (the catalogue refuses that at load time) and reach the
 command through ``env`` or ``stdin``.
 """
@@ -84,7 +84,7 @@ def build_argv(command: Command, values: Mapping[str, Any]) -> list[str]:
         for index, item in enumerate(items):
             text = render_value(item)
             if text.startswith("-") and not options_ended:
-                _refuse_leading_dash(command, name, f"{name}[{index}]" if spec.type == "list" else name)
+                _refuse_leading_dash(command, name, f"{name}[{index}]" if spec.expands else name)
             argv.append(text)
     return argv
 

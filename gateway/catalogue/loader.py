@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from gateway.catalogue.model import Catalogue, CatalogueError, CatalogueFile, Command
 from gateway.catalogue.schedule import Schedule
+from gateway.catalogue.sources import check_sources
 
 
 def _location(errors: list[Any], raw: Mapping[str, Any]) -> str:
@@ -91,6 +92,9 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
                 f"{source}: command {command.name!r} field datasource: unknown data source {command.datasource!r}"
             )
         commands[command.name] = command
+    misuse = check_sources(commands)
+    if misuse is not None:
+        raise CatalogueError(f"{source}: command {misuse[0]!r} field {misuse[1]}: {misuse[2]}")
     schedules: dict[str, Schedule] = {}
     for schedule in parsed.schedules:
         if schedule.name in schedules:

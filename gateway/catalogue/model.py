@@ -26,6 +26,7 @@ from gateway.catalogue.schedule import Schedule
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BIND_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+IN_BIND = re.compile(r"\bIN\s+:([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 
 
 class CatalogueError(ValueError):
@@ -122,14 +123,14 @@ class Command(_Strict):
                     raise ValueError(
                         f"argv[{index}]: secret parameter {name!r} cannot appear in argv (use env or stdin)"
                     )
-                if spec.type == "list" and element != "{" + name + "}":
+                if spec.expands and element != "{" + name + "}":
                     raise ValueError(f"argv[{index}]: list parameter {name!r} must stand alone as an element")
         for where, text in [*((f"env.{k}", v) for k, v in self.env.items()), ("stdin", self.stdin or "")]:
             for name in PLACEHOLDER.findall(text):
                 spec = self.params.get(name)
                 if spec is None:
                     raise ValueError(f"{where} uses {{{name}}} but there is no parameter {name!r}")
-                if spec.type == "list":
+                if spec.expands:
                     raise ValueError(f"{where}: list parameter {name!r} can only be used in argv")
 
     def _check_query(self) -> None:
@@ -146,6 +147,18 @@ class Command(_Strict):
         for name, spec in self.params.items():
             if spec.type in ("list", "file"):
                 raise ValueError(f"params.{name}: type {spec.type} is not supported in queries")
+        bound, listed = BIND_PARAM.findall(self.sql), IN_BIND.findall(self.sql)
+        for name in sorted(binds):
+            # Each item of a multiple choice is bound on its own (an expanding bind): only `IN :name` takes them.
+            spec = self.params[name]
+            if spec.multiple and bound.count(name) != listed.count(name):
+                raise ValueError(f"sql: multiple parameter {name!r} can only be used as 'IN :{name}'")
+            if spec.multiple and not (spec.required or spec.min_items):
+                # SQL has no empty IN list (engines disagree on what stands in for one): one item at least.
+                needs = "needs 'required: true' or 'min_items'"
+                raise ValueError(f"params.{name}: a multiple parameter of a query {needs}")
+            if not spec.multiple and name in listed:
+                raise ValueError(f"sql: 'IN :{name}' needs a parameter with 'multiple: true'")
 
     # The model is frozen, so what is derived from it is computed once per loaded definition
     # (a reload builds new objects): these are read on every run's path.
@@ -157,6 +170,23 @@ class Command(_Strict):
     @cached_property
     def secret_names(self) -> frozenset[str]:
         return frozenset(name for name, spec in self.params.items() if spec.secret)
+
+    @cached_property
+    def lists_from_data(self) -> tuple[str, ...]:
+        """The parameters whose options come from a query, each after the one it depends on."""
+        ordered: list[str] = []
+
+        def place(name: str) -> None:
+            parent = self.params[name].depends_on
+            if parent is not None and parent not in ordered and self.params[parent].from_data:
+                place(parent)
+            if name not in ordered:
+                ordered.append(name)
+
+        for name, spec in self.params.items():
+            if spec.from_data:
+                place(name)
+        return tuple(ordered)
 
     @cached_property
     def network_list(self) -> tuple[Network, ...] | None:

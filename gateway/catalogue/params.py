@@ -1,29 +1,26 @@
 """Parameters: their declaration (``ParamSpec``) and one default-deny table from type to validator.
 
-Every value a caller sends passes through ``validate_params``; an undeclared
-parameter, a wrong JSON type or a value outside its spec is an error naming
-the field, never silently ignored or coerced.  JSON callers must send real
-JSON types; browser forms send strings, which ``source="form"`` parses.
+Every value a caller sends passes through one of these validators (by way of
+``gateway.catalogue.values``); a wrong JSON type or a value outside its spec is
+an error naming the field, never silently ignored or coerced.  JSON callers must
+send real JSON types; browser forms send strings, which ``source="form"`` parses.
+A choice whose options are read from data (``choices_from``) is checked here for
+its shape only; ``gateway.choices`` checks it against its list.
 
 ``ParamSpec`` lives here, with its validators, because a declared default must
 pass its own validator when the catalogue loads.  This module imports nothing of
-the catalogue: a command is anything that ``Declares`` its parameters
-(``gateway.catalogue.model.Command`` does), so the model imports this module and not
-the other way round.
+the catalogue, so the model imports it and not the other way round.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -75,6 +72,20 @@ class RefusedUpload:
     reason: str
 
 
+class ChoicesFrom(BaseModel):
+    """Where a ``choice`` parameter's options come from: one column of a query command's result.
+
+    Which commands may be a source, and what they must declare, is decided when the
+    catalogue loads (``gateway.catalogue.sources``); the list itself is read at run
+    time (``gateway.choices``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    column: Annotated[str, Field(min_length=1, max_length=128)]
+
+
 class ParamSpec(BaseModel):
     """One declared parameter: its type and the bounds a value must keep (validated by ``VALIDATORS``)."""
 
@@ -92,6 +103,11 @@ class ParamSpec(BaseModel):
     help: str = ""
     secret: bool = False
     label: str | None = None
+    # Parameters from data (DESIGN.md): options read from a query, several of them, or depending on another field.
+    choices_from: ChoicesFrom | None = None
+    multiple: bool = False
+    min_items: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    depends_on: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -121,10 +137,19 @@ class ParamSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamSpec:
-        if self.type == "choice" and not self.choices:
-            raise ValueError("a choice parameter needs 'choices'")
-        if self.type != "choice" and self.choices is not None:
-            raise ValueError("'choices' only goes with type choice")
+        if self.type == "choice" and not self.choices and self.choices_from is None:
+            raise ValueError("a choice parameter needs 'choices' or 'choices_from'")
+        if self.choices is not None and self.choices_from is not None:
+            raise ValueError("'choices' and 'choices_from' exclude each other")
+        for key in ("choices", "choices_from", "multiple"):
+            if self.type != "choice" and getattr(self, key) not in (None, False):
+                raise ValueError(f"'{key}' only goes with type choice")
+        if self.min_items is not None and not self.multiple:
+            raise ValueError("'min_items' only goes with 'multiple: true'")
+        if self.min_items is not None and self.min_items > (self.max_items or DEFAULT_MAX_ITEMS):
+            raise ValueError("'min_items' is greater than 'max_items'")
+        if self.depends_on is not None and self.choices_from is None:
+            raise ValueError("'depends_on' only goes with 'choices_from' (the list it changes)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("'min' is greater than 'max'")
         if self.required and self.default is not None:
@@ -141,7 +166,17 @@ class ParamSpec(BaseModel):
         try:
             validator("default", self, self.default, "json")
         except ParamError as exc:
-            raise ValueError(f"'default' {exc.message}") from None
+            raise ValueError(f"'{exc.field}' {exc.message}") from None  # 'default', or an item's: 'default[1]'
+
+    @property
+    def expands(self) -> bool:
+        """Whether the value is a list of items (``list``, or ``choice`` with ``multiple``): an argv element each."""
+        return self.type == "list" or self.multiple
+
+    @property
+    def from_data(self) -> bool:
+        """Whether the options are read from a query at run time (checked by ``gateway.choices``, not here)."""
+        return self.choices_from is not None
 
     def admits_leading_dash(self) -> bool:
         """Whether the pattern *explicitly* lets a value start with '-' (e.g. ``-?[0-9]+``, ``[-+]?\\d+``).
@@ -245,16 +280,53 @@ def _boolean(name: str, spec: ParamSpec, value: Any, source: Source) -> bool:
     return value
 
 
-def _choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str | int | float:
-    choices = spec.choices or []
+def match_choice(value: Any, choices: list[str | int | float], source: Source) -> str | int | float | None:
+    """The option ``value`` names, or None: a form's text names an option by its text, JSON by value and type."""
     if source == "form" and isinstance(value, str):
         for choice in choices:
             if str(choice) == value:
                 return choice
     if isinstance(value, bool) or value not in choices or type(value) not in {type(c) for c in choices}:
-        raise ParamError(name, f"must be one of {', '.join(str(c) for c in choices)}")
+        return None
     chosen: str | int | float = value
     return chosen
+
+
+def _one_choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str | int | float:
+    if spec.choices is None:
+        # Options from data: only the value's shape here; gateway.choices checks it against the list.
+        if isinstance(value, str):
+            return _check_text(name, spec, value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ParamError(name, "must be one of the offered choices")
+        return value
+    chosen = match_choice(value, spec.choices, source)
+    if chosen is None:
+        raise ParamError(name, f"must be one of {', '.join(str(c) for c in spec.choices)}")
+    return chosen
+
+
+def _choice(name: str, spec: ParamSpec, value: Any, source: Source) -> Any:
+    if not spec.multiple:
+        return _one_choice(name, spec, value, source)
+    if source == "form" and isinstance(value, str):
+        value = [value]  # one ticked box or one selected option
+    if not isinstance(value, list):
+        raise ParamError(name, "must be a list of choices")
+    low, high = spec.min_items or 0, spec.max_items or DEFAULT_MAX_ITEMS
+    if len(value) > high:
+        raise ParamError(name, f"has more than {high} items")
+    if spec.required and not value:
+        raise ParamError(name, "is required")
+    if len(value) < low:
+        raise ParamError(name, f"needs at least {low} item{'' if low == 1 else 's'}")
+    items: list[Any] = []
+    for index, item in enumerate(value):
+        chosen = _one_choice(f"{name}[{index}]", spec, item, source)
+        if chosen in items:
+            raise ParamError(f"{name}[{index}]", "is chosen twice")
+        items.append(chosen)
+    return items
 
 
 def _date(name: str, spec: ParamSpec, value: Any, source: Source) -> str:
@@ -303,86 +375,6 @@ VALIDATORS: dict[str, Callable[[str, ParamSpec, Any, Source], Any]] = {
 }
 
 
-def _reject_unknown_type(name: str, spec: ParamSpec, value: Any, source: Source) -> Any:
+def reject_unknown_type(name: str, spec: ParamSpec, value: Any, source: Source) -> Any:
+    """The validator of a type the table does not know: default-deny."""
     raise ParamError(name, f"type {spec.type!r} is not supported")
-
-
-class Declares(Protocol):
-    """What validation needs of a command: its name and its declared parameters (``model.Command``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def params(self) -> Mapping[str, ParamSpec]: ...
-
-    def secret_params(self) -> frozenset[str]: ...
-
-
-def validate_params(command: Declares, raw: Any, source: Source = "json") -> dict[str, Any]:
-    """Validated values for every declared parameter (defaults filled); raises on the first bad field.
-
-    Use ``collect_errors`` when every bad field should be reported at once.
-    """
-    values, errors = collect_errors(command, raw, source)
-    if errors:
-        field, message = next(iter(errors.items()))
-        raise ParamError(field, message)
-    return values
-
-
-def collect_errors(command: Declares, raw: Any, source: Source = "json") -> tuple[dict[str, Any], dict[str, str]]:
-    """(values, errors by field). Nothing unknown passes: undeclared names are errors."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        return {}, {"params": "must be an object"}
-    errors: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    for name, spec in command.params.items():
-        present = name in raw and not (source == "form" and raw[name] == "" and spec.type != "string")
-        if not present or raw[name] is None:
-            if spec.required:
-                errors[name] = "is required"
-            elif spec.default is not None:
-                values[name] = spec.default
-            else:
-                values[name] = None
-            continue
-        if isinstance(raw[name], RefusedUpload):
-            errors[name] = raw[name].reason
-            continue
-        validator = VALIDATORS.get(spec.type, _reject_unknown_type)
-        try:
-            values[name] = validator(name, spec, raw[name], source)
-        except ParamError as exc:
-            errors[exc.field] = exc.message
-    # Declared params' errors first: a record that keeps only the first names keeps those.
-    for name in raw:
-        if name not in command.params:
-            errors[str(name)] = "is not a parameter of this command"
-    return values, errors
-
-
-def masked(command: Declares, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The values as they may be shown or recorded: secrets masked, files described."""
-    shown: dict[str, Any] = {}
-    secrets = command.secret_params()
-    for name, value in values.items():
-        if name in secrets and value is not None:
-            shown[name] = MASK
-        elif isinstance(value, FileValue):
-            shown[name] = value.audit_view()
-        else:
-            shown[name] = value
-    return shown
-
-
-def canonical_key(command: Declares, values: Mapping[str, Any], secret: str) -> str:
-    """A stable key of command + values, for result caching and joining runs in flight.
-
-    An HMAC keyed by the server's ``SECRET_KEY`` (``secret``), not a bare hash: ``runs.cache_key``
-    is stored, and a plain digest of the params could be tested offline against guesses.
-    """
-    body = json.dumps({"command": command.name, "params": values}, sort_keys=True, default=str)
-    return hmac.new(secret.encode("utf-8"), b"run-cache-key\0" + body.encode("utf-8"), hashlib.sha256).hexdigest()

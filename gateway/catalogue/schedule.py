@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.catalogue.params import collect_errors
+from gateway.catalogue.values import collect_errors
 
 if TYPE_CHECKING:
     from gateway.catalogue.model import Command

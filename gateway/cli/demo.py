@@ -59,7 +59,10 @@ def ensure_demo_users(credentials_path: Path) -> dict[str, str]:
 DEMO_DATASOURCE_FILE = "demo-ops.db"
 DEMO_GROUP = "staff"
 # What the demo staff group may run; admins may run everything.
-DEMO_GRANTS = ("uptime", "disk-usage", "log-tail", "echo", "slow-count", "task-status", "task-list")
+DEMO_GRANTS = (
+    "uptime", "disk-usage", "log-tail", "echo", "slow-count", "task-status", "task-list", "task-detail",
+    "tasks-in-statuses",
+)  # fmt: skip
 DEMO_TASKS = [
     ("nightly-backup", "Success"),
     ("rotate-logs", "Success"),

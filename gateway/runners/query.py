@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from gateway.catalogue import Command
+from gateway.catalogue.model import BIND_PARAM
 from gateway.runners import query_mysql
 from gateway.runners.base import Outcome, Output, RunContext
 
@@ -161,6 +162,15 @@ def run_query(
     return _run_postgresql(engine, sql, params, row_limit, statement_timeout, cancel)
 
 
+def statement(sql: str, params: Mapping[str, Any]) -> sa.TextClause:
+    """The command's SQL with its named binds; a list value (a ``multiple`` choice, written ``IN :name``) is an
+    expanding bind: SQLAlchemy renders one placeholder per item and binds each item on its own, never as text."""
+    used = set(BIND_PARAM.findall(sql))
+    lists = [name for name in sorted(used) if isinstance(params.get(name), list)]
+    expanding: list[sa.BindParameter[Any]] = [sa.bindparam(name, expanding=True) for name in lists]
+    return sa.text(sql).bindparams(*expanding)
+
+
 def _fetch(result: sa.CursorResult[Any], row_limit: int) -> QueryResult:
     if not result.returns_rows:
         return QueryResult(columns=[], rows=[], truncated=False)
@@ -214,7 +224,7 @@ def _run_sqlite(
         raw = _dbapi(connection)
         raw.set_progress_handler(progress, 1000)
         try:
-            return _fetch(connection.execute(sa.text(sql), dict(params)), row_limit)
+            return _fetch(connection.execute(statement(sql, params), dict(params)), row_limit)
         except sa.exc.DBAPIError as exc:
             raise _query_error(exc, state["reason"], timeout) from None
         finally:
@@ -259,7 +269,7 @@ def _run_postgresql(
             with connection.begin():
                 connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
                 options = _stream_options(sql, row_limit)
-                result = connection.execute(sa.text(sql), dict(params), execution_options=options)
+                result = connection.execute(statement(sql, params), dict(params), execution_options=options)
                 return _fetch(result, row_limit)
         except sa.exc.DBAPIError as exc:
             code = getattr(exc.orig, "sqlstate", None)
@@ -277,7 +287,7 @@ def _run_mysql(
         try:
             with guard:
                 options = _stream_options(sql, row_limit)
-                result = connection.execute(sa.text(sql), dict(params), execution_options=options)
+                result = connection.execute(statement(sql, params), dict(params), execution_options=options)
                 with result:  # a streamed result is closed before the connection (PyMySQL reads what is left)
                     return _fetch(result, row_limit)
         except sa.exc.DBAPIError as exc:

@@ -11,6 +11,7 @@ Modules, in the order a run meets them:
 - ``ending``: the one terminal write with ``run.finished``;
 - ``leases``: cancel, lease renewal, the reaper, the orphan kill;
 - ``store``: every statement on the runs tables, ``list_runs``, output reads, prune;
+- ``waiting``: waiting for a run to finish with no connection held (long-polls, lists from data);
 - ``shape``: the ``<run>`` view the API and the pages share; ``uploads``, ``callers``: request helpers.
 
 This package may import the domain rooms below it (access, audit, catalogue, db, platform,
@@ -23,17 +24,38 @@ from __future__ import annotations
 
 from gateway.runs.admission import run_as_account, start
 from gateway.runs.leases import cancel, cancel_local, reap_expired
-from gateway.runs.model import LIVE, TERMINAL, AlreadyClaimed, Caller, Occurrence, RunRejected, Started
+from gateway.runs.model import (
+    LISTS,
+    LIVE,
+    TERMINAL,
+    AlreadyClaimed,
+    Caller,
+    ListUnavailable,
+    Occurrence,
+    RunRejected,
+    Started,
+)
 from gateway.runs.refusals import refuse_request
 from gateway.runs.shape import run_view
-from gateway.runs.store import current_run, detached_run, list_runs, output_chunks, output_text, prune
+from gateway.runs.store import (
+    current_run,
+    detached_run,
+    list_runs,
+    output_chunks,
+    output_text,
+    prune,
+    reusable_run,
+)
+from gateway.runs.waiting import wait_for_finish
 from gateway.runs.workers import get_executor
 
 __all__ = [
+    "LISTS",
     "LIVE",
     "TERMINAL",
     "AlreadyClaimed",
     "Caller",
+    "ListUnavailable",
     "Occurrence",
     "RunRejected",
     "Started",
@@ -48,7 +70,9 @@ __all__ = [
     "prune",
     "reap_expired",
     "refuse_request",
+    "reusable_run",
     "run_as_account",
     "run_view",
     "start",
+    "wait_for_finish",
 ]

@@ -9,6 +9,11 @@ event.  Only after that commit does anything reach the executor; if the commit
 fails the caller gets ``RunRejected(503)`` and nothing is spawned.  A refusal
 before that point is a ``run.rejected`` event (``refusals``) and no run row.
 
+Values whose options are read from data (``choices_from``) are checked against
+those lists after the declared specs (``ListsFromData``, installed by
+``gateway.choices``); a list that cannot be read refuses the run (503), it never
+lets any value through.
+
 A schedule's occurrence (``occurrence``, run by ``system:scheduler``) takes the
 same path, minus what the reviewed catalogue already decided (grants, networks,
 the per-user rate limit): its claim is inserted in the transaction that writes
@@ -34,7 +39,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import audit
 from gateway.access import policy
 from gateway.catalogue import Command, switches
-from gateway.catalogue.params import ParamError, canonical_key, collect_errors, masked
+from gateway.catalogue.params import ParamError, Source
+from gateway.catalogue.values import canonical_key, collect_errors, masked
 from gateway.db.models import Run
 from gateway.db.units import write_connection
 from gateway.platform import signals
@@ -46,7 +52,17 @@ from gateway.runners.base import RunContext
 from gateway.runners.shell import RunAs, account
 from gateway.runs import store
 from gateway.runs.executor import Executor, ExecutorClosed
-from gateway.runs.model import AlreadyClaimed, Caller, Job, Occurrence, RunRejected, Started
+from gateway.runs.model import (
+    LISTS,
+    AlreadyClaimed,
+    Caller,
+    Job,
+    ListsFromData,
+    ListUnavailable,
+    Occurrence,
+    RunRejected,
+    Started,
+)
 from gateway.runs.refusals import masked_raw, reject, spend_rate_limit
 from gateway.runs.uploads import remove_folder
 from gateway.runs.workers import get_executor
@@ -85,35 +101,41 @@ def start(
     raw_params: Any,
     caller: Caller,
     *,
-    source: str = "json",
+    source: Source = "json",
     files: Mapping[str, Any] | None = None,
     callback_context: Any = None,
     timeout: float | None = None,
     tempdir: str | None = None,
     occurrence: Occurrence | None = None,
+    detail: Mapping[str, str] | None = None,
 ) -> Started:
     """Start a run of catalogue command ``name`` for ``caller`` (see the module docstring).
 
     With ``occurrence`` (a system principal's scheduled run) every refusal is written with
-    its claim; :raise AlreadyClaimed: when the occurrence was recorded already.
+    its claim; :raise AlreadyClaimed: when the occurrence was recorded already.  ``detail``
+    joins the detail of ``run.started`` or ``run.rejected`` (why a system principal runs it).
     """
     catalogue = switches.current_catalogue()
     command = catalogue.get(name)
     refusal = policy.check_run(caller.user, command, caller.source_ip)
     if refusal is not None:
-        raise _refuse(occurrence, caller, name, refusal.status, refusal.code, refusal.outcome, refusal.message)
+        raise _refuse(
+            occurrence, caller, name, refusal.status, refusal.code, refusal.outcome, refusal.message, detail=detail
+        )
     if command is None:  # check_run refuses unknown commands; this only states it
         raise RuntimeError(f"the policy let unknown command {name!r} through")
     if not get_executor().accepting:
-        raise _refuse(occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down.")
+        raise _refuse(
+            occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down.", detail=detail
+        )
     unavailable = catalogue.unavailable_reason(command)
     if unavailable:
         message = f"This command is unavailable: {unavailable}."
-        raise _refuse(occurrence, caller, name, 503, "unavailable", "unavailable", message)
+        raise _refuse(occurrence, caller, name, 503, "unavailable", "unavailable", message, detail=detail)
 
-    # A form (MultiDict) may carry a name twice; that is refused, never silently reduced to one value.
-    repeated = [key for key in raw_params if len(raw_params.getlist(key)) > 1] if hasattr(raw_params, "getlist") else []
-    supplied = dict(raw_params) if isinstance(raw_params, Mapping) else raw_params
+    # A form (MultiDict) may carry a name twice; that is refused, never silently reduced to one value
+    # (a multiple choice's items are its repeated values).
+    supplied, repeated = _supplied(command, raw_params)
     if files and isinstance(supplied, dict):
         supplied.update(files)
     # The rate limit comes before validation: refused requests spend it too (see spend_rate_limit).
@@ -138,8 +160,17 @@ def start(
     counted = bool(command.rate_limit)  # later refusals have spent the command's own limit
 
     run_id = str(uuid.uuid4())
-    values, errors = collect_errors(command, supplied, source)  # type: ignore[arg-type]
+    values, errors = collect_errors(command, supplied, source)
     errors.update({str(key): "is given more than once" for key in repeated})
+    if not errors and command.lists_from_data:
+        try:
+            values, errors = _lists_from_data().check(command, values, source)
+        except ListUnavailable as exc:
+            message = f"This command is unavailable: {exc.reason}."
+            raise _refuse(
+                occurrence, caller, name, 503, "unavailable", "unavailable", message,
+                params=masked(command, values), counted=counted, detail=detail,
+            ) from None  # fmt: skip
     shown = masked(command, values) if not errors else masked_raw(command, supplied)
     plan: Any = None
     if not errors:
@@ -151,7 +182,7 @@ def start(
     if errors:
         raise _refuse(
             occurrence, caller, name, 400, "validation_error", "invalid_params", "Some parameters are not valid.",
-            params=shown, details=errors, counted=counted,
+            params=shown, details=errors, counted=counted, detail=detail,
         )  # fmt: skip
     if timeout is not None and not (0 < timeout <= command.timeout):
         raise reject(
@@ -165,10 +196,11 @@ def start(
         free_slot = executor.reserve()
     except ExecutorClosed:
         raise _refuse(
-            occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again."
-        ) from None
+            occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again.",
+            detail=detail,
+        ) from None  # fmt: skip
     try:
-        admitted = _admit(command, caller, key, shown, run_id, free_slot, timeout, executor, occurrence)
+        admitted = _admit(command, caller, key, shown, run_id, free_slot, timeout, executor, occurrence, detail)
     except SQLAlchemyError:
         executor.release()
         log.exception("could not record the start of %s; nothing was spawned", command.name)
@@ -202,6 +234,7 @@ def _admit(
     timeout: float | None,
     executor: Executor,
     occurrence: Occurrence | None,
+    detail: Mapping[str, str] | None = None,
 ) -> Run | Started | RunRejected | AlreadyClaimed:
     """One write transaction: join a cached or in-flight run, or check concurrency and record the start.
 
@@ -211,7 +244,7 @@ def _admit(
     was claimed already, nothing is written (AlreadyClaimed); otherwise it commits
     with the run or the refusal, and it never joins a cached run.
     """
-    extra = occurrence.detail() if occurrence is not None else {}
+    extra = {**(occurrence.detail() if occurrence is not None else {}), **(detail or {})}
     with write_connection() as tx:
         if occurrence is not None and not occurrence.claim(tx, run_id, "started"):
             return AlreadyClaimed()
@@ -278,11 +311,15 @@ def _refuse(
     code: str,
     outcome: str,
     message: str,
+    detail: Mapping[str, str] | None = None,
     **fields: Any,
 ) -> RunRejected | AlreadyClaimed:
-    """``reject``, or for an occurrence its claim and ``run.rejected`` in one transaction (once across replicas)."""
+    """``reject``, or for an occurrence its claim and ``run.rejected`` in one transaction (once across replicas).
+
+    ``detail`` (and an occurrence's own) joins the refusal's detail.
+    """
     if occurrence is None:
-        return reject(caller, name, status, code, outcome, message, **fields)
+        return reject(caller, name, status, code, outcome, message, extra=detail, **fields)
     if outcome == "draining":
         # A draining replica claims nothing: the occurrence stays free for another replica (or this
         # one after its restart) within the grace, so neither a claim nor a refusal is written.
@@ -290,7 +327,37 @@ def _refuse(
     with write_connection() as tx:
         if not occurrence.claim(tx, None, "rejected"):
             return AlreadyClaimed()
-        return reject(caller, name, status, code, outcome, message, session=tx, extra=occurrence.detail(), **fields)
+        extra = {**occurrence.detail(), **(detail or {})}
+        return reject(caller, name, status, code, outcome, message, session=tx, extra=extra, **fields)
+
+
+def _supplied(command: Command, raw_params: Any) -> tuple[Any, list[str]]:
+    """The params as a mapping, and the names a form sent more than once that take one value.
+
+    A form (MultiDict) sends a multiple choice as repeated names: those are its items.
+    """
+    if not hasattr(raw_params, "getlist"):
+        return (dict(raw_params) if isinstance(raw_params, Mapping) else raw_params), []
+    supplied: dict[str, Any] = {}
+    repeated: list[str] = []
+    for key in raw_params:
+        spec = command.params.get(key)
+        items = raw_params.getlist(key)
+        if spec is not None and spec.multiple:
+            supplied[key] = items
+            continue
+        supplied[key] = items[0]
+        if len(items) > 1:
+            repeated.append(key)
+    return supplied, repeated
+
+
+def _lists_from_data() -> ListsFromData:
+    """The checker ``gateway.choices`` installed; without it no value from data could be checked: fail closed."""
+    checker: ListsFromData | None = current_app.extensions.get(LISTS)
+    if checker is None:
+        raise ListUnavailable("lists from data are not set up in this process")
+    return checker
 
 
 def audit_safe(value: Any) -> Any:

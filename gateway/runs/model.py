@@ -10,11 +10,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
 from gateway.catalogue import Command
+from gateway.catalogue.params import Source
 from gateway.db.models import Run
 
 LIVE = ("queued", "running")
@@ -50,6 +51,34 @@ class RunRejected(Exception):
         self.message = message
         self.details = dict(details or {})
         self.retry_after = retry_after
+
+
+class ListUnavailable(Exception):
+    """A parameter's options could not be read from data: the command cannot run now (never "accept anything").
+
+    ``reason`` is safe to show (it names the parameter, the source and what went wrong).
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ListsFromData(Protocol):
+    """Checks values against lists read from data (``gateway.choices`` installs it as ``app.extensions[LISTS]``).
+
+    The runs engine knows it only through this protocol: the lists are read by running
+    their source commands through ``start``, which lives here.
+    """
+
+    def check(
+        self, command: Command, values: Mapping[str, Any], source: Source
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """(values with each chosen option as the list has it, errors by field); :raise ListUnavailable:."""
+        ...
+
+
+LISTS = "gateway.choices"
 
 
 class AlreadyClaimed(Exception):

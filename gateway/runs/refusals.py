@@ -161,6 +161,8 @@ def masked_raw(command: Command, supplied: Any) -> Any:
             shown[str(key)] = value.audit_view()
         elif isinstance(value, str | int | float | bool) or value is None:
             shown[str(key)] = value
+        elif isinstance(value, list) and all(isinstance(item, str | int | float | bool) for item in value):
+            shown[str(key)] = value  # a list's items (a multiple choice's): cut by the ledger's bounds
         else:
             shown[str(key)] = f"<{type(value).__name__}>"
     return shown

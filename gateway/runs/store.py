@@ -103,6 +103,16 @@ def cached_run(tx: Connection, command: Command, key: str) -> tuple[Run | None, 
     return (None if recent is None else detached_run(recent._mapping)), False
 
 
+def reusable_run(command: Command, key: str) -> Run | None:
+    """The run a start of ``command`` with cache key ``key`` would join or show now (``cached_run``), read only.
+
+    Whoever reads a shared result this way writes nothing (a list of choices read from its cache).
+    """
+    with db.engine.connect() as connection:
+        run, _joined = cached_run(connection, command, key)
+    return run
+
+
 def live_count(tx: Connection, command_name: str) -> int:
     """How many runs of the command are queued or running (its ``concurrency`` counts them)."""
     live = tx.scalar(select(func.count()).select_from(Run).where(Run.command == command_name, Run.status.in_(LIVE)))

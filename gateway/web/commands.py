@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway import runs
+from gateway import choices, runs
 from gateway.access import policy
 from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
@@ -34,20 +35,27 @@ def blocked_reason(command: Command) -> str | None:
 
 def render_form(
     command: Command,
-    values: dict[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     message: str | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
+    """The form for these values; its lists from data are the ones offered for them (read only when it can run)."""
     errors = errors or {}
+    blocked = blocked_reason(command)
+    offered = choices.offered(command, values or {}) if command.lists_from_data and blocked is None else None
+    if offered is not None and offered.unavailable:
+        blocked = f"This command is unavailable: {offered.unavailable}."
+    fields = build_fields(command, values, errors, offered)
     page = render_template(
         "command.html",
         command=command,
-        fields=build_fields(command, values, errors),
+        fields=fields,
         other_errors=unknown_errors(command, errors),
         message=message,
-        blocked=blocked_reason(command),
+        blocked=blocked,
         multipart=any(spec.type == "file" for spec in command.params.values()),
+        scripted=any(field.searchable or field.choices_url for field in fields),
     )
     return page, status
 

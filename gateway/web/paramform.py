@@ -4,7 +4,14 @@ The form is plain HTML named after each parameter (DESIGN.md), so automation
 and people post the same fields.  Reading it back follows one rule: a blank
 field is "not given" (the default applies, a required field is reported as
 required), a checkbox that is absent means false, a textarea is one list item
-per line.  Everything else is left to ``gateway.catalogue.params`` through ``runs.start``.
+per line, a multiple choice is the name repeated once per chosen item (a
+multi-select, or a list of checkboxes when it is short).  Everything else is
+left to ``gateway.catalogue.params`` through ``runs.start``.
+
+Options read from data (``gateway.choices``) are the ones offered for the values
+the form shows, so a form re-rendered after a refused submission offers the
+list for the values just sent; ``static/choices.js`` only refreshes a dependent
+list sooner and makes long lists searchable.
 """
 
 from __future__ import annotations
@@ -13,13 +20,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flask import url_for
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from gateway.catalogue import Command, ParamSpec
 from gateway.catalogue.params import RefusedUpload
+from gateway.choices import Offered, Options
 
 CSRF_FIELD = "csrf_token"
 INPUT_TYPES = {"integer": "number", "number": "number", "date": "date", "string": "text"}
+CHECKBOX_LIST_MAX = 8  # a multiple choice with at most this many options is a list of checkboxes
+SEARCHABLE_FROM = 15  # a list with more options than this gets a search box (static/choices.js)
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,12 @@ class Field:
     pattern: str | None
     max_length: int | None
     error: str | None
+    multiple: bool = False
+    selected: tuple[str, ...] = ()  # the chosen options' texts (a choice's value, or a multiple choice's items)
+    searchable: bool = False
+    choices_url: str | None = None  # where static/choices.js asks for this list when the one it depends on changes
+    depends_on: str | None = None
+    note: str | None = None  # why the list offers nothing yet, or that it is cut
 
     @property
     def dom_id(self) -> str:
@@ -49,9 +66,11 @@ class Field:
         return str(self.value).lower() in ("true", "on", "1", "yes")
 
 
-def _widget(spec: ParamSpec) -> str:
+def _widget(spec: ParamSpec, choices: list[str]) -> str:
     if spec.secret:
         return "password"
+    if spec.type == "choice" and spec.multiple and spec.depends_on is None and len(choices) <= CHECKBOX_LIST_MAX:
+        return "checkboxes"
     if spec.type == "choice":
         return "select"
     if spec.type == "boolean":
@@ -80,41 +99,81 @@ def _display(spec: ParamSpec, value: Any) -> Any:
     return str(value)
 
 
-def _errors_for(name: str, errors: Mapping[str, str]) -> str | None:
-    """This field's error; list items are reported as name[i]."""
+def _errors_for(name: str, spec: ParamSpec, errors: Mapping[str, str]) -> str | None:
+    """This field's error; items are reported as name[i]: a list's line, a multiple choice's n-th choice."""
+    item = "choice" if spec.multiple else "line"
     messages = []
     for key, message in errors.items():
         if key == name:
             messages.append(message)
         elif key.startswith(name + "[") and key.endswith("]"):
-            messages.append(f"line {int(key[len(name) + 1 : -1]) + 1}: {message}")
+            messages.append(f"{item} {int(key[len(name) + 1 : -1]) + 1}: {message}")
     return "; ".join(messages) or None
 
 
+def _value(spec: ParamSpec, values: Mapping[str, Any], name: str) -> Any:
+    """The value a field shows: submitted or "run again" (a multiple choice's every item), else the default."""
+    if spec.multiple and hasattr(values, "getlist") and name in values:
+        return values.getlist(name)
+    return values.get(name, spec.default)
+
+
+def _options(command: Command, name: str, spec: ParamSpec, offered: Offered | None) -> Options | None:
+    if not spec.from_data:
+        return Options(tuple(spec.choices or ()))
+    return offered.options.get(name) if offered is not None else None
+
+
+def _list_note(command: Command, spec: ParamSpec, options: Options | None) -> str | None:
+    if options is None and spec.depends_on is not None:
+        other = command.params[spec.depends_on]
+        return f"Choose {(other.label or spec.depends_on.replace('_', ' ')).lower()} first."
+    if options is not None and options.truncated:
+        return f"Only the first {len(options.values)} choices are offered."
+    return None
+
+
 def build_fields(
-    command: Command, values: Mapping[str, Any] | None = None, errors: Mapping[str, str] | None = None
+    command: Command,
+    values: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+    offered: Offered | None = None,
 ) -> list[Field]:
-    """One Field per parameter, in catalogue order; ``values`` (submitted or "run again") override defaults."""
+    """One Field per parameter, in catalogue order; ``values`` (submitted or "run again") override defaults.
+
+    ``offered``: the lists from data for these values (``choices.offered``); a list it does
+    not have offers nothing (yet).
+    """
     values = values or {}
     errors = errors or {}
     fields = []
     for name, spec in command.params.items():
-        value = values.get(name, spec.default)
+        value = _value(spec, values, name)
+        options = _options(command, name, spec, offered) if spec.type == "choice" else None
+        choices = [str(choice) for choice in options.values] if options is not None else []
+        shown = _display(spec, value)
+        selected = tuple(str(item) for item in value) if isinstance(value, list) else ((shown,) if shown else ())
         fields.append(
             Field(
                 name=name,
                 label=spec.label or name.replace("_", " ").capitalize(),
-                widget=_widget(spec),
+                widget=_widget(spec, choices),
                 required=spec.required,
                 help=spec.help,
-                value=_display(spec, value),
-                choices=[str(choice) for choice in spec.choices or []],
+                value=shown,
+                choices=choices,
                 min=_bound(spec, spec.min),
                 max=_bound(spec, spec.max),
                 step="1" if spec.type == "integer" else ("any" if spec.type == "number" else None),
                 pattern=spec.pattern if spec.type == "string" and not spec.secret else None,
                 max_length=spec.max_length,
-                error=_errors_for(name, errors),
+                error=_errors_for(name, spec, errors),
+                multiple=spec.multiple,
+                selected=selected,
+                searchable=len(choices) > SEARCHABLE_FROM,
+                choices_url=url_for("api.command_choices", name=command.name, param=name) if spec.depends_on else None,
+                depends_on=spec.depends_on,
+                note=_list_note(command, spec, options) if spec.type == "choice" else None,
             )
         )
     return fields
@@ -154,23 +213,26 @@ def read_submission(
     return raw
 
 
-def prefill_from(command: Command, args: Mapping[str, str]) -> dict[str, Any]:
+def prefill_from(command: Command, args: MultiDict[str, str]) -> dict[str, Any]:
     """Values for "run again with these parameters" (query string of a GET form); secrets never."""
-    return {
-        name: args[name]
-        for name, spec in command.params.items()
-        if name in args and not spec.secret and spec.type != "file"
-    }
+    prefill: dict[str, Any] = {}
+    for name, spec in command.params.items():
+        if name in args and not spec.secret and spec.type != "file":
+            prefill[name] = args.getlist(name) if spec.multiple else args[name]
+    return prefill
 
 
 def again_values(command: Command | None, params: Any) -> list[tuple[str, str]]:
-    """Hidden fields for the "run again" form: the run's params minus secrets and files."""
+    """Hidden fields for the "run again" form: the run's params minus secrets and files (an item per field)."""
     if command is None or not isinstance(params, Mapping):
         return []
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for name, spec in command.params.items():
         value = params.get(name)
         if value is None or spec.secret or spec.type == "file":
+            continue
+        if spec.multiple and isinstance(value, list):
+            pairs.extend((name, str(_display(spec, item))) for item in value)
             continue
         pairs.append((name, str(_display(spec, value))))
     return pairs

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from gateway import runs
 from gateway.access import policy
 from gateway.catalogue import Catalogue, Command, Schedule
-from gateway.catalogue.params import collect_errors, masked
+from gateway.catalogue.values import collect_errors, masked
 from gateway.db.models import Run, RunOutputChunk, ScheduleOccurrence
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import as_utc, utcnow
