@@ -133,6 +133,14 @@ def test_tasks_by_status_with_the_status_bound(mariadb: Source) -> None:
     assert run(mariadb.reader_url, "SELECT 7 % 4 AS m, '%s' AS s").rows == [[3, "%s"]]  # no driver formatting
 
 
+def test_a_multiple_choice_binds_each_item_on_its_own(mariadb: Source) -> None:
+    """``IN :statuses`` with a list: one placeholder per item on MariaDB too, a hostile item matching nothing."""
+    sql = "SELECT task_status, COUNT(*) AS n FROM tasks WHERE task_status IN :statuses GROUP BY task_status"
+    hostile = ["Success", "x') OR 1=1 -- ", "'; DROP TABLE tasks; --"]
+    assert run(mariadb.reader_url, sql + " ORDER BY task_status", {"statuses": hostile}).rows == [["Success", 2]]
+    assert len(task_rows(mariadb)) == len(TASKS)
+
+
 def test_json_values(mariadb: Source) -> None:
     result = run(mariadb.reader_url, "SELECT cost, due, seen, took, digest, done, ratio, doc FROM tasks ORDER BY id")
     assert result.rows[0] == [
