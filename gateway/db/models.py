@@ -387,3 +387,25 @@ class ScheduleOccurrence(Model):
     outcome: Mapped[str] = mapped_column(String(16))  # started | rejected | missed | manual (an operator's run-now)
     run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditForwardCursor(Model):
+    """How far audit forwarding to one destination has come, and which process forwards it now (its lease).
+
+    ``last_seq`` is the newest event the destination acknowledged (``last_hash`` its
+    hash, so the next event's ``prev_hash`` can be checked); the lease is taken and
+    renewed by a conditional UPDATE against the database clock, so one forwarder per
+    destination runs at a time across replicas.  Written only by ``gateway.audit.forwarding``.
+    """
+
+    __tablename__ = "audit_forward_cursors"
+
+    destination: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(16))
+    lease_holder: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
