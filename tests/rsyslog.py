@@ -4,7 +4,8 @@
 two free ports, the second with the gnutls stream driver and a trustme
 certificate), runs ``rsyslogd -n`` as a child process and waits until both ports
 accept.  Every message is written to ``out.log`` as received (``%rawmsg%``), one
-per line, so a test reads exactly the bytes the forwarder framed.  ``stop()`` /
+per line (``tcp.log`` and ``tls.log``, one per input), so a test reads exactly the
+bytes the forwarder framed.  ``stop()`` /
 ``start()`` take it down and back on the same ports.
 
 rsyslog and rsyslog-gnutls are Debian packages: without them the tests skip
@@ -32,7 +33,9 @@ MAX_MESSAGE_SIZE = "64k"  # what the README tells receivers to set
 def rsyslogd() -> str | None:
     """The rsyslogd binary, when it and its TLS driver (rsyslog-gnutls) are installed."""
     binary = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if os.path.exists("/usr/sbin/rsyslogd") else None)
-    if binary is None or not glob.glob("/usr/lib/*/rsyslog/lmnsd_gtls.so") + glob.glob("/usr/lib/rsyslog/lmnsd_gtls.so"):
+    if binary is None or not glob.glob("/usr/lib/*/rsyslog/lmnsd_gtls.so") + glob.glob(
+        "/usr/lib/rsyslog/lmnsd_gtls.so"
+    ):
         return None
     return binary
 
@@ -59,9 +62,10 @@ global(maxMessageSize="{max_size}" workDirectory="{directory}"
        defaultNetstreamDriverKeyFile="{key}")
 module(load="imtcp" maxSessions="100")
 template(name="raw" type="string" string="%rawmsg%\\n")
-ruleset(name="received") {{ action(type="omfile" file="{out}" template="raw") }}
-input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="received")
-input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="received"
+ruleset(name="plain") {{ action(type="omfile" file="{directory}/tcp.log" template="raw") }}
+ruleset(name="tls") {{ action(type="omfile" file="{directory}/tls.log" template="raw") }}
+input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="plain")
+input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
       streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 """
 
@@ -72,7 +76,6 @@ class Rsyslog:
     def __init__(self, directory: Path, ca: trustme.CA):
         self.binary = require_rsyslog()
         self.directory = directory
-        self.out = directory / "out.log"
         self.tcp_port, self.tls_port = free_port(), free_port()
         server = ca.issue_cert("localhost", "127.0.0.1")
         cert, key = directory / "rsyslog-cert.pem", directory / "rsyslog-key.pem"
@@ -83,9 +86,14 @@ class Rsyslog:
         self.config = directory / "rsyslog.conf"
         self.config.write_text(
             CONFIG.format(
-                max_size=MAX_MESSAGE_SIZE, directory=directory, ca=ca_file, cert=cert, key=key, out=self.out,
-                tcp=self.tcp_port, tls=self.tls_port,
-            )  # fmt: skip
+                max_size=MAX_MESSAGE_SIZE,
+                directory=directory,
+                ca=ca_file,
+                cert=cert,
+                key=key,
+                tcp=self.tcp_port,
+                tls=self.tls_port,
+            )
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -116,10 +124,10 @@ class Rsyslog:
                 self.process.wait(timeout=10)
         self.process = None
 
-    def lines(self) -> list[bytes]:
-        """Every message received so far, as received (without the line end the template adds)."""
+    def lines(self, input_name: str) -> list[bytes]:
+        """Every message received so far on ``tcp`` or ``tls``, as received (without the line end the template adds)."""
         try:
-            data = self.out.read_bytes()
+            data = (self.directory / f"{input_name}.log").read_bytes()
         except FileNotFoundError:
             return []
         return data.split(b"\n")[:-1]  # the last part is an unfinished line (or empty)

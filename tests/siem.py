@@ -54,7 +54,9 @@ def parse_syslog(line: bytes) -> SyslogMessage:
         sd[element.group("id").decode()] = params
         position = element.end()
     assert sd, f"no structured data: {line[:160]!r}"
-    assert line[position : position + 1] == b" " and line[position + 1 : position + 4] == BOM, line[position : position + 8]
+    assert line[position : position + 1] == b" " and line[position + 1 : position + 4] == BOM, line[
+        position : position + 8
+    ]
     return SyslogMessage(
         pri=int(header["pri"]), timestamp=header["timestamp"].decode(), hostname=header["hostname"].decode(),
         app=header["app"].decode(), procid=header["procid"].decode(), msgid=header["msgid"].decode(),

@@ -54,7 +54,11 @@ TEST_EVENT = "test.forwarded"
 
 @dataclass
 class Siem:
-    """An HTTPS receiver that acknowledges each batch (200) or refuses it (503) as told, and keeps both lists."""
+    """An HTTPS receiver that acknowledges each batch (200) or refuses it (503) as told, and keeps both lists.
+
+    While ``passing`` is clear, a batch is held (``held`` is set) until it is set again, and then
+    refused: its sender is meant to be gone by then (killed mid-batch), so nobody got an answer.
+    """
 
     authority: TlsAuthority
     receiver: HttpReceiver = field(init=False)
@@ -65,9 +69,12 @@ class Siem:
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    passing: threading.Event = field(default_factory=threading.Event)
+    held: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.receiver = HttpReceiver(tls=self.authority.server_context, responder=self.respond)
+        self.passing.set()
 
     def respond(self, request: Received) -> tuple[int, dict[str, str], bytes]:
         with self.lock:
@@ -75,10 +82,14 @@ class Siem:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             time.sleep(0.005)  # widen the window in which a second forwarder's batch would overlap
+            held = not self.passing.is_set()
+            if held:
+                self.held.set()
+                self.passing.wait(60)
             with self.lock:
                 self.arrived.append(request)
-                if self.refuse_next > 0:
-                    self.refuse_next -= 1
+                if self.refuse_next > 0 or held:
+                    self.refuse_next -= 0 if held else 1
                     self.refused.append(request)
                     return 503, {}, b"busy"
                 self.acknowledged.append(request)
@@ -316,7 +327,9 @@ def test_prune_refuses_to_cut_past_the_slowest_cursor_unless_forced(make_app):
         db.session.remove()
 
 
-def test_a_receiver_with_an_untrusted_certificate_gets_nothing_and_the_lag_shows_it(make_app, siem, forwarders, tmp_path):
+def test_a_receiver_with_an_untrusted_certificate_gets_nothing_and_the_lag_shows_it(
+    make_app, siem, forwarders, tmp_path
+):
     (tmp_path / "other").mkdir()
     stranger = tls_authority(tmp_path / "other")
     app = forwarding_app(make_app, siem, OUTBOUND_CA_FILE=stranger.ca_file)
@@ -340,3 +353,116 @@ def test_metrics_report_the_lag_of_configured_destinations_only(make_app):
     text = app.test_client().get("/metrics").get_data(as_text=True)
     lags = re.findall(r'^gateway_audit_forward_lag_events\{destination="([^"]+)"\} (\S+)$', text, re.M)
     assert lags == [("siem", "2.0")]
+
+
+# --- settings and the operator CLI ----------------------------------------------------------
+
+
+def forward_config(tmp_path: Path, **overrides: str) -> dict[str, Any]:
+    from config import load_config
+    from tests.test_config import production
+
+    return load_config(production(**overrides), tmp_path / "instance")
+
+
+def test_destinations_are_parsed_with_their_credentials_from_the_environment_or_files(tmp_path):
+    (tmp_path / "token").write_text("file-token\n")
+    config = forward_config(
+        tmp_path,
+        AUDIT_FORWARD=" Splunk = https://hec.example.com/x?y=1 , syslog_1=syslog+tls://siem.example.com:6514,"
+        "local=http://127.0.0.1:8080/in,raw=syslog+tcp://10.0.0.5:514",
+        AUDIT_FORWARD_SPLUNK_TOKEN_FILE=str(tmp_path / "token"),
+        AUDIT_FORWARD_SPLUNK_SECRET="sign-me",
+        AUDIT_FORWARD_LOCAL_TOKEN="local-token",
+        AUDIT_FORWARD_LEASE_SECONDS="12",
+    )
+    splunk, syslog_1, local, raw = config["AUDIT_FORWARD"]
+    assert (splunk.name, splunk.kind, splunk.url, splunk.tls) == (
+        "splunk",
+        "http",
+        "https://hec.example.com/x?y=1",
+        True,
+    )
+    assert (splunk.token, splunk.secret) == ("file-token", "sign-me")
+    assert (syslog_1.kind, syslog_1.host, syslog_1.port, syslog_1.tls) == ("syslog", "siem.example.com", 6514, True)
+    assert (local.tls, local.token) == (False, "local-token")
+    assert (raw.kind, raw.tls, raw.port) == ("syslog", False, 514)
+    assert "file-token" not in repr(config["AUDIT_FORWARD"]) and "y=1" not in repr(config["AUDIT_FORWARD"])
+    assert config["AUDIT_FORWARD_TIMEOUT_SECONDS"] == 4.0 and config["AUDIT_FORWARD_BATCH"] == 500
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"AUDIT_FORWARD": "siem"}, "AUDIT_FORWARD: each entry must look like name=url"),
+        ({"AUDIT_FORWARD": "9lives=https://x.example"}, "'9lives'"),
+        ({"AUDIT_FORWARD": "my-siem=https://x.example"}, "'my-siem'"),
+        ({"AUDIT_FORWARD": "a=https://x.example,A=https://y.example"}, "'a' is given twice"),
+        ({"AUDIT_FORWARD": "a=ftp://x.example/key=SECRETX"}, "destination 'a': expected https://"),
+        ({"AUDIT_FORWARD": "a=https://user:SECRETX@x.example"}, "no user name or password"),
+        ({"AUDIT_FORWARD": "a=syslog+tcp://x.example"}, "a syslog URL is host:port"),
+        ({"AUDIT_FORWARD": "a=syslog+tls://x.example:6514/path?SECRETX"}, "a syslog URL is host:port"),
+        ({"AUDIT_FORWARD": "a=https://x.example:99999/SECRETX"}, "destination 'a': expected"),
+        ({"AUDIT_FORWARD": "a=syslog+tcp://x.example:514", "AUDIT_FORWARD_A_TOKEN": "t"}, "AUDIT_FORWARD_A_TOKEN"),
+        ({"AUDIT_FORWARD": "a=http://siem.example/in", "AUDIT_FORWARD_A_TOKEN": "t"}, "clear text"),
+        ({"AUDIT_FORWARD_LEASE_SECONDS": "2"}, "AUDIT_FORWARD_LEASE_SECONDS"),
+        ({"AUDIT_FORWARD_BATCH": "0"}, "AUDIT_FORWARD_BATCH"),
+    ],
+)
+def test_a_bad_destination_is_refused_at_start_naming_the_setting_never_quoting_the_url(tmp_path, settings, named):
+    from config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        forward_config(tmp_path, **settings)
+    message = str(refused.value)
+    assert named in message and "SECRETX" not in message and "\n" not in message
+
+
+def test_the_cli_shows_each_cursor_and_its_lag_and_moves_forgets_and_prunes_audited(make_app, database_url):
+    from tests.conftest import base_environ
+    from tests.test_cli import run_manage
+
+    destinations = "siem=https://siem.example/ingest,backup=syslog+tcp://127.0.0.1:6514"
+    environ = base_environ(database_url, AUDIT_FORWARD=destinations)
+    app = make_app(AUDIT_FORWARD=destinations)
+    old_events(app, 5)
+    with app.app_context():
+        forwarding.reset("siem", 3, actor=OPERATOR)  # siem at 2; backup has not started
+        db.session.remove()
+
+    table = run_manage(environ, "audit", "forward-status")
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:]}
+    assert rows["siem"][1:4] == ["http", "2", "4"] and rows["siem"][-1] == "ok"
+    assert rows["backup"][1:4] == ["syslog", "-", "-"] and "not started" in table.stdout
+
+    refused = run_manage(environ, "audit", "prune", "--older-than-days", "30")
+    assert (
+        refused.returncode == 1 and "'siem' has been sent up to seq 2" in refused.stderr and "--force" in refused.stderr
+    )
+    bad = run_manage(environ, "audit", "forward-reset", "siem", "--from-seq", "99")
+    assert bad.returncode == 1 and "--from-seq: must be between 1 and 8" in bad.stderr
+    moved = run_manage(environ, "audit", "forward-reset", "SIEM", "--from-seq", "6")
+    assert moved.returncode == 0 and "siem: cursor 2 -> 5" in moved.stderr, moved.stderr
+    with app.app_context(), pytest.raises(forwarding.ForwardRefused, match="still in AUDIT_FORWARD"):
+        forwarding.forget("siem", actor=OPERATOR)
+    retired = base_environ(database_url, AUDIT_FORWARD="backup=syslog+tcp://127.0.0.1:6514")
+    forgotten = run_manage(retired, "audit", "forward-reset", "siem", "--forget")
+    assert forgotten.returncode == 0 and "forgot siem (it had been sent up to seq 5)" in forgotten.stderr
+    assert cursor(app) is None
+
+    with app.app_context():
+        events = db.session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.event.like("audit.%")).order_by(AuditEvent.seq)
+        )
+        recorded = [(e.event, e.outcome, (e.detail or {}).get("destination"), e.actor_name) for e in events]
+        db.session.remove()
+    assert [entry[:3] for entry in recorded] == [
+        ("audit.forward_reset", "ok", "siem"),
+        ("audit.prune_refused", "behind_cursor", None),
+        ("audit.forward_reset", "refused", "siem"),
+        ("audit.forward_reset", "ok", "siem"),
+        ("audit.forward_forgotten", "refused", "siem"),
+        ("audit.forward_forgotten", "ok", "siem"),
+    ]
+    assert recorded[-1][3].startswith("cli:") and recorded[1][3].startswith("cli:")

@@ -186,11 +186,10 @@ def forward_reset(name: str, from_seq: int | None, forget: bool) -> None:
         sys.exit(EXIT_UNCHECKED)
     name = name.strip().lower()
     try:
-        if forget:
+        if from_seq is None:
             last = forwarding.forget(name, actor=operator_actor())
             click.echo(f"forgot {name} (it had been sent up to seq {last.seq})", err=True)
             return
-        assert from_seq is not None  # nosec B101  # checked above: exactly one of the two options
         previous, now = forwarding.reset(name, from_seq, actor=operator_actor())
     except forwarding.ForwardRefused as refused:
         click.echo(f"error: {refused.field}: {refused.message}", err=True)
