@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +30,16 @@ from gateway.platform.extensions import db
 from gateway.platform.timeutil import rfc3339, utcnow
 
 EXIT_INTACT, EXIT_BROKEN, EXIT_UNCHECKED = 0, 1, 2
+
+
+@contextmanager
+def database_errors(doing: str) -> Iterator[None]:
+    """A database that cannot answer ends the command with one line and exit 2, never a traceback."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        click.echo(f"could not {doing}: database error ({type(exc).__name__})", err=True)
+        sys.exit(EXIT_UNCHECKED)
 
 
 @click.group("audit")
@@ -72,11 +84,8 @@ def verify(anchor_line: str | None, from_seq: int | None, record: bool) -> None:
 def anchor() -> None:
     """Print the signed chain head as one JSON line, to keep outside the database."""
     keyring = audit.Keyring.from_config(current_app.config)
-    try:
+    with database_errors("read the ledger"):
         signed = audit.current_anchor(db.session(), keyring)
-    except SQLAlchemyError as exc:
-        click.echo(f"could not read the ledger: database error ({type(exc).__name__})", err=True)
-        sys.exit(EXIT_UNCHECKED)
     click.echo(json.dumps(signed, sort_keys=True))
 
 
@@ -117,13 +126,11 @@ def prune(older_than_days: int, force: bool) -> None:
     """
     cutoff = utcnow() - timedelta(days=older_than_days)
     try:
-        pruned = audit.prune(cutoff, force=force, actor=operator_actor())
+        with database_errors("prune"):
+            pruned = audit.prune(cutoff, force=force, actor=operator_actor())
     except audit.PruneRefused as refused:
         click.echo(f"refusing to prune: {refused}; wait for it to catch up, or pass --force", err=True)
         sys.exit(EXIT_BROKEN)
-    except SQLAlchemyError as exc:
-        click.echo(f"could not prune: database error ({type(exc).__name__})", err=True)
-        sys.exit(EXIT_UNCHECKED)
     if pruned is None:
         click.echo(f"nothing older than {older_than_days} day(s) to prune", err=True)
         return
@@ -146,11 +153,8 @@ def _when(value: datetime | None) -> str:
 @with_appcontext
 def forward_status(as_json: bool) -> None:
     """Each forwarding destination's cursor, its lag behind the ledger's head, and whether it is failing."""
-    try:
+    with database_errors("read the cursors"):
         found = forwarding.statuses(db.session())
-    except SQLAlchemyError as exc:
-        click.echo(f"could not read the cursors: database error ({type(exc).__name__})", err=True)
-        sys.exit(EXIT_UNCHECKED)
     if as_json:
         for item in found:
             click.echo(json.dumps({
@@ -186,16 +190,14 @@ def forward_reset(name: str, from_seq: int | None, forget: bool) -> None:
         sys.exit(EXIT_UNCHECKED)
     name = name.strip().lower()
     try:
-        if from_seq is None:
-            last = forwarding.forget(name, actor=operator_actor())
-            click.echo(f"forgot {name} (it had been sent up to seq {last.seq})", err=True)
-            return
-        previous, now = forwarding.reset(name, from_seq, actor=operator_actor())
+        with database_errors("move the cursor"):
+            if from_seq is None:
+                last = forwarding.forget(name, actor=operator_actor())
+                click.echo(f"forgot {name} (it had been sent up to seq {last.seq})", err=True)
+                return
+            previous, now = forwarding.reset(name, from_seq, actor=operator_actor())
     except forwarding.ForwardRefused as refused:
         click.echo(f"error: {refused.field}: {refused.message}", err=True)
         sys.exit(EXIT_BROKEN)
-    except SQLAlchemyError as exc:
-        click.echo(f"could not move the cursor: database error ({type(exc).__name__})", err=True)
-        sys.exit(EXIT_UNCHECKED)
     before = "none" if previous is None else str(previous.seq)
     click.echo(f"{name}: cursor {before} -> {now.seq}; the next event sent is seq {now.seq + 1}", err=True)

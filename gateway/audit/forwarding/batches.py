@@ -64,30 +64,31 @@ def read(after_seq: int, limit: int, max_bytes: int) -> list[ForwardedEvent]:
     taken = 0
     params_cache: dict[str, str] = {}
     detail_cache: dict[str, str] = {}
-    scalar, quote = json_scalar, encode_string
+    scalar, quote, nested, actor_text = json_scalar, encode_string, json_nested, _ACTOR
     with Session(db.engine) as session:
         sqlite = dialect.stores_text(session)
         rows = stored_rows(session, after_seq + 1, batch=limit, limit=limit)
         try:
-            for (
-                seq, at, event_name, actor_id, actor_name, source_ip, user_agent, command, run_id,
-                params, outcome, detail, key_id, prev_hash, stored_hash,
-            ) in rows:  # fmt: skip
-                when = sqlite_stored_at(at) if sqlite else at
-                actor = (
-                    "null"
-                    if actor_id is None and actor_name is None
-                    else _ACTOR % (scalar(actor_id), scalar(actor_name))
-                )
-                values = (
-                    actor, scalar(when if when is not None else at), scalar(command), json_nested(detail, detail_cache),
-                    scalar(event_name), quote(key_id), scalar(outcome), json_nested(params, params_cache),
-                    quote(prev_hash), scalar(run_id), scalar(seq), scalar(source_ip), scalar(user_agent),
-                )  # fmt: skip
-                events.append(ForwardedEvent(seq, when, event_name, key_id, prev_hash, stored_hash, values))
-                taken += sum(map(len, values))
-                if taken >= max_bytes:
-                    break
+            for partition in rows.partitions():
+                for (
+                    seq, at, event_name, actor_id, actor_name, source_ip, user_agent, command, run_id,
+                    params, outcome, detail, key_id, prev_hash, stored_hash,
+                ) in partition:  # fmt: skip
+                    when = sqlite_stored_at(at) if sqlite else at
+                    if actor_id is None and actor_name is None:
+                        actor = "null"
+                    else:
+                        actor = actor_text % (scalar(actor_id), scalar(actor_name))
+                    nested_params, nested_detail = nested(params, params_cache), nested(detail, detail_cache)
+                    values = (
+                        actor, scalar(when if when is not None else at), scalar(command), nested_detail,
+                        scalar(event_name), quote(key_id), scalar(outcome), nested_params, quote(prev_hash),
+                        scalar(run_id), scalar(seq), scalar(source_ip), scalar(user_agent),
+                    )  # fmt: skip
+                    events.append(ForwardedEvent(seq, when, event_name, key_id, prev_hash, stored_hash, values))
+                    taken += len(nested_params) + len(nested_detail) + 400  # the rest of a row: a few hundred bytes
+                    if taken >= max_bytes:
+                        return events
         finally:
             rows.close()
     return events

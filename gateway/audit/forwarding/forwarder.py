@@ -114,10 +114,11 @@ class DestinationForwarder:
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(self.failures - 1, 16))
             self._stop.wait(delay * _jitter.uniform(0.5, 1.0))
             return
-        seconds = max(1.0, self.lease / 3) if step is Step.STANDBY else self.poll
-        woken = self._wake.wait(seconds)
-        self._wake.clear()
-        if woken and step is Step.IDLE:
+        if step is Step.STANDBY:  # local appends do not concern us: the holder sends them
+            self._stop.wait(max(1.0, self.lease / 3))
+            return
+        if self._wake.wait(self.poll):
+            self._wake.clear()
             self._stop.wait(GATHER_SECONDS)
 
     def _release(self) -> None:
