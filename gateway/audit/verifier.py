@@ -3,12 +3,13 @@
 It is built on the ledger's canonical form, not a copy of it: the text around
 each row's values comes from ``ledger.slot_template`` (written by the ledger's
 ``CANONICAL_JSON``), and every value is encoded by that encoder or by the json
-module's C functions configured from it.  What it does itself is read the stored
-columns as text, in one streamed statement, so a row costs a fraction of what an
-ORM object, the drivers' JSON and datetime parsing and a whole-document encode
-would (issue 5: >= 50,000 events/s; ``bench/audit_verify.py``).
+module's C functions configured from it.  It reads the stored columns as text, in
+one streamed statement (``gateway.audit.stored``, shared with audit forwarding), so
+a row costs a fraction of what an ORM object, the drivers' JSON and datetime
+parsing and a whole-document encode would (issue 5: >= 50,000 events/s;
+``bench/audit_verify.py``).
 
-May import the ledger and the database models; nothing here writes.
+May import the ledger, the stored-row reader and the database models; nothing here writes.
 """
 
 from __future__ import annotations
