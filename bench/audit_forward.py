@@ -46,10 +46,10 @@ import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.audit_viewer import AUDIT_KEY, SECRET, fill, fresh_app  # noqa: E402
-from tests.receivers import HttpReceiver, Received  # noqa: E402
-from tests.rsyslog import Rsyslog  # noqa: E402
-from tests.siem import chain_of, parse_syslog  # noqa: E402
+from bench.audit_viewer import AUDIT_KEY, SECRET, fill, fresh_app
+from tests.receivers import HttpReceiver, Received
+from tests.rsyslog import Rsyslog
+from tests.siem import chain_of, parse_syslog
 
 TARGET_RATIO = 10
 PROJECT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,9 @@ def forward(app_environ: dict[str, str], instance: Path) -> float:
     try:
         while True:
             with app.app_context():
-                seq = db.session.scalar(sa.select(AuditForwardCursor.last_seq).where(AuditForwardCursor.destination == name))
+                seq = db.session.scalar(
+                    sa.select(AuditForwardCursor.last_seq).where(AuditForwardCursor.destination == name)
+                )
                 db.session.remove()
             if seq is not None and seq >= target:
                 return time.perf_counter() - started
@@ -223,7 +225,9 @@ def main() -> None:
         if rate:
             result["ratio_to_ledger_rate"] = round(result["events_per_second"] / rate["max"], 1)
             result["meets_target"] = result["ratio_to_ledger_rate"] >= TARGET_RATIO and result["received_intact"]
-    print(json.dumps({"cpus": os.cpu_count(), "load_average": os.getloadavg(), "replicas": rate, "forwarding": results}))
+    print(
+        json.dumps({"cpus": os.cpu_count(), "load_average": os.getloadavg(), "replicas": rate, "forwarding": results})
+    )
 
 
 if __name__ == "__main__":
