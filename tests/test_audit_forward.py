@@ -88,8 +88,11 @@ class Siem:
                 self.passing.wait(60)
             with self.lock:
                 self.arrived.append(request)
-                if self.refuse_next > 0 or held:
-                    self.refuse_next -= 0 if held else 1
+                refuse = held  # a held batch's sender is gone: nobody gets this answer
+                if not held and self.refuse_next > 0:
+                    self.refuse_next -= 1
+                    refuse = True
+                if refuse:
                     self.refused.append(request)
                     return 503, {}, b"busy"
                 self.acknowledged.append(request)
