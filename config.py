@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -316,6 +317,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     settings.update(identity_settings(env, production))
     settings.update(mfa_settings(env, production, secret_key))
     settings.update(outbound_settings(env))
+    settings.update(audit_forward_settings(env))
     return settings
 
 
@@ -337,6 +339,102 @@ def outbound_settings(env: _Env) -> dict[str, Any]:
         if "-----BEGIN CERTIFICATE-----" not in text:
             raise ConfigError(f"OUTBOUND_CA_FILE: {ca_file!r} holds no PEM certificate")
     return {"OUTBOUND_CA_FILE": ca_file}
+
+
+FORWARD_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+FORWARD_SCHEMES = {"https": "http", "http": "http", "syslog+tcp": "syslog", "syslog+tls": "syslog"}
+
+
+@dataclass(frozen=True)
+class ForwardDestination:
+    """One ``AUDIT_FORWARD`` entry: ``kind`` ``http`` (JSON lines, ``url``) or ``syslog`` (RFC 5424 to ``host:port``).
+
+    The URL, token and secret stay out of ``repr``: a URL may carry a collector's key.
+    """
+
+    name: str
+    kind: str
+    url: str = field(repr=False)
+    host: str
+    port: int | None
+    tls: bool
+    token: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+
+
+def audit_forward_settings(env: _Env) -> dict[str, Any]:
+    """Audit forwarding to a SIEM (DESIGN.md, "Outbound delivery"; ``gateway/audit/forwarding``).
+
+    ``AUDIT_FORWARD`` is a comma list of ``name=url``; each name's bearer token
+    and signing secret come from ``AUDIT_FORWARD_<NAME>_TOKEN`` / ``_SECRET`` (or
+    their ``_FILE``).  A send times out after a third of the lease (at most 10 s), so a
+    forwarder always finishes a batch while its lease still holds.
+    """
+    destinations: list[ForwardDestination] = []
+    for item in _comma_list(env.str("AUDIT_FORWARD")):
+        name, sep, url = (part.strip() for part in item.partition("="))
+        name = name.lower()
+        if not sep or not FORWARD_NAME.fullmatch(name):
+            raise ConfigError(
+                f"AUDIT_FORWARD: each entry must look like name=url, the name a letter then letters, digits"
+                f" or _ (at most 32), got {name[:40]!r}"
+            )
+        if any(known.name == name for known in destinations):
+            raise ConfigError(f"AUDIT_FORWARD: destination {name!r} is given twice")
+        destinations.append(_forward_destination(env, name, url))
+    lease = env.int("AUDIT_FORWARD_LEASE_SECONDS", 30, minimum=3, maximum=3600)
+    return {
+        "AUDIT_FORWARD": tuple(destinations),
+        "AUDIT_FORWARD_BATCH": env.int("AUDIT_FORWARD_BATCH", 500, minimum=1, maximum=10_000),
+        "AUDIT_FORWARD_POLL_SECONDS": env.int("AUDIT_FORWARD_POLL_SECONDS", 2, minimum=1, maximum=300),
+        "AUDIT_FORWARD_LEASE_SECONDS": lease,
+        # Not a setting: derived from the lease, so a batch in flight never outlives it.
+        "AUDIT_FORWARD_TIMEOUT_SECONDS": min(10.0, lease / 3),
+    }
+
+
+def _forward_destination(env: _Env, name: str, url: str) -> ForwardDestination:
+    """One destination's URL checked and its credentials read; errors never quote the URL (it may hold a key)."""
+    expected = (
+        f"AUDIT_FORWARD: destination {name!r}: expected https://host/path, http://host/path, "
+        "syslog+tcp://host:port or syslog+tls://host:port"
+    )
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when the port is not a number in range
+    except ValueError:
+        raise ConfigError(expected) from None
+    scheme = parts.scheme.lower()
+    kind = FORWARD_SCHEMES.get(scheme)
+    if kind is None or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url) or parts.fragment:
+        raise ConfigError(expected)
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"AUDIT_FORWARD: destination {name!r}: no user name or password in the URL (use a token)")
+    if kind == "syslog" and (port is None or parts.path not in ("", "/") or parts.query):
+        raise ConfigError(f"AUDIT_FORWARD: destination {name!r}: a syslog URL is host:port, nothing after it")
+    prefix = f"AUDIT_FORWARD_{name.upper()}"
+    token, secret = env.secret(f"{prefix}_TOKEN"), env.secret(f"{prefix}_SECRET")
+    if kind == "syslog" and (token or secret):
+        raise ConfigError(
+            f"{prefix}_TOKEN/_SECRET: destination {name!r} speaks syslog; tokens and secrets are for https"
+        )
+    if scheme == "http" and token and not _loopback(parts.hostname):
+        raise ConfigError(
+            f"{prefix}_TOKEN: the token would travel in clear text; use https (http is for a local collector)"
+        )
+    return ForwardDestination(
+        name=name, kind=kind, url=url, host=parts.hostname, port=port,
+        tls=scheme in ("https", "syslog+tls"), token=token, secret=secret,
+    )  # fmt: skip
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 MFA_POLICIES = ("none", "admins", "all")

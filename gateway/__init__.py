@@ -69,6 +69,7 @@ def register_guards(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from gateway import audit, choices
+    from gateway.audit import forwarding
     from gateway.audit import status as audit_status
     from gateway.catalogue import switches
     from gateway.db import units
@@ -77,7 +78,12 @@ def register_extensions(app: Flask) -> None:
     from gateway.schedules.overview import last_successes
 
     logs.init_app(app)
-    metrics.init_app(app, chain_status=audit_status.latest, schedule_successes=last_successes)
+    metrics.init_app(
+        app,
+        chain_status=audit_status.latest,
+        schedule_successes=last_successes,
+        forward_lag=forwarding.lag_by_destination,
+    )
     units.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

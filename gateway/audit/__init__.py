@@ -9,11 +9,13 @@ Owns ``audit_events``: nothing outside this package writes it.  The rooms:
 - ``anchors``: the signed chain head, logged every Nth row and parsed back;
 - ``verifier``: the fast check of the whole chain, built on the ledger's canonical form;
 - ``status``: the scheduled verification's result, kept in the ledger for ``/metrics``;
-- ``pruning``: retention, the one place rows are deleted;
-- ``queries`` and ``exports``: the viewer's filters and pages, and CSV/JSON export.
+- ``stored``: the stored rows read as text and encoded canonically, for whole-ledger readers;
+- ``pruning``: retention, the one place rows are deleted (never past a forwarding cursor unless forced);
+- ``queries`` and ``exports``: the viewer's filters and pages, and CSV/JSON export;
+- ``forwarding``: the ledger sent to SIEMs from a cursor per destination (its own ``__init__``).
 
-May import ``gateway.db`` and ``gateway.platform``; never the rooms that call it
-(identity, access, runs, the delivery layer), and never ``gateway.platform.metrics``
+May import ``gateway.db`` and ``gateway.platform`` (``forwarding`` also ``gateway.outbound``); never the rooms
+that call it (identity, access, runs, the delivery layer), and never ``gateway.platform.metrics``
 (metrics hear of appends through ``signals.audit_appended``).  Other rooms use the names
 re-exported below; the submodules import each other, never this package.
 """
@@ -38,7 +40,7 @@ from gateway.audit.ledger import (
     request_context_fields,
     row_hash,
 )
-from gateway.audit.pruning import prune
+from gateway.audit.pruning import PruneRefused, prune
 from gateway.audit.verifier import Verification, verify
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "FloodGate",
     "Keyring",
     "LedgerRow",
+    "PruneRefused",
     "Verification",
     "append",
     "canonical_bytes",

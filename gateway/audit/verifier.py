@@ -3,31 +3,27 @@
 It is built on the ledger's canonical form, not a copy of it: the text around
 each row's values comes from ``ledger.slot_template`` (written by the ledger's
 ``CANONICAL_JSON``), and every value is encoded by that encoder or by the json
-module's C functions configured from it.  What it does itself is read the stored
-columns as text, in one streamed statement, so a row costs a fraction of what an
-ORM object, the drivers' JSON and datetime parsing and a whole-document encode
-would (issue 5: >= 50,000 events/s; ``bench/audit_verify.py``).
+module's C functions configured from it.  It reads the stored columns as text, in
+one streamed statement (``gateway.audit.stored``, shared with audit forwarding), so
+a row costs a fraction of what an ORM object, the drivers' JSON and datetime
+parsing and a whole-document encode would (issue 5: >= 50,000 events/s;
+``bench/audit_verify.py``).
 
-May import the ledger and the database models; nothing here writes.
+May import the ledger, the stored-row reader and the database models; nothing here writes.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
-import json.encoder
-import json.scanner
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, Text, cast, func, select, type_coerce
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.audit.ledger import (
     ACTOR_KEYS,
-    CANONICAL_JSON,
     DOCUMENT_KEYS,
     GENESIS_HASH,
     HASH_MESSAGE,
@@ -36,14 +32,11 @@ from gateway.audit.ledger import (
     slot_template,
     sqlite_stored_at,
 )
+from gateway.audit.stored import encode_string, json_nested, json_scalar, stored_rows
 from gateway.db import dialect
 from gateway.db.models import AuditEvent
 
 VERIFY_BATCH = 10_000
-# PostgreSQL formats ``at`` itself, exactly as rfc3339() does (UTC, microseconds, "Z").
-_PG_CANONICAL_AT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-_NESTED_CACHE_MAX = 4096
-
 # What the HMAC signs (prev_hash, seq, the row's canonical text) with a slot per value, in this
 # order; and the text of the row's actor object. verify() fills the slots in the same order.
 _MESSAGE_TEXT = HASH_MESSAGE % (
@@ -55,10 +48,6 @@ _MESSAGE_TEXT = HASH_MESSAGE % (
     ),
 )  # fmt: skip
 _ACTOR_TEXT = slot_template(("id", "name"), ACTOR_KEYS)
-
-# What CANONICAL_JSON writes for a str, and for any value.
-_encode_string = json.encoder.encode_basestring_ascii if CANONICAL_JSON.ensure_ascii else json.encoder.encode_basestring
-_encode_value = CANONICAL_JSON.encode
 
 
 @dataclass
@@ -72,101 +61,6 @@ class Verification:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "first_bad_seq": self.first_bad_seq, "head": self.head}
-
-
-def _c_json() -> tuple[Any, Any]:
-    """The json module's C scanner, and its C encoder configured as ``CANONICAL_JSON``.
-
-    ``json.loads`` and ``CANONICAL_JSON.encode`` build or wrap these on every call; verification
-    calls them twice per row. Without the C accelerator the public functions are used (same
-    output, slower).
-    """
-    # The C accelerators are optional and untyped (not in typeshed): looked up, not imported.
-    make_scanner: Any = getattr(json.scanner, "c_make_scanner", None)
-    make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-    scanner = make_scanner(json.JSONDecoder()) if make_scanner else None
-    encoder = None
-    if make_encoder:
-        # markers None: no circularity check (parsed JSON cannot be circular); the rest as JSONEncoder.iterencode.
-        canonical = CANONICAL_JSON
-        encoder = make_encoder(
-            None, canonical.default, _encode_string, canonical.indent, canonical.key_separator,
-            canonical.item_separator, canonical.sort_keys, canonical.skipkeys, canonical.allow_nan,
-        )  # fmt: skip
-    return scanner, encoder
-
-
-_SCAN_JSON, _ENCODE_JSON = _c_json()
-
-
-def _parse_stored_json(text: str) -> Any:
-    """``json.loads(text)``, through the C scanner when the text is one JSON value and nothing else."""
-    if _SCAN_JSON is not None:
-        try:
-            value, end = _SCAN_JSON(text, 0)
-        except StopIteration:
-            pass
-        else:
-            if end == len(text):
-                return value
-    return json.loads(text)
-
-
-def _json_scalar(value: Any) -> str:
-    """One column's value as canonical JSON: the common types directly, anything else through the encoder."""
-    kind = type(value)
-    if kind is str:
-        return _encode_string(value)
-    if value is None:
-        return "null"
-    if kind is int:
-        return int.__repr__(value)
-    return _encode_value(value)
-
-
-def _json_nested(stored: Any, cache: dict[str, str]) -> str:
-    """A JSON column's stored text, parsed as the driver would and re-encoded canonically (memoised by
-    text: ``run.started`` and ``run.finished`` of a run carry the same params)."""
-    if stored is None:
-        return "null"
-    if not isinstance(stored, str):  # SQLite's NUMERIC affinity keeps a bare number as a number
-        return _encode_value(stored)
-    encoded = cache.get(stored)
-    if encoded is None:
-        value = _parse_stored_json(stored)
-        if _ENCODE_JSON is not None and isinstance(value, (dict, list)):
-            encoded = "".join(_ENCODE_JSON(value, 0))
-        else:
-            encoded = _encode_value(value)
-        if len(cache) >= _NESTED_CACHE_MAX:
-            cache.clear()
-        cache[stored] = encoded
-    return encoded
-
-
-def _stored_rows(session: Session, start_seq: int) -> Any:
-    """The ledger from ``start_seq`` on, oldest first, streamed in batches (one statement, one snapshot).
-
-    The table's columns, as text where the database holds text: JSON columns as
-    stored (parsed once, here, not by the driver and again by SQLAlchemy), ``at`` as SQLite's stored
-    UTC text (checked in Python) or formatted by PostgreSQL. PostgreSQL streams through a
-    server-side cursor, SQLite through its own cursor.
-    """
-    c = AuditEvent.__table__.c
-    at: ColumnElement[Any]
-    params: ColumnElement[Any]
-    detail: ColumnElement[Any]
-    if not dialect.stores_text(session):
-        at = func.to_char(func.timezone("UTC", c.at), _PG_CANONICAL_AT)
-        params, detail = cast(c.params, Text), cast(c.detail, Text)
-    else:
-        at = type_coerce(c.at, String)
-        params, detail = type_coerce(c.params, String), type_coerce(c.detail, String)
-    query = select(
-        c.seq, at, c.event, c.actor_id, c.actor_name, c.source_ip, c.user_agent, c.command, c.run_id,
-        params, c.outcome, detail, c.key_id, c.prev_hash, c.hash,
-    ).where(c.seq >= start_seq).order_by(c.seq)  # fmt: skip
-    return session.execute(query, execution_options={"yield_per": VERIFY_BATCH})
 
 
 def _pruned_claims(session: Session) -> dict[int, str]:
@@ -214,7 +108,7 @@ def verify(
     keys = {key_id: key.encode("utf-8") for key_id, key in keyring.keys.items()}
     sqlite = dialect.stores_text(session)
     # key_id and prev_hash are str once they have matched a key id and the chain; seq an int.
-    scalar, quote, digest, same = _json_scalar, _encode_string, hmac.digest, hmac.compare_digest
+    scalar, quote, digest, same = json_scalar, encode_string, hmac.digest, hmac.compare_digest
     message_text, actor_text = _MESSAGE_TEXT, _ACTOR_TEXT
     params_cache: dict[str, str] = {}
     detail_cache: dict[str, str] = {}
@@ -227,7 +121,7 @@ def verify(
         result.head = None if head is None else {"seq": head[0], "hash": head[1]}  # the last row found intact
         return result
 
-    rows = _stored_rows(session, start)
+    rows = stored_rows(session, start, batch=VERIFY_BATCH)
     try:
         for batch in rows.partitions():
             for (
@@ -258,8 +152,8 @@ def verify(
                 else:
                     actor = actor_text % (scalar(actor_id), scalar(actor_name))
                 message = message_text % (
-                    prev_hash, seq, actor, scalar(at), scalar(command), _json_nested(detail, detail_cache),
-                    scalar(event_name), quote(key_id), scalar(outcome), _json_nested(params, params_cache),
+                    prev_hash, seq, actor, scalar(at), scalar(command), json_nested(detail, detail_cache),
+                    scalar(event_name), quote(key_id), scalar(outcome), json_nested(params, params_cache),
                     quote(prev_hash), scalar(run_id), seq, scalar(source_ip), scalar(user_agent),
                 )  # fmt: skip
                 computed = digest(key, message.encode(), "sha256").hex()

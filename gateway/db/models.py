@@ -1,7 +1,9 @@
 """The gateway's tables: people, groups, grants, tokens, sessions, second factors, login throttles, audit ledger.
 
 Alembic revisions in ``migrations/`` are generated from (and checked against)
-these classes; ``manage.py db check`` fails when the two drift apart.
+these classes; ``manage.py db check`` fails when the two drift apart.  The ledger's
+tables (``audit_tables``) and the column types (``columns``) are modules of their own,
+re-exported here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -25,27 +26,13 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
 
-from gateway.db.dialect import stores_text
+# The audit room's tables live in their own module; every table is reachable from here.
+from gateway.db.audit_tables import AuditEvent as AuditEvent
+from gateway.db.audit_tables import AuditForwardCursor as AuditForwardCursor
+from gateway.db.columns import UTCDateTime as UTCDateTime
 from gateway.platform.extensions import Model
-from gateway.platform.timeutil import as_utc, utcnow
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC, returns aware UTC on every engine (SQLite drops the zone otherwise)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        value = as_utc(value)
-        return value.replace(tzinfo=None) if stores_text(dialect) else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else as_utc(value)
+from gateway.platform.timeutil import utcnow
 
 
 class User(UserMixin, Model):
@@ -268,37 +255,6 @@ class LoginThrottle(Model):
     lock_count: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class AuditEvent(Model):
-    """One row of the append-only, HMAC-chained ledger. Written only by ``gateway.audit``."""
-
-    __tablename__ = "audit_events"
-    __table_args__ = (
-        Index("ix_audit_events_at", "at"),
-        Index("ix_audit_events_event_seq", "event", "seq"),
-        Index("ix_audit_events_actor_seq", "actor_name", "seq"),
-        Index("ix_audit_events_command_seq", "command", "seq"),
-        Index("ix_audit_events_outcome_seq", "outcome", "seq"),
-        Index("ix_audit_events_source_ip_seq", "source_ip", "seq"),
-        Index("ix_audit_events_run_id", "run_id"),
-    )
-
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    event: Mapped[str] = mapped_column(String(64))
-    actor_id: Mapped[int | None] = mapped_column(Integer)
-    actor_name: Mapped[str | None] = mapped_column(String(150))
-    source_ip: Mapped[str | None] = mapped_column(String(45))
-    user_agent: Mapped[str | None] = mapped_column(String(300))
-    command: Mapped[str | None] = mapped_column(String(100))
-    run_id: Mapped[str | None] = mapped_column(String(36))
-    params: Mapped[Any | None] = mapped_column(JSON)
-    outcome: Mapped[str | None] = mapped_column(String(32))
-    detail: Mapped[Any | None] = mapped_column(JSON)
-    key_id: Mapped[str] = mapped_column(String(32))
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
 
 
 class Run(Model):

@@ -4,7 +4,10 @@
 process starts its executor supervisor (leases, reaper) and its
 cross-replica notification listener at once rather than at its first run, and
 reloads the catalogue on SIGHUP.  It starts this replica's scheduler too
-(``gateway.schedules``); draining stops it first.
+(``gateway.schedules``); draining stops it first.  It also starts the audit
+forwarders (``gateway.audit.forwarding``, one thread per ``AUDIT_FORWARD``
+destination; the lease decides which replica sends); the drain stops them last,
+after the runs' final events, and releases their leases to another replica.
 
 SIGTERM drains instead of stopping: the process turns not-ready (``/readyz``
 503), refuses new runs (503), keeps serving status, long-polls and streams,
@@ -27,6 +30,7 @@ from types import FrameType
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from gateway.audit.forwarding import start_forwarding, stop_forwarding
 from gateway.catalogue import CatalogueError
 from gateway.catalogue.switches import holder
 from gateway.platform import notify
@@ -68,6 +72,7 @@ def prepare_serving(app: Flask) -> None:
     get_executor(app)
     notify.start_listener(app)
     start_scheduler(app)  # every replica schedules; the claims decide who runs an occurrence
+    start_forwarding(app)  # every replica may forward; a lease per destination decides who does
     install_reload_on_sighup(app)
 
 
@@ -93,6 +98,7 @@ def drain(app: Flask, grace: float | None = None) -> None:
     )
     if executor is not None:
         executor.shutdown(grace=grace)
+    stop_forwarding(app)  # after the runs' last events; releases the leases to another replica
     notify.stop_listener(app)
     log.warning("drained in %.1fs", time.monotonic() - started)
 
@@ -153,4 +159,5 @@ def serve_forever(app: Flask, host: str, port: int) -> None:
     finally:
         pidfile.unlink(missing_ok=True)
         stop_scheduler(app)
+        stop_forwarding(app)
         get_executor(app).shutdown(grace=0)

@@ -21,7 +21,10 @@ What is measured, and where it comes from:
 - ``gateway_audit_chain_ok`` and ``gateway_audit_chain_verified_timestamp_seconds``: read at
   scrape time from the newest ``audit.verified`` event through the reader ``create_app`` hands
   to ``init_app`` (``gateway.audit.status.latest``), so every replica and worker reports the
-  scheduled verification, not only the process that ran it.
+  scheduled verification, not only the process that ran it;
+- ``gateway_audit_forward_lag_events{destination}``: ledger events each configured audit
+  forwarding destination has not acknowledged yet, read at scrape time from its cursor
+  (``gateway.audit.forwarding.lag_by_destination``); the label is an ``AUDIT_FORWARD`` name.
 
 This module imports no domain package: what it measures comes by signal or by callback.
 
@@ -134,8 +137,30 @@ class ChainVerification(Protocol):
 
 ChainStatusReader = Callable[[], ChainVerification | None]
 ScheduleSuccessReader = Callable[[], dict[str, float]]  # schedule name -> Unix time of its newest success
+ForwardLagReader = Callable[[], dict[str, float]]  # configured destination -> events not yet acknowledged
 _CHAIN_STATUS = "gateway.metrics.chain_status"
 _SCHEDULE_SUCCESSES = "gateway.metrics.schedule_successes"
+_FORWARD_LAG = "gateway.metrics.forward_lag"
+
+
+class ForwardLagCollector:
+    """``gateway_audit_forward_lag_events``, read from the forwarding cursors at scrape time."""
+
+    def __init__(self, read: ForwardLagReader):
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lags = self.read()
+        if not lags:
+            return
+        family = GaugeMetricFamily(
+            "gateway_audit_forward_lag_events",
+            "Ledger events an audit forwarding destination has not acknowledged yet.",
+            labels=["destination"],
+        )
+        for name, lag in sorted(lags.items()):
+            family.add_metric([destination_label(name)], lag)
+        yield family
 
 
 class ScheduleCollector:
@@ -188,6 +213,9 @@ def render() -> bytes:
     successes = current_app.extensions.get(_SCHEDULE_SUCCESSES)
     if successes is not None:
         chain.register(ScheduleCollector(successes))
+    forward_lag = current_app.extensions.get(_FORWARD_LAG)
+    if forward_lag is not None:
+        chain.register(ForwardLagCollector(forward_lag))
     if multiprocess_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -238,6 +266,11 @@ def command_label(name: str) -> str:
 
 def schedule_label(name: str) -> str:
     """A schedule's name: schedules come from the reviewed catalogue (the reader reports loaded ones only)."""
+    return name
+
+
+def destination_label(name: str) -> str:
+    """An audit forwarding destination: a name from ``AUDIT_FORWARD`` (the reader reports configured ones only)."""
     return name
 
 
@@ -312,15 +345,21 @@ def _request_finished(response: Response) -> Response:
 
 
 def init_app(
-    app: Flask, *, chain_status: ChainStatusReader, schedule_successes: ScheduleSuccessReader | None = None
+    app: Flask,
+    *,
+    chain_status: ChainStatusReader,
+    schedule_successes: ScheduleSuccessReader | None = None,
+    forward_lag: ForwardLagReader | None = None,
 ) -> None:
     """Register ``/metrics`` on the health blueprint's endpoint name, the request hooks and the signals.
 
     ``chain_status`` reads the last recorded audit chain verification (``gateway.audit.status.latest``);
-    ``schedule_successes`` each loaded schedule's newest success (``gateway.schedules.last_successes``).
+    ``schedule_successes`` each loaded schedule's newest success (``gateway.schedules.last_successes``);
+    ``forward_lag`` each audit forwarding destination's lag (``gateway.audit.forwarding.lag_by_destination``).
     """
     app.extensions[_CHAIN_STATUS] = chain_status
     app.extensions[_SCHEDULE_SUCCESSES] = schedule_successes
+    app.extensions[_FORWARD_LAG] = forward_lag
     app.add_url_rule("/metrics", endpoint="health.metrics", view_func=metrics)
     app.before_request(_request_started)
     app.after_request(_request_finished)
