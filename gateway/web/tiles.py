@@ -189,51 +189,38 @@ def schedule_tiles(pairs: list[tuple[Schedule, Command]]) -> list[Tile]:
     ).all()
     commands = sorted({command.name for _, command in pairs})
     ids = sorted({run_id for _, run_id in recent})
-    found: dict[str, Any] = {}
-    if ids:  # candidates as plain rows: only the chosen ones are loaded whole (results can be large tables)
-        visible = select(Run.id, Run.status, Run.finished_at, Run.created_at)
-        found = {
-            row.id: row for row in db.session.execute(visible.where(Run.id.in_(ids), policy.board_runs(user, commands)))
-        }
-    own = db.session.execute(
-        select(Run.id, Run.command, Run.params, Run.finished_at)
+    found = {}
+    if ids:
+        visible = select(Run).where(Run.id.in_(ids), policy.board_runs(user, commands))
+        found = {run.id: run for run in db.session.scalars(visible)}
+    own = db.session.scalars(
+        select(Run)
         .where(Run.user_id == user.id, Run.command.in_(commands), Run.status.in_(runs.TERMINAL))
         .order_by(Run.finished_at.desc())
         .limit(OWN_CANDIDATES * len(commands))
     ).all()
-    chosen: list[tuple[Schedule, Command, Any, Any]] = []  # rows (id, status, times), not whole runs
+    tiles = []
     for schedule, command in pairs:
         mine = [found[run_id] for name, run_id in recent if name == schedule.name and run_id in found]
         ended = [run for run in mine if run.status in runs.TERMINAL and run.finished_at is not None]
-        latest = max(ended, key=lambda run: as_utc(run.finished_at), default=None)
+        latest = max(ended, key=lambda run: as_utc(run.finished_at), default=None)  # type: ignore[arg-type]
         live = [run for run in mine if run.status in runs.LIVE]
         in_flight = max(live, key=lambda run: as_utc(run.created_at), default=None)
         refresh = _own_refresh(schedule, command, own)
         if refresh is not None and _newer(refresh, latest):
             latest = refresh
-        chosen.append((schedule, command, latest, in_flight))
-    wanted = sorted({row.id for _, _, *rows in chosen for row in rows if row is not None})
-    whole = {run.id: run for run in db.session.scalars(select(Run).where(Run.id.in_(wanted)))} if wanted else {}
-    tiles = []
-    for schedule, command, latest, in_flight in chosen:
-        tile = Tile(
-            command=command,
-            latest=whole.get(latest.id) if latest is not None else None,
-            in_flight=whole.get(in_flight.id) if in_flight is not None else None,
-            lines=[],
-            schedule=schedule,
-        )
+        tile = Tile(command=command, latest=latest, in_flight=in_flight, lines=[], schedule=schedule)
         tiles.append(_aged(tile, now))
     return tiles
 
 
-def _newer(run: Any, than: Any) -> bool:
+def _newer(run: Run, than: Run | None) -> bool:
     if run.finished_at is None:
         return False
     return than is None or than.finished_at is None or as_utc(run.finished_at) > as_utc(than.finished_at)
 
 
-def _own_refresh(schedule: Schedule, command: Command, own: Sequence[Any]) -> Any:
+def _own_refresh(schedule: Schedule, command: Command, own: Sequence[Run]) -> Run | None:
     """Among the viewer's newest runs, the newest of the command with the schedule's params, if any."""
     values, errors = collect_errors(command, schedule.params, "json")
     if errors:
