@@ -344,6 +344,7 @@ QUERY_ARGS = {
     "api.list_audit": ("actor", "event", "command", "outcome", "source_ip", "since", "until", "limit", "cursor"),
     "api.verify_audit": ("from_seq",),
     "api.schedule_runs": ("limit", "cursor"),
+    "api.list_approvals": ("scope", "limit", "cursor"),
     "shell2http.command": ("key", "wait"),
     "shell2http.delete": ("key",),
     "health.readyz": ("verbose",),

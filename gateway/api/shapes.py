@@ -38,9 +38,22 @@ def command_view(command: Command, catalogue: Catalogue, disabled: bool) -> dict
         "dashboard": command.dashboard,
         "available": reason is None,
         "unavailable_reason": reason,
-        "shell2http": command.kind == "shell" and args is not None and args.type == "list",
+        "shell2http": command.kind == "shell" and args is not None and args.type == "list" and command.approval is None,
+        "approval": _approval_view(command),
         "params": param_schema(command),
         "runs_url": external_url("api.start_run", name=command.name),
+    }
+
+
+def _approval_view(command: Command) -> dict[str, Any] | None:
+    """What a caller of a command that needs approval is told: who approves, how many, how long a request waits."""
+    if command.approval is None:
+        return None
+    approval = command.approval
+    return {
+        "approvers": list(approval.approvers),
+        "min_approvals": approval.min_approvals,
+        "expires_minutes": approval.expires_minutes,
     }
 
 

@@ -10,6 +10,7 @@ from flask_login import current_user
 from gateway.platform.timeutil import as_utc
 
 STATUS_LABELS = {
+    "pending_approval": "Awaiting approval",
     "queued": "Queued",
     "running": "Running",
     "succeeded": "Succeeded",
@@ -17,6 +18,9 @@ STATUS_LABELS = {
     "timed_out": "Timed out",
     "cancelled": "Cancelled",
     "lost": "Lost",
+    "denied": "Denied",
+    "expired": "Expired",
+    "withdrawn": "Withdrawn",
 }
 
 
