@@ -54,6 +54,7 @@ def catalogue(timeout: int = 20) -> str:
             title: Purge with two approvers
             kind: shell
             argv: ["echo", "purged two"]
+            allowed_networks: ["127.0.0.1/32"]
             approval: {{approvers: [leads], min_approvals: 2}}
           - name: slow-purge
             title: Purge slowly, one at a time
@@ -167,6 +168,53 @@ def status_of(app, run_id: str) -> str:
     return status
 
 
+# --- the catalogue -------------------------------------------------------------------------------
+
+BASE = """
+commands:
+  - name: purge
+    title: Purge
+    kind: shell
+    argv: ["true"]
+    approval: {approvers: [leads]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BASE + "    cache_seconds: 30\n", "command 'purge': cache_seconds: not allowed with approval"),
+        (BASE + "    params:\n      dump: {type: file}\n", "approval: not allowed with file parameter 'dump'"),
+        (
+            BASE + 'schedules:\n  - name: nightly\n    command: purge\n    cron: "0 3 * * *"\n',
+            "schedule 'nightly' field command: command 'purge' needs approval",
+        ),
+        (BASE.replace("[leads]", "[]"), "field approval.approvers: List should have at least 1 item"),
+        (BASE.replace("[leads]", "[Leads]"), "field approval.approvers.0: String should match pattern"),
+        (BASE.replace("[leads]", "[leads, leads]"), "field approval.approvers: 'leads' is listed twice"),
+        (BASE.replace("[leads]", "[leads], notify: [Oncall Mail]"), "field approval.notify.0: String should match"),
+        (BASE.replace("[leads]", "[leads], min_approvals: 0"), "field approval.min_approvals: Input should be"),
+        (BASE.replace("[leads]", "[leads], expires_minutes: 20000"), "field approval.expires_minutes: Input should"),
+        (BASE.replace("[leads]", "[leads], quorum: 2"), "field approval.quorum: Extra inputs are not permitted"),
+    ],
+)
+def test_the_catalogue_refuses_what_an_approval_cannot_keep_naming_the_field(text, expected):
+    from gateway.catalogue import CatalogueError, parse_catalogue
+
+    with pytest.raises(CatalogueError) as refused:
+        parse_catalogue(text)
+    assert expected in str(refused.value)
+
+
+def test_an_approval_with_its_defaults_and_notify_names_loads():
+    from gateway.catalogue import parse_catalogue
+
+    approval = parse_catalogue(BASE.replace("[leads]", "[leads], notify: [oncall-mail]")).commands["purge"].approval
+    assert approval is not None and approval.model_dump() == {
+        "approvers": ["leads"], "min_approvals": 1, "expires_minutes": 60, "notify": ["oncall-mail"],
+    }  # fmt: skip
+
+
 # --- the flow -----------------------------------------------------------------------------------
 
 
@@ -249,6 +297,9 @@ def test_each_approver_counts_once_and_min_approvals_two_needs_two(approval_app)
     app, client = approval_app, approval_app.test_client()
     staff, other, lead2 = token(app, "staff"), token(app, "other"), token(app, "lead2")
     run_id = ask(client, staff, "purge-two")
+    outside = {"REMOTE_ADDR": "127.0.0.2"}  # let in by ALLOWED_NETWORKS, outside the command's allowed_networks
+    fenced = client.post(f"/api/v1/runs/{run_id}/approve", json={}, headers=other, environ_base=outside)
+    assert fenced.status_code == 404  # an approver from outside the command's networks is none
     first = decide(client, other, run_id, "approve", "one")
     assert first.status_code == 200 and first.get_json()["status"] == "pending_approval"
     assert first.get_json()["approval"]["approvals"] == 1

@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 from flask import abort
 from flask_login import current_user
-from sqlalchemy import ColumnElement, and_, bindparam, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select, true
 
 from gateway.access.netguard import address_allowed
 from gateway.catalogue import Catalogue, Command
@@ -128,18 +128,26 @@ def require_admin() -> None:
         abort(404)
 
 
+def _of_members_groups(selected: Select[tuple[str]], group_id: Any) -> Select[tuple[str]]:
+    """``selected`` (a name column) joined to the groups of the user bound as ``user_id``."""
+    return selected.join(GroupMember, GroupMember.group_id == group_id).where(
+        GroupMember.user_id == bindparam("user_id")
+    )
+
+
 # Built once: a statement object reused with parameters skips construction and cache-key work
 # on every request (this is asked on each run and each API call by staff).
-_GRANTED = (
-    select(CommandGrant.command)
-    .join(GroupMember, GroupMember.group_id == CommandGrant.group_id)
-    .where(GroupMember.user_id == bindparam("user_id"))
-)
+_GRANTED = _of_members_groups(select(CommandGrant.command), CommandGrant.group_id)
+_GROUP_NAMES = _of_members_groups(select(Group.name), Group.id)
+
+
+def _names(statement: Select[tuple[str]], user: Any) -> frozenset[str]:
+    return frozenset(db.session.scalars(statement, {"user_id": user.id}))
 
 
 def granted_commands(user: Any) -> frozenset[str]:
     """Names granted to any group the user belongs to."""
-    return frozenset(db.session.scalars(_GRANTED, {"user_id": user.id}))
+    return _names(_GRANTED, user)
 
 
 def can_see(user: Any, command: Command | None) -> bool:
@@ -270,16 +278,10 @@ def sees_run_details(user: Any, run: Any) -> bool:
 
 # --- approvals --------------------------------------------------------------------------------
 
-_GROUP_NAMES = (
-    select(Group.name)
-    .join(GroupMember, GroupMember.group_id == Group.id)
-    .where(GroupMember.user_id == bindparam("user_id"))
-)
-
 
 def group_names(user: Any) -> frozenset[str]:
     """The names of the groups the user belongs to."""
-    return frozenset(db.session.scalars(_GROUP_NAMES, {"user_id": user.id}))
+    return _names(_GROUP_NAMES, user)
 
 
 def approves(user: Any, command: Command | None, address: str | None) -> bool:

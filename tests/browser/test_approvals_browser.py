@@ -9,7 +9,6 @@ error or a CSP violation, and the ledger verifies afterwards.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from gateway import audit
 from gateway.platform.extensions import db
+from tests.browser.conftest import new_tab, served
 from tests.test_approvals import SECRET, approval_app, catalogue_path  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -24,16 +24,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def base_url(approval_app) -> Iterator[str]:  # noqa: F811
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, approval_app, threaded=True)
-    base = f"http://127.0.0.1:{server.server_port}"
-    approval_app.config["PUBLIC_BASE_URL"] = base
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base
-    server.shutdown()
-    thread.join(5)
+    with served(approval_app) as base:
+        yield base
 
 
 @pytest.fixture
@@ -42,12 +34,8 @@ def person(browser: Browser, base_url: str) -> Iterator:
     contexts, console = [], []
 
     def sign_in(name: str) -> Page:
-        context = browser.new_context(base_url=base_url)
+        context, page = new_tab(browser, base_url, console, name)
         contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.on("console", lambda message: console.append(f"{name} {message.type}: {message.text}"))
-        page.on("pageerror", lambda error: console.append(f"{name} pageerror: {error}"))
         page.goto("/login")
         page.get_by_label("Username").fill(name)
         page.get_by_label("Password").fill(f"{name}-password-123")
