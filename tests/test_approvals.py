@@ -416,7 +416,7 @@ def test_what_changes_while_a_request_waits_is_checked_at_the_last_approval(appr
     holder(app).reload()
     failed = decide(client, other, changed, "approve").get_json()
     assert failed["status"] == "failed" and "definition changed" in failed["error"]
-    disabled, ungranted, kept = (ask(client, staff, "purge", params) for _ in range(3))
+    disabled, ungranted, kept, inactive = (ask(client, staff, "purge", params) for _ in range(4))
 
     with app.app_context():
         set_disabled("purge", True, actor={"id": None, "name": "cli:test"}, reason="incident")
@@ -436,7 +436,12 @@ def test_what_changes_while_a_request_waits_is_checked_at_the_last_approval(appr
     refused = decide(client, lead2, kept, "approve")
     assert refused.status_code == 404 and status_of(app, kept) == "pending_approval"  # the request is not theirs
     assert client.get("/api/v1/approvals", headers=lead2).get_json()["items"] == []
-    for run_id in (changed, disabled, ungranted):
+
+    with app.app_context():  # the requester's account is disabled while the request waits
+        accounts.set_active(accounts.get_user("staff"), False, actor={"id": None, "name": "cli:test"})
+    failed = decide(client, other, inactive, "approve").get_json()
+    assert failed["status"] == "failed" and "requester's account is disabled" in failed["error"]
+    for run_id in (changed, disabled, ungranted, inactive):
         events = [e.event for e in ledger(app, run_id)]
         assert events.count("run.finished") == 1 and "run.started" not in events
     assert verified(app)

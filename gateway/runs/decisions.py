@@ -224,9 +224,14 @@ def _approve_in(tx: Connection, run: Run, caller: Caller, text: str, free_slot: 
     _add_decision(tx, run, caller, "approved", text)
     counted = approval_store.counted_approvers(tx, run.id, groups)
     needed = int(held["min_approvals"])
+    last = command is not None and len(counted) >= needed
+    if last and command is not None and command.concurrency is not None:
+        # The command's lock before the ledger's, in the order admission takes them (the command's
+        # lock, then run.started): one order for every writer that takes both.
+        store.lock_command(tx, command.name)
     detail = {"comment": text, "approvals": len(counted), "min_approvals": needed}
     _event(tx, "run.approved", run, caller, "approved", detail)
-    if len(counted) < needed or command is None:
+    if not last or command is None:
         return _Decided(run)
     return _start_in(tx, run, command, counted, free_slot, executor)
 
@@ -238,11 +243,8 @@ def _start_in(
     plan, problem = None, _requester_problem(run, command)
     if problem is None:
         plan, problem = _plan(tx, run, command)
-    if problem is None:
-        refusal = gates.disabled_refusal(tx, command)
-        if refusal is None and command.concurrency is not None:
-            store.lock_command(tx, command.name)
-            refusal = gates.concurrency_refusal(tx, command)
+    if problem is None:  # the usual admission; the command's lock is held already (see _approve_in)
+        refusal = gates.disabled_refusal(tx, command) or gates.concurrency_refusal(tx, command)
         problem = None if refusal is None else (refusal.outcome, refusal.message)
     now = utcnow()
     approval_store.close(tx, run.id, "approved", now)

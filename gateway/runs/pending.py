@@ -28,6 +28,7 @@ from gateway.approvals import store as approval_store
 from gateway.catalogue import Command, switches
 from gateway.db import dialect
 from gateway.db.units import write_connection
+from gateway.platform.extensions import db
 from gateway.platform.timeutil import utcnow
 from gateway.runs import gates, store
 from gateway.runs.ending import end_waiting
@@ -120,8 +121,8 @@ def expire_in(tx: Connection, run_id: str, expires_at: datetime) -> Any:
 
 def expire_overdue() -> list[str]:
     """Expire every pending request whose time ran out by the database clock; the run ids expired."""
-    with write_connection() as tx:
-        overdue = approval_store.expired(tx, dialect.database_now(tx))
+    with db.engine.connect() as connection:  # a read: the write lock only for what is found
+        overdue = approval_store.expired(connection, dialect.database_now(connection))
     expired = []
     for run_id in overdue:
         with write_connection() as tx:
