@@ -32,7 +32,10 @@ def clock(value: datetime | None) -> str:
     return "" if value is None else as_utc(value).strftime("%H:%M:%S")
 
 
-def stamp(value: datetime | None) -> str:
+def stamp(value: datetime | str | None) -> str:
+    """A time as pages show it; also the API's ISO form (``...Z``) of a ``<run>`` view."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return "" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

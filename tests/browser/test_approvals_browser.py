@@ -10,6 +10,7 @@ error or a CSP violation, and the ledger verifies afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -20,6 +21,12 @@ from tests.browser.conftest import new_tab, served
 from tests.test_approvals import SECRET, approval_app, catalogue_path  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture
@@ -69,6 +76,7 @@ def test_a_request_is_approved_and_another_denied_by_a_second_person(person, app
     expect(confirmation).to_contain_text("orders")
     expect(confirmation).to_contain_text("*** (secret, not shown)")
     assert SECRET not in approver.content()
+    shot(approver, "approval-decision")
     approver.get_by_label("Comment").fill("checked with on-call")
     approver.locator("#approve-button").click()  # the confirmation is not ticked: the browser holds the form
     expect(approver.locator("#run-status")).to_contain_text("Awaiting approval")
@@ -100,6 +108,7 @@ def test_a_request_is_approved_and_another_denied_by_a_second_person(person, app
     requester.goto("/approvals")
     expect(requester.locator("#requested")).to_contain_text("Denied")
     expect(requester.locator("#requested")).to_contain_text("Succeeded")
+    shot(requester, "approvals")
 
     with approval_app.app_context():
         assert audit.verify(db.session(), audit.Keyring.from_config(approval_app.config)).ok
