@@ -93,11 +93,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gateway import admin, api, identity, web
+    from gateway import admin, api, approvals, identity, web
     from gateway.platform import health, identifiers
 
     identifiers.init_app(app)  # the URL converters for run ids and names, before any route uses them
     health.init_app(app)
+    approvals.init_app(app)  # its readiness check (unknown approver groups warn)
     identity.init_app(app)
     app.register_blueprint(web.bp)
     app.register_blueprint(admin.bp)

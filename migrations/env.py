@@ -9,6 +9,7 @@ from __future__ import annotations
 from alembic import context
 from flask import has_app_context
 
+import gateway.db.approval_tables  # (the approval tables, kept apart from the others)
 import gateway.db.models  # noqa: F401  (registers every table on the metadata)
 from gateway.db.migrate import UNMODELLED_INDEXES, is_unmodelled_table
 from gateway.platform.extensions import db

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.identity import groups
 from tests.test_api_runs import GRANTED, api_app, bearer, catalogue_path, issue_token, people, start  # noqa: F401
 
 pytestmark = pytest.mark.both_engines  # hostile input generated from the OpenAPI document, against each engine
@@ -63,9 +64,13 @@ class Seeds:
     audit_head: int
     since: str
     outcomes: list[str]
+    to_approve: str
+    to_deny: str
+    own_request: str
 
 
 def seed(client, admin: dict[str, str], staff: dict[str, str]) -> Seeds:
+    requests = [start(client, who, "guarded").get_json()["id"] for who in (staff, staff, admin)]  # approvers: leads
     finished = [start(client, admin, "echo", {"args": [word]}, wait=20).get_json()["id"] for word in ("a", "b", "c")]
     finished.append(start(client, admin, "secretive", {"token": "x"}, wait=20).get_json()["id"])
     others_run = start(client, staff, "echo", {"args": ["staff"]}, wait=20).get_json()["id"]
@@ -91,6 +96,9 @@ def seed(client, admin: dict[str, str], staff: dict[str, str]) -> Seeds:
         audit_head=head,
         since=events[-1]["at"],
         outcomes=sorted({event["outcome"] for event in events if event.get("outcome")}),
+        to_approve=requests[0],
+        to_deny=requests[1],
+        own_request=requests[2],
     )
 
 
@@ -133,6 +141,18 @@ def realistic_values(seeds: Seeds) -> dict[str, dict[str, st.SearchStrategy]]:
             "path": st.fixed_dictionaries({"run_id": st.sampled_from(seeds.finished)})
         },
         "POST /api/v1/runs/{run_id}/cancel": {"path": st.fixed_dictionaries({"run_id": run_ids})},
+        # Each decision is fuzzed on requests its own explicit cases decided or may not touch.
+        **{
+            f"POST /api/v1/runs/{{run_id}}/{action}": {
+                "path": st.fixed_dictionaries({"run_id": st.sampled_from([mine, seeds.own_request, seeds.finished[0]])})
+            }
+            for action, mine in (("approve", seeds.to_approve), ("deny", seeds.to_deny), ("withdraw", seeds.to_approve))
+        },
+        "GET /api/v1/approvals": {
+            "query": st.fixed_dictionaries(
+                {}, optional={"scope": st.sampled_from(["waiting", "requested"]), "limit": st.integers(1, 3)}
+            )
+        },
         "GET /api/v1/audit": {
             "query": st.fixed_dictionaries(
                 {},
@@ -202,7 +222,23 @@ def explicit_cases(seeds: Seeds) -> dict[str, list[tuple[dict, int]]]:
         "POST /api/v1/runs/{run_id}/cancel": [
             ({"path_parameters": {"run_id": seeds.running}}, 202),
             ({"path_parameters": {"run_id": seeds.finished[0]}}, 409),
+            ({"path_parameters": {"run_id": seeds.to_approve}}, 409),  # waiting for approval: withdraw it
         ],
+        # The admin approves (group leads) staff's requests, and withdraws their own; then each is decided.
+        "POST /api/v1/runs/{run_id}/approve": [
+            ({"path_parameters": {"run_id": seeds.own_request}, "body": {}, **json_body}, 403),
+            ({"path_parameters": {"run_id": seeds.to_approve}, "body": {"comment": "ok"}, **json_body}, 200),
+            ({"path_parameters": {"run_id": seeds.to_approve}, "body": {"comment": "again"}, **json_body}, 409),
+        ],
+        "POST /api/v1/runs/{run_id}/deny": [
+            ({"path_parameters": {"run_id": seeds.to_deny}, "body": {"comment": "no"}, **json_body}, 200),
+            ({"path_parameters": {"run_id": seeds.to_deny}, "body": {}, **json_body}, 409),
+        ],
+        "POST /api/v1/runs/{run_id}/withdraw": [
+            ({"path_parameters": {"run_id": seeds.to_approve}, "body": {}, **json_body}, 403),  # not theirs
+            ({"path_parameters": {"run_id": seeds.own_request}, "body": {"comment": "never mind"}, **json_body}, 200),
+        ],
+        "GET /api/v1/approvals": [({}, 200), ({"query": {"scope": "requested", "limit": 2}}, 200)],
         "GET /api/v1/audit": [
             ({"query": {"event": "run.finished", "limit": 2, "cursor": seeds.audit_cursor}}, 200),
             ({"query": {"actor": "admin", "since": seeds.since, "source_ip": "127.0.0.1"}}, 200),
@@ -289,6 +325,10 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_schema(api_app, 
 
     admin = {"Authorization": f"Bearer {issue_token(api_app, 'admin')[1]}"}
     staff = {"Authorization": f"Bearer {issue_token(api_app, 'staff')[1]}"}
+    with api_app.app_context():
+        groups.create_group("leads")
+        groups.add_member("leads", "admin")
+        groups.add_grant("ops", "guarded")
     seeds = seed(api_app.test_client(), admin, staff)
     values = realistic_values(seeds)
     local = {"REMOTE_ADDR": "127.0.0.1"}
@@ -312,4 +352,4 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_schema(api_app, 
         fuzz(operation, label, values.get(label, {}), call)
         fuzz(operation, label, values.get(label, {}), call, negative=True)
         fuzzed.add(label)
-    assert not explicit and len(fuzzed) == 15, (explicit, fuzzed)  # every operation but the schema itself
+    assert not explicit and len(fuzzed) == 19, (explicit, fuzzed)  # every operation but the schema itself

@@ -65,6 +65,11 @@ CATALOGUE = textwrap.dedent(
         kind: shell
         argv: ["true"]
         rate_limit: 1/minute
+      - name: guarded
+        title: Needs a second person (approvers in group leads)
+        kind: shell
+        argv: ["true"]
+        approval: {{approvers: [leads]}}
     schedules:
       - name: echo-hourly
         command: echo

@@ -4,8 +4,9 @@ OliveTin's and Rundeck's advisories are mostly one surface (an API read, a
 log download, a dashboard) deciding differently from the others.  Here each
 caller asks every surface about the same run or command, and the answers are
 compared with one table: ``A`` allowed, ``H`` hidden (404, or left out of a
-list: the thing does not exist for them), ``N`` not signed in (401, or the
-sign-in page).  The rules are gateway/policy.py's docstring.
+list: the thing does not exist for them), ``F`` forbidden (403: they see it and
+may not do this, e.g. approve their own request), ``N`` not signed in (401, or
+the sign-in page).  The rules are gateway/policy.py's docstring.
 
 Every command is fenced to 127.0.0.2 by ``allowed_networks`` while
 ``ALLOWED_NETWORKS`` admits all of loopback, so a request from 127.0.0.1 passes
@@ -74,6 +75,12 @@ commands:
     params:
       task: {{type: choice, choices_from: {{command: task-names, column: name}}}}
     allowed_networks: ["{INSIDE}/32"]
+  - name: purge
+    title: Needs a second person
+    kind: shell
+    argv: ["{PY}", "-c", "print('purged')"]
+    allowed_networks: ["{INSIDE}/32"]
+    approval: {{approvers: [leads]}}
 schedules:
   - name: tasks-report
     command: tasks
@@ -96,7 +103,8 @@ ACTORS = {
 #   owner, other staff, admin, owner outside, admin outside, disabled user, revoked token
 # {P}: the owner's private run (a query, so it has a CSV); {S}: the owner's shared cached result;
 # {K}: the owner's Shell2HTTP key; {R}: a run of schedule tasks-report (system:scheduler's, of the
-# fenced query).  (method, url, credential, allowed statuses, expected)
+# fenced query); {A}: the owner's request for approval of purge, which "other staff" approves (group
+# leads) and the admin (not in leads) may only see.  (method, url, credential, allowed statuses, expected)
 SURFACES = {
     "run page": ("GET", "/runs/{P}", "session", {200}, "AHAHHNN"),
     "run CSV": ("GET", "/runs/{P}.csv", "session", {200}, "AHAHHNN"),
@@ -145,6 +153,20 @@ SURFACES = {
     # One's own second factors, and an admin's reset of someone else's ({U}: the other staff member).
     "MFA page": ("GET", "/account/mfa", "session", {200}, "AAAAANN"),
     "admin MFA reset": ("POST", "/admin/users/{U}/reset-mfa", "session", {303}, "HHAHANN"),
+    # Four eyes: the requester and the approvers see the request; only an approver decides, only the
+    # requester withdraws; nobody decides their own; admins are no approvers by rank (DESIGN.md, Approvals).
+    # Rows run in order: once one decides, the later ones find the request decided (409; the web flashes it).
+    "request page": ("GET", "/runs/{A}", "session", {200}, "AAAHHNN"),
+    "request API": ("GET", "/api/v1/runs/{A}", "token", {200}, "AAAHHNN"),
+    "approvals page": ("GET", "/approvals", "session", {200}, "AAHHHNN"),  # mine, or waiting for me
+    "API approvals": ("GET", "/api/v1/approvals", "token", {200}, "HAHHHNN"),  # waiting for my decision
+    "API my requests": ("GET", "/api/v1/approvals?scope=requested", "token", {200}, "AHHHHNN"),
+    "API approve": ("POST", "/api/v1/runs/{A}/approve", "token", {200, 409}, "FAFHHNN"),
+    "API deny": ("POST", "/api/v1/runs/{A}/deny", "token", {200, 409}, "FAFHHNN"),
+    "API withdraw": ("POST", "/api/v1/runs/{A}/withdraw", "token", {200, 409}, "AFFHHNN"),
+    "web approve": ("POST", "/runs/{A}/approve", "session", {303}, "FAFHHNN"),
+    "web deny": ("POST", "/runs/{A}/deny", "session", {303}, "FAFHHNN"),
+    "web withdraw": ("POST", "/runs/{A}/withdraw", "session", {303}, "AFFHHNN"),
 }
 # For list surfaces "allowed" means the thing is listed: what marks it in the answer.
 LISTED = {
@@ -156,11 +178,17 @@ LISTED = {
     "board": 'id="tile-schedule-tasks-report"',
     "API schedules": '"name":"tasks-report"',
     "API schedule runs": "{R}",
+    "approvals page": "{A}",
+    "API approvals": "{A}",
+    "API my requests": "{A}",
 }
 BODIES = {
     "cache-joined run": {"params": {}},
     "start (API)": {"params": {}},
     "Shell2HTTP POST": {"args": ["x"], "force_unique_key": True},
+    "API approve": {"comment": "matrix"},
+    "API deny": {"comment": "matrix"},
+    "API withdraw": {},
 }
 
 
@@ -185,8 +213,10 @@ def world(make_app, users, tmp_path: Path, monkeypatch) -> World:
         groups.create_group("ops")
         for name in ("staff", "other"):
             groups.add_member("ops", name)
-        for command in ("tasks", "status", "args", "pick"):
+        for command in ("tasks", "status", "args", "pick", "purge"):
             groups.add_grant("ops", command)
+        groups.create_group("leads")
+        groups.add_member("leads", "other")
     owner = token_headers(app, "staff")
     client = app.test_client()
     inside = {"REMOTE_ADDR": INSIDE}
@@ -208,7 +238,10 @@ def world(make_app, users, tmp_path: Path, monkeypatch) -> World:
     assert done["returncode"] == 0, done
     scheduled = scheduled_run(app)
     assert client.get(f"/api/v1/runs/{scheduled}?wait=20", headers=owner, environ_base=inside).status_code == 200
+    requested = client.post(start.format("purge"), json={"params": {}}, headers=owner, environ_base=inside)
+    assert requested.status_code == 202 and requested.get_json()["status"] == "pending_approval"
     ids = {"P": private, "S": shared, "K": key, "U": str(users["other"].id), "R": scheduled}
+    ids["A"] = requested.get_json()["id"]
     return World(app=app, ids=ids)
 
 
@@ -286,6 +319,8 @@ def ask(world: World, caller: Caller, surface: str, csrf: str) -> str:
         return "N"
     if status == 404:
         return "H"
+    if status == 403:
+        return "F"
     if status not in allowed:
         return f"{status}: {' '.join(text.split())[:120]}"  # neither allowed nor refused the way every surface refuses
     if surface in LISTED:

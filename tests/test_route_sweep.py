@@ -345,6 +345,7 @@ QUERY_ARGS = {
     "api.verify_audit": ("from_seq",),
     "api.schedule_runs": ("limit", "cursor"),
     "api.command_choices": ("status",),  # the values a list depends on (the demo's task-detail: status)
+    "api.list_approvals": ("scope", "limit", "cursor"),
     "shell2http.command": ("key", "wait"),
     "shell2http.delete": ("key",),
     "health.readyz": ("verbose",),

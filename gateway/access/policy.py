@@ -25,6 +25,13 @@ Flask-Shell2HTTP's ``{"error": ...}``).  The rules, the same on every surface
 - A signed-out or disabled caller may do nothing (the sign-in gate answers
   before any view; the rules repeat it so no surface depends on that).
 
+- **Approvals** (``approves`` / ``decision_refusal``, ``awaiting_decision``): the approvers
+  of a command that needs one are the active members of its approver groups, from
+  inside its ``allowed_networks``; being an admin is not enough.  Nobody approves or
+  denies their own request (admins included, whichever token or session they use);
+  only the requester withdraws one.  An approver may view the runs of that command
+  that went through approval (the request, the params as masked, who decided what,
+  and the run once it started): deciding is reading what one decides on.
 - **System principals** (``SystemPrincipal``: ``system:scheduler`` runs schedules,
   ``system:choices`` the sources of parameters' choices): not users.  The reviewed
   catalogue authorised them, so ``check_run`` lets them use any command of it (no grants,
@@ -44,16 +51,19 @@ from typing import Any, Literal
 
 from flask import abort
 from flask_login import current_user
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select, true
 
 from gateway.access.netguard import address_allowed
 from gateway.catalogue import Catalogue, Command
 from gateway.catalogue.switches import current_catalogue
-from gateway.db.models import CommandGrant, GroupMember, Run
+from gateway.db.approval_tables import ApprovalDecision, ApprovalRequest
+from gateway.db.models import CommandGrant, Group, GroupMember, Run
 from gateway.platform.extensions import db
 from gateway.platform.identifiers import is_name, is_run_id
 
 RunAction = Literal["view", "cancel"]
+Decision = Literal["approve", "deny", "withdraw"]
+PENDING_APPROVAL = "pending_approval"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,9 @@ NOT_FOUND = Refusal(404, "not_found", "not_found", "No such command.")
 # Same answer as an unknown command: from outside its networks a command does not exist for the caller.
 NETWORK = Refusal(404, "not_found", "denied_network", "No such command.")
 NO_RUN = Refusal(404, "not_found", "not_found", "No such run.")
+OWN_REQUEST = Refusal(403, "forbidden", "own_request", "Nobody may approve or deny their own request.")
+NOT_APPROVER = Refusal(403, "forbidden", "not_approver", "You are not an approver of this command.")
+NOT_REQUESTER = Refusal(403, "forbidden", "not_requester", "Only the requester may withdraw a request.")
 
 
 class Denied(Exception):
@@ -117,18 +130,26 @@ def require_admin() -> None:
         abort(404)
 
 
+def _of_members_groups(selected: Select[tuple[str]], group_id: Any) -> Select[tuple[str]]:
+    """``selected`` (a name column) joined to the groups of the user bound as ``user_id``."""
+    return selected.join(GroupMember, GroupMember.group_id == group_id).where(
+        GroupMember.user_id == bindparam("user_id")
+    )
+
+
 # Built once: a statement object reused with parameters skips construction and cache-key work
 # on every request (this is asked on each run and each API call by staff).
-_GRANTED = (
-    select(CommandGrant.command)
-    .join(GroupMember, GroupMember.group_id == CommandGrant.group_id)
-    .where(GroupMember.user_id == bindparam("user_id"))
-)
+_GRANTED = _of_members_groups(select(CommandGrant.command), CommandGrant.group_id)
+_GROUP_NAMES = _of_members_groups(select(Group.name), Group.id)
+
+
+def _names(statement: Select[tuple[str]], user: Any) -> frozenset[str]:
+    return frozenset(db.session.scalars(statement, {"user_id": user.id}))
 
 
 def granted_commands(user: Any) -> frozenset[str]:
     """Names granted to any group the user belongs to."""
-    return frozenset(db.session.scalars(_GRANTED, {"user_id": user.id}))
+    return _names(_GRANTED, user)
 
 
 def can_see(user: Any, command: Command | None) -> bool:
@@ -199,8 +220,11 @@ def allows_run(user: Any, run: Run, action: RunAction, address: str | None) -> b
         return False
     if is_admin(user) or owns_run(user, run):
         return True
-    shared = run.cache_key is not None or is_system_run(run)
-    return action == "view" and shared and can_see(user, command)
+    if action != "view":
+        return False
+    if run.cache_key is not None or is_system_run(run):
+        return can_see(user, command)
+    return approves(user, command, address) and went_through_approval(run)
 
 
 def run_for(user: Any, run_id: str, action: RunAction, address: str | None) -> Run:
@@ -247,5 +271,70 @@ def board_runs(user: Any, names: list[str]) -> ColumnElement[bool]:
 
 
 def sees_run_details(user: Any, run: Any) -> bool:
-    """Who ran it, from where, with what: only for its owner and admins (cached results are shared)."""
-    return is_admin(user) or owns_run(user, run)
+    """Who ran it, from where, with what: its owner, admins, and its approvers (cached results are shared)."""
+    if is_admin(user) or owns_run(user, run):
+        return True
+    command = current_catalogue().get(run.command)
+    return approves(user, command, None) and went_through_approval(run)
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+def group_names(user: Any) -> frozenset[str]:
+    """The names of the groups the user belongs to."""
+    return _names(_GROUP_NAMES, user)
+
+
+def approves(user: Any, command: Command | None, address: str | None) -> bool:
+    """Whether the user is an approver of ``command`` from ``address`` (see the module docstring)."""
+    if command is None or command.approval is None or not is_active(user) or is_system(user):
+        return False
+    if fenced(command, address):
+        return False
+    return not group_names(user).isdisjoint(command.approval.approvers)
+
+
+def approved_commands(user: Any, catalogue: Catalogue, address: str | None) -> list[str]:
+    """The names of the commands the user approves from ``address`` (one group query for all of them)."""
+    if not is_active(user) or is_system(user):
+        return []
+    mine = group_names(user)
+    return sorted(
+        name
+        for name, command in catalogue.commands.items()
+        if command.approval is not None
+        and not mine.isdisjoint(command.approval.approvers)
+        and not fenced(command, address)
+    )
+
+
+def went_through_approval(run: Any) -> bool:
+    """Whether the run was requested for approval (it has an approval request, whatever its state now)."""
+    if run.status == PENDING_APPROVAL:
+        return True
+    return db.session.get(ApprovalRequest, run.id) is not None
+
+
+def decision_refusal(user: Any, run: Run, action: Decision, address: str | None) -> Refusal | None:
+    """None when the user may ``approve``, ``deny`` or ``withdraw`` the request of a run ``run_for`` showed them.
+
+    Whether the request is still pending is the flow's to say (409); this is who may.
+    """
+    if action == "withdraw":
+        return None if owns_run(user, run) else NOT_REQUESTER
+    if owns_run(user, run):
+        return OWN_REQUEST
+    if not approves(user, current_catalogue().get(run.command), address):
+        return NOT_APPROVER
+    return None
+
+
+def awaiting_decision(user: Any, address: str | None) -> ColumnElement[bool]:
+    """The runs waiting for this user's decision: pending requests of commands they approve from
+    ``address``, not their own, that they have not decided yet."""
+    names = approved_commands(user, current_catalogue(), address)
+    if not names:
+        return false()
+    decided = exists().where(ApprovalDecision.run_id == Run.id, ApprovalDecision.approver_id == user.id)
+    return and_(Run.status == PENDING_APPROVAL, Run.command.in_(names), Run.user_id != user.id, ~decided)

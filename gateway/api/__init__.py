@@ -12,9 +12,9 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from gateway.api import auth, schedules, shell2http, streams, views
+    from gateway.api import approvals, auth, schedules, shell2http, streams, views
 
-    del schedules  # imported for its routes on views.bp
+    del approvals, schedules  # imported for their routes on views.bp
     from gateway.platform.extensions import csrf
 
     auth.init_app(app)

@@ -42,6 +42,6 @@ def schedule_runs(name: str) -> Response:
     page = schedules.runs_of(name, before=before, limit=limit + 1)
     address = client_address()
     shown = [run for run, _ in page[:limit] if policy.allows_run(user, run, "view", address)]
-    items = [runs.run_view(run, user, include_output=False) for run in shown]
+    items = [runs.run_view(run, user, include_output=False, approval=None) for run in shown]  # none needs one
     next_cursor = page[limit - 1][1].isoformat().replace("+00:00", "Z") if len(page) > limit else None
     return _json({"items": items, "next_cursor": next_cursor})

@@ -38,9 +38,10 @@ def param_schema(command: Command, offered: Offered | None = None) -> dict[str, 
 
 
 def takes_shell2http(command: Command) -> bool:
-    """Whether Flask-Shell2HTTP may call it: a shell command whose ``args`` is a list (or a multiple choice)."""
+    """Whether Flask-Shell2HTTP may call it: a shell command whose ``args`` is a list (or a multiple choice),
+    without approval (Shell2HTTP answers at once, so it cannot wait for a second person)."""
     args = command.params.get("args")
-    return command.kind == "shell" and args is not None and args.expands
+    return command.kind == "shell" and args is not None and args.expands and command.approval is None
 
 
 def command_view(
@@ -66,8 +67,21 @@ def command_view(
         "available": reason is None,
         "unavailable_reason": reason,
         "shell2http": takes_shell2http(command),
+        "approval": _approval_view(command),
         "params": param_schema(command, offered),
         "runs_url": external_url("api.start_run", name=command.name),
+    }
+
+
+def _approval_view(command: Command) -> dict[str, Any] | None:
+    """What a caller of a command that needs approval is told: who approves, how many, how long a request waits."""
+    if command.approval is None:
+        return None
+    approval = command.approval
+    return {
+        "approvers": list(approval.approvers),
+        "min_approvals": approval.min_approvals,
+        "expires_minutes": approval.expires_minutes,
     }
 
 

@@ -9,7 +9,9 @@ run decision, as on every other surface.  Without ``force_unique_key`` the key i
 HMAC(SECRET_KEY, user id + command + args) — deterministic for its owner,
 underivable for anyone else — and is found again by recomputing it over the
 caller's recent runs of that command; with ``force_unique_key`` it is the run
-id.  No extra column is needed.
+id.  No extra column is needed.  A command that needs approval cannot be served
+here (a Flask-Shell2HTTP client cannot wait for a second person): 400 naming
+the reason, and a start is on record as refused.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ KEY_SCAN_LIMIT = 200
 DERIVED_KEY = re.compile(r"[0-9a-f]{32}")
 # Striped locks: two identical requests from one user cannot both pass the "already running" check.
 _LOCKS = [threading.Lock() for _ in range(64)]
+APPROVAL_REFUSAL = (
+    "This command needs approval by a second person, which the Shell2HTTP interface cannot wait for; "
+    "request it through /api/v1/commands/<name>/runs or the browser."
+)
 
 
 class Shell2HttpError(Exception):
@@ -94,6 +100,8 @@ def _command(name: str) -> Command:
         command = policy.command_for(_user(), name, client_address())
     except policy.Denied:
         raise Shell2HttpError("No such command.", 404) from None
+    if command.approval is not None:
+        raise Shell2HttpError(APPROVAL_REFUSAL, 400)
     if not takes_shell2http(command):
         raise Shell2HttpError("This command is not available through the Shell2HTTP interface.", 404)
     return command
@@ -236,7 +244,12 @@ def _rejection(exc: runs.RunRejected) -> Shell2HttpError:
 
 @bp.post("/<name:name>")
 def start(name: str) -> Response:
-    command = _command(name)
+    try:
+        command = _command(name)
+    except Shell2HttpError as exc:
+        if exc.status == 400:  # a start of a command that needs approval: refused, and on record
+            raise _rejection(runs.refuse_request(current_caller(), name, 400, exc.message)) from None
+        raise
     try:
         body, files = _request_body()
         args, timeout, unique, context = _checked_options(body, command)

@@ -12,7 +12,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from gateway import audit, choices, runs
+from gateway import approvals, audit, choices, runs
 from gateway.access import policy
 from gateway.api.auth import require_csrf_for_sessions, still_authorised
 from gateway.api.body import json_object_body
@@ -143,7 +143,7 @@ def _optional_slot() -> Any:
 def get_run(run_id: str) -> Response:
     wait = number_arg("wait", 0, 0, MAX_WAIT)
     run = _visible_run(run_id)
-    if wait > 0 and run.status in runs.LIVE:
+    if wait > 0 and run.status not in runs.TERMINAL:  # live, or waiting for approval
         with take_slot():
             run = wait_for_finish(run.id, wait) or run
     user = _user()
@@ -198,8 +198,8 @@ def list_runs() -> Response:
     limit = int_arg("limit", 50, 1, 500)
     command = name_arg("command")
     status = text_arg("status")
-    if status is not None and status not in runs.LIVE + runs.TERMINAL:
-        raise ApiError.invalid("status", "must be one of " + ", ".join(runs.LIVE + runs.TERMINAL))
+    if status is not None and status not in runs.STATUSES:
+        raise ApiError.invalid("status", "must be one of " + ", ".join(runs.STATUSES))
     cursor = text_arg("cursor")
     user = _user()
     try:
@@ -209,7 +209,8 @@ def list_runs() -> Response:
         )  # fmt: skip
     except ValueError:
         raise ApiError.invalid("cursor", "is not a cursor this API returned") from None
-    items = [runs.run_view(run, user, include_output=False) for run in page]
+    found = approvals.summaries(run.id for run in page)
+    items = [runs.run_view(run, user, include_output=False, approval=found.get(run.id)) for run in page]
     return _json({"items": items, "next_cursor": next_cursor})
 
 

@@ -219,5 +219,7 @@ def known_events() -> list[str]:
             "token.revoked", "audit.pruned", "audit.suppressed", "audit.verified", "access.denied_header",
             "auth.groups_synced", "admin.idp_group_linked", "admin.idp_group_unlinked",
             "auth.mfa_enrolled", "auth.mfa_failed", "auth.mfa_recovery_used", "auth.mfa_removed", "admin.mfa_reset",
+            "run.approval_requested", "run.approved", "run.denied", "run.approval_expired", "run.withdrawn",
+            "run.approval_refused",
         }
     )  # fmt: skip

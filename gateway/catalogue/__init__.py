@@ -3,6 +3,7 @@
 The rooms:
 
 - ``model``: ``Command``, ``Datasource`` and the loaded ``Catalogue``, each valid by construction;
+- ``approval``: a command's ``approval:`` (approver groups, how many, how long a request waits);
 - ``params``: a parameter's declaration (``ParamSpec``) and the default-deny validators of values;
 - ``values``: a command's values as a caller sent them, validated, masked and keyed (``collect_errors``);
 - ``schedule``: a ``schedules:`` entry (cron through ``cronsim``, time zone through ``zoneinfo``);
@@ -18,12 +19,14 @@ rooms use the names re-exported below; the submodules import each other, never t
 
 from __future__ import annotations
 
+from gateway.catalogue.approval import Approval
 from gateway.catalogue.loader import load_catalogue, parse_catalogue
 from gateway.catalogue.model import Catalogue, CatalogueError, Command, Datasource
 from gateway.catalogue.params import ParamSpec
 from gateway.catalogue.schedule import Schedule
 
 __all__ = [
+    "Approval",
     "Catalogue",
     "CatalogueError",
     "Command",

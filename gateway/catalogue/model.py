@@ -1,8 +1,8 @@
 """The catalogue's model: commands, data sources and the loaded catalogue, each valid by construction.
 
 Unknown keys, a placeholder without a parameter, a secret parameter in ``argv``,
-``cache_seconds`` on a command with a secret parameter, a query without a data
-source: the models refuse them, with a message naming the field.  A parameter's
+``cache_seconds`` on a command with a secret parameter or an ``approval``, a query
+without a data source: the models refuse them, with a message naming the field.  A parameter's
 own declaration and checks are ``gateway.catalogue.params`` (imported here, never
 the reverse); reading the YAML file is ``gateway.catalogue.loader``.
 """
@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config import ConfigError, Network, parse_networks
+from gateway.catalogue.approval import Approval
 from gateway.catalogue.params import ParamSpec
 from gateway.catalogue.schedule import Schedule
 
@@ -59,6 +60,7 @@ class Command(_Strict):
     allowed_networks: list[str] | None = None
     cache_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0
     dashboard: bool = False
+    approval: Approval | None = None  # a second person must agree before a run starts (DESIGN.md, Approvals)
     # shell
     argv: list[str] | None = None
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(default_factory=dict)
@@ -105,7 +107,19 @@ class Command(_Strict):
                 f"cache_seconds: not allowed with secret parameter {secret!r} "
                 "(a cached result would answer whoever sends the same secret)"
             )
+        if self.approval is not None:
+            self._check_approval()
         return self
+
+    def _check_approval(self) -> None:
+        if self.cache_seconds:
+            # A shared result would hand the output to someone nobody approved, or skip the approval.
+            raise ValueError("cache_seconds: not allowed with approval (a run that needs approval is never shared)")
+        upload = next((name for name, spec in self.params.items() if spec.type == "file"), None)
+        if upload is not None:
+            raise ValueError(
+                f"approval: not allowed with file parameter {upload!r} (an upload is not kept while a request waits)"
+            )
 
     def _check_shell(self) -> None:
         if not self.argv:

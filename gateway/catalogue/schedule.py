@@ -99,6 +99,8 @@ class Schedule(BaseModel):
         command = commands.get(self.command)
         if command is None:
             return "command", f"unknown command {self.command!r}"
+        if command.approval is not None:
+            return "command", f"command {self.command!r} needs approval (a second person), so no schedule can run it"
         secret = next((name for name in self.params if name in command.secret_params()), None)
         if secret is not None:
             return f"params.{secret}", "a secret parameter cannot be stored in a schedule"

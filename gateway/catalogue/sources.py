@@ -29,6 +29,8 @@ def source_problem(source: Command) -> str | None:
     """Why ``source`` cannot fill a parameter's choices whoever asks, or None: the one place this is decided."""
     if source.kind != "query":
         return f"{source.name!r} is a {source.kind} command; choices come from a query command"
+    if source.approval is not None:
+        return f"source {source.name!r} needs approval; a list nobody may wait for cannot come from it"
     if source.cache_seconds < MIN_SOURCE_CACHE_SECONDS:
         return f"source {source.name!r} must declare cache_seconds of at least {MIN_SOURCE_CACHE_SECONDS}"
     return None

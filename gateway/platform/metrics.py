@@ -64,7 +64,9 @@ UNMATCHED_ROUTE = "<unmatched>"
 DENIED_ROUTE = "<denied>"
 OTHER = "other"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"})
+RUN_STATUSES = frozenset(
+    {"queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost", "denied", "expired", "withdrawn"}
+)
 # The audit outcomes of ``run.rejected`` (policy refusals and ``runs._reject``); anything else counts as "other".
 REJECTION_REASONS = frozenset(
     {

@@ -29,7 +29,7 @@ from gateway.platform.wakeup import wakeups
 log = logging.getLogger("gateway.notify")
 
 CHANNEL = "gateway_runs"
-KINDS = ("output", "finished", "cancel")
+KINDS = ("output", "finished", "cancel", "started")  # started: a run that waited for approval began
 RECONNECT_SECONDS = 1.0
 POLL_SECONDS = 1.0
 

@@ -14,6 +14,11 @@ those lists after the declared specs (``ListsFromData``, installed by
 ``gateway.choices``); a list that cannot be read refuses the run (503), it never
 lets any value through.
 
+A command with ``approval`` takes the same path up to the plan, then waits:
+``pending.request`` writes its run row in ``pending_approval`` with its
+``run.approval_requested`` event, and nothing spawns until the last approval
+(``decisions``) admits it.
+
 A schedule's occurrence (``occurrence``, run by ``system:scheduler``) takes the
 same path, minus what the reviewed catalogue already decided (grants, networks,
 the per-user rate limit): its claim is inserted in the transaction that writes
@@ -24,7 +29,6 @@ never joins or reuses a cached result (its result then serves the cache).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -43,20 +47,16 @@ from gateway.catalogue.params import ParamError, Source
 from gateway.catalogue.values import canonical_key, collect_errors, masked
 from gateway.db.models import Run
 from gateway.db.units import write_connection
-from gateway.platform import signals
-from gateway.platform.appctx import app_object
 from gateway.platform.timeutil import utcnow
-from gateway.platform.wakeup import wakeups
 from gateway.runners import runner_for
 from gateway.runners.base import RunContext
 from gateway.runners.shell import RunAs, account
-from gateway.runs import store
+from gateway.runs import gates, pending, store
 from gateway.runs.executor import Executor, ExecutorClosed
 from gateway.runs.model import (
     LISTS,
     AlreadyClaimed,
     Caller,
-    Job,
     ListsFromData,
     ListUnavailable,
     Occurrence,
@@ -190,6 +190,9 @@ def start(
             params=shown, details={"timeout": f"must be between 0 and {command.timeout:g}"}, counted=counted,
         )  # fmt: skip
 
+    if command.approval is not None:  # a second person first: nothing is admitted or spawned now
+        return pending.request(command, caller, values, shown, run_id)
+
     executor = get_executor()
     key = canonical_key(command, values, current_app.config["SECRET_KEY"]) if command.cache_seconds else None
     try:
@@ -212,16 +215,9 @@ def start(
         if isinstance(admitted, RunRejected | AlreadyClaimed):
             raise admitted
         return admitted
-    run = admitted
-
-    job = Job(
-        run_id=run_id, command=command, username=caller.user.username, queued=not free_slot, plan=plan,
-        tempdir=tempdir, callback_context=callback_context, started_at=run.started_at,
-    )  # fmt: skip
-    signals.send(signals.run_started, app_object(), run=run, callback_context=callback_context)
-    version = wakeups.version(run_id)
-    executor.submit(job)
-    return Started(run=run, job=job, version=version)
+    return gates.launch(
+        admitted, command, plan, executor, free_slot=free_slot, tempdir=tempdir, callback_context=callback_context
+    )
 
 
 def _admit(
@@ -248,13 +244,9 @@ def _admit(
     with write_connection() as tx:
         if occurrence is not None and not occurrence.claim(tx, run_id, "started"):
             return AlreadyClaimed()
-        # The kill switch is read inside the transaction that records the start: a command
-        # disabled a moment ago on another replica cannot slip through between check and start.
-        if switches.is_disabled(command.name, session=tx):
-            return reject(
-                caller, command.name, 409, "conflict", "disabled", "This command is disabled by an administrator.",
-                params=shown, session=tx, extra=extra,
-            )  # fmt: skip
+        refusal = gates.disabled_refusal(tx, command)
+        if refusal is not None:
+            return _reject_in(tx, caller, command, refusal, shown, extra)
         if key is not None or command.concurrency is not None:
             store.lock_command(tx, command.name)
         if key is not None and occurrence is None:
@@ -266,21 +258,16 @@ def _admit(
                     outcome="joined" if joined else "cached",
                 )  # fmt: skip
                 return Started(run=existing, cached=True, joined=joined)
-        if command.concurrency is not None:
-            live = store.live_count(tx, command.name)
-            if live >= command.concurrency:
-                return reject(
-                    caller, command.name, 409, "conflict", "concurrency_full",
-                    f"This command is already running {live} time(s), its limit; try again when one finishes.",
-                    params=shown, session=tx, extra=extra,
-                )  # fmt: skip
+        refusal = gates.concurrency_refusal(tx, command)
+        if refusal is not None:
+            return _reject_in(tx, caller, command, refusal, shown, extra)
         now = utcnow()
         values: dict[str, Any] = {
             "id": run_id,
             "command": command.name,
             "command_sha256": command.definition_sha256(),
             "kind": command.kind,
-            "params": audit_safe(shown),
+            "params": gates.json_safe(shown),
             "cache_key": key,
             "user_id": caller.user.id,
             "username": caller.user.username,
@@ -301,6 +288,15 @@ def _admit(
             outcome=run.status, detail={"command_sha256": run.command_sha256, **extra},
         )  # fmt: skip
     return run
+
+
+def _reject_in(
+    tx: Any, caller: Caller, command: Command, refusal: policy.Refusal, shown: Any, extra: dict[str, Any]
+) -> RunRejected:
+    return reject(
+        caller, command.name, refusal.status, refusal.code, refusal.outcome, refusal.message,
+        params=shown, session=tx, extra=extra,
+    )  # fmt: skip
 
 
 def _refuse(
@@ -359,6 +355,3 @@ def _lists_from_data() -> ListsFromData:
         raise ListUnavailable("lists from data are not set up in this process")
     return checker
 
-
-def audit_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))

@@ -3,17 +3,22 @@
 Terminal updates are conditional on the run still being live (``queued`` /
 ``running``), so each run gets exactly one terminal state and one
 ``run.finished`` event, whoever gets there first: the worker, a cancel of a
-queued run, or the reaper marking it ``lost``.
+queued run, or the reaper marking it ``lost``.  A run that waited for approval
+and never started ends the same way (``end_waiting``: denied, expired,
+withdrawn, or failed at its start), conditional on its still waiting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from gateway import audit
 from gateway.db.models import Run
-from gateway.db.units import write_connection
+from gateway.db.units import on_commit, write_connection
 from gateway.platform import notify, signals
 from gateway.platform.appctx import app_object
 from gateway.platform.extensions import db
@@ -21,7 +26,7 @@ from gateway.platform.timeutil import as_utc, utcnow
 from gateway.platform.wakeup import wakeups
 from gateway.runners.base import Outcome
 from gateway.runs import store
-from gateway.runs.model import LIVE, Job
+from gateway.runs.model import LIVE, PENDING_APPROVAL, Job
 from gateway.runs.output import ChunkWriter
 
 
@@ -111,6 +116,37 @@ def _record_end(
     if signals.run_finished.receivers:
         signals.send(signals.run_finished, app_object(), run=ended, callback_context=job.callback_context)
     return True
+
+
+def end_waiting(
+    tx: Connection, run_id: str, status: str, error: str, detail: Mapping[str, Any] | None = None
+) -> Run | None:
+    """End a run that waited for approval and never started, inside ``tx``, with its one ``run.finished``.
+
+    Conditional on the run still being ``pending_approval``: None when it was not (someone else ended
+    or started it first).  Waiters are woken and ``run_finished`` is sent once ``tx`` has committed.
+    """
+    now = utcnow()
+    values = {"status": status, "error": error, "finished_at": now, "lease_expires_at": None}
+    row = store.finish_statement((PENDING_APPROVAL,)).first(tx, {"_run_id": run_id, **values})
+    if row is None:
+        return None
+    ended = store.detached_run(row)
+    audit.append(
+        "run.finished", session=tx, actor={"id": ended.user_id, "name": ended.username},
+        source_ip=ended.source_ip, command=ended.command, run_id=run_id, params=ended.params,
+        outcome=status, detail={"command_sha256": ended.command_sha256, "error": error, **(detail or {})},
+    )  # fmt: skip
+    notify.publish(run_id, "finished", tx)
+    on_commit(tx, lambda: _announce(ended))
+    return ended
+
+
+def _announce(ended: Run) -> None:
+    """After the commit of an end that no worker wrote: wake its waiters here, tell the integrators."""
+    wakeups.notify(ended.id)
+    if signals.run_finished.receivers:
+        signals.send(signals.run_finished, app_object(), run=ended, callback_context=None)
 
 
 def _duration_ms(started_at: datetime, now: datetime) -> int:

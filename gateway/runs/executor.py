@@ -5,7 +5,8 @@ parent-death signal fires when the thread that spawned it ends).  A run is
 ``queued`` only while no slot is free.  The supervisor thread, every
 ``RUN_HEARTBEAT_SECONDS``: renews the leases of this process's runs (timed by
 the database clock), passes on cancel requests made through other replicas,
-and reaps runs whose lease expired anywhere (their worker died).  When it
+reaps runs whose lease expired anywhere (their worker died), and expires
+requests for approval whose time ran out.  When it
 starts it also kills process groups that dead workers on this host left behind.
 
 What a job, a lease or a reap means is the runs engine's: the executor calls it
@@ -45,6 +46,7 @@ class RunHooks:
     cancel: Callable[[Job], None]  # cancel a job of this process (queued: end it at once)
     renew_leases: Callable[[str, float], list[str]]  # (boot id, heartbeat) -> ids asked to cancel
     reap_expired: Callable[[], object]  # mark runs whose lease expired anywhere as lost
+    expire_requests: Callable[[], object]  # end requests for approval whose time ran out (expired)
     kill_orphans: Callable[[str, str], object]  # (host, boot id): groups dead workers left behind
 
 
@@ -164,6 +166,7 @@ class Executor:
                     self.cancel_local(run_id)
                 self.record_unrecorded()
                 self.hooks.reap_expired()
+                self.hooks.expire_requests()
             finally:
                 db.session.remove()
         self.last_beat = time.monotonic()

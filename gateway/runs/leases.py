@@ -26,7 +26,7 @@ from gateway.runners.base import Outcome
 from gateway.runners.processes import belongs_to_run, group_alive, kill_group
 from gateway.runs import store
 from gateway.runs.ending import finish
-from gateway.runs.model import LIVE, Caller, Job, RunRejected
+from gateway.runs.model import LIVE, PENDING_APPROVAL, Caller, Job, RunRejected
 
 log = logging.getLogger("gateway.runs")
 
@@ -40,6 +40,8 @@ def cancel(run_id: str, caller: Caller) -> Run:
         run = policy.run_for(caller.user, run_id, "cancel", caller.source_ip)
     except policy.Denied as exc:
         raise RunRejected(exc.refusal.status, exc.refusal.code, exc.refusal.message) from None
+    if run.status == PENDING_APPROVAL:
+        raise RunRejected(409, "conflict", "The run is waiting for approval; its requester may withdraw it.")
     if run.status not in LIVE:
         raise RunRejected(409, "conflict", f"The run has already ended ({run.status}).")
     fields: dict[str, Any] = {

@@ -19,7 +19,12 @@ from gateway.catalogue.params import Source
 from gateway.db.models import Run
 
 LIVE = ("queued", "running")
-TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost")
+# A run that needs approval waits in PENDING_APPROVAL (no process, no lease) until it starts or ends
+# denied, expired or withdrawn (DESIGN.md, Approvals).
+PENDING_APPROVAL = "pending_approval"
+APPROVAL_ENDS = ("denied", "expired", "withdrawn")
+TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost", *APPROVAL_ENDS)
+STATUSES = (PENDING_APPROVAL, *LIVE, *TERMINAL)
 
 
 @dataclass(frozen=True)

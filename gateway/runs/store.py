@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -23,13 +23,14 @@ from gateway import audit
 from gateway.access import policy
 from gateway.catalogue import Command
 from gateway.db import dialect
+from gateway.db.approval_tables import ApprovalDecision, ApprovalRequest
 from gateway.db.models import Run, RunOutputChunk, ScheduleOccurrence
 from gateway.db.prepared import Prepared
 from gateway.db.units import write_connection, write_transaction
 from gateway.platform.extensions import db
 from gateway.platform.identifiers import is_name, is_run_id
 from gateway.platform.timeutil import as_utc, utcnow
-from gateway.runs.model import LIVE, TERMINAL
+from gateway.runs.model import LIVE, PENDING_APPROVAL, TERMINAL
 
 _RUNS = Run.__table__
 _CHUNKS = RunOutputChunk.__table__
@@ -139,6 +140,29 @@ def _insert_run_leased_by_database(lease: timedelta) -> Any:
     return insert(_RUNS).values(lease_expires_at=dialect.server_clock() + lease)
 
 
+# --- a run waiting for approval -------------------------------------------------------------
+
+
+def insert_waiting(tx: Connection, values: dict[str, Any]) -> Run:
+    """Write the row of a run that waits for approval: ``pending_approval``, no lease (nothing runs)."""
+    values = {**values, "status": PENDING_APPROVAL, "lease_expires_at": None, "started_at": None}
+    _INSERT_RUN.execute(tx, values)
+    return detached_run(values)
+
+
+def start_waiting(tx: Connection, run_id: str, values: dict[str, Any], lease: timedelta) -> Run | None:
+    """A waiting run admitted at its last approval: ``values`` (status, started_at, host, boot id) and a
+    lease, conditional on the run still waiting; the run as written, or None when it no longer waited."""
+    lease_end: Any = dialect.server_clock() + lease if dialect.has_server_clock(tx) else utcnow() + lease
+    row = tx.execute(
+        update(_RUNS)
+        .where(_RUNS.c.id == run_id, _RUNS.c.status == PENDING_APPROVAL)
+        .values(**values, lease_expires_at=lease_end)
+        .returning(*_RUNS.c)
+    ).first()
+    return None if row is None else detached_run(row._mapping)
+
+
 # --- execution and the terminal write --------------------------------------------------------
 
 
@@ -223,16 +247,20 @@ def list_runs(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    where: ColumnElement[bool] | None = None,
 ) -> tuple[list[Run], str | None]:
     """``owner_id``'s runs (None: everyone's), newest first with keyset paging, none of a command fenced
     from ``address`` (``policy.listed_runs``).
 
-    Callers ask the policy whose runs they may list (``policy.listable_owner``).
+    Callers ask the policy whose runs they may list (``policy.listable_owner``), and which others
+    (``where``: e.g. ``policy.awaiting_decision``).
     Returns (runs, next_cursor).  The cursor is ``<created_at ISO>|<id>`` of
     the last run of the page; a malformed cursor or a ``command`` that is not
     a name raises ValueError.
     """
     query = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).where(policy.listed_runs(owner_id, address))
+    if where is not None:
+        query = query.where(where)
     if command:
         if not is_name(command):
             raise ValueError("command: not a command name")
@@ -266,6 +294,8 @@ def prune(older_than: datetime, actor: Any = None) -> int:
         for start_index in range(0, len(ids), 500):
             batch = ids[start_index : start_index + 500]
             tx.execute(delete(RunOutputChunk).where(RunOutputChunk.run_id.in_(batch)))
+            tx.execute(delete(ApprovalDecision).where(ApprovalDecision.run_id.in_(batch)))
+            tx.execute(delete(ApprovalRequest).where(ApprovalRequest.run_id.in_(batch)))
             tx.execute(delete(Run).where(Run.id.in_(batch)))
         claims = len(tx.execute(_old_claims(older_than).returning(ScheduleOccurrence.schedule)).all())
         audit.append(

@@ -11,7 +11,7 @@ import threading
 
 from flask import Flask, current_app
 
-from gateway.runs import leases
+from gateway.runs import leases, pending
 from gateway.runs.ending import finish
 from gateway.runs.execution import execute
 from gateway.runs.executor import Executor, RunHooks
@@ -22,6 +22,7 @@ HOOKS = RunHooks(
     cancel=leases.cancel_local,
     renew_leases=leases.renew_leases,
     reap_expired=leases.reap_expired,
+    expire_requests=pending.expire_overdue,
     kill_orphans=leases.kill_orphaned_groups,
 )
 

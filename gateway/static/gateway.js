@@ -10,8 +10,9 @@
   "use strict";
 
   var STATUS_LABELS = {
-    queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed",
-    timed_out: "Timed out", cancelled: "Cancelled", lost: "Lost"
+    pending_approval: "Awaiting approval", queued: "Queued", running: "Running", succeeded: "Succeeded",
+    failed: "Failed", timed_out: "Timed out", cancelled: "Cancelled", lost: "Lost", denied: "Denied",
+    expired: "Expired", withdrawn: "Withdrawn"
   };
 
   function csrfToken() {

@@ -1,4 +1,4 @@
-"""Staff pages: dashboard and status tiles, run forms, run pages, history, account.
+"""Staff pages: dashboard and status tiles, run forms, run pages, history, approvals, account.
 
 Every page is server-rendered and works without JavaScript; the small scripts
 in ``gateway/static`` only add live output, ticking clocks and tile refreshes.
@@ -12,7 +12,7 @@ imports this one.
 
 from __future__ import annotations
 
-from gateway.web import account, commands, dashboard, history, mfa, runpage  # noqa: F401  (their routes)
+from gateway.web import account, approvals, commands, dashboard, history, mfa, runpage  # noqa: F401  (their routes)
 from gateway.web.blueprint import bp
 
 __all__ = ["bp"]

@@ -56,6 +56,7 @@ def run_page(run_id: str) -> str:
     viewer, address = me(), client_address()
     run = policy.run_for(viewer, run_id, "view", address)
     view = runs.run_view(run, viewer, cached=request.args.get("cached") == "1", include_output=False)
+    approval = view["approval"]
     command = command_switches.current_catalogue().get(run.command)
     chunks = rendered_chunks(run.id)
     live = run.status in runs.LIVE
@@ -70,6 +71,10 @@ def run_page(run_id: str) -> str:
         elapsed=duration(int((utcnow() - as_utc(run.started_at or run.created_at)).total_seconds() * 1000)),
         status_label=STATUS_LABELS.get(run.status, run.status),
         can_cancel=live and policy.allows_run(viewer, run, "cancel", address),
+        approval=approval,
+        can_decide=bool(approval and approval["can_decide"]),
+        can_withdraw=bool(approval and approval["can_withdraw"]),
+        approvers=command.approval.approvers if command is not None and command.approval is not None else [],
         can_run_again=policy.check_run(viewer, command, address) is None,
         again=again_values(command, view["params"]) if view["params"] is not None else [],
         stream_url=f"/api/v1/runs/{run.id}/stream",

@@ -11,6 +11,7 @@ from markupsafe import Markup
 from gateway.platform.timeutil import as_utc
 
 STATUS_LABELS = {
+    "pending_approval": "Awaiting approval",
     "queued": "Queued",
     "running": "Running",
     "succeeded": "Succeeded",
@@ -18,6 +19,9 @@ STATUS_LABELS = {
     "timed_out": "Timed out",
     "cancelled": "Cancelled",
     "lost": "Lost",
+    "denied": "Denied",
+    "expired": "Expired",
+    "withdrawn": "Withdrawn",
 }
 
 
@@ -39,7 +43,10 @@ def clock(value: datetime | None) -> str:
     return "" if value is None else as_utc(value).strftime("%H:%M:%S")
 
 
-def stamp(value: datetime | None) -> str:
+def stamp(value: datetime | str | None) -> str:
+    """A time as pages show it; also the API's ISO form (``...Z``) of a ``<run>`` view."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return "" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

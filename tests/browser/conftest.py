@@ -9,10 +9,13 @@ the HTTP tests cover PostgreSQL, one real server per test is cost enough.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from flask import Flask
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -44,3 +47,31 @@ def browser() -> Iterator[Browser]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield chromium
         chromium.close()
+
+
+@contextmanager
+def served(app: Flask, host: str = "127.0.0.1") -> Iterator[str]:
+    """The app on a threaded server at a free port of ``host``; its base URL (links point there too)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    base = f"http://{host}:{server.server_port}"
+    app.config["PUBLIC_BASE_URL"] = base  # what manage.py serve does
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def new_tab(browser: Browser, base_url: str, console: list[str], who: str = "") -> tuple[BrowserContext, Page]:
+    """A tab in a fresh browser context (another person's browser); console lines go to ``console``."""
+    context = browser.new_context(base_url=base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    prefix = f"{who} " if who else ""
+    tab.on("console", lambda message: console.append(f"{prefix}{message.type}: {message.text}"))
+    tab.on("pageerror", lambda error: console.append(f"{prefix}pageerror: {error}"))
+    return context, tab

@@ -1,0 +1,74 @@
+"""``/approvals`` (what waits for my decision, what I asked for) and the decision forms of the run page.
+
+The forms post ``comment`` to ``/runs/<id>/approve``, ``/deny`` or ``/withdraw``;
+``runs.decide`` asks the policy who may and records each step or refusal.  The
+page's lists are ``runs.approval_runs``, the same the API answers.
+"""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from gateway import approvals, runs
+from gateway.access import policy
+from gateway.catalogue import switches as command_switches
+from gateway.platform.addresses import client_address
+from gateway.runs.callers import current_caller
+from gateway.web.blueprint import bp
+from gateway.web.shared import STATUS_LABELS, me
+
+LIST_SIZE = 50
+DONE = {
+    "approve": "Approved: your approval is recorded.",
+    "deny": "Denied: the request has ended.",
+    "withdraw": "Withdrawn: the request has ended.",
+}
+
+
+@bp.route("/approvals")
+def approvals_page() -> str:
+    viewer, address = me(), client_address()
+    waiting, _ = runs.approval_runs(viewer, address, "waiting", limit=LIST_SIZE)
+    requested, _ = runs.approval_runs(viewer, address, "requested", limit=LIST_SIZE)
+    found = approvals.summaries(run.id for run in [*waiting, *requested])
+    return render_template(
+        "approvals.html",
+        waiting=waiting,
+        requested=requested,
+        approval=found,
+        titles={name: c.title for name, c in command_switches.current_catalogue().commands.items()},
+        statuses=STATUS_LABELS,
+    )
+
+
+def _decide(run_id: str, action: policy.Decision) -> Response:
+    try:
+        run = runs.decide(run_id, current_caller(), action, request.form.get("comment", ""))
+    except runs.RunRejected as exc:
+        if exc.status in (403, 404):  # the page offers no such button: a crafted request gets the bare answer
+            abort(exc.status)
+        flash(exc.message)
+    else:
+        message = DONE[action]
+        if action == "approve" and run.status == "failed":
+            message = "Approved, but the run could not start: see why below."
+        elif action == "approve" and run.status != runs.PENDING_APPROVAL:
+            message = "Approved: the run has started."
+        flash(message)
+    return redirect(url_for("web.run_page", run_id=run_id), 303)
+
+
+@bp.route("/runs/<run_id:run_id>/approve", methods=["POST"])
+def run_approve(run_id: str) -> Response:
+    return _decide(run_id, "approve")
+
+
+@bp.route("/runs/<run_id:run_id>/deny", methods=["POST"])
+def run_deny(run_id: str) -> Response:
+    return _decide(run_id, "deny")
+
+
+@bp.route("/runs/<run_id:run_id>/withdraw", methods=["POST"])
+def run_withdraw(run_id: str) -> Response:
+    return _decide(run_id, "withdraw")
