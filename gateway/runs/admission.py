@@ -354,4 +354,3 @@ def _lists_from_data() -> ListsFromData:
     if checker is None:
         raise ListUnavailable("lists from data are not set up in this process")
     return checker
-
