@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from flask import has_app_context
 
-import gateway.db.models  # noqa: F401  (registers every table on the metadata)
+from gateway.db import models, outbox  # noqa: F401  (they register every table on the metadata)
 from gateway.db.migrate import UNMODELLED_INDEXES, is_unmodelled_table
 from gateway.platform.extensions import db
 

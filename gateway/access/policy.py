@@ -90,6 +90,9 @@ class SystemPrincipal:
 
 SCHEDULER = SystemPrincipal("system:scheduler")
 SYSTEM_NAMES = frozenset({SCHEDULER.username})
+# Who reads a run in a notification: a receiver the reviewed catalogue set up for the command or its
+# schedule. It sees what an admin sees of a run (secrets masked, as everywhere); it never runs anything.
+NOTIFIER = SystemPrincipal("system:notifications")
 
 
 def is_system(user: Any) -> bool:
@@ -245,5 +248,6 @@ def board_runs(user: Any, names: list[str]) -> ColumnElement[bool]:
 
 
 def sees_run_details(user: Any, run: Any) -> bool:
-    """Who ran it, from where, with what: only for its owner and admins (cached results are shared)."""
-    return is_admin(user) or owns_run(user, run)
+    """Who ran it, from where, with what: only for its owner, admins and the catalogue's notifications
+    (cached results are shared)."""
+    return is_admin(user) or owns_run(user, run) or user is NOTIFIER

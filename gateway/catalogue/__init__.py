@@ -5,6 +5,7 @@ The rooms:
 - ``model``: ``Command``, ``Datasource`` and the loaded ``Catalogue``, each valid by construction;
 - ``params``: a parameter's declaration (``ParamSpec``) and the default-deny validators of values;
 - ``schedule``: a ``schedules:`` entry (cron through ``cronsim``, time zone through ``zoneinfo``);
+- ``notification``: a ``notifications:`` entry (webhook, email, Slack; the outcomes it is sent on);
 - ``loader``: reading and checking the YAML file (``load_catalogue``, ``parse_catalogue``);
 - ``argv``: a shell command's argv from its template and the validated values;
 - ``switches``: the catalogue this process loaded, reloads, and the runtime kill switch.
@@ -17,7 +18,8 @@ rooms use the names re-exported below; the submodules import each other, never t
 from __future__ import annotations
 
 from gateway.catalogue.loader import load_catalogue, parse_catalogue
-from gateway.catalogue.model import Catalogue, CatalogueError, Command, Datasource
+from gateway.catalogue.model import Catalogue, CatalogueError, Command, Datasource, Target
+from gateway.catalogue.notification import Notification
 from gateway.catalogue.params import ParamSpec
 from gateway.catalogue.schedule import Schedule
 
@@ -26,8 +28,10 @@ __all__ = [
     "CatalogueError",
     "Command",
     "Datasource",
+    "Notification",
     "ParamSpec",
     "Schedule",
+    "Target",
     "load_catalogue",
     "parse_catalogue",
 ]

@@ -4,7 +4,8 @@
 process starts its executor supervisor (leases, reaper) and its
 cross-replica notification listener at once rather than at its first run, and
 reloads the catalogue on SIGHUP.  It starts this replica's scheduler too
-(``gateway.schedules``); draining stops it first.
+(``gateway.schedules``), which draining stops first, and its delivery worker
+(``gateway.deliveries``), which draining stops once the runs have ended.
 
 SIGTERM drains instead of stopping: the process turns not-ready (``/readyz``
 503), refuses new runs (503), keeps serving status, long-polls and streams,
@@ -29,6 +30,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from gateway.catalogue import CatalogueError
 from gateway.catalogue.switches import holder
+from gateway.deliveries import start_worker, stop_worker
 from gateway.platform import notify
 from gateway.runs.workers import get_executor
 from gateway.schedules import start_scheduler, stop_scheduler
@@ -68,6 +70,7 @@ def prepare_serving(app: Flask) -> None:
     get_executor(app)
     notify.start_listener(app)
     start_scheduler(app)  # every replica schedules; the claims decide who runs an occurrence
+    start_worker(app)  # every replica delivers; the leases decide who sends a delivery
     install_reload_on_sighup(app)
 
 
@@ -93,6 +96,7 @@ def drain(app: Flask, grace: float | None = None) -> None:
     )
     if executor is not None:
         executor.shutdown(grace=grace)
+    stop_worker(app)  # after the runs' ends: their deliveries wait in the outbox for any replica
     notify.stop_listener(app)
     log.warning("drained in %.1fs", time.monotonic() - started)
 
@@ -154,3 +158,4 @@ def serve_forever(app: Flask, host: str, port: int) -> None:
         pidfile.unlink(missing_ok=True)
         stop_scheduler(app)
         get_executor(app).shutdown(grace=0)
+        stop_worker(app)

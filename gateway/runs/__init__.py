@@ -8,13 +8,13 @@ Modules, in the order a run meets them:
 - ``workers`` / ``executor``: this process's slots and supervisor, wired to the engine by callbacks;
 - ``execution``: a run in its worker thread, handed to its kind's runner (``gateway.runners``);
 - ``output``: what the run prints, on its way to the database;
-- ``ending``: the one terminal write with ``run.finished``;
+- ``ending``: the one terminal write with ``run.finished``; ``notices``: the notifications it enqueues;
 - ``leases``: cancel, lease renewal, the reaper, the orphan kill;
 - ``store``: every statement on the runs tables, ``list_runs``, output reads, prune;
 - ``shape``: the ``<run>`` view the API and the pages share; ``uploads``, ``callers``: request helpers.
 
-This package may import the domain rooms below it (access, audit, catalogue, db, platform,
-runners), never the delivery layer (web, api, admin, cli).  Its submodules import each other,
+This package may import the domain rooms below it (access, audit, catalogue, db, deliveries,
+platform, runners), never the delivery layer (web, api, admin, cli).  Its submodules import each other,
 never this ``__init__``, which only re-exports what other rooms use: ``from gateway import runs;
 runs.start(...)``.
 """

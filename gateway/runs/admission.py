@@ -185,6 +185,7 @@ def start(
     job = Job(
         run_id=run_id, command=command, username=caller.user.username, queued=not free_slot, plan=plan,
         tempdir=tempdir, callback_context=callback_context, started_at=run.started_at,
+        schedule=occurrence.schedule if occurrence is not None else None,
     )  # fmt: skip
     signals.send(signals.run_started, app_object(), run=run, callback_context=callback_context)
     version = wakeups.version(run_id)

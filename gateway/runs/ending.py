@@ -3,7 +3,8 @@
 Terminal updates are conditional on the run still being live (``queued`` /
 ``running``), so each run gets exactly one terminal state and one
 ``run.finished`` event, whoever gets there first: the worker, a cancel of a
-queued run, or the reaper marking it ``lost``.
+queued run, or the reaper marking it ``lost``.  The notifications that end
+calls for join the same commit (``notices``: the outbox rows).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.platform.wakeup import wakeups
 from gateway.runners.base import Outcome
 from gateway.runs import store
 from gateway.runs.model import LIVE, Job
+from gateway.runs.notices import notify_end
 from gateway.runs.output import ChunkWriter
 
 
@@ -103,6 +105,7 @@ def _record_end(
             source_ip=ended.source_ip, command=ended.command, run_id=job.run_id, params=ended.params,
             outcome=outcome.status, detail=detail,
         )  # fmt: skip
+        notify_end(tx, job, ended, writer.excerpt if writer is not None else "")  # the outbox, in this commit
         notify.publish(job.run_id, "finished", tx)  # other replicas' waiters, at commit
     wakeups.notify(job.run_id)
     cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))
