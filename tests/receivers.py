@@ -227,20 +227,14 @@ class SmtpReceiver:
 
             async def handle_DATA(self, server, session, envelope):
                 login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else session.auth_data
-                receiver.mails.append(
-                    Mail(
-                        envelope.mail_from,
-                        list(envelope.rcpt_tos),
-                        envelope.original_content or envelope.content,
-                        session.ssl is not None,
-                        login,
-                    )
-                )
+                tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+                content = envelope.original_content or envelope.content
+                receiver.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), content, tls, login))
                 return "250 Message accepted"
 
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = credentials is not None and (auth_data.login.decode(), auth_data.password.decode()) == credentials
-            return AuthResult(success=ok, auth_data=auth_data.login if ok else None)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
 
         options: dict = {}
         if mode == "starttls":

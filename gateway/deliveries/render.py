@@ -72,10 +72,10 @@ def header_text(value: str) -> str:
 
 def subject(about: Summary) -> str:
     """``<title>: <outcome>`` plus the schedule's name: from the catalogue and the outcome only."""
-    text = f"{about.title}: {about.outcome}"
+    text = f"{header_text(about.title)}: {header_text(about.outcome)}"
     if about.schedule:
-        text += f" (schedule {about.schedule})"
-    return header_text(text)[:SUBJECT_MAX]
+        text += f" (schedule {header_text(about.schedule)})"
+    return text[:SUBJECT_MAX]
 
 
 def _facts(about: Summary) -> list[tuple[str, str]]:

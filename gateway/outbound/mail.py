@@ -41,10 +41,10 @@ def send_mail(server: SmtpServer, message: EmailMessage, *, timeout: float, ca_f
         return SendResult(ok=False, reason="connect")
     except smtplib.SMTPResponseException as exc:
         return SendResult(ok=False, reason="rejected", status=exc.smtp_code)
+    except (ssl.SSLError, ssl.CertificateError):  # before ValueError: a failed verification is both
+        return SendResult(ok=False, reason="tls")
     except (smtplib.SMTPException, ValueError):  # a disconnect mid-way, an answer that is not SMTP
         return SendResult(ok=False, reason="protocol")
-    except (ssl.SSLError, ssl.CertificateError):
-        return SendResult(ok=False, reason="tls")
     except TimeoutError:
         return SendResult(ok=False, reason="timeout")
     except OSError:  # refused, unreachable, unresolvable
