@@ -431,3 +431,38 @@ def test_the_worker_thread_stops_promptly(notifying_app):
     worker.stop()
     assert time.monotonic() - started < 3
     assert not any(thread.name == "gateway-deliveries" and thread.is_alive() for thread in threading.enumerate())
+
+
+def test_the_readmes_receiver_accepts_a_delivery_once_and_refuses_a_forgery(make_app, tmp_path, monkeypatch):
+    import http.server
+    import re as regex
+    import urllib.error
+    import urllib.request
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [code] = regex.findall(r"```python\n(import hashlib, hmac, json, time, http.server\n.*?)```", readme, regex.S)
+    assert len(code.strip().splitlines()) == 10
+    namespace: dict = {}
+    exec(code.replace('b"the OPS_WEBHOOK_SECRET value"', repr(SECRET.encode())).rsplit("\n", 2)[0], namespace)
+    server = http.server.HTTPServer(("127.0.0.1", 0), namespace["Hook"])
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    monkeypatch.setenv("TEST_HOOK_URL", url)
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    monkeypatch.setenv("TEST_SLACK_URL", url)
+    app = make_app(GATEWAY_COMMANDS_FILE=catalogue(tmp_path))
+    try:
+        with app.app_context():
+            run("broken")
+            deliveries.get_worker(app).run_pass()
+            [row] = rows()
+            assert row.status == "delivered"
+        assert namespace["seen"] == {row.id}
+        forged = urllib.request.Request(url, data=b'{"id": "x"}', headers={"X-Gateway-Delivery": "x",
+                                        "X-Gateway-Timestamp": str(int(time.time())), "X-Gateway-Signature": "sha256=00"})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=5)
+        assert refused.value.code == 401 and namespace["seen"] == {row.id}
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,7 +2,6 @@
 
 - the catalogue's ``notifications:`` and ``notify:`` (refused at load naming the field; ``on:``
   written bare, as YAML 1.1 reads it; URLs and secrets only through the variables named);
-- ``SMTP_URL`` and its companions (config.py);
 - a real SMTP server (aiosmtpd, certificates from trustme): STARTTLS required and verified,
   a server without STARTTLS refused before anything is sent, implicit TLS, a local relay in clear.
 """
@@ -14,11 +13,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from config import ConfigError, load_config
 from gateway.catalogue import CatalogueError, parse_catalogue
 from gateway.deliveries import render
 from gateway.outbound import send_mail, slack
-from tests.conftest import base_environ
 from tests.receivers import SmtpReceiver, tls_authority
 
 CATALOGUE = textwrap.dedent(
@@ -111,58 +108,6 @@ def test_a_bad_notification_refuses_the_catalogue_naming_the_field(change, expec
     with pytest.raises(CatalogueError) as caught:
         parse_catalogue(CATALOGUE.replace(before, after, 1), {})
     assert expected in str(caught.value)
-
-
-# --- SMTP_URL and its companions ------------------------------------------------------------
-
-
-def smtp_settings(**overrides: str) -> dict:
-    return load_config(base_environ("sqlite://", **overrides))
-
-
-@pytest.mark.parametrize(
-    ("overrides", "expected"),
-    [
-        ({"SMTP_URL": "http://mail.example.com"}, "SMTP_URL: expected smtp://"),
-        ({"SMTP_URL": "smtp://user:pw@mail.example.com"}, "SMTP_URL: put the user name and password"),
-        ({"SMTP_URL": "smtp://mail.example.com?starttls=maybe"}, "SMTP_URL: the only option is starttls=off"),
-        ({"SMTP_URL": "smtps://mail.example.com?starttls=off"}, "SMTP_URL: smtps:// is TLS from the start"),
-        (
-            {"SMTP_URL": "smtp://relay?starttls=off", "SMTP_USERNAME": "u", "SMTP_PASSWORD": "p"},
-            "credentials never travel without TLS",
-        ),
-        ({"SMTP_URL": "smtp://mail.example.com", "SMTP_USERNAME": "u"}, "SMTP_PASSWORD: set SMTP_USERNAME and"),
-        ({"SMTP_FROM": "gateway@example.com\r\nBcc: x@y.org"}, "SMTP_FROM: expected a plain address"),
-        ({"DELIVERY_MAX_ATTEMPTS": "0"}, "DELIVERY_MAX_ATTEMPTS: must be between 1 and 100"),
-        ({"DELIVERY_LEASE_SECONDS": "1"}, "DELIVERY_LEASE_SECONDS: must be between 2"),
-    ],
-)
-def test_a_bad_mail_or_delivery_setting_is_named(overrides, expected):
-    with pytest.raises(ConfigError) as caught:
-        smtp_settings(**overrides)
-    assert expected in str(caught.value)
-    assert "pw@" not in str(caught.value)  # the URL (and a password in it) is not repeated
-
-
-def test_mail_settings_and_their_defaults(tmp_path):
-    password = tmp_path / "smtp-password"
-    password.write_text("from-a-mount\n")
-    settings = smtp_settings(
-        SMTP_URL="smtp://mail.example.com", SMTP_USERNAME="gateway", SMTP_PASSWORD_FILE=str(password),
-        PUBLIC_BASE_URL="https://ops.example.com",
-    )  # fmt: skip
-    server = settings["SMTP_SERVER"]
-    assert (server.host, server.port, server.security, server.username) == (
-        "mail.example.com",
-        587,
-        "starttls",
-        "gateway",
-    )
-    assert server.password == "from-a-mount" and "from-a-mount" not in repr(server)
-    assert settings["SMTP_FROM"] == "ops-gateway@ops.example.com"
-    assert smtp_settings(SMTP_URL="smtps://mail.example.com")["SMTP_SERVER"].port == 465
-    assert smtp_settings(SMTP_URL="smtp://relay:25?starttls=off")["SMTP_SERVER"].security == "none"
-    assert (settings["DELIVERY_MAX_ATTEMPTS"], settings["DELIVERY_RETRY_SECONDS"]) == (8, 30)
 
 
 # --- a real SMTP server ---------------------------------------------------------------------

@@ -219,5 +219,6 @@ def known_events() -> list[str]:
             "token.revoked", "audit.pruned", "audit.suppressed", "audit.verified", "access.denied_header",
             "auth.groups_synced", "admin.idp_group_linked", "admin.idp_group_unlinked",
             "auth.mfa_enrolled", "auth.mfa_failed", "auth.mfa_recovery_used", "auth.mfa_removed", "admin.mfa_reset",
+            "delivery.failed", "delivery.dead", "admin.delivery_retried",
         }
     )  # fmt: skip
