@@ -31,6 +31,7 @@ from gateway.platform.extensions import db
 from gateway.schedules import Scheduler
 from tests.conftest import csrf_token_from, seed_session
 from tests.receivers import HttpReceiver, SmtpReceiver, VerifyingWebhook, tls_authority
+from tests.test_replicas import wait_until
 
 # The outbox is database semantics (one commit with its cause, claims, leases): those tests carry
 # both_engines; what is about rendering and the receivers runs on SQLite only.
@@ -116,15 +117,6 @@ def ledger(*names: str) -> list[AuditEvent]:
     return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event.in_(names)).order_by(AuditEvent.seq)))
 
 
-def wait_until(predicate, seconds: float = 15.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds}s")
-
-
 # --- one delivery, end to end ---------------------------------------------------------------
 
 
@@ -182,7 +174,7 @@ def test_a_schedules_notify_covers_its_runs(notifying_app, hook):
         scheduler.tick()  # first sight: counts from now
         scheduler.clock = lambda: start + timedelta(minutes=1, seconds=1)
         scheduler.tick()  # 03:00 is due: quiet runs as system:scheduler
-        run_id = wait_until(lambda: rows() and rows()[0].run_id)
+        run_id = wait_until(lambda: rows() and rows()[0].run_id, 15)
         assert wait_for_finish(run_id, 20.0) is not None
         deliveries.get_worker(notifying_app).run_pass()
     [body] = hook.checker.accepted

@@ -26,6 +26,7 @@ from gateway import deliveries
 from gateway.db.units import write_connection
 from tests.conftest import base_environ
 from tests.receivers import HttpReceiver, VerifyingWebhook
+from tests.test_replicas import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -103,15 +104,6 @@ def outbox(database_url: str) -> list[dict]:
             return [dict(row._mapping) for row in connection.execute(query)]
     finally:
         engine.dispose()
-
-
-def wait_until(predicate, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds}s")
 
 
 def test_a_sender_killed_between_the_claim_and_the_send_delivers_once_after_its_lease(

@@ -44,7 +44,7 @@ class Delivery(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    lease_token: Mapped[str | None] = mapped_column(String(32))
+    claim_id: Mapped[str | None] = mapped_column(String(32))
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(32))  # a reason from a closed set, never a message
     last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP (or SMTP) status

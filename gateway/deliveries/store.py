@@ -4,7 +4,7 @@ The claim and the outcome are two short write units with the send between
 them, outside any transaction.  Times come from the database clock where
 there is one (PostgreSQL: every replica reads the same), so a lease means the
 same to all of them.  An outcome is recorded only by the worker still holding
-the lease (its ``lease_token``): one whose lease ran out, and was taken over,
+the lease (the ``claim_id`` its claim set): one whose lease ran out, and was taken over,
 or whose delivery an admin retried meanwhile, records nothing.
 """
 
@@ -49,7 +49,7 @@ class Claimed:
     run_id: str | None
     payload: Mapping[str, Any]
     attempts: int  # this attempt's number (1 for the first)
-    lease_token: str
+    claim_id: str
     locked_until: datetime
     failed_before: bool  # a failure was recorded earlier (delivery.failed is written once)
 
@@ -81,19 +81,19 @@ def claim(lease_seconds: float) -> Claimed | None:
         ).scalar()
         if due is None:
             return None
-        token = secrets.token_hex(16)
+        claim_id = secrets.token_hex(16)
         until = now + timedelta(seconds=lease_seconds)
         row = tx.execute(
             update(_D)
             .where(_D.c.id == due)
-            .values(attempts=_D.c.attempts + 1, locked_until=until, next_attempt_at=until, lease_token=token,
+            .values(attempts=_D.c.attempts + 1, locked_until=until, next_attempt_at=until, claim_id=claim_id,
                     last_attempt_at=now)
             .returning(_D.c.id, _D.c.destination, _D.c.kind, _D.c.event, _D.c.run_id, _D.c.payload, _D.c.attempts,
                        _D.c.first_failed_at)
         ).one()  # fmt: skip
     return Claimed(
         id=row.id, destination=row.destination, kind=row.kind, event=row.event, run_id=row.run_id,
-        payload=row.payload, attempts=row.attempts, lease_token=token, locked_until=until,
+        payload=row.payload, attempts=row.attempts, claim_id=claim_id, locked_until=until,
         failed_before=row.first_failed_at is not None,
     )  # fmt: skip
 
@@ -107,7 +107,7 @@ def record(
     """
     with write_connection() as tx:
         now = dialect.database_now(tx)
-        values: dict[str, Any] = {"locked_until": None, "lease_token": None, "last_status": status}
+        values: dict[str, Any] = {"locked_until": None, "claim_id": None, "last_status": status}
         if ok:
             values.update(status=DELIVERED, delivered_at=now, last_error=None)
         else:
@@ -115,9 +115,7 @@ def record(
             values["next_attempt_at"] = now if dead else now + timedelta(seconds=retry_in)
             if not claimed.failed_before:
                 values["first_failed_at"] = now
-        result = tx.execute(
-            update(_D).where(_D.c.id == claimed.id, _D.c.lease_token == claimed.lease_token).values(**values)
-        )
+        result = tx.execute(update(_D).where(_D.c.id == claimed.id, _D.c.claim_id == claimed.claim_id).values(**values))
         if rows_matched(result) == 0:
             return None
         if not ok:
@@ -204,7 +202,7 @@ def retry(delivery_id: str, **fields: Any) -> str:
         tx.execute(
             update(_D)
             .where(_D.c.id == delivery_id)
-            .values(status=PENDING, attempts=0, next_attempt_at=now, locked_until=None, lease_token=None)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, locked_until=None, claim_id=None)
         )
         audit.append(
             "admin.delivery_retried", session=tx, run_id=row.run_id, outcome="ok", command=command_of(row.payload),
