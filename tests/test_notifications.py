@@ -215,3 +215,20 @@ def test_slack_text_cannot_mention_link_or_leave_its_code_block():
 def test_a_subject_is_one_line_from_the_catalogue_and_the_outcome():
     about = render.summary({"title": "Report\r\nBcc: x@y.org\u2028", "schedule": "nightly", "run": {"status": "lost"}})
     assert render.subject(about) == "Report Bcc: x@y.org: lost (schedule nightly)"
+
+
+def test_validate_names_the_notifications_and_those_that_cannot_be_sent_here(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gateway.cli.commands import validate
+
+    path = tmp_path / "commands.yaml"
+    path.write_text(CATALOGUE)
+    for name in ("OPS_WEBHOOK_URL", "OPS_WEBHOOK_SECRET", "OPS_SLACK_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPS_SLACK_URL", "https://hooks.slack.example/services/x")
+    result = CliRunner().invoke(validate, [str(path)])
+    assert result.exit_code == 0, result.output
+    assert "notifications: ops-webhook, oncall-mail, chat" in result.output
+    assert "note: notification ops-webhook cannot be sent from here (OPS_WEBHOOK_URL is not set)" in result.output
+    assert "hooks.slack.example" not in result.output

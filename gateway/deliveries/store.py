@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 
 from gateway import audit
 from gateway.db import dialect
 from gateway.db.outbox import Delivery
 from gateway.db.prepared import Prepared
-from gateway.db.units import rows_matched, write_connection, write_transaction
+from gateway.db.units import write_connection, write_transaction
 from gateway.platform import notify
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import as_utc, utcnow
@@ -63,6 +64,40 @@ def insert_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
     _INSERT.execute_many(connection, [{**row, "created_at": now, "next_attempt_at": now} for row in rows])
 
 
+# The statements of every claim and outcome, built once (prepared on SQLite's cursor: gateway.db.prepared).
+_WAITING_BINDS: list[BindParameter[str]] = [bindparam("_w0", PENDING), bindparam("_w1", FAILED)]
+_DUE = Prepared(
+    select(_D.c.id)
+    .where(_D.c.status.in_(_WAITING_BINDS), _D.c.next_attempt_at <= bindparam("_now"))
+    .order_by(_D.c.next_attempt_at)
+    .limit(bindparam("_one", 1, literal_execute=False))
+    .with_for_update(skip_locked=True)
+)
+_TAKE = Prepared(
+    update(_D)
+    .where(_D.c.id == bindparam("_id"))
+    .values(attempts=_D.c.attempts + 1, locked_until=bindparam("_until"), next_attempt_at=bindparam("_until"),
+            claim_id=bindparam("_claim"), last_attempt_at=bindparam("_now"))
+    .returning(_D.c.destination, _D.c.kind, _D.c.event, _D.c.run_id, _D.c.payload, _D.c.attempts,
+               _D.c.first_failed_at)
+)  # fmt: skip
+_HELD = (_D.c.id == bindparam("_id"), _D.c.claim_id == bindparam("_claim"))
+_DELIVERED = Prepared(
+    update(_D).where(*_HELD).values(
+        status=DELIVERED, delivered_at=bindparam("_now"), last_error=None, last_status=bindparam("_status"),
+        locked_until=None, claim_id=None,
+    )
+)  # fmt: skip
+_NOT_DELIVERED = Prepared(
+    update(_D).where(*_HELD).values(
+        status=bindparam("_state"), next_attempt_at=bindparam("_next"), last_error=bindparam("_reason"),
+        last_status=bindparam("_status"), locked_until=None, claim_id=None,
+        first_failed_at=func.coalesce(_D.c.first_failed_at, bindparam("_now")),
+    )
+)  # fmt: skip
+_NEXT_DUE = Prepared(select(func.min(_D.c.next_attempt_at)).where(_D.c.status.in_(_WAITING_BINDS)))
+
+
 def claim(lease_seconds: float) -> Claimed | None:
     """Take the oldest due delivery for ``lease_seconds`` (attempt counted now); None when nothing is due.
 
@@ -72,29 +107,18 @@ def claim(lease_seconds: float) -> Claimed | None:
     """
     with write_connection() as tx:
         now = dialect.database_now(tx)
-        due = tx.execute(
-            select(_D.c.id)
-            .where(_D.c.status.in_(WAITING), _D.c.next_attempt_at <= now)
-            .order_by(_D.c.next_attempt_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).scalar()
+        due = _DUE.scalar(tx, {"_now": now})
         if due is None:
             return None
         claim_id = secrets.token_hex(16)
         until = now + timedelta(seconds=lease_seconds)
-        row = tx.execute(
-            update(_D)
-            .where(_D.c.id == due)
-            .values(attempts=_D.c.attempts + 1, locked_until=until, next_attempt_at=until, claim_id=claim_id,
-                    last_attempt_at=now)
-            .returning(_D.c.id, _D.c.destination, _D.c.kind, _D.c.event, _D.c.run_id, _D.c.payload, _D.c.attempts,
-                       _D.c.first_failed_at)
-        ).one()  # fmt: skip
+        row = _TAKE.first(tx, {"_id": due, "_until": until, "_claim": claim_id, "_now": now})
+    if row is None:  # not reachable: the row was just selected under the write lock (or its row lock)
+        return None
     return Claimed(
-        id=row.id, destination=row.destination, kind=row.kind, event=row.event, run_id=row.run_id,
-        payload=row.payload, attempts=row.attempts, claim_id=claim_id, locked_until=until,
-        failed_before=row.first_failed_at is not None,
+        id=due, destination=row["destination"], kind=row["kind"], event=row["event"], run_id=row["run_id"],
+        payload=row["payload"], attempts=row["attempts"], claim_id=claim_id, locked_until=until,
+        failed_before=row["first_failed_at"] is not None,
     )  # fmt: skip
 
 
@@ -105,18 +129,16 @@ def record(
 
     Returns the new status, or None when this worker no longer held the lease (nothing written).
     """
+    state = DELIVERED if ok else DEAD if dead else FAILED
     with write_connection() as tx:
         now = dialect.database_now(tx)
-        values: dict[str, Any] = {"locked_until": None, "claim_id": None, "last_status": status}
+        held = {"_id": claimed.id, "_claim": claimed.claim_id, "_now": now, "_status": status}
         if ok:
-            values.update(status=DELIVERED, delivered_at=now, last_error=None)
+            matched = _DELIVERED.execute(tx, held)
         else:
-            values.update(status=DEAD if dead else FAILED, last_error=reason)
-            values["next_attempt_at"] = now if dead else now + timedelta(seconds=retry_in)
-            if not claimed.failed_before:
-                values["first_failed_at"] = now
-        result = tx.execute(update(_D).where(_D.c.id == claimed.id, _D.c.claim_id == claimed.claim_id).values(**values))
-        if rows_matched(result) == 0:
+            next_at = now if dead else now + timedelta(seconds=retry_in)
+            matched = _NOT_DELIVERED.execute(tx, {**held, "_state": state, "_next": next_at, "_reason": reason})
+        if matched == 0:
             return None
         if not ok:
             detail = _detail(claimed, reason, status)
@@ -124,7 +146,7 @@ def record(
                 _append(tx, "delivery.failed", claimed, reason, detail)
             if dead:
                 _append(tx, "delivery.dead", claimed, reason, detail)
-    return str(values["status"])
+    return state
 
 
 def _detail(claimed: Claimed, reason: str | None, status: int | None) -> dict[str, Any]:
@@ -148,13 +170,14 @@ def command_of(payload: Any) -> str | None:
     return command if isinstance(command, str) else None
 
 
-_NEXT_DUE = select(func.min(_D.c.next_attempt_at)).where(_D.c.status.in_(WAITING))
-
-
 def seconds_until_due() -> float | None:
-    """How long until the next waiting delivery is due (0 or less: now); None when none waits."""
+    """How long until the next waiting delivery is due (0 or less: now); None when none waits.
+
+    A read, with no write lock: a worker asks this before it claims, so a wake-up with nothing
+    due (or a pass that has sent everything) costs no write transaction.
+    """
     with db.engine.connect() as connection:
-        due = connection.execute(_NEXT_DUE).scalar()
+        due = _NEXT_DUE.scalar(connection)
         if due is None:
             return None
         now = dialect.database_now(connection)

@@ -71,18 +71,22 @@ class DeliveryWorker:
     # --- one pass -----------------------------------------------------------------------------
 
     def run_pass(self) -> float:
-        """Send every delivery due now (inside an app context); seconds until the next one is due."""
+        """Send every delivery due now (inside an app context); seconds until the next one is due.
+
+        Each round reads first (no write lock) and claims only when something is due.
+        """
         try:
             while not self._stop.is_set():
+                due = store.seconds_until_due()
+                if due is None or due > 0:
+                    return MAX_SLEEP_SECONDS if due is None else due
                 claimed = store.claim(self.lease)
-                if claimed is None:
-                    break
                 db.session.remove()  # nothing of the database is held while the receiver is talked to
-                self.deliver(claimed)
-            due = store.seconds_until_due()
+                if claimed is not None:  # None: another replica took it between the read and the claim
+                    self.deliver(claimed)
         finally:
             db.session.remove()
-        return MAX_SLEEP_SECONDS if due is None else max(due, 0.0)
+        return 0.0
 
     def deliver(self, claimed: store.Claimed) -> str | None:
         """Send one claimed delivery and record the outcome; the status it got (None: the lease was lost)."""
