@@ -19,8 +19,9 @@ from gateway.deliveries.store import Claimed
 from gateway.outbound import FAILURE_REASONS, MAIL_FAILURE_REASONS, SendResult, post, send_mail, signed_headers, slack
 
 UNCONFIGURED = "unconfigured"
+INTERNAL = "internal"  # the attempt itself failed in the gateway (a bug): logged with its traceback
 # Every result an attempt can have: the metric's label values and the ledger's reasons, a closed set.
-RESULTS = ("delivered", *FAILURE_REASONS, *MAIL_FAILURE_REASONS, UNCONFIGURED)
+RESULTS = ("delivered", *FAILURE_REASONS, *MAIL_FAILURE_REASONS, UNCONFIGURED, INTERNAL)
 
 Sender = Callable[[Claimed, Notification, Target, Mapping[str, Any], float], SendResult]
 

@@ -19,6 +19,7 @@ from flask import Flask
 from gateway.catalogue.switches import current_catalogue
 from gateway.deliveries import sending, store
 from gateway.deliveries.retries import RetryPolicy
+from gateway.outbound import SendResult
 from gateway.platform import notify, signals
 from gateway.platform.extensions import db
 
@@ -91,7 +92,11 @@ class DeliveryWorker:
     def deliver(self, claimed: store.Claimed) -> str | None:
         """Send one claimed delivery and record the outcome; the status it got (None: the lease was lost)."""
         catalogue = current_catalogue()
-        result = sending.attempt(claimed, catalogue, self.app.config)
+        try:
+            result = sending.attempt(claimed, catalogue, self.app.config)
+        except Exception:  # a bug here must not keep a delivery leased forever: it fails, and dies in the end
+            log.exception("delivery %s to %s could not be attempted", claimed.id, claimed.destination)
+            result = SendResult(ok=False, reason=sending.INTERNAL)
         reason = None if result.ok else (result.reason or "protocol")
         dead = not result.ok and self.policy.gives_up(claimed.attempts)
         status = store.record(

@@ -1,9 +1,9 @@
 """Outbound sends: the one place the gateway talks to receivers it does not own.
 
-Notifications (webhook, Slack: ``post`` and ``slack``; email: ``mail``) and
-audit forwarding (HTTPS, syslog) all leave through here, so TLS verification (the system store plus
-``OUTBOUND_CA_FILE``), the no-redirect rule, timeouts and the webhook signature
-are decided once.  Failures come back as a reason from a fixed vocabulary
+Notifications (webhook and Slack: ``post`` and ``slack``; email: ``mail``) and
+audit forwarding (HTTPS, syslog) all leave through here, so TLS verification
+(the system store plus ``OUTBOUND_CA_FILE``), the no-redirect rule, timeouts
+and the webhook signature are decided once.  Failures come back as a reason from a fixed vocabulary
 (``FAILURE_REASONS``), never as a library's message: such messages quote URLs,
 and a Slack or webhook URL is itself a secret.
 """

@@ -110,7 +110,7 @@ DELIVERY_ATTEMPTS = Counter(
 DELIVERY_RESULTS = frozenset(
     {
         "delivered", "timeout", "tls", "connect", "protocol", "redirect", "status", "url", "starttls", "auth",
-        "rejected", "unconfigured",
+        "rejected", "unconfigured", "internal",
     }
 )  # fmt: skip
 HTTP_DURATION = Histogram(
