@@ -318,6 +318,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     settings.update(mfa_settings(env, production, secret_key))
     settings.update(outbound_settings(env))
     settings.update(audit_forward_settings(env))
+    settings.update(delivery_settings(env, public_base_url))
     return settings
 
 
@@ -435,6 +436,86 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where notification mail goes (``SMTP_URL``): how the connection is secured, and who signs in.
+
+    ``security``: ``starttls`` (``smtp://``; refuses to send when the server does not offer it),
+    ``tls`` (``smtps://``, TLS from the first byte) or ``none`` (``smtp://...?starttls=off``, a
+    local relay; never with credentials).
+    """
+
+    host: str
+    port: int
+    security: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+_MAIL_ADDRESS = re.compile(r"[^\s@<>,;:\"()\[\]\\\x00-\x1f\x7f]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
+def parse_smtp_url(text: str | None) -> SmtpServer | None:
+    """``SMTP_URL``: ``smtp://host[:port][?starttls=off]`` (default port 587) or ``smtps://host[:port]`` (465).
+
+    Credentials never sit in the URL (it is shown in errors and process listings):
+    they come from ``SMTP_USERNAME`` / ``SMTP_PASSWORD`` (or their ``_FILE``).
+    """
+    if text is None:
+        return None
+    expected = "expected smtp://host[:port][?starttls=off] or smtps://host[:port]"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"SMTP_URL: {expected}") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or parts.path not in ("", "/") or parts.fragment:
+        raise ConfigError(f"SMTP_URL: {expected}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("SMTP_URL: put the user name and password in SMTP_USERNAME and SMTP_PASSWORD, not the URL")
+    options = dict(item.partition("=")[::2] for item in parts.query.split("&") if item)
+    if set(options) - {"starttls"} or options.get("starttls", "on") not in ("on", "off"):
+        raise ConfigError(f"SMTP_URL: the only option is starttls=off (for smtp://), got {parts.query!r}")
+    if parts.scheme == "smtps":
+        if "starttls" in options:
+            raise ConfigError("SMTP_URL: smtps:// is TLS from the start; starttls does not apply")
+        return SmtpServer(parts.hostname, port or 465, "tls")
+    return SmtpServer(parts.hostname, port or 587, "none" if options.get("starttls") == "off" else "starttls")
+
+
+def delivery_settings(env: _Env, public_base_url: str) -> dict[str, Any]:
+    """The notification outbox and mail (DESIGN.md, "Outbound delivery"; ``gateway/deliveries``).
+
+    A failed delivery is retried after ``DELIVERY_RETRY_SECONDS``, doubling (with jitter) up to
+    ``DELIVERY_RETRY_MAX_SECONDS``, until ``DELIVERY_MAX_ATTEMPTS`` attempts: then it is dead.
+    A replica that claims a delivery holds it for ``DELIVERY_LEASE_SECONDS``; if it dies meanwhile,
+    any replica takes it over once that lease has run out.
+    """
+    server = parse_smtp_url(env.secret("SMTP_URL"))
+    username, password = env.secret("SMTP_USERNAME"), env.secret("SMTP_PASSWORD")
+    if (username is None) != (password is None):
+        raise ConfigError("SMTP_PASSWORD: set SMTP_USERNAME and SMTP_PASSWORD together (or neither)")
+    if server is not None and username is not None:
+        if server.security == "none":
+            raise ConfigError("SMTP_URL: starttls=off with SMTP_USERNAME set: credentials never travel without TLS")
+        server = SmtpServer(server.host, server.port, server.security, username, password)
+    host = urlsplit(public_base_url).hostname or ""
+    domain = host if re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", host) and not host[-1].isdigit() else "localhost"
+    default_sender = f"ops-gateway@{domain}"
+    sender = env.str("SMTP_FROM", default_sender) or default_sender
+    if not _MAIL_ADDRESS.fullmatch(sender):
+        raise ConfigError(f"SMTP_FROM: expected a plain address like gateway@example.com, got {sender!r}")
+    retry = env.int("DELIVERY_RETRY_SECONDS", 30, minimum=1, maximum=86_400)
+    return {
+        "DELIVERY_MAX_ATTEMPTS": env.int("DELIVERY_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
+        "DELIVERY_RETRY_SECONDS": retry,
+        "DELIVERY_RETRY_MAX_SECONDS": env.int("DELIVERY_RETRY_MAX_SECONDS", max(3600, retry), minimum=retry),
+        "DELIVERY_LEASE_SECONDS": env.int("DELIVERY_LEASE_SECONDS", 120, minimum=2, maximum=3600),
+        "SMTP_SERVER": server,
+        "SMTP_FROM": sender,
+    }
 
 
 MFA_POLICIES = ("none", "admins", "all")

@@ -47,11 +47,12 @@ commands:
 """
 
 
-def build_app(directory: Path):
+def build_app(directory: Path, catalogue_text: str = CATALOGUE, **settings: str):
+    """A migrated SQLite app in ``directory`` and its admin; ``settings`` override the environment."""
     from gateway import create_app
 
     catalogue = directory / "commands.yaml"
-    catalogue.write_text(CATALOGUE)
+    catalogue.write_text(catalogue_text)
     environ = {
         "GATEWAY_ENV": "testing",
         "SECRET_KEY": "bench-secret-key-" + "x" * 32,
@@ -60,6 +61,7 @@ def build_app(directory: Path):
         "GATEWAY_COMMANDS_FILE": str(catalogue),
         "RUN_WORKERS": "32",
         "AUDIT_ANCHOR_EVERY": "0",
+        **settings,
     }
     app = create_app(environ, instance_path=directory / "instance")
     with app.app_context():

@@ -19,7 +19,16 @@ commands are not traced: their instructions count on neither side.
 - ``api``: one ``POST /api/v1/commands/echo/runs`` with ``wait`` (token auth,
   validation, two audited commits, the result) through Flask's test client,
   production settings, against the same request to the bare Flask route of
-  ``bench/compare.py``.
+  ``bench/compare.py``;
+- ``engine_notify_unmatched``: the ``engine`` loop, the command with ``notify:``
+  naming a webhook whose ``on:`` does not match the outcome (nothing enqueued:
+  the cost of asking), against ``engine`` (target: at most 5 % more);
+- ``engine_notify_sent``: the same with ``on: [succeeded]``, and after each run
+  one pass of the delivery worker (claim, signed POST to a local receiver in a
+  process of its own, which is not traced, and the recorded outcome): what a
+  sent notification adds.
+
+``--kinds engine,engine_notify_unmatched,engine_notify_sent`` measures a subset.
 """
 
 from __future__ import annotations
@@ -55,6 +64,70 @@ def loop_engine(iterations: int) -> None:
                 if run_and_wait("trivial", caller) != "succeeded":
                     raise SystemExit("a trivial run did not succeed")
         app.extensions["gateway.executor"].shutdown()
+
+
+NOTIFICATIONS = """
+notifications:
+  - name: hook
+    kind: webhook
+    url_env: BENCH_HOOK_URL
+    secret_env: BENCH_HOOK_SECRET
+    on: [{on}]
+"""
+
+
+def notify_catalogue(on: str) -> str:
+    """bench/engine.py's catalogue, its trivial command telling a webhook of outcomes ``on``."""
+    from engine import CATALOGUE
+
+    trivial = '    argv: ["true"]\n    timeout: 10\n'
+    assert trivial in CATALOGUE
+    return CATALOGUE.replace(trivial, trivial + "    notify: [hook]\n", 1) + NOTIFICATIONS.format(on=on)
+
+
+# A receiver answering 204 to every POST, in a process of its own (valgrind traces only the gateway's).
+RECEIVER = """
+import http.server, sys
+class Ok(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *args): pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def loop_engine_notify(iterations: int, outcome: str, deliver: bool) -> None:
+    """The ``engine`` loop with a ``notify:`` on ``outcome``; with ``deliver``, one worker pass per run."""
+    from engine import build_app, run_and_wait
+
+    from gateway import deliveries, runs
+
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        os.environ["BENCH_HOOK_URL"] = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/hook"
+        os.environ["BENCH_HOOK_SECRET"] = "bench-signing-secret"
+        with tempfile.TemporaryDirectory() as tmp:
+            app, user = build_app(Path(tmp), notify_catalogue(outcome))
+            worker = deliveries.get_worker(app)
+            with app.app_context():
+                caller = runs.Caller(user=user, source_ip="127.0.0.1")
+                for _ in range(iterations):
+                    if run_and_wait("trivial", caller) != "succeeded":
+                        raise SystemExit("a trivial run did not succeed")
+                    if deliver:
+                        worker.run_pass()
+                if deliver and deliveries.counts() != {"delivered": iterations}:
+                    raise SystemExit(f"not every notification was delivered: {deliveries.counts()}")
+                if not deliver and deliveries.counts():
+                    raise SystemExit("an unmatched notify: enqueued something")
+            app.extensions["gateway.executor"].shutdown()
+    finally:
+        receiver.kill()
+        receiver.wait()
 
 
 def loop_subprocess(iterations: int) -> None:
@@ -94,7 +167,14 @@ def loop_bare(iterations: int) -> None:
             raise SystemExit(f"the bare route answered {answer.status_code}")
 
 
-LOOPS = {"engine": loop_engine, "subprocess": loop_subprocess, "api": loop_api, "bare": loop_bare}
+LOOPS = {
+    "engine": loop_engine,
+    "subprocess": loop_subprocess,
+    "api": loop_api,
+    "bare": loop_bare,
+    "engine_notify_unmatched": lambda n: loop_engine_notify(n, "failed", deliver=False),
+    "engine_notify_sent": lambda n: loop_engine_notify(n, "succeeded", deliver=True),
+}
 
 
 def count(kind: str, iterations: int) -> int:
@@ -123,6 +203,7 @@ def main() -> None:
     parser.add_argument("--low", type=int, default=20, help="iterations of the short run (start-up cancels out)")
     parser.add_argument("--high", type=int, default=120, help="iterations of the long run")
     parser.add_argument("--inner", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--kinds", default=",".join(LOOPS), help="comma list of the loops to measure")
     args = parser.parse_args()
     if args.inner:
         kind, iterations = args.inner
@@ -130,13 +211,20 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    figures = {kind: per_iteration(kind, args.low, args.high) for kind in LOOPS}
-    report = {
-        "instructions_per_iteration": figures,
-        "engine_over_subprocess_run": round(figures["engine"] / figures["subprocess"], 2),
-        "api_over_bare_route": round(figures["api"] / figures["bare"], 2),
-        "iterations": [args.low, args.high],
+    kinds = [kind for kind in args.kinds.split(",") if kind]
+    figures = {kind: per_iteration(kind, args.low, args.high) for kind in kinds}
+    report: dict[str, object] = {"instructions_per_iteration": figures, "iterations": [args.low, args.high]}
+    ratios = {
+        "engine_over_subprocess_run": ("engine", "subprocess"),
+        "api_over_bare_route": ("api", "bare"),
+        "notify_unmatched_over_engine": ("engine_notify_unmatched", "engine"),
+        "notify_sent_over_engine": ("engine_notify_sent", "engine"),
     }
+    for name, (top, bottom) in ratios.items():
+        if top in figures and bottom in figures:
+            report[name] = round(figures[top] / figures[bottom], 4)
+    if "engine_notify_sent" in figures and "engine" in figures:
+        report["instructions_added_by_a_sent_notification"] = figures["engine_notify_sent"] - figures["engine"]
     print(json.dumps(report, indent=2))
 
 

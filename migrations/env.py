@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from flask import has_app_context
 
-import gateway.db.approval_tables  # (the approval tables, kept apart from the others)
-import gateway.db.models  # noqa: F401  (registers every table on the metadata)
+import gateway.db.approval_tables  # noqa: F401  (the approval tables, kept apart from the others)
+from gateway.db import models, outbox  # noqa: F401  (they register every table on the metadata)
 from gateway.db.migrate import UNMODELLED_INDEXES, is_unmodelled_table
 from gateway.platform.extensions import db
 

@@ -196,6 +196,10 @@ commands:
         (BASE.replace("[leads]", "[leads], min_approvals: 0"), "field approval.min_approvals: Input should be"),
         (BASE.replace("[leads]", "[leads], expires_minutes: 20000"), "field approval.expires_minutes: Input should"),
         (BASE.replace("[leads]", "[leads], quorum: 2"), "field approval.quorum: Extra inputs are not permitted"),
+        (
+            BASE.replace("[leads]", "[leads], notify: [oncall-mail]"),
+            "command 'purge' field approval.notify: unknown notification 'oncall-mail'",
+        ),
     ],
 )
 def test_the_catalogue_refuses_what_an_approval_cannot_keep_naming_the_field(text, expected):
@@ -209,7 +213,9 @@ def test_the_catalogue_refuses_what_an_approval_cannot_keep_naming_the_field(tex
 def test_an_approval_with_its_defaults_and_notify_names_loads():
     from gateway.catalogue import parse_catalogue
 
-    approval = parse_catalogue(BASE.replace("[leads]", "[leads], notify: [oncall-mail]")).commands["purge"].approval
+    mail = "notifications:\n  - {name: oncall-mail, kind: email, to: [oncall@example.com], on: [failed]}\n"
+    text = BASE.replace("[leads]", "[leads], notify: [oncall-mail]") + mail
+    approval = parse_catalogue(text).commands["purge"].approval
     assert approval is not None and approval.model_dump() == {
         "approvers": ["leads"], "min_approvals": 1, "expires_minutes": 60, "notify": ["oncall-mail"],
     }  # fmt: skip

@@ -86,6 +86,13 @@ schedules:
     command: tasks
     cron: "*/5 * * * *"
     dashboard: true
+    notify: [matrix-hook]
+notifications:
+  - name: matrix-hook
+    kind: webhook
+    url_env: MATRIX_HOOK_URL
+    secret_env: MATRIX_HOOK_SECRET
+    on: [succeeded]
 """
 
 # Who asks: (user, address, how their credentials stand).
@@ -150,6 +157,10 @@ SURFACES = {
     "admin schedules": ("GET", "/admin/schedules", "session", {200}, "HHAHANN"),
     "admin pause": ("POST", "/admin/schedules/tasks-report/pause", "session", {303}, "HHAHANN"),
     "admin resume": ("POST", "/admin/schedules/tasks-report/resume", "session", {303}, "HHAHANN"),
+    # The outbox's bookkeeping (no output, no URL): administration, like /admin/schedules. {D}: the
+    # delivery the scheduled run's end enqueued.
+    "admin deliveries": ("GET", "/admin/deliveries", "session", {200}, "HHAHANN"),
+    "admin delivery retry": ("POST", "/admin/deliveries/{D}/retry", "session", {303}, "HHAHANN"),
     # One's own second factors, and an admin's reset of someone else's ({U}: the other staff member).
     "MFA page": ("GET", "/account/mfa", "session", {200}, "AAAAANN"),
     "admin MFA reset": ("POST", "/admin/users/{U}/reset-mfa", "session", {303}, "HHAHANN"),
@@ -181,6 +192,7 @@ LISTED = {
     "approvals page": "{A}",
     "API approvals": "{A}",
     "API my requests": "{A}",
+    "admin deliveries": 'id="delivery-{D}"',
 }
 BODIES = {
     "cache-joined run": {"params": {}},
@@ -240,8 +252,15 @@ def world(make_app, users, tmp_path: Path, monkeypatch) -> World:
     assert client.get(f"/api/v1/runs/{scheduled}?wait=20", headers=owner, environ_base=inside).status_code == 200
     requested = client.post(start.format("purge"), json={"params": {}}, headers=owner, environ_base=inside)
     assert requested.status_code == 202 and requested.get_json()["status"] == "pending_approval"
-    ids = {"P": private, "S": shared, "K": key, "U": str(users["other"].id), "R": scheduled}
-    ids["A"] = requested.get_json()["id"]
+    ids = {
+        "P": private,
+        "S": shared,
+        "K": key,
+        "U": str(users["other"].id),
+        "R": scheduled,
+        "D": delivery_of(app, scheduled),
+        "A": requested.get_json()["id"],
+    }
     return World(app=app, ids=ids)
 
 
@@ -262,6 +281,17 @@ def scheduled_run(app: Flask) -> str:
         run_id = db.session.scalar(select(Run.id).where(Run.username == "system:scheduler"))
     assert run_id is not None
     return str(run_id)
+
+
+def delivery_of(app: Flask, run_id: str) -> str:
+    """The delivery a run's end enqueued (its notification has no URL here: it waits, failing as unconfigured)."""
+    from gateway.db.outbox import Delivery
+    from gateway.platform.extensions import db
+
+    with app.app_context():
+        delivery_id = db.session.scalar(select(Delivery.id).where(Delivery.run_id == run_id))
+    assert delivery_id is not None
+    return str(delivery_id)
 
 
 def token_headers(app: Flask, username: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_config
+from tests.conftest import base_environ
 
 PROJECT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "s" * 40
@@ -539,3 +540,55 @@ def test_wsgi_refuses_with_one_line():
 def test_wsgi_without_public_base_url_refuses_with_one_line(tmp_path):
     environ = production(PUBLIC_BASE_URL=None, DATABASE_URL=f"sqlite:///{tmp_path / 'gw.db'}")
     assert_one_line_refusal(run_entry_point(["-c", "import wsgi"], environ), "PUBLIC_BASE_URL")
+
+
+# --- SMTP_URL and its companions ------------------------------------------------------------
+
+
+def smtp_settings(**overrides: str) -> dict:
+    return load_config(base_environ("sqlite://", **overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"SMTP_URL": "http://mail.example.com"}, "SMTP_URL: expected smtp://"),
+        ({"SMTP_URL": "smtp://user:pw@mail.example.com"}, "SMTP_URL: put the user name and password"),
+        ({"SMTP_URL": "smtp://mail.example.com?starttls=maybe"}, "SMTP_URL: the only option is starttls=off"),
+        ({"SMTP_URL": "smtps://mail.example.com?starttls=off"}, "SMTP_URL: smtps:// is TLS from the start"),
+        (
+            {"SMTP_URL": "smtp://relay?starttls=off", "SMTP_USERNAME": "u", "SMTP_PASSWORD": "p"},
+            "credentials never travel without TLS",
+        ),
+        ({"SMTP_URL": "smtp://mail.example.com", "SMTP_USERNAME": "u"}, "SMTP_PASSWORD: set SMTP_USERNAME and"),
+        ({"SMTP_FROM": "gateway@example.com\r\nBcc: x@y.org"}, "SMTP_FROM: expected a plain address"),
+        ({"DELIVERY_MAX_ATTEMPTS": "0"}, "DELIVERY_MAX_ATTEMPTS: must be between 1 and 100"),
+        ({"DELIVERY_LEASE_SECONDS": "1"}, "DELIVERY_LEASE_SECONDS: must be between 2"),
+    ],
+)
+def test_a_bad_mail_or_delivery_setting_is_named(overrides, expected):
+    with pytest.raises(ConfigError) as caught:
+        smtp_settings(**overrides)
+    assert expected in str(caught.value)
+    assert "pw@" not in str(caught.value)  # the URL (and a password in it) is not repeated
+
+
+def test_mail_settings_and_their_defaults(tmp_path):
+    password = tmp_path / "smtp-password"
+    password.write_text("from-a-mount\n")
+    settings = smtp_settings(
+        SMTP_URL="smtp://mail.example.com", SMTP_USERNAME="gateway", SMTP_PASSWORD_FILE=str(password),
+        PUBLIC_BASE_URL="https://ops.example.com",
+    )  # fmt: skip
+    server = settings["SMTP_SERVER"]
+    assert (server.host, server.port, server.security, server.username) == (
+        "mail.example.com",
+        587,
+        "starttls",
+        "gateway",
+    )
+    assert server.password == "from-a-mount" and "from-a-mount" not in repr(server)
+    assert settings["SMTP_FROM"] == "ops-gateway@ops.example.com"
+    assert smtp_settings(SMTP_URL="smtps://mail.example.com")["SMTP_SERVER"].port == 465
+    assert smtp_settings(SMTP_URL="smtp://relay:25?starttls=off")["SMTP_SERVER"].security == "none"
+    assert (settings["DELIVERY_MAX_ATTEMPTS"], settings["DELIVERY_RETRY_SECONDS"]) == (8, 30)

@@ -356,6 +356,9 @@ QUERY_ARGS = {
 REAL_NAMES = {"web.tile": "uptime", "web.tile_refresh": "uptime", "admin.audit_export_view": "csv"}
 # ... where a rule's variables need different ones: the demo catalogue's dependent pair.
 REAL_VALUES = {("api.command_choices", "name"): "task-detail", ("api.command_choices", "param"): "task"}
+REAL_NAMES["admin.retry_delivery"] = (
+    "0b6f2a57-3f0f-4d43-9d4b-6a5b4d1f7a10"  # shaped like a delivery id: reaches the view
+)
 REAL_NAMES.update(  # the demo catalogue's schedule (commands.yaml)
     dict.fromkeys(
         ("web.schedule_refresh", "admin.pause_schedule", "admin.resume_schedule", "api.schedule_runs"),

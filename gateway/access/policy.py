@@ -105,6 +105,9 @@ class SystemPrincipal:
 SCHEDULER = SystemPrincipal("system:scheduler")
 CHOICES = SystemPrincipal("system:choices")
 SYSTEM_NAMES = frozenset({SCHEDULER.username, CHOICES.username})
+# Who reads a run in a notification: a receiver the reviewed catalogue set up for the command or its
+# schedule. It sees what an admin sees of a run (secrets masked, as everywhere); it never runs anything.
+NOTIFIER = SystemPrincipal("system:notifications")
 
 
 def is_system(user: Any) -> bool:
@@ -271,8 +274,9 @@ def board_runs(user: Any, names: list[str]) -> ColumnElement[bool]:
 
 
 def sees_run_details(user: Any, run: Any) -> bool:
-    """Who ran it, from where, with what: its owner, admins, and its approvers (cached results are shared)."""
-    if is_admin(user) or owns_run(user, run):
+    """Who ran it, from where, with what: its owner, admins, its approvers and the catalogue's notifications
+    (cached results are shared)."""
+    if is_admin(user) or owns_run(user, run) or user is NOTIFIER:
         return True
     command = current_catalogue().get(run.command)
     return approves(user, command, None) and went_through_approval(run)

@@ -11,7 +11,7 @@ their routes on it when this package imports them.  May import every domain pack
 
 from __future__ import annotations
 
-from gateway.admin import audit, commands, groups, mfa, runs, schedules, tokens, users  # noqa: F401  (their routes)
+from gateway.admin import audit, commands, deliveries, groups, mfa, runs, schedules, tokens, users  # noqa: F401
 from gateway.admin.blueprint import bp
 
 __all__ = ["bp"]

@@ -6,7 +6,6 @@ Owns the approval tables (``gateway.db.approval_tables``) and what is kept in th
   decisions, withdrawal and expiry of one request, the wipe of its secrets, the expiry query);
 - ``vault``: the request's secret values, sealed (``gateway.platform.secretbox``) under a purpose of their own;
 - ``comments``: what an approver's comment may be (it goes into the ledger);
-- ``notify``: the outbox hooks (approvers told of a request, the requester of its decision);
 - ``readiness``: approver groups the database does not know are a readiness warning.
 
 The flow itself (request, approve, deny, withdraw, expire, and the start at the last
@@ -19,7 +18,6 @@ delivery layer.
 from __future__ import annotations
 
 from gateway.approvals.comments import CommentError, check_comment
-from gateway.approvals.notify import notify_approvers, notify_requester
 from gateway.approvals.readiness import init_app
 from gateway.approvals.store import ApprovalSummary, summaries, summary
 from gateway.approvals.vault import open_secrets, seal_secrets
@@ -29,8 +27,6 @@ __all__ = [
     "CommentError",
     "check_comment",
     "init_app",
-    "notify_approvers",
-    "notify_requester",
     "open_secrets",
     "seal_secrets",
     "summaries",

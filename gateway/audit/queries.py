@@ -221,5 +221,6 @@ def known_events() -> list[str]:
             "auth.mfa_enrolled", "auth.mfa_failed", "auth.mfa_recovery_used", "auth.mfa_removed", "admin.mfa_reset",
             "run.approval_requested", "run.approved", "run.denied", "run.approval_expired", "run.withdrawn",
             "run.approval_refused",
+            "delivery.failed", "delivery.dead", "admin.delivery_retried",
         }
     )  # fmt: skip

@@ -8,6 +8,7 @@ The rooms:
 - ``values``: a command's values as a caller sent them, validated, masked and keyed (``collect_errors``);
 - ``schedule``: a ``schedules:`` entry (cron through ``cronsim``, time zone through ``zoneinfo``);
 - ``sources``: which command may fill a parameter's choices (``choices_from``, ``depends_on``), checked at load;
+- ``notification``: a ``notifications:`` entry (webhook, email, Slack; the outcomes it is sent on);
 - ``loader``: reading and checking the YAML file (``load_catalogue``, ``parse_catalogue``);
 - ``argv``: a shell command's argv from its template and the validated values;
 - ``switches``: the catalogue this process loaded, reloads, and the runtime kill switch.
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 from gateway.catalogue.approval import Approval
 from gateway.catalogue.loader import load_catalogue, parse_catalogue
-from gateway.catalogue.model import Catalogue, CatalogueError, Command, Datasource
+from gateway.catalogue.model import Catalogue, CatalogueError, Command, Datasource, Target
+from gateway.catalogue.notification import Notification
 from gateway.catalogue.params import ParamSpec
 from gateway.catalogue.schedule import Schedule
 
@@ -31,8 +33,10 @@ __all__ = [
     "CatalogueError",
     "Command",
     "Datasource",
+    "Notification",
     "ParamSpec",
     "Schedule",
+    "Target",
     "load_catalogue",
     "parse_catalogue",
 ]

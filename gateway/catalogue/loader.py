@@ -1,8 +1,10 @@
 """Loading the catalogue: reviewed YAML, validated strictly before anything can run.
 
-Unknown keys, duplicate names, a command naming an unknown data source: loading
-fails with a message naming the command and the field.  A data source whose URL
-variable is unset is not an error; its commands are marked unavailable instead.
+Unknown keys, duplicate names, a command naming an unknown data source or a
+``notify:`` naming an unknown notification: loading fails with a message naming
+the command (schedule, notification) and the field.  A data source whose URL
+variable is unset is not an error; its commands are marked unavailable instead,
+and a notification whose variables are unset is marked unconfigured.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.catalogue.model import Catalogue, CatalogueError, CatalogueFile, Command
+from gateway.catalogue.model import Catalogue, CatalogueError, CatalogueFile, Command, Target
+from gateway.catalogue.notification import Notification
 from gateway.catalogue.schedule import Schedule
 from gateway.catalogue.sources import check_sources
 
@@ -25,7 +28,7 @@ def _location(errors: list[Any], raw: Mapping[str, Any]) -> str:
     error = errors[0]
     loc = list(error["loc"])
     where = ""
-    if loc[:1] in (["commands"], ["schedules"]) and len(loc) > 1 and isinstance(loc[1], int):
+    if loc[:1] in (["commands"], ["schedules"], ["notifications"]) and len(loc) > 1 and isinstance(loc[1], int):
         section, index = str(loc[0]), loc[1]
         entries = raw.get(section) or []
         name = entries[index].get("name") if index < len(entries) and isinstance(entries[index], dict) else None
@@ -43,6 +46,11 @@ def _location(errors: list[Any], raw: Mapping[str, Any]) -> str:
 
 def datasource_url(url_env: str, environ: Mapping[str, str]) -> str | None:
     """The URL from ``url_env``, or from the file named by ``<url_env>_FILE`` (Kubernetes secret mounts)."""
+    return env_value(url_env, environ)
+
+
+def env_value(url_env: str, environ: Mapping[str, str]) -> str | None:
+    """The value of a variable the catalogue names, or of the file named by ``<name>_FILE``; None when unset."""
     direct = environ.get(url_env, "").strip()
     if direct:
         return direct
@@ -77,12 +85,19 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{source}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
-        raise CatalogueError(f"{source}: expected a mapping with 'datasources', 'commands' and 'schedules'")
+        raise CatalogueError(
+            f"{source}: expected a mapping with 'datasources', 'commands', 'schedules' and 'notifications'"
+        )
     try:
         parsed = CatalogueFile.model_validate(raw)
     except ValidationError as exc:
         raise CatalogueError(f"{source}: {_location(exc.errors(), raw)}") from None
 
+    notifications: dict[str, Notification] = {}
+    for notification in parsed.notifications:
+        if notification.name in notifications:
+            raise CatalogueError(f"{source}: notification {notification.name!r} field name: defined twice")
+        notifications[notification.name] = notification
     commands: dict[str, Command] = {}
     for command in parsed.commands:
         if command.name in commands:
@@ -90,6 +105,12 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
         if command.kind == "query" and command.datasource not in parsed.datasources:
             raise CatalogueError(
                 f"{source}: command {command.name!r} field datasource: unknown data source {command.datasource!r}"
+            )
+        if unknown := _unknown(command.notify, notifications):
+            raise CatalogueError(f"{source}: command {command.name!r} field notify: unknown notification {unknown!r}")
+        if command.approval is not None and (unknown := _unknown(command.approval.notify, notifications)):
+            raise CatalogueError(
+                f"{source}: command {command.name!r} field approval.notify: unknown notification {unknown!r}"
             )
         commands[command.name] = command
     misuse = check_sources(commands)
@@ -102,6 +123,8 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
         problem = schedule.check_against(commands)
         if problem is not None:
             raise CatalogueError(f"{source}: schedule {schedule.name!r} field {problem[0]}: {problem[1]}")
+        if unknown := _unknown(schedule.notify, notifications):
+            raise CatalogueError(f"{source}: schedule {schedule.name!r} field notify: unknown notification {unknown!r}")
         schedules[schedule.name] = schedule
     urls = {}
     for name, datasource in parsed.datasources.items():
@@ -111,8 +134,23 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Catalogue(
         commands=commands, datasources=dict(parsed.datasources), datasource_urls=urls, source=source, sha256=digest,
-        schedules=schedules,
+        schedules=schedules, notifications=notifications, notification_targets=_targets(notifications, environ),
+        schedules_notify=any(schedule.notify for schedule in schedules.values()),
     )  # fmt: skip
+
+
+def _unknown(names: list[str], notifications: Mapping[str, Notification]) -> str | None:
+    return next((name for name in names if name not in notifications), None)
+
+
+def _targets(notifications: Mapping[str, Notification], environ: Mapping[str, str]) -> dict[str, Target]:
+    """Each notification's URL and secret from the variables it names (unset: the notification is unconfigured)."""
+    targets = {}
+    for name, notification in notifications.items():
+        url = env_value(notification.url_env, environ) if notification.url_env else None
+        secret = env_value(notification.secret_env, environ) if notification.secret_env else None
+        targets[name] = Target(url=url, secret=secret.encode("utf-8") if secret else None)
+    return targets
 
 
 def load_catalogue(path: str | Path, environ: Mapping[str, str] | None = None) -> Catalogue:

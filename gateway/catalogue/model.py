@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from config import ConfigError, Network, parse_networks
 from gateway.catalogue.approval import Approval
+from gateway.catalogue.notification import Notification, NotifyList, check_names
 from gateway.catalogue.params import ParamSpec
 from gateway.catalogue.schedule import Schedule
 
@@ -61,6 +62,7 @@ class Command(_Strict):
     cache_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0
     dashboard: bool = False
     approval: Approval | None = None  # a second person must agree before a run starts (DESIGN.md, Approvals)
+    notify: NotifyList = Field(default_factory=list)  # names from notifications:, told of every run's end
     # shell
     argv: list[str] | None = None
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(default_factory=dict)
@@ -81,6 +83,11 @@ class Command(_Strict):
             except ValueError:
                 raise ValueError(f"not a rate limit like '5/minute': {value!r}") from None
         return value
+
+    @field_validator("notify")
+    @classmethod
+    def _notify(cls, value: list[str]) -> list[str]:
+        return check_names(value)
 
     @field_validator("allowed_networks")
     @classmethod
@@ -178,7 +185,10 @@ class Command(_Strict):
     # (a reload builds new objects): these are read on every run's path.
     @cached_property
     def definition_digest(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # Who is told of its outcome (``notify``) is not what runs: leaving it out keeps the digest of
+        # every definition as it was before notifications existed, and a new receiver changes no digest.
+        shape = self.model_dump(mode="json", exclude={"notify"})
+        canonical = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @cached_property
@@ -220,11 +230,20 @@ class Command(_Strict):
 
 
 class CatalogueFile(_Strict):
-    """The YAML file's shape: data sources by name, the commands, then their schedules."""
+    """The YAML file's shape: data sources by name, the commands, their schedules, where outcomes are sent."""
 
     datasources: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Datasource] = Field(default_factory=dict)
     commands: list[Command] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a notification goes in this process: its URL and signing secret, read from the variables it names."""
+
+    url: str | None = field(default=None, repr=False)
+    secret: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -237,9 +256,28 @@ class Catalogue:
     source: str = ""
     sha256: str = ""
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    notifications: Mapping[str, Notification] = field(default_factory=dict)
+    notification_targets: Mapping[str, Target] = field(default_factory=dict, repr=False)
+    # Whether any schedule has a notify: list (a run's end asks which schedule it belongs to only then).
+    schedules_notify: bool = False
 
     def get(self, name: str) -> Command | None:
         return self.commands.get(name)
+
+    def unconfigured_reason(self, name: str) -> str | None:
+        """Why notification ``name`` cannot be sent from this process (a variable it names is unset), or None."""
+        notification = self.notifications.get(name)
+        if notification is None:
+            return f"no notification {name!r} in the catalogue"
+        target = self.notification_targets.get(name, Target())
+        if notification.url_env is not None and target.url is None:
+            return f"{notification.url_env} is not set"
+        if notification.secret_env is not None and target.secret is None:
+            return f"{notification.secret_env} is not set"
+        return None
+
+    def unconfigured_notifications(self) -> list[str]:
+        return [name for name in self.notifications if self.unconfigured_reason(name)]
 
     def unavailable_reason(self, command: Command) -> str | None:
         """Why a command cannot run in this process (its data source's URL is not set), or None."""

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.catalogue.notification import NotifyList, check_names
 from gateway.catalogue.values import collect_errors
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class Schedule(BaseModel):
     cron: str
     timezone: str = "UTC"
     dashboard: bool = False
-    notify: list[str] = Field(default_factory=list)
+    notify: NotifyList = Field(default_factory=list)  # names from notifications:
 
     @field_validator("cron")
     @classmethod
@@ -71,9 +72,7 @@ class Schedule(BaseModel):
     @field_validator("notify")
     @classmethod
     def _notify(cls, value: list[str]) -> list[str]:
-        if value:  # the catalogue has no notifications: section yet (DESIGN.md, outbound delivery)
-            raise ValueError(f"unknown notification {value[0]!r}")
-        return value
+        return check_names(value)  # whether each exists is checked by the loader, which knows them
 
     def occurrences(self, after: datetime) -> Iterator[datetime]:
         """The UTC instants strictly after ``after`` (aware), in order, by Debian cron's DST rules."""

@@ -47,8 +47,12 @@ def validate(path: str | None) -> None:
         fail(str(exc))
     counts = f"{len(catalogue.commands)} commands, {len(catalogue.datasources)} data sources"
     click.echo(f"{target}: {counts}, {len(catalogue.schedules)} schedules: valid")
+    if catalogue.notifications:
+        click.echo(f"  notifications: {', '.join(catalogue.notifications)}")
     for name in catalogue.unavailable():
         click.echo(f"  note: {name} is unavailable here ({catalogue.unavailable_reason(catalogue.commands[name])})")
+    for name in catalogue.unconfigured_notifications():
+        click.echo(f"  note: notification {name} cannot be sent from here ({catalogue.unconfigured_reason(name)})")
 
 
 @commands_group.command("reload")

@@ -7,6 +7,7 @@ every write (``write_transaction`` / ``write_connection``, both a
 ``WriteUnit``: the write lock on SQLite, the chain's order on PostgreSQL, the
 request-path lock timeout), ``prepared`` runs the hot path's statements,
 ``stall_guard`` bounds a silent PostgreSQL link (on by configuration,
-``DATABASE_STALL_GUARD``), ``migrate`` wraps Alembic, ``models`` maps the tables.
+``DATABASE_STALL_GUARD``), ``migrate`` wraps Alembic, ``models`` maps the tables
+(``outbox`` the notifications' one).
 May import: ``platform`` only; every other room imports this one.
 """

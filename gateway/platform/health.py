@@ -207,11 +207,15 @@ def check_ratelimit_storage() -> str:
 
 
 def check_catalogue() -> str:
-    """Loaded; ``warn`` when some commands are unavailable (their data source URL is not set)."""
+    """Loaded; ``warn`` when some commands are unavailable (their data source URL is not set) or some
+    notifications cannot be sent (a variable they name is unset, or mail without ``SMTP_URL``)."""
     from gateway.catalogue.switches import current_catalogue
 
     catalogue = current_catalogue()
-    return WARN if catalogue.unavailable() else PASS
+    mail_unset = current_app.config.get("SMTP_SERVER") is None and any(
+        notification.kind == "email" for notification in catalogue.notifications.values()
+    )
+    return WARN if catalogue.unavailable() or catalogue.unconfigured_notifications() or mail_unset else PASS
 
 
 def check_executor_supervisor() -> str:

@@ -4,10 +4,12 @@
 process starts its executor supervisor (leases, reaper) and its
 cross-replica notification listener at once rather than at its first run, and
 reloads the catalogue on SIGHUP.  It starts this replica's scheduler too
-(``gateway.schedules``); draining stops it first.  It also starts the audit
-forwarders (``gateway.audit.forwarding``, one thread per ``AUDIT_FORWARD``
-destination; the lease decides which replica sends); the drain stops them last,
-after the runs' final events, and releases their leases to another replica.
+(``gateway.schedules``), which draining stops first, and its delivery worker
+(``gateway.deliveries``), which draining stops once the runs have ended.  It also
+starts the audit forwarders (``gateway.audit.forwarding``, one thread per
+``AUDIT_FORWARD`` destination; the lease decides which replica sends); the drain
+stops them last, after the runs' final events, and releases their leases to another
+replica.
 
 SIGTERM drains instead of stopping: the process turns not-ready (``/readyz``
 503), refuses new runs (503), keeps serving status, long-polls and streams,
@@ -33,6 +35,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from gateway.audit.forwarding import start_forwarding, stop_forwarding
 from gateway.catalogue import CatalogueError
 from gateway.catalogue.switches import holder
+from gateway.deliveries import start_worker, stop_worker
 from gateway.platform import notify
 from gateway.runs.workers import get_executor
 from gateway.schedules import start_scheduler, stop_scheduler
@@ -73,6 +76,7 @@ def prepare_serving(app: Flask) -> None:
     notify.start_listener(app)
     start_scheduler(app)  # every replica schedules; the claims decide who runs an occurrence
     start_forwarding(app)  # every replica may forward; a lease per destination decides who does
+    start_worker(app)  # every replica delivers; the leases decide who sends a delivery
     install_reload_on_sighup(app)
 
 
@@ -98,6 +102,7 @@ def drain(app: Flask, grace: float | None = None) -> None:
     )
     if executor is not None:
         executor.shutdown(grace=grace)
+    stop_worker(app)  # after the runs' ends: their deliveries wait in the outbox for any replica
     stop_forwarding(app)  # after the runs' last events; releases the leases to another replica
     notify.stop_listener(app)
     log.warning("drained in %.1fs", time.monotonic() - started)
@@ -161,3 +166,4 @@ def serve_forever(app: Flask, host: str, port: int) -> None:
         stop_scheduler(app)
         stop_forwarding(app)
         get_executor(app).shutdown(grace=0)
+        stop_worker(app)

@@ -15,6 +15,8 @@ What is measured, and where it comes from:
 - HTTP requests and sign-in failures: an ``after_request`` hook (by URL rule, never the raw path);
 - refused runs (by reason): the ``run_rejected`` signal;
 - audit append latency: the ledger's ``audit_appended`` signal;
+- deliveries: ``gateway_delivery_attempts_total`` by destination and result, by the worker's
+  ``delivery_attempted`` signal;
 - schedules: ``gateway_schedule_lag_seconds`` (start minus scheduled time) and
   ``gateway_schedule_missed_total`` by the scheduler's signals; the last success per schedule
   read at scrape time (``schedule_successes``, from the database: the same on every replica);
@@ -104,6 +106,18 @@ SCHEDULE_LAG = Histogram(
 SCHEDULE_MISSED = Counter(
     "gateway_schedule_missed_total", "Occurrences not run because they were past the misfire grace.", ["schedule"]
 )
+DELIVERY_ATTEMPTS = Counter(
+    "gateway_delivery_attempts_total",
+    "Notification delivery attempts, by destination (catalogue name) and result (delivered or the failure's reason).",
+    ["destination", "result"],
+)
+# The deliveries' results (gateway.deliveries.RESULTS, asserted equal by the tests): anything else counts as "other".
+DELIVERY_RESULTS = frozenset(
+    {
+        "delivered", "timeout", "tls", "connect", "protocol", "redirect", "status", "url", "starttls", "auth",
+        "rejected", "unconfigured", "internal",
+    }
+)  # fmt: skip
 HTTP_DURATION = Histogram(
     "gateway_http_request_duration_seconds", "Time to the response headers, by route.", ["route"], buckets=HTTP_BUCKETS
 )
@@ -161,7 +175,7 @@ class ForwardLagCollector:
             labels=["destination"],
         )
         for name, lag in sorted(lags.items()):
-            family.add_metric([destination_label(name)], lag)
+            family.add_metric([forward_destination_label(name)], lag)
         yield family
 
 
@@ -271,9 +285,18 @@ def schedule_label(name: str) -> str:
     return name
 
 
-def destination_label(name: str) -> str:
+def forward_destination_label(name: str) -> str:
     """An audit forwarding destination: a name from ``AUDIT_FORWARD`` (the reader reports configured ones only)."""
     return name
+
+
+def destination_label(name: str | None) -> str:
+    """A delivery's destination: a notification of the loaded catalogue (the worker passes None for any other)."""
+    return name if name is not None else OTHER
+
+
+def delivery_result_label(result: object) -> str:
+    return result if isinstance(result, str) and result in DELIVERY_RESULTS else OTHER
 
 
 def reason_label(outcome: object) -> str:
@@ -325,6 +348,10 @@ def _schedule_missed(sender: Any, schedule: str = "", count: int = 0, **_: Any) 
     SCHEDULE_MISSED.labels(schedule=schedule_label(schedule)).inc(count)
 
 
+def _delivery_attempted(sender: Any, destination: str | None = None, result: object = None, **_: Any) -> None:
+    DELIVERY_ATTEMPTS.labels(destination=destination_label(destination), result=delivery_result_label(result)).inc()
+
+
 # --- request hooks --------------------------------------------------------------------------
 
 
@@ -371,3 +398,4 @@ def init_app(
     signals.audit_appended.connect(_audit_appended, weak=False)
     signals.schedule_started.connect(_schedule_started, weak=False)
     signals.schedule_missed.connect(_schedule_missed, weak=False)
+    signals.delivery_attempted.connect(_delivery_attempted, weak=False)

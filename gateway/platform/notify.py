@@ -7,13 +7,16 @@ change committed.  Every serving process runs one ``Listener`` thread on its
 own autocommit connection; a notification becomes an in-process
 ``wakeups.notify`` (long-polls and streams re-read the database) and, for a
 cancel request, reaches the local job at once instead of at the next
-heartbeat.  On SQLite there is one process and nothing to do.
+heartbeat.  A ``delivery`` notification (an outbox row was enqueued or
+retried) concerns no run: it calls the callbacks ``subscribe``d to it (each
+process's delivery worker).  On SQLite there is one process and nothing to do.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -29,9 +32,21 @@ from gateway.platform.wakeup import wakeups
 log = logging.getLogger("gateway.notify")
 
 CHANNEL = "gateway_runs"
-KINDS = ("output", "finished", "cancel", "started")  # started: a run that waited for approval began
+DELIVERY = "delivery"  # a delivery was enqueued or retried: the key is its id, not a run's
+# started: a run that waited for approval began
+KINDS = ("output", "finished", "cancel", "started", DELIVERY)
+_SUBSCRIBERS = "gateway.notify.subscribers"
 RECONNECT_SECONDS = 1.0
 POLL_SECONDS = 1.0
+
+
+def subscribe(app: Flask, kind: str, callback: Callable[[], None]) -> None:
+    """Call ``callback`` (in the listener's thread; keep it quick) whenever a ``kind`` notification arrives,
+    and after a reconnect (what was published meanwhile is lost).  Kinds that concern no run use this."""
+    subscribers: dict[str, list[Callable[[], None]]] = app.extensions.setdefault(_SUBSCRIBERS, {})
+    callbacks = subscribers.setdefault(kind, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
 
 
 def publish(run_id: str, kind: str, session: WriteUnit | None = None) -> None:
@@ -91,6 +106,8 @@ class Listener(threading.Thread):
             self.connected.set()
             # Whatever was published while we were not listening is lost: wake every waiter to re-read.
             wakeups.notify_all()
+            for callbacks in self.app.extensions.get(_SUBSCRIBERS, {}).values():
+                self._call(callbacks)
             while not self._stop.is_set():
                 for notification in connection.notifies(timeout=POLL_SECONDS):
                     self.handle(notification.payload)
@@ -102,9 +119,20 @@ class Listener(threading.Thread):
         if parsed is None:
             return
         kind, run_id = parsed
+        if kind == DELIVERY:
+            self._call(self.app.extensions.get(_SUBSCRIBERS, {}).get(kind, []))
+            return
         wakeups.notify(run_id)
         if kind == "cancel":
             self._cancel(run_id)
+
+    @staticmethod
+    def _call(callbacks: list[Callable[[], None]]) -> None:
+        for callback in list(callbacks):
+            try:
+                callback()
+            except Exception:
+                log.exception("a notification subscriber raised")
 
     def _cancel(self, run_id: str) -> None:
         """A cancel requested through any replica: end the job if it runs here."""

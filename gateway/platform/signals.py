@@ -32,6 +32,8 @@ run_rejected = _signals.signal("run-rejected")
 audit_appended = _signals.signal("audit-appended")
 schedule_started = _signals.signal("schedule-started")  # schedule=, lag= (seconds after its time)
 schedule_missed = _signals.signal("schedule-missed")  # schedule=, count=
+# destination= (a catalogue notification's name, or None for one no longer loaded), result= ("delivered" or a reason)
+delivery_attempted = _signals.signal("delivery-attempted")
 
 
 def send(signal: Any, sender: Any, **kwargs: Any) -> None:

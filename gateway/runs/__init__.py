@@ -11,13 +11,13 @@ Modules, in the order a run meets them:
 - ``pending`` / ``decisions``: a run that needs approval, from its request (``pending_approval``) to its
   start at the last approval, or its end (denied, expired, withdrawn); ``inbox``: the approvals lists;
 - ``gates``: the admission checks a start and an approved start share, and the hand-over to the executor;
-- ``ending``: the one terminal write with ``run.finished``;
+- ``ending``: the one terminal write with ``run.finished``; ``notices``: the notifications it enqueues;
 - ``leases``: cancel, lease renewal, the reaper, the orphan kill;
 - ``store``: every statement on the runs tables, ``list_runs``, output reads, prune;
 - ``waiting``: waiting for a run to finish with no connection held (long-polls, lists from data);
 - ``shape``: the ``<run>`` view the API and the pages share; ``uploads``, ``callers``: request helpers.
 
-This package may import the domain rooms below it (access, approvals, audit, catalogue, db,
+This package may import the domain rooms below it (access, approvals, audit, catalogue, db, deliveries,
 platform, runners), never the delivery layer (web, api, admin, cli).  Its submodules import each other,
 never this ``__init__``, which only re-exports what other rooms use: ``from gateway import runs;
 runs.start(...)``.

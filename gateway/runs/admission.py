@@ -216,8 +216,9 @@ def start(
             raise admitted
         return admitted
     return gates.launch(
-        admitted, command, plan, executor, free_slot=free_slot, tempdir=tempdir, callback_context=callback_context
-    )
+        admitted, command, plan, executor, free_slot=free_slot, tempdir=tempdir, callback_context=callback_context,
+        schedule=occurrence.schedule if occurrence is not None else None,
+    )  # fmt: skip
 
 
 def _admit(

@@ -46,7 +46,7 @@ from gateway.platform.timeutil import utcnow
 from gateway.platform.wakeup import wakeups
 from gateway.runners import runner_for
 from gateway.runners.base import RunContext
-from gateway.runs import gates, pending, store
+from gateway.runs import gates, notices, pending, store
 from gateway.runs.ending import end_waiting
 from gateway.runs.executor import Executor, ExecutorClosed
 from gateway.runs.model import PENDING_APPROVAL, Caller, RunRejected
@@ -165,7 +165,7 @@ def _end_in(tx: Connection, run: Run, caller: Caller, action: str, text: str) ->
     ended = end_waiting(tx, run.id, state, error, detail)
     approval_store.close(tx, run.id, state, utcnow())
     if ended is not None and action == "deny":
-        approvals.notify_requester(tx, ended, switches.current_catalogue().get(run.command), state)
+        notices.notify_requester(tx, ended, switches.current_catalogue().get(run.command), state)
     return _Decided(ended or run)
 
 
@@ -253,7 +253,7 @@ def _start_in(
         outcome, message = problem
         error = f"Approved, but not started: {message}"
         ended = end_waiting(tx, run.id, "failed", error, {"refusal": outcome, "approvers": approvers})
-        approvals.notify_requester(tx, ended or run, command, "failed")
+        notices.notify_requester(tx, ended or run, command, "failed")
         return _Decided(ended or run)
     started = store.start_waiting(
         tx, run.id,
@@ -268,7 +268,7 @@ def _start_in(
         command=run.command, run_id=run.id, params=run.params, outcome=started.status,
         detail={"command_sha256": started.command_sha256, "approvers": approvers},
     )  # fmt: skip
-    approvals.notify_requester(tx, started, command, started.status)
+    notices.notify_requester(tx, started, command, started.status)
     notify.publish(run.id, "started", tx)  # other replicas' waiters on the request, at commit
     on_commit(tx, lambda: wakeups.notify(run.id))
     return _Decided(started, command=command, plan=plan)

@@ -5,7 +5,9 @@ Terminal updates are conditional on the run still being live (``queued`` /
 ``run.finished`` event, whoever gets there first: the worker, a cancel of a
 queued run, or the reaper marking it ``lost``.  A run that waited for approval
 and never started ends the same way (``end_waiting``: denied, expired,
-withdrawn, or failed at its start), conditional on its still waiting.
+withdrawn, or failed at its start), conditional on its still waiting.  The
+notifications that end calls for join the same commit (``notices``: the outbox
+rows).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gateway.platform.wakeup import wakeups
 from gateway.runners.base import Outcome
 from gateway.runs import store
 from gateway.runs.model import LIVE, PENDING_APPROVAL, Job
+from gateway.runs.notices import notify_end
 from gateway.runs.output import ChunkWriter
 
 
@@ -108,6 +111,7 @@ def _record_end(
             source_ip=ended.source_ip, command=ended.command, run_id=job.run_id, params=ended.params,
             outcome=outcome.status, detail=detail,
         )  # fmt: skip
+        notify_end(tx, job, ended, writer.excerpt if writer is not None else "")  # the outbox, in this commit
         notify.publish(job.run_id, "finished", tx)  # other replicas' waiters, at commit
     wakeups.notify(job.run_id)
     cached = db.session.identity_map.get(db.session.identity_key(Run, job.run_id))

@@ -53,11 +53,15 @@ def launch(
     free_slot: bool,
     tempdir: str | None = None,
     callback_context: Any = None,
+    schedule: str | None = None,
 ) -> Started:
-    """Hand a run whose start is committed to the executor (its slot was reserved before the commit)."""
+    """Hand a run whose start is committed to the executor (its slot was reserved before the commit).
+
+    ``schedule``: the schedule whose occurrence the run is (its end's notifications follow it).
+    """
     job = Job(
         run_id=run.id, command=command, username=run.username, queued=not free_slot, plan=plan,
-        tempdir=tempdir, callback_context=callback_context, started_at=run.started_at,
+        tempdir=tempdir, callback_context=callback_context, started_at=run.started_at, schedule=schedule,
     )  # fmt: skip
     signals.send(signals.run_started, app_object(), run=run, callback_context=callback_context)
     version = wakeups.version(run.id)

@@ -80,7 +80,7 @@ def reap_expired() -> list[str]:
         expired = store.expired_runs(tx, dialect.database_now(tx))
     lost = []
     for run_id in expired:
-        job = Job(run_id=run_id, command=None, username="", queued=False)  # type: ignore[arg-type]
+        job = Job(run_id=run_id, command=None, username="", queued=False, schedule_known=False)  # type: ignore[arg-type]
         if finish(job, Outcome(status="lost", error="the worker running it stopped (lease expired)")):
             lost.append(run_id)
     for run_id in lost:

@@ -127,6 +127,10 @@ class Job:
     started_at: datetime | None = None
     # What a cancelled run's error says: who or what stopped it.
     cancel_reason: str = "cancelled"
+    # The schedule whose occurrence this run is (None: not scheduled), known for jobs started here;
+    # a job built to end a run started elsewhere (the reaper's) says it is not, and it is looked up.
+    schedule: str | None = None
+    schedule_known: bool = True
 
 
 @dataclass

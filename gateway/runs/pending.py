@@ -30,7 +30,7 @@ from gateway.db import dialect
 from gateway.db.units import write_connection
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import utcnow
-from gateway.runs import gates, store
+from gateway.runs import gates, notices, store
 from gateway.runs.ending import end_waiting
 from gateway.runs.model import Caller, RunRejected, Started
 from gateway.runs.refusals import reject
@@ -95,7 +95,7 @@ def _record(tx: Connection, command: Command, caller: Caller, shown: Any, run_id
             "min_approvals": approval.min_approvals, "expires_at": store.iso(expires_at),
         },
     )  # fmt: skip
-    approvals.notify_approvers(tx, run, command)
+    notices.notify_approvers(tx, run, command)
     return run
 
 
@@ -115,7 +115,7 @@ def expire_in(tx: Connection, run_id: str, expires_at: datetime) -> Any:
     approval_store.close(tx, run_id, "expired", utcnow())
     if ended is not None:
         command = switches.current_catalogue().get(ended.command)
-        approvals.notify_requester(tx, ended, command, "expired")
+        notices.notify_requester(tx, ended, command, "expired")
     return ended
 
 

@@ -7,7 +7,7 @@ database clock) that keeps one forwarder per destination across replicas.
 Forwarding writes nothing else: no outbox rows, no ledger events per batch.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
