@@ -175,7 +175,7 @@ class ForwardLagCollector:
             labels=["destination"],
         )
         for name, lag in sorted(lags.items()):
-            family.add_metric([forward_destination_label(name)], lag)
+            family.add_metric([destination_label(name)], lag)
         yield family
 
 
@@ -285,13 +285,9 @@ def schedule_label(name: str) -> str:
     return name
 
 
-def forward_destination_label(name: str) -> str:
-    """An audit forwarding destination: a name from ``AUDIT_FORWARD`` (the reader reports configured ones only)."""
-    return name
-
-
 def destination_label(name: str | None) -> str:
-    """A delivery's destination: a notification of the loaded catalogue (the worker passes None for any other)."""
+    """A configured destination: a notification of the loaded catalogue (the delivery worker passes None for
+    any other), or an ``AUDIT_FORWARD`` name (the lag reader reports configured ones only)."""
     return name if name is not None else OTHER
 
 
