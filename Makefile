@@ -2,6 +2,10 @@
 # Both create .venv and install the pinned requirements on first use.
 
 PYTHON ?= python3
+# Let Python keep compiled modules (__pycache__, ignored by git) even where the environment says not to:
+# the test suite starts many gateway processes (manage.py, gunicorn replicas), and each would otherwise
+# compile every module again, and pytest would rewrite every test module's asserts again on each run.
+unexport PYTHONDONTWRITEBYTECODE
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1

@@ -167,6 +167,7 @@ def manage(database_url: str, tmp_path: Path, *args: str) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_cli_export_streams_csv_and_jsonl_with_a_time_range(app, users, database_url, tmp_path):
     seqs = add(app, [{"event": "test.cli", "actor": {"id": None, "name": name}} for name in ["-rm", "b", "c", "d"]])
     csv_run = manage(database_url, tmp_path, "audit", "export", "--format", "csv",
@@ -190,6 +191,7 @@ def test_cli_export_streams_csv_and_jsonl_with_a_time_range(app, users, database
     assert manage(database_url, tmp_path, "audit", "export", "--format", "xml").returncode == 2
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_cli_prune_records_the_cut_and_the_chain_still_verifies(app, users, database_url, tmp_path):
     old = datetime.now(UTC) - timedelta(days=400)
     add(app, [{"event": "test.old"} for _ in range(5)], base=old)

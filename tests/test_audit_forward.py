@@ -421,6 +421,7 @@ def test_a_bad_destination_is_refused_at_start_naming_the_setting_never_quoting_
     assert named in message and "SECRETX" not in message and "\n" not in message
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_the_cli_shows_each_cursor_and_its_lag_and_moves_forgets_and_prunes_audited(make_app, database_url):
     from tests.conftest import base_environ
     from tests.test_cli import run_manage

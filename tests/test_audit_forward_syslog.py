@@ -36,6 +36,7 @@ from tests.siem import chain_of, ledger, parse_syslog
 from tests.test_audit_forward import PROJECT, TEST_EVENT, cursor, head, wait_until, write_events
 
 DESTINATIONS = ("plain", "secure")
+pytestmark = pytest.mark.slow  # a real rsyslogd in a process of its own, restarted mid-test
 
 
 @pytest.fixture(scope="module")

@@ -198,6 +198,7 @@ def manage(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_cli_verify_exit_codes(app: Flask, chain: list[dict[str, Any]], database_url: str) -> None:
     intact = manage(database_url, "audit", "verify")
     assert intact.returncode == 0, intact.stderr
@@ -238,6 +239,7 @@ def test_cli_anchor_catches_a_truncated_tail(app: Flask, chain: list[dict[str, A
     "line",
     ["not json", '{"seq": 1}', "[1, 2]", "forged-signature"],
 )
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_cli_verify_with_a_bad_anchor_could_not_check(
     app: Flask, chain: list[dict[str, Any]], database_url: str, line: str
 ) -> None:
@@ -257,6 +259,7 @@ def test_cli_verify_with_a_bad_anchor_could_not_check(
     ids=["sqlite", "postgresql"],
 )
 @pytest.mark.parametrize("command", ["verify", "anchor"])
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_cli_without_a_database_could_not_check(database_url: str, command: str) -> None:
     result = manage(database_url, "audit", command)
     assert result.returncode == 2, result.stderr

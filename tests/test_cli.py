@@ -304,6 +304,7 @@ def test_demo_is_idempotent_and_its_credentials_sign_in(tmp_path: Path):
 # --- help and validation need no secrets ------------------------------------------------
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_help_and_catalogue_validation_need_no_secrets(tmp_path: Path) -> None:
     """An operator reads the help and checks a catalogue before any secret exists (a CI job, a new host)."""
     bare = {"GATEWAY_ENV": "production"}  # no SECRET_KEY, no AUDIT_KEY, no database

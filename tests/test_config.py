@@ -515,12 +515,14 @@ def assert_one_line_refusal(result: subprocess.CompletedProcess[str], setting: s
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_manage_py_refuses_with_one_line(tmp_path):
     result = run_entry_point(["manage.py", "users", "list"], {"GATEWAY_ENV": "production"})
     assert_one_line_refusal(result, "SECRET_KEY")
     assert result.stdout == ""
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_manage_py_names_a_malformed_network(tmp_path):
     environ = {
         "SECRET_KEY": GOOD_SECRET,
@@ -532,11 +534,13 @@ def test_manage_py_names_a_malformed_network(tmp_path):
     assert_one_line_refusal(run_entry_point(["manage.py", "users", "list"], environ), "ALLOWED_NETWORKS")
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_wsgi_refuses_with_one_line():
     result = run_entry_point(["-c", "import wsgi"], {"GATEWAY_ENV": "production", "SECRET_KEY": GOOD_SECRET})
     assert_one_line_refusal(result, "AUDIT_KEY")
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_wsgi_without_public_base_url_refuses_with_one_line(tmp_path):
     environ = production(PUBLIC_BASE_URL=None, DATABASE_URL=f"sqlite:///{tmp_path / 'gw.db'}")
     assert_one_line_refusal(run_entry_point(["-c", "import wsgi"], environ), "PUBLIC_BASE_URL")

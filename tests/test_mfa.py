@@ -309,6 +309,7 @@ def test_an_admin_reset_removes_the_factors_and_ends_sessions_and_tokens(mfa_app
     ).get_data(as_text=True)
 
 
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_manage_py_users_reset_mfa(mfa_app, users):
     enrol(mfa_app, users["staff"].id)
     result = mfa_app.test_cli_runner().invoke(users_group, ["reset-mfa", "staff"])

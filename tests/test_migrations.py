@@ -162,6 +162,7 @@ def test_db_cli_upgrade_current_check_downgrade(empty_database_url: str):
 
 
 @pytest.mark.parametrize("command", [("db", "check"), ("db", "current"), ("db", "upgrade")])
+@pytest.mark.slow  # manage.py / wsgi in processes of their own
 def test_db_cli_on_an_unreachable_database_says_so_in_one_line(command: tuple[str, ...]):
     result = manage("postgresql+psycopg://postgres:pw-not-to-show@127.0.0.1:1/nowhere", *command)
     assert result.returncode == 2
