@@ -23,13 +23,20 @@ from sqlalchemy import String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.audit.ledger import CANONICAL_JSON
+from gateway.audit.ledger import ACTOR_KEYS, CANONICAL_JSON, slot_template
 from gateway.db import dialect
 from gateway.db.models import AuditEvent
 
 # PostgreSQL formats ``at`` itself, exactly as rfc3339() does (UTC, microseconds, "Z").
 _PG_CANONICAL_AT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 NESTED_CACHE_MAX = 4096
+
+# A row's document keys in the canonical text's (sorted) order: what the HMAC signs and what is forwarded.
+CANONICAL_KEYS = (
+    "actor", "at", "command", "detail", "event", "key_id", "outcome", "params", "prev_hash", "run_id", "seq",
+    "source_ip", "user_agent",
+)  # fmt: skip
+_ACTOR_TEXT = slot_template(("id", "name"), ACTOR_KEYS)
 
 # What CANONICAL_JSON writes for a str, and for any value.
 encode_string = json.encoder.encode_basestring_ascii if CANONICAL_JSON.ensure_ascii else json.encoder.encode_basestring
@@ -84,6 +91,13 @@ def json_scalar(value: Any) -> str:
     if kind is int:
         return int.__repr__(value)
     return encode_value(value)
+
+
+def actor_text(actor_id: Any, actor_name: Any) -> str:
+    """The canonical text of a row's actor object (``null`` when the row has none)."""
+    if actor_id is None and actor_name is None:
+        return "null"
+    return _ACTOR_TEXT % (json_scalar(actor_id), json_scalar(actor_name))
 
 
 def json_nested(stored: Any, cache: dict[str, str]) -> str:

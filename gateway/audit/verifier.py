@@ -23,7 +23,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.audit.ledger import (
-    ACTOR_KEYS,
     DOCUMENT_KEYS,
     GENESIS_HASH,
     HASH_MESSAGE,
@@ -32,22 +31,17 @@ from gateway.audit.ledger import (
     slot_template,
     sqlite_stored_at,
 )
-from gateway.audit.stored import encode_string, json_nested, json_scalar, stored_rows
+from gateway.audit.stored import CANONICAL_KEYS, actor_text, encode_string, json_nested, json_scalar, stored_rows
 from gateway.db import dialect
 from gateway.db.models import AuditEvent
 
 VERIFY_BATCH = 10_000
 # What the HMAC signs (prev_hash, seq, the row's canonical text) with a slot per value, in this
-# order; and the text of the row's actor object. verify() fills the slots in the same order.
+# order. verify() fills the slots in the same order.
 _MESSAGE_TEXT = HASH_MESSAGE % (
     "%s", "%s",
-    slot_template(
-        ("actor", "at", "command", "detail", "event", "key_id", "outcome", "params", "prev_hash", "run_id", "seq",
-         "source_ip", "user_agent"),
-        DOCUMENT_KEYS,
-    ),
+    slot_template(CANONICAL_KEYS, DOCUMENT_KEYS),
 )  # fmt: skip
-_ACTOR_TEXT = slot_template(("id", "name"), ACTOR_KEYS)
 
 
 @dataclass
@@ -109,7 +103,7 @@ def verify(
     sqlite = dialect.stores_text(session)
     # key_id and prev_hash are str once they have matched a key id and the chain; seq an int.
     scalar, quote, digest, same = json_scalar, encode_string, hmac.digest, hmac.compare_digest
-    message_text, actor_text = _MESSAGE_TEXT, _ACTOR_TEXT
+    message_text = _MESSAGE_TEXT
     params_cache: dict[str, str] = {}
     detail_cache: dict[str, str] = {}
     checked = 0
@@ -147,14 +141,11 @@ def verify(
                     at = sqlite_stored_at(at)
                     if at is None:
                         return fail(seq, "stored time is not in the ledger's format")
-                if actor_id is None and actor_name is None:
-                    actor = "null"
-                else:
-                    actor = actor_text % (scalar(actor_id), scalar(actor_name))
                 message = message_text % (
-                    prev_hash, seq, actor, scalar(at), scalar(command), json_nested(detail, detail_cache),
-                    scalar(event_name), quote(key_id), scalar(outcome), json_nested(params, params_cache),
-                    quote(prev_hash), scalar(run_id), seq, scalar(source_ip), scalar(user_agent),
+                    prev_hash, seq, actor_text(actor_id, actor_name), scalar(at), scalar(command),
+                    json_nested(detail, detail_cache), scalar(event_name), quote(key_id), scalar(outcome),
+                    json_nested(params, params_cache), quote(prev_hash), scalar(run_id), seq, scalar(source_ip),
+                    scalar(user_agent),
                 )  # fmt: skip
                 computed = digest(key, message.encode(), "sha256").hex()
                 if not (isinstance(stored_hash, str) and stored_hash.isascii() and same(computed, stored_hash)):

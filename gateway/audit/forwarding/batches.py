@@ -17,20 +17,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from gateway.audit.ledger import ACTOR_KEYS, DOCUMENT_KEYS, slot_template, sqlite_stored_at
-from gateway.audit.stored import encode_string, json_nested, json_scalar, stored_rows
+from gateway.audit.ledger import DOCUMENT_KEYS, slot_template, sqlite_stored_at
+from gateway.audit.stored import CANONICAL_KEYS, actor_text, encode_string, json_nested, json_scalar, stored_rows
 from gateway.db import dialect
 from gateway.platform.extensions import db
 
 # The document's keys in the canonical text's (sorted) order; a line adds "hash" in its place.
-KEYS = (
-    "actor", "at", "command", "detail", "event", "key_id", "outcome", "params", "prev_hash", "run_id", "seq",
-    "source_ip", "user_agent",
-)  # fmt: skip
+KEYS = CANONICAL_KEYS
 _HASH_AT = KEYS.index("key_id")  # "hash" sorts just before "key_id"
 _DOCUMENT = slot_template(KEYS, DOCUMENT_KEYS)
 _LINE = slot_template((*KEYS[:_HASH_AT], "hash", *KEYS[_HASH_AT:]), DOCUMENT_KEYS | {"hash"})
-_ACTOR = slot_template(("id", "name"), ACTOR_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +60,7 @@ def read(after_seq: int, limit: int, max_bytes: int) -> list[ForwardedEvent]:
     taken = 0
     params_cache: dict[str, str] = {}
     detail_cache: dict[str, str] = {}
-    scalar, quote, nested, actor_text = json_scalar, encode_string, json_nested, _ACTOR
+    scalar, quote, nested = json_scalar, encode_string, json_nested
     with Session(db.engine) as session:
         sqlite = dialect.stores_text(session)
         rows = stored_rows(session, after_seq + 1, batch=limit, limit=limit)
@@ -75,10 +71,7 @@ def read(after_seq: int, limit: int, max_bytes: int) -> list[ForwardedEvent]:
                     params, outcome, detail, key_id, prev_hash, stored_hash,
                 ) in partition:  # fmt: skip
                     when = sqlite_stored_at(at) if sqlite else at
-                    if actor_id is None and actor_name is None:
-                        actor = "null"
-                    else:
-                        actor = actor_text % (scalar(actor_id), scalar(actor_name))
+                    actor = actor_text(actor_id, actor_name)
                     nested_params, nested_detail = nested(params, params_cache), nested(detail, detail_cache)
                     values = (
                         actor, scalar(when if when is not None else at), scalar(command), nested_detail,
