@@ -85,7 +85,7 @@ def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat_line = handle.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the lookup and the read
         return False
     return stat_line[stat_line.rfind(b")") + 2 :].split()[0] != b"Z"
 
