@@ -24,8 +24,7 @@ from gateway.identity.invite import invite_url
 from gateway.identity.passwords import generate_password
 from gateway.platform import reveal
 from gateway.platform.extensions import db
-from gateway.platform.timeutil import utcnow
-from gateway.web.shared import stamp
+from gateway.platform.timeutil import as_utc, utcnow
 
 
 def _user_or_404(user_id: int) -> User:
@@ -105,7 +104,7 @@ def _shown(kind: str) -> dict[str, Any] | None:
 
 
 def _show_invite_once(username: str, issued: invites.IssuedInvite) -> Response:
-    link = {"user": username, "url": invite_url(issued.token), "expires": stamp(issued.expires_at)}
+    link = {"user": username, "url": invite_url(issued.token), "expires": as_utc(issued.expires_at).isoformat()}
     return _show_once(INVITE_REVEAL, link)
 
 

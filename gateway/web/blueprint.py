@@ -10,6 +10,7 @@ bp = Blueprint("web", __name__)
 
 bp.add_app_template_filter(shared.clock, "clock")
 bp.add_app_template_filter(shared.stamp, "stamp")
+bp.add_app_template_filter(shared.ago, "ago")
 bp.add_app_template_filter(shared.duration, "duration")
 bp.add_app_template_filter(shared.cell_class, "cell_class")
 bp.add_app_template_global(shared.badge, "badge")

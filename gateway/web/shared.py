@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask_login import current_user
@@ -43,11 +43,46 @@ def clock(value: datetime | None) -> str:
     return "" if value is None else as_utc(value).strftime("%H:%M:%S")
 
 
-def stamp(value: datetime | str | None) -> str:
-    """A time as pages show it; also the API's ISO form (``...Z``) of a ``<run>`` view."""
+def _parsed(value: datetime | str | None) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return "" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return None if value is None else as_utc(value)
+
+
+def _time_element(at: datetime, show: str, text: str) -> Markup:
+    iso = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Markup('<time datetime="{0}" data-show="{1}" title="{2}">{3}</time>').format(
+        iso, show, at.strftime("%Y-%m-%d %H:%M:%S UTC"), text
+    )
+
+
+def stamp(value: datetime | str | None) -> Markup:
+    """A moment as pages show it: a ``<time>`` the browser rewrites in the reader's local time.
+
+    The server never guesses a time zone: without JavaScript the text stays UTC and says so.
+    """
+    at = _parsed(value)
+    return Markup("") if at is None else _time_element(at, "local", at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+
+def ago(value: datetime | str | None, now: datetime | None = None) -> Markup:
+    """A moment shown as its age ("5 min ago"), kept current by the browser; UTC in the title."""
+    at = _parsed(value)
+    if at is None:
+        return Markup("")
+    return _time_element(at, "age", age_text((now or datetime.now(UTC)) - at))
+
+
+def age_text(elapsed: timedelta) -> str:
+    """The server's rendering of an age, for pages read without JavaScript."""
+    seconds = max(0, int(elapsed.total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
 
 
 def duration(milliseconds: int | None) -> str:
