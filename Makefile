@@ -13,7 +13,8 @@ PORT ?= 5000
 # Started as root, the demo still runs its commands as an unprivileged account.
 RUN_AS := $(if $(filter 0,$(shell id -u)),RUN_AS_USER=nobody,)
 
-.PHONY: run test test-fast lint demo compile-requirements clean run-as-user browser
+.PHONY: run test test-fast lint demo compile-requirements clean run-as-user browser \
+  translations translations-extract translations-update
 OIDC_PROVIDER := tests/oidc_provider
 
 $(BIN)/python:
@@ -37,8 +38,30 @@ $(BIN)/gateway-launch: gateway/runners/launcher.c | $(BIN)/python
 	  chmod 0755 $@; \
 	else echo "no C compiler: commands will start through setpriv"; fi
 
+# The UI's translations (gateway/i18n): translations/<language>/LC_MESSAGES/messages.po is the source,
+# committed; its compiled messages.mo is built here from it and never committed (.gitignore).
+PO_FILES := $(wildcard translations/*/LC_MESSAGES/messages.po)
+MO_FILES := $(PO_FILES:.po=.mo)
+PYBABEL_EXTRACT := $(BIN)/pybabel --quiet extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+  --project "Ops Gateway" --copyright-holder "Ops Gateway" -o translations/messages.pot .
+
+translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po | $(VENV)/.runtime-installed
+	$(BIN)/pybabel compile --statistics -i $< -o $@
+
+## translations: compile every language's .po into the .mo the gateway reads (run, test and test-fast do it)
+translations: $(MO_FILES)
+
+## translations-extract: translations/messages.pot from the strings in gateway/ and templates/ (babel.cfg)
+translations-extract: $(VENV)/.runtime-installed
+	$(PYBABEL_EXTRACT)
+
+## translations-update: extract, then merge the new strings into every language's .po (translate them there)
+translations-update: translations-extract
+	$(BIN)/pybabel --quiet update --no-location -i translations/messages.pot -d translations
+	$(MAKE) translations
+
 ## run: the gateway on the embedded default (SQLite, demo users), development mode
-run: $(VENV)/.runtime-installed $(BIN)/gateway-launch
+run: $(VENV)/.runtime-installed $(BIN)/gateway-launch $(MO_FILES)
 	GATEWAY_ENV=development $(BIN)/python manage.py demo
 	GATEWAY_ENV=development MFA_REQUIRED=none OPS_DB_URL=sqlite:///$(CURDIR)/instance/demo-ops.db $(RUN_AS) \
 	  $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
@@ -63,12 +86,12 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_P
 	else echo "no npm: the OIDC tests will skip"; fi
 
 ## test: lint and the whole test suite (PostgreSQL and MariaDB tests run when they answer on 127.0.0.1:5432, :3306)
-test: lint $(BIN)/gateway-launch run-as-user browser $(OIDC_PROVIDER)/node_modules/.installed
+test: lint $(BIN)/gateway-launch run-as-user browser $(OIDC_PROVIDER)/node_modules/.installed $(MO_FILES)
 	$(BIN)/pytest -n 2 --durations=30
 
 ## test-fast: the quick loop: the embedded engine (SQLite) only, without the slow (multi-process,
 ## browser) tests; `make test` (and CI) runs everything, PostgreSQL and MariaDB included
-test-fast: $(VENV)/.dev-installed $(BIN)/gateway-launch $(OIDC_PROVIDER)/node_modules/.installed
+test-fast: $(VENV)/.dev-installed $(BIN)/gateway-launch $(OIDC_PROVIDER)/node_modules/.installed $(MO_FILES)
 	$(BIN)/pytest -n 2 -m "not slow and not postgres and not mariadb" -k "not postgresql"
 
 # Bandit fails on any finding; an accepted one carries `# nosec BXXX  # reason` on its line.

@@ -29,6 +29,11 @@ DEFAULT_PUBLIC_BASE_URLS = {"development": "http://127.0.0.1:5000", "testing": "
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The languages the UI ships a translation for (translations/<code>/LC_MESSAGES/messages.po), English
+# first: the source language and the fallback. The one list: the catalogue's text keys, the language
+# selects and GATEWAY_LANGUAGES are checked against it. A new language is a new .po and an entry here.
+SHIPPED_LANGUAGES = ("en", "de")
+
 
 class ConfigError(Exception):
     """A setting is missing, malformed or unsafe; the message names it.
@@ -314,12 +319,28 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
     }
+    settings["LANGUAGES"] = parse_languages(env.str("GATEWAY_LANGUAGES"))
     settings.update(identity_settings(env, production))
     settings.update(mfa_settings(env, production, secret_key))
     settings.update(outbound_settings(env))
     settings.update(audit_forward_settings(env))
     settings.update(delivery_settings(env, public_base_url))
     return settings
+
+
+def parse_languages(text: str | None) -> tuple[str, ...]:
+    """``GATEWAY_LANGUAGES``: which shipped languages the UI offers (default all), English always among them."""
+    if text is None:
+        return SHIPPED_LANGUAGES
+    languages = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [code for code in languages if code not in SHIPPED_LANGUAGES]
+    if unknown:
+        raise ConfigError(
+            f"GATEWAY_LANGUAGES: {unknown[0]!r} is not a shipped language ({', '.join(SHIPPED_LANGUAGES)})"
+        )
+    if "en" not in languages:
+        raise ConfigError("GATEWAY_LANGUAGES: must include en (the source language every text falls back to)")
+    return ("en", *(code for code in languages if code != "en"))
 
 
 def outbound_settings(env: _Env) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def register_guards(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gateway import audit, choices
+    from gateway import audit, choices, i18n
     from gateway.audit import forwarding
     from gateway.audit import status as audit_status
     from gateway.catalogue import switches
@@ -90,6 +90,7 @@ def register_extensions(app: Flask) -> None:
     audit.init_app(app)
     switches.init_app(app)
     choices.init_app(app)
+    i18n.init_app(app)  # Flask-Babel: the page's language, the catalogues, /language
 
 
 def register_blueprints(app: Flask) -> None:

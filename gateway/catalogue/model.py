@@ -24,6 +24,7 @@ from gateway.catalogue.approval import Approval
 from gateway.catalogue.notification import Notification, NotifyList, check_names
 from gateway.catalogue.params import ParamSpec
 from gateway.catalogue.schedule import Schedule
+from gateway.catalogue.texts import LocalText, Text
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -47,9 +48,10 @@ class Datasource(_Strict):
 
 class Command(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    title: str
-    description: str = ""
-    category: str = "General"
+    # Texts a page shows may carry translations (``gateway.catalogue.texts``); elsewhere they are the English.
+    title: Text
+    description: Text = LocalText("")
+    category: Text = LocalText("General")
     kind: Literal["shell", "query"]
     params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], ParamSpec] = Field(
         default_factory=dict

@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.catalogue.texts import LocalText, Text
+
 Source = Literal["json", "form"]
 ParamType = Literal["string", "integer", "number", "boolean", "choice", "date", "list", "file"]
 DEFAULT_MAX_LENGTH = 4096
@@ -100,9 +102,9 @@ class ParamSpec(BaseModel):
     choices: list[str | int | float] | None = None
     max_length: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     max_items: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    help: str = ""
+    help: Text = LocalText("")  # label and help may carry translations (gateway.catalogue.texts)
     secret: bool = False
-    label: str | None = None
+    label: Text | None = None
     # Parameters from data (DESIGN.md): options read from a query, several of them, or depending on another field.
     choices_from: ChoicesFrom | None = None
     multiple: bool = False

@@ -53,6 +53,8 @@ class User(UserMixin, Model):
     # An IdP account is found by (issuer, subject) only, never by name: a name can be reused at the IdP.
     idp_issuer: Mapped[str | None] = mapped_column(String(512))
     idp_subject: Mapped[str | None] = mapped_column(String(255))
+    # The UI language the user chose on the account page (config.SHIPPED_LANGUAGES); None: the browser's.
+    language: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (UniqueConstraint("idp_issuer", "idp_subject", name="uq_users_idp_identity"),)
 

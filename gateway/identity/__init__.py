@@ -24,9 +24,10 @@ from gateway.platform.extensions import login_manager
 # Endpoints reachable without signing in. Everything else needs a user.
 # auth.invite: a user with an invite link has no password yet (the link's token is the credential).
 # auth.oidc_login / auth.oidc_callback: the OIDC flow is how an anonymous browser signs in.
+# i18n.set_language: the sign-in page's language switch (a POST with CSRF; it sets a cookie, nothing else).
 PUBLIC_ENDPOINTS = frozenset(
     {
-        "auth.login", "auth.invite", "auth.oidc_login", "auth.oidc_callback",
+        "auth.login", "auth.invite", "auth.oidc_login", "auth.oidc_callback", "i18n.set_language",
         "static", "health.livez", "health.healthz", "health.readyz", "health.metrics",
     }
 )  # fmt: skip

@@ -1,0 +1,67 @@
+"""The page's language: the signed-in user's stored choice, else the cookie, else ``Accept-Language``, else English.
+
+The cookie is for signed-out pages (the sign-in page, an invite): set only by
+``POST /language``, never by a GET. A stored or cookie value that is not (or no
+longer) among ``LANGUAGES`` is ignored, as is an ``Accept-Language`` naming none
+of them. Outside a request (a worker rendering a delivery, the CLI) it is English.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from babel import Locale
+from flask import current_app, has_request_context, request
+from flask_babel import get_locale
+from flask_login import current_user
+
+COOKIE = "gateway_language"
+COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+def languages() -> tuple[str, ...]:
+    """The languages this deployment offers, English first (``GATEWAY_LANGUAGES``)."""
+    return tuple(current_app.config["LANGUAGES"])
+
+
+def stored_language() -> str | None:
+    """The signed-in user's own choice, when it is still offered."""
+    if not current_user.is_authenticated:
+        return None
+    chosen = getattr(current_user, "language", None)
+    return chosen if chosen in languages() else None
+
+
+def page_language() -> str:
+    """Flask-Babel's locale selector (called once per request; Flask-Babel keeps the answer)."""
+    if not has_request_context():
+        return "en"
+    offered = languages()
+    stored = stored_language()
+    if stored is not None:
+        return stored
+    cookie = request.cookies.get(COOKIE)
+    if cookie in offered:
+        return str(cookie)
+    return request.accept_languages.best_match(offered, default="en") or "en"
+
+
+def current_language() -> str:
+    """The language of the page being rendered (``en`` outside a request)."""
+    locale = get_locale()
+    return locale.language if locale is not None else "en"
+
+
+def language_name(code: str) -> str:
+    """A language's name in itself ("Deutsch"), as language selects show them, whatever the page's language."""
+    name = Locale.parse(code).get_display_name(code) or code
+    return name[:1].upper() + name[1:]
+
+
+def template_values() -> dict[str, Any]:
+    """``page_language`` (for ``<html lang>``) and the offered languages with their names, for the selects."""
+    return {
+        "page_language": current_language(),
+        "language_choices": [(code, language_name(code)) for code in languages()],
+        "stored_language": stored_language,
+    }

@@ -1,0 +1,310 @@
+"""Languages (issue 23's plumbing): which language a page is in, the switches, numbers and plurals, catalogue texts.
+
+The page's language is the signed-in user's stored choice, else the cookie ``POST /language``
+sets, else the best ``Accept-Language`` match among ``GATEWAY_LANGUAGES``, else English;
+``<html lang>`` follows. Strings come from the compiled ``translations/`` catalogues
+(``make translations``), which these tests read as the app does.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from flask import Flask, render_template_string
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from config import SHIPPED_LANGUAGES, ConfigError, parse_languages
+from gateway.catalogue import CatalogueError, parse_catalogue
+from gateway.catalogue.texts import in_language
+from gateway.db.models import AuditEvent, User
+from gateway.i18n.formatting import count_runs
+from gateway.platform.extensions import db
+from tests.conftest import csrf_token_from
+from tests.untranslated import TRANSLATIONS, untranslated
+
+GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
+ENGLISH = {"Accept-Language": "en-US,en;q=0.8"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def compiled_catalogues() -> None:
+    """The app reads the .mo files `make translations` builds from the .po (never committed)."""
+    for language in SHIPPED_LANGUAGES[1:]:
+        po = TRANSLATIONS / language / "LC_MESSAGES" / "messages.po"
+        mo = po.with_suffix(".mo")
+        assert mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime, (
+            f"{mo} missing or stale: run `make translations`"
+        )
+
+
+def page_language(html: str) -> str:
+    match = re.search(r'<html lang="([^"]*)"', html)
+    assert match, "no <html lang>"
+    return match.group(1)
+
+
+def csrf(client: FlaskClient, path: str = "/login") -> str:
+    return csrf_token_from(client.get(path).get_data(as_text=True))
+
+
+# --- choosing the language -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("de-DE,de;q=0.9,en;q=0.5", "de"),
+        ("de-AT", "de"),
+        ("en-US,en;q=0.8", "en"),
+        ("fr-FR,fr;q=0.9", "en"),  # nothing offered matches: English
+        ("fr-FR,de;q=0.5", "de"),  # the best offered one
+        ("", "en"),
+    ],
+)
+def test_accept_language_chooses_among_the_offered_languages(client, header, expected):
+    response = client.get("/login", headers={"Accept-Language": header} if header else {})
+    assert response.status_code == 200
+    assert page_language(response.get_data(as_text=True)) == expected
+
+
+def test_a_signed_out_page_in_german_shows_the_german_strings_and_script_messages(client):
+    html = client.get("/login", headers=GERMAN).get_data(as_text=True)
+    assert '<label for="language-switch">Sprache</label>' in html
+    assert "Kopiert" in html  # <html data-messages>: the scripts' strings, in the page's language
+    assert untranslated(html, "de") == []
+
+
+def test_the_switch_sets_a_cookie_by_post_and_returns_to_a_safe_next(client):
+    token = csrf(client)
+    response = client.post("/language", data={"csrf_token": token, "language": "de", "next": "/login?next=%2Faccount"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/login?next=%2Faccount"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("gateway_language=de;") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    # The cookie beats the browser's Accept-Language on signed-out pages.
+    assert page_language(client.get("/login", headers=ENGLISH).get_data(as_text=True)) == "de"
+
+    hostile = client.post("/language", data={"csrf_token": token, "language": "en", "next": "//evil.example/x"})
+    assert hostile.headers["Location"] == "/"
+    assert page_language(client.get("/login", headers=GERMAN).get_data(as_text=True)) == "en"
+
+
+def test_the_switch_changes_nothing_without_a_post_its_token_or_a_known_language(client):
+    get = client.get("/language?language=de")  # no GET route (anonymous: the sign-in gate's redirect)
+    assert get.status_code in (302, 405) and "gateway_language" not in get.headers.get("Set-Cookie", "")
+    refused = client.post("/language", data={"language": "de", "next": "/login"})
+    assert refused.status_code == 400 and "gateway_language" not in refused.headers.get("Set-Cookie", "")
+    unknown = client.post("/language", data={"csrf_token": csrf(client), "language": "fr", "next": "/login"})
+    assert unknown.status_code == 303 and "gateway_language" not in unknown.headers.get("Set-Cookie", "")
+    assert page_language(client.get("/login", headers=ENGLISH).get_data(as_text=True)) == "en"
+
+
+def test_a_forged_cookie_is_ignored(client):
+    client.set_cookie("gateway_language", "xx")
+    assert page_language(client.get("/login", headers=GERMAN).get_data(as_text=True)) == "de"
+
+
+def test_gateway_languages_limits_what_is_offered(make_app):
+    app = make_app(GATEWAY_LANGUAGES="en")
+    client = app.test_client()
+    html = client.get("/login", headers=GERMAN).get_data(as_text=True)
+    assert page_language(html) == "en"
+    assert 'id="language-switch"' not in html  # one language: no switch
+
+
+def test_gateway_languages_is_checked():
+    assert parse_languages(None) == SHIPPED_LANGUAGES
+    assert parse_languages("de, en") == ("en", "de")
+    with pytest.raises(ConfigError, match="GATEWAY_LANGUAGES: 'fr' is not a shipped language"):
+        parse_languages("en,fr")
+    with pytest.raises(ConfigError, match="GATEWAY_LANGUAGES: must include en"):
+        parse_languages("de")
+
+
+# --- the account page's stored choice ---------------------------------------------------------
+
+
+def stored(app: Flask, name: str) -> str | None:
+    with app.app_context():
+        return db.session.scalar(select(User.language).where(User.username == name))
+
+
+def language_events(app: Flask) -> list[AuditEvent]:
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "admin.user_updated"))
+        return [row for row in rows if (row.detail or {}).get("changed") == ["language"]]
+
+
+def test_the_account_page_stores_the_language_audits_it_and_it_wins_over_browser_and_cookie(app, client, login, users):
+    login("staff")
+    page = client.get("/account", headers=ENGLISH).get_data(as_text=True)
+    assert page_language(page) == "en"
+    assert '<option value="" selected>As the browser asks</option>' in page
+
+    client.set_cookie("gateway_language", "en")
+    response = client.post(
+        "/account/language", data={"csrf_token": csrf_token_from(page), "language": "de"}, headers=ENGLISH
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/account"
+    assert stored(app, "staff") == "de"
+    [event] = language_events(app)
+    assert (event.actor_id, event.actor_name, event.outcome) == (users["staff"].id, "staff", "ok")
+    assert event.detail == {"user": "staff", "changed": ["language"], "before": None, "after": "de"}
+
+    page = client.get("/account", headers=ENGLISH).get_data(as_text=True)  # browser and cookie say English
+    assert page_language(page) == "de"
+    assert "Ihre Sprache wurde gespeichert." in page
+    assert '<option value="de" lang="de" selected>Deutsch</option>' in page
+    assert untranslated(page, "de") == []
+
+    # The same choice again writes nothing; an empty one hands the choice back to the browser.
+    token = csrf_token_from(page)
+    client.post("/account/language", data={"csrf_token": token, "language": "de"})
+    assert len(language_events(app)) == 1
+    client.post("/account/language", data={"csrf_token": token, "language": ""})
+    assert stored(app, "staff") is None
+    assert language_events(app)[-1].detail["after"] is None
+    assert page_language(client.get("/account", headers=GERMAN).get_data(as_text=True)) == "de"
+    assert page_language(client.get("/account", headers=ENGLISH).get_data(as_text=True)) == "en"
+
+
+def test_the_account_language_refuses_an_unknown_one_and_strangers(app, client, login):
+    anonymous = client.post("/account/language", data={"csrf_token": csrf(client), "language": "de"})
+    assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
+    login("staff")
+    page = client.get("/account").get_data(as_text=True)
+    response = client.post("/account/language", data={"csrf_token": csrf_token_from(page), "language": "fr"})
+    assert response.status_code == 303
+    assert "Choose one of the languages offered." in client.get("/account").get_data(as_text=True)
+    assert stored(app, "staff") is None
+    assert client.post("/account/language", data={"language": "de"}).status_code == 400  # no CSRF token
+
+
+# --- numbers and plurals ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "one", "three", "many", "decimal"),
+    [
+        (ENGLISH, "1 run", "3 runs", "1,234 runs", "1,234,567.5"),
+        (GERMAN, "1 Lauf", "3 Läufe", "1.234 Läufe", "1.234.567,5"),
+    ],
+)
+def test_numbers_and_plural_forms_follow_the_page_language(app, headers, one, three, many, decimal):
+    with app.test_request_context("/", headers=headers):
+        assert [count_runs(1), count_runs(3), count_runs(1234)] == [one, three, many]
+        assert render_template_string("{{ 1234567.5 | number }}|{{ none | number }}") == f"{decimal}|"
+        assert render_template_string("{{ count_runs(3) }}") == three
+
+
+# --- catalogue texts --------------------------------------------------------------------------
+
+
+def catalogue_with(**fields: object):
+    command = {"name": "disk", "title": "Disk", "kind": "shell", "argv": ["df", "{path}"], "params": {"path": {}}}
+    command.update(fields)
+    return parse_catalogue(yaml.safe_dump({"commands": [command]}), {})
+
+
+def test_catalogue_texts_carry_translations_and_stay_english_elsewhere(app):
+    plain = catalogue_with().get("disk")
+    command = catalogue_with(
+        title={"en": "Disk usage", "de": "Plattenplatz"},
+        description={"en": "Free space per mount"},  # no German: falls back to English
+        params={"path": {"help": {"en": "A mount point", "de": "Ein Einhängepunkt"}, "label": "Path"}},
+    ).get("disk")
+    assert command.title == "Disk usage" and isinstance(command.title, str)
+    assert command.model_dump(mode="json")["title"] == "Disk usage"  # API, ledger, digest: English
+    assert (
+        catalogue_with(title="Disk usage", params={"path": {"help": "A mount point", "label": "Path"}})
+        .get("disk")
+        .definition_digest
+        == command.model_copy(update={"description": ""}).definition_digest
+    )
+    assert plain.definition_digest != command.definition_digest
+    assert in_language(command.title, "de") == "Plattenplatz"
+    assert in_language(command.description, "de") == "Free space per mount"
+    assert in_language(command.params["path"].help, "de") == "Ein Einhängepunkt"
+    assert in_language(command.params["path"].label, "de") == "Path"
+    with app.test_request_context("/", headers=GERMAN):
+        assert render_template_string("{{ c.title | localized }}", c=command) == "Plattenplatz"
+    with app.test_request_context("/", headers=ENGLISH):
+        assert render_template_string("{{ c.title | localized }}", c=command) == "Disk usage"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"title": {"en": "Disk", "fr": "Disque"}}, "command 'disk' field title: unknown language 'fr'"),
+        ({"title": {"de": "Platte"}}, "command 'disk' field title: the English text ('en') is required"),
+        ({"description": {"en": "x", "de": ["y"]}}, "command 'disk' field description: the 'de' text must be"),
+        ({"params": {"path": {"help": {"EN": "x"}}}}, "command 'disk' field params.path.help: unknown language 'EN'"),
+        ({"params": {"path": {"label": 7}}}, "command 'disk' field params.path.label: expected a text"),
+    ],
+)
+def test_a_bad_catalogue_text_is_refused_naming_the_field(fields, message):
+    with pytest.raises(CatalogueError) as caught:
+        catalogue_with(**fields)
+    assert message in str(caught.value)
+
+
+# --- the untranslated-string check ------------------------------------------------------------
+
+
+def test_the_untranslated_check_finds_english_left_on_a_german_page(client, tmp_path: Path):
+    html = client.get("/login", headers=GERMAN).get_data(as_text=True)
+    po = (TRANSLATIONS / "de" / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
+    # A catalogue that translates "Sign in" (the page does not wrap it yet) and "Switch" (it does).
+    extra = '\nmsgid "Sign in"\nmsgstr "Anmelden"\n\n#, fuzzy\nmsgid "Language"\nmsgstr "Sprache"\n'
+    (tmp_path / "messages.po").write_text(po.replace('msgid "Language"\nmsgstr "Sprache"\n', "") + extra)
+    assert untranslated(html, "de", tmp_path / "messages.po") == ["Sign in"]
+    assert untranslated('<p>Sprache</p><button aria-label="Language">x</button>', "de", tmp_path / "messages.po") == [
+        "Language"  # fuzzy: left out of the compiled catalogue, so still English
+    ]
+    assert untranslated("<p>3 runs</p><script>'Language'</script>", "de") == ["%(count)s runs"]
+    assert untranslated("<a>My runs</a>", "de") == []  # a count is a number
+
+
+# --- the migration ----------------------------------------------------------------------------
+
+
+@pytest.mark.both_engines
+def test_the_language_column_arrives_empty_and_leaves_without_touching_the_rows(empty_database_url, tmp_path):
+    """0012 adds users.language (NULL: the browser decides) and drops it again; users and memberships stay."""
+    import sqlalchemy as sa
+
+    from gateway import create_app
+    from gateway.db import migrate
+    from tests.conftest import base_environ
+
+    app = create_app(base_environ(empty_database_url), instance_path=tmp_path / "instance")
+    with app.app_context():
+        migrate.upgrade("0011")
+        with db.engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO users (id, username, display_name, is_admin, active, created_at, updated_at, source) "
+                "VALUES (7, 'old', 'Old', false, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'local')"
+            ))  # fmt: skip
+            connection.execute(
+                sa.text(
+                    "INSERT INTO groups (id, name, description, created_at) VALUES (3, 'ops', '', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO group_members (group_id, user_id, added_at, origin) VALUES (3, 7, CURRENT_TIMESTAMP, 'manual')"
+                )
+            )
+        migrate.upgrade("0012")
+        with db.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT language FROM users WHERE id = 7")).scalar_one() is None
+        migrate.downgrade("0011")
+        with db.engine.connect() as connection:
+            assert "language" not in {column["name"] for column in sa.inspect(connection).get_columns("users")}
+            assert connection.execute(sa.text("SELECT count(*) FROM group_members WHERE user_id = 7")).scalar_one() == 1
+        db.session.remove()
+        db.engine.dispose()
