@@ -22,4 +22,4 @@ def number(value: object) -> str:
 
 def count_runs(count: int) -> str:
     """ "1 run" / "3 runs" ("1 Lauf" / "3 Läufe"), the number in the page's format."""
-    return ngettext("%(count)s run", "%(count)s runs", count, count=number(count))
+    return str(ngettext("%(count)s run", "%(count)s runs", count, count=number(count)))
