@@ -93,6 +93,15 @@ def test_the_switch_sets_a_cookie_by_post_and_returns_to_a_safe_next(client):
     assert page_language(client.get("/login", headers=GERMAN).get_data(as_text=True)) == "en"
 
 
+@pytest.mark.parametrize("raw", ["%2F%2Fevil.example", "a%00b", "%ff%fe", "..%2F..%2Fetc%2Fpasswd", "x" * 10_240])
+def test_the_switch_returns_to_the_sign_in_page_with_a_safe_next_only(client, raw):
+    kept = client.get("/login?next=%2Faccount&other=zzz").get_data(as_text=True)
+    assert 'name="next" value="/login?next=%2Faccount"' in kept and "zzz" not in kept.split("language-switch")[1]
+    page = client.get(f"/login?next={raw}")
+    assert page.status_code == 200
+    assert 'name="next" value="/login"' in page.get_data(as_text=True)
+
+
 def test_the_switch_changes_nothing_without_a_post_its_token_or_a_known_language(client):
     get = client.get("/language?language=de")  # no GET route (anonymous: the sign-in gate's redirect)
     assert get.status_code in (302, 405) and "gateway_language" not in get.headers.get("Set-Cookie", "")
@@ -114,6 +123,12 @@ def test_gateway_languages_limits_what_is_offered(make_app):
     html = client.get("/login", headers=GERMAN).get_data(as_text=True)
     assert page_language(html) == "en"
     assert 'id="language-switch"' not in html  # one language: no switch
+
+
+def test_the_image_compiles_the_translations():
+    """The .mo files are not committed: the container image builds them as make does."""
+    dockerfile = (TRANSLATIONS.parent / "deploy" / "Dockerfile").read_text()
+    assert "RUN pybabel compile -d translations" in dockerfile
 
 
 def test_gateway_languages_is_checked():

@@ -8,12 +8,16 @@ of them. Outside a request (a worker rendering a delivery, the CLI) it is Englis
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlencode
 
 from babel import Locale
 from flask import current_app, has_request_context, request
 from flask_babel import get_locale
 from flask_login import current_user
+
+from gateway.identity.redirects import safe_next
 
 COOKIE = "gateway_language"
 COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -52,16 +56,29 @@ def current_language() -> str:
     return locale.language if locale is not None else "en"
 
 
+@lru_cache(maxsize=32)
 def language_name(code: str) -> str:
     """A language's name in itself ("Deutsch"), as language selects show them, whatever the page's language."""
     name = Locale.parse(code).get_display_name(code) or code
     return name[:1].upper() + name[1:]
 
 
+def return_path() -> str:
+    """Where the language switch returns: this page's path, with its ``next`` only when that is a safe one.
+
+    Nothing else of the query is echoed into the page (a crafted link's text stays out of it).
+    """
+    target = request.args.get("next")
+    if target is not None and safe_next(target, ""):
+        return f"{request.path}?{urlencode({'next': target})}"
+    return request.path
+
+
 def template_values() -> dict[str, Any]:
-    """``page_language`` (for ``<html lang>``) and the offered languages with their names, for the selects."""
+    """``page_language`` (for ``<html lang>``), the offered languages with their names, for the selects."""
     return {
         "page_language": current_language(),
         "language_choices": [(code, language_name(code)) for code in languages()],
         "stored_language": stored_language,
+        "language_return_path": return_path,
     }
