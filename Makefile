@@ -57,7 +57,7 @@ translations-extract: $(VENV)/.runtime-installed
 
 ## translations-update: extract, then merge the new strings into every language's .po (translate them there)
 translations-update: translations-extract
-	$(BIN)/pybabel --quiet update --no-location -i translations/messages.pot -d translations
+	$(BIN)/pybabel --quiet update -i translations/messages.pot -d translations
 	$(MAKE) translations
 
 ## run: the gateway on the embedded default (SQLite, demo users), development mode
