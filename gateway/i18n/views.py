@@ -60,6 +60,7 @@ def store_language(user: User, language: str | None) -> bool:
     """Store the user's choice (None: the browser's) with its audit event; False when it was already so."""
     with write_transaction() as tx:
         user = tx.merge(user)
+        tx.refresh(user)  # read under the write lock: ``before`` is what was stored, not this request's copy
         before = user.language
         if before == language:
             return False
