@@ -151,7 +151,8 @@ def test_submitting_the_form_starts_a_run_and_shows_both_streams(app, staff):
     stdout = html.index('<span class="out-stdout">hello')
     stderr = html.index('<span class="out-stderr">careful')
     assert stdout < stderr  # arrival order, visually distinct
-    assert "Succeeded" in html and '<dd id="run-exit">0</dd>' in html
+    assert "Succeeded" in html and '<dd id="run-exit">exit code 0 (success)</dd>' in html
+    assert '<p class="legend muted" id="output-legend">' in html  # error output came: the legend says which is which
     assert "hush-1234" not in html  # the secret is masked everywhere
     with app.app_context():
         run = db.session.get(Run, run_id)
