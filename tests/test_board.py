@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
-import time
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +24,7 @@ from gateway.identity import groups
 from gateway.platform.extensions import db
 from gateway.web.runpage import download_name, exit_code_text
 from tests.conftest import PASSWORDS, csrf_token_from, login_response
+from tests.test_web_pages import wait_done, wait_output
 
 PY = sys.executable
 RUN_URL = re.compile(r"/runs/([0-9a-f-]{36})")
@@ -64,11 +64,11 @@ CATALOGUE = textwrap.dedent(
         argv: ["{PY}", "-c", "import time; time.sleep(30)"]
         timeout: 1
       - name: long-sleep
-        title: Long sleep
+        title: Waits a minute
         category: Tools
         kind: shell
-        argv: ["{PY}", "-u", "-c", "import time; print('started'); time.sleep(60)"]
-        timeout: 120
+        argv: ["{PY}", "-u", "-c", "import time; print('waiting'); time.sleep(60)"]
+        timeout: 90
       - name: purge
         title: Purge old data
         description: Needs a second person.
@@ -141,26 +141,6 @@ def start(client, name: str, data: dict[str, str] | None = None) -> str:
     match = RUN_URL.search(response.headers["Location"])
     assert match, response.headers["Location"]
     return match.group(1)
-
-
-def wait_done(app, run_id: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    with app.app_context():
-        while True:
-            db.session.rollback()
-            status = db.session.scalar(select(Run.status).where(Run.id == run_id))
-            if status not in runs.LIVE or time.monotonic() > deadline:
-                return status
-            time.sleep(0.05)
-
-
-def wait_output(app, run_id: str, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    with app.app_context():
-        while text not in runs.output_text(run_id):
-            assert time.monotonic() < deadline, "output never arrived"
-            db.session.rollback()
-            time.sleep(0.05)
 
 
 # --- the cards ------------------------------------------------------------------------------
@@ -255,7 +235,7 @@ def test_the_exit_is_explained(app, staff, name, status, explained):
 
 def test_a_cancelled_run_says_how_it_stopped_who_cancelled_it_and_when(app, staff):
     run_id = start(staff, "long-sleep")
-    wait_output(app, run_id, "started")
+    wait_output(app, run_id, "waiting")
     html = page(staff, f"/runs/{run_id}")
     assert '<span class="no-js">This run is still going: reload the page to see more output.</span>' in html
     assert staff.post(f"/runs/{run_id}/cancel", data={"csrf_token": csrf_token_from(html)}).status_code == 303

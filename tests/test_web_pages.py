@@ -355,7 +355,8 @@ def test_a_dashboard_tile_shows_the_latest_result_and_refreshes_through_the_cach
     assert response.status_code == 303 and response.headers["Location"].endswith("/#tile-board")
     html = page(staff, "/")
     tile = html.split('id="tile-board"')[1].split("</section>")[0]
-    assert re.search(r"as of <time [^>]*>\d\d:\d\d:\d\d</time>", tile)
+    assert re.search(r'as of <time [^>]*data-show="local"[^>]*>[^<]+ UTC</time>', tile)  # the browser shows it locally
+    assert re.search(r'<span class="age"><time [^>]*data-show="age"[^>]*>just now</time>', tile)
     assert '<th scope="col">status</th>' in tile and '<td class="num">3</td>' in tile
     fragment = staff.post(
         "/tiles/board/refresh", data={"csrf_token": csrf_token_from(html)}, headers={"X-Gateway-Background": "1"}

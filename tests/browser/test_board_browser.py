@@ -19,10 +19,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import served
-from tests.conftest import PASSWORDS
+from tests.browser.test_web_browser import shot, sign_in
 from tests.test_board import CATALOGUE, GRANTED, grant
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 pytestmark = pytest.mark.slow
 PY = sys.executable
 LONG_LINE = "wide " + "x" * 400
@@ -82,19 +81,6 @@ def page(browser: Browser, base_url: str, console: list[str]) -> Iterator[Page]:
     tab.context.close()
     problems = [line for line in console if line.startswith(("error", "pageerror")) or "Content Security" in line]
     assert not problems, problems
-
-
-def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(page: Page, name: str = "staff") -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(PASSWORDS[name])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
 def finished_run_of(page: Page, command: str) -> None:
@@ -181,11 +167,15 @@ def test_the_wrap_toggle_changes_the_output_and_is_remembered(page: Page, browse
     output, toggle = page.locator("#output"), page.locator("#wrap-toggle")
     expect(toggle).to_have_attribute("aria-pressed", "true")  # a wide screen starts wrapped
     expect(output).to_have_css("white-space", "pre-wrap")
-    assert page.evaluate("document.getElementById('output').scrollWidth <= document.getElementById('output').clientWidth")
+    assert page.evaluate(
+        "document.getElementById('output').scrollWidth <= document.getElementById('output').clientWidth"
+    )
     toggle.click()
     expect(toggle).to_have_attribute("aria-pressed", "false")
     expect(output).to_have_css("white-space", "pre")
-    assert page.evaluate("document.getElementById('output').scrollWidth > document.getElementById('output').clientWidth")
+    assert page.evaluate(
+        "document.getElementById('output').scrollWidth > document.getElementById('output').clientWidth"
+    )
     page.reload()
     expect(page.locator("#wrap-toggle")).to_have_attribute("aria-pressed", "false")  # remembered by this browser
     run_url = page.url
