@@ -56,7 +56,8 @@
 
   // The finished run, read from this same page again (rendered from the database) and swapped
   // in place: status, exit, duration, end time, result table, size and checksum.
-  function showFinished() {
+  function showFinished(attempt) {
+    attempt = attempt || 0;
     var body = document.getElementById("run-body");
     if (!body || !window.fetch || !window.DOMParser) { window.location.reload(); return; }
     var focused = document.activeElement && document.activeElement.id;
@@ -70,6 +71,12 @@
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("run-body");
         if (!fresh) { throw new Error("no run-body"); }
+        var stillLive = fresh.querySelector('#run[data-live="1"]');
+        if (stillLive && attempt < 5) {  // the stream ended a moment before the page could say so
+          window.setTimeout(function () { showFinished(attempt + 1); }, 500);
+          return;
+        }
+        if (stillLive) { window.location.reload(); return; }
         body.replaceWith(document.importNode(fresh, true));
         applyWrap();
         var again = focused && document.getElementById(focused);
