@@ -240,6 +240,9 @@ def test_query_results_render_as_a_table_and_download_as_csv(app, staff):
     assert '<td class="null">NULL</td>' in table  # NULL ...
     assert '<td class="blank"></td>' in table  # ... is not the empty string
     assert "&lt;i&gt;tag&lt;/i&gt;" in table and "3 rows" in html
+    with app.app_context():
+        digest = db.session.get(Run, run_id).output_sha256
+    assert digest in html.split('id="result-facts"')[1].split("</details>")[0]  # size and checksum, folded
     response = staff.get(f"/runs/{run_id}.csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
