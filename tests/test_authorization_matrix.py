@@ -115,6 +115,7 @@ ACTORS = {
 SURFACES = {
     "run page": ("GET", "/runs/{P}", "session", {200}, "AHAHHNN"),
     "run CSV": ("GET", "/runs/{P}.csv", "session", {200}, "AHAHHNN"),
+    "run output text": ("GET", "/runs/{P}.txt", "session", {200}, "AHAHHNN"),
     "API get": ("GET", "/api/v1/runs/{P}", "token", {200}, "AHAHHNN"),
     "API long-poll": ("GET", "/api/v1/runs/{P}?wait=1", "token", {200}, "AHAHHNN"),
     "API stream": ("GET", "/api/v1/runs/{P}/stream", "token", {200}, "AHAHHNN"),
@@ -146,6 +147,7 @@ SURFACES = {
     # A scheduled run is nobody's: everyone who may use its command sees it (DESIGN.md, System principals).
     "scheduled run page": ("GET", "/runs/{R}", "session", {200}, "AAAHHNN"),
     "scheduled run CSV": ("GET", "/runs/{R}.csv", "session", {200}, "AAAHHNN"),
+    "scheduled run output text": ("GET", "/runs/{R}.txt", "session", {200}, "AAAHHNN"),
     "scheduled run API": ("GET", "/api/v1/runs/{R}", "token", {200}, "AAAHHNN"),
     "scheduled run stream": ("GET", "/api/v1/runs/{R}/stream", "token", {200}, "AAAHHNN"),
     "scheduled run cancel": ("POST", "/api/v1/runs/{R}/cancel", "token", {409}, "HHAHHNN"),  # ended; admins only

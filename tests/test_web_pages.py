@@ -151,7 +151,8 @@ def test_submitting_the_form_starts_a_run_and_shows_both_streams(app, staff):
     stdout = html.index('<span class="out-stdout">hello')
     stderr = html.index('<span class="out-stderr">careful')
     assert stdout < stderr  # arrival order, visually distinct
-    assert "Succeeded" in html and '<dd id="run-exit">0</dd>' in html
+    assert "Succeeded" in html and '<dd id="run-exit">exit code 0 (success)</dd>' in html
+    assert '<p class="legend muted" id="output-legend">' in html  # error output came: the legend says which is which
     assert "hush-1234" not in html  # the secret is masked everywhere
     with app.app_context():
         run = db.session.get(Run, run_id)
@@ -239,6 +240,9 @@ def test_query_results_render_as_a_table_and_download_as_csv(app, staff):
     assert '<td class="null">NULL</td>' in table  # NULL ...
     assert '<td class="blank"></td>' in table  # ... is not the empty string
     assert "&lt;i&gt;tag&lt;/i&gt;" in table and "3 rows" in html
+    with app.app_context():
+        digest = db.session.get(Run, run_id).output_sha256
+    assert digest in html.split('id="result-facts"')[1].split("</details>")[0]  # size and checksum, folded
     response = staff.get(f"/runs/{run_id}.csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
@@ -354,7 +358,8 @@ def test_a_dashboard_tile_shows_the_latest_result_and_refreshes_through_the_cach
     assert response.status_code == 303 and response.headers["Location"].endswith("/#tile-board")
     html = page(staff, "/")
     tile = html.split('id="tile-board"')[1].split("</section>")[0]
-    assert re.search(r"as of <time [^>]*>\d\d:\d\d:\d\d</time>", tile)
+    assert re.search(r'as of <time [^>]*data-show="local"[^>]*>[^<]+ UTC</time>', tile)  # the browser shows it locally
+    assert re.search(r'<span class="age"><time [^>]*data-show="age"[^>]*>just now</time>', tile)
     assert '<th scope="col">status</th>' in tile and '<td class="num">3</td>' in tile
     fragment = staff.post(
         "/tiles/board/refresh", data={"csrf_token": csrf_token_from(html)}, headers={"X-Gateway-Background": "1"}

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from gateway import runs
@@ -36,6 +36,7 @@ from gateway.web.shared import STATUS_LABELS, me
 
 TILE_ROWS = 8
 REFRESH_WAIT_SECONDS = 3.0
+FILTER_FROM = 12  # the commands' filter box appears when there are more cards than this
 
 
 def wait_briefly(run_id: str, seconds: float) -> None:
@@ -60,6 +61,22 @@ def group_by_category(commands: list[Command]) -> list[tuple[str, list[Command]]
     for command in commands:
         groups[command.category].append(command)
     return [(category, sorted(items, key=lambda c: c.title.lower())) for category, items in sorted(groups.items())]
+
+
+def latest_runs(user_id: int, names: list[str]) -> dict[str, Run]:
+    """The viewer's own newest run of each command (one query, whatever the number of cards)."""
+    if not names:
+        return {}
+    ranked = (
+        select(
+            Run.id,
+            func.row_number().over(partition_by=Run.command, order_by=Run.created_at.desc()).label("newest"),
+        )
+        .where(Run.user_id == user_id, Run.command.in_(sorted(names)))
+        .subquery()
+    )
+    newest = select(ranked.c.id).where(ranked.c.newest == 1)
+    return {run.command: run for run in db.session.scalars(select(Run).where(Run.id.in_(newest)))}
 
 
 def _etag(shown: list[board_tiles.Tile]) -> str:
@@ -87,6 +104,9 @@ def dashboard() -> str:
         etag=_etag(shown),
         refresh_seconds=current_app.config["DASHBOARD_REFRESH_SECONDS"],
         categories=group_by_category(visible),
+        command_count=len(visible),
+        filter_from=FILTER_FROM,
+        latest=latest_runs(me().id, [c.name for c in visible]),
         blocked=blocked,
         recent=recent,
         titles={name: c.title for name, c in catalogue.commands.items()},

@@ -1,25 +1,32 @@
-"""The run page (state, output, result table), cancel, and the CSV download.
+"""The run page (state, output, result table), cancel, and the CSV and text downloads.
 
 The page is rendered from the database, so it is complete without
-JavaScript (reload for more while a run is live); ``static/run.js`` then
-follows the API's event stream and appends only chunks newer than the last
-one rendered here, so nothing is shown twice.
+JavaScript (reload for more while a run is live); ``static/runpage.js`` then
+follows the API's event stream, appends only chunks newer than the last one
+rendered here (nothing is shown twice), and at the stream's end swaps in the
+finished state read from this page again, without reloading it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+import signal
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from gateway import runs
 from gateway.access import policy
 from gateway.catalogue import switches as command_switches
-from gateway.db.models import Run
+from gateway.db.models import AuditEvent, Run
 from gateway.platform.addresses import client_address
+from gateway.platform.extensions import db
 from gateway.platform.timeutil import as_utc, utcnow
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
@@ -28,6 +35,74 @@ from gateway.web.shared import STATUS_LABELS, duration, me
 
 MAX_RENDERED_CHUNKS = 20_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class Ending:
+    """How a finished run ended, in words: ``text``, then who cancelled it and when (if anyone did)."""
+
+    text: str
+    cancelled_by: str | None = None
+    cancelled_at: datetime | None = None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_code_text(code: int) -> str:
+    """An exit code as people read it: signals by name (a negative code, or a shell's 128 + N)."""
+    if code < 0:
+        return f"killed by {signal_name(-code)}"
+    if code == 0:
+        return "exit code 0 (success)"
+    if 128 < code < 128 + 65:
+        return f"exit code {code} (128 + {signal_name(code - 128)})"
+    return f"exit code {code}"
+
+
+def cancel_request(run: Run) -> AuditEvent | None:
+    """The ledger's newest request to cancel this run (who asked, and when)."""
+    return db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.run_id == run.id, AuditEvent.event == "run.cancel_requested")
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).first()
+
+
+def ending(run: Run, show_who: bool) -> Ending | None:
+    """The exit explained for a run that ended (None while it is live or never ran)."""
+    if run.status in runs.LIVE or run.status in ("pending_approval", "denied", "expired", "withdrawn"):
+        return None
+    code = run.exit_code
+    if run.status == "cancelled":
+        how = f"stopped by {signal_name(-code)}" if code is not None and code < 0 else "stopped"
+        if code is None and run.started_at is None:
+            how = "stopped before it started"
+        request_event = cancel_request(run)
+        if request_event is None:
+            return Ending(how + " — cancelled")
+        who = (request_event.actor_name or "someone") if show_who else "someone"
+        return Ending(how + " — cancelled", who, request_event.at)
+    if run.status == "timed_out":
+        signal_part = f", {exit_code_text(code)}" if code is not None and code < 0 else ""
+        return Ending(f"timed out after {run.timeout_seconds:g} s{signal_part}")
+    if run.status == "lost":
+        return Ending("lost: the worker running it stopped answering")
+    if code is None:
+        return Ending(run.error or "no exit code") if run.status == "failed" else None
+    return Ending(exit_code_text(code))
+
+
+def download_name(run: Run, extension: str) -> str:
+    """A file name that is safe in a header and on any disk: the command's name and the run's id."""
+    command = UNSAFE_IN_NAME.sub("-", run.command).strip(".-")[:60] or "run"
+    return f"{command}-{run.id}.{extension}"
 
 
 def rendered_chunks(run_id: str) -> list[Any]:
@@ -60,6 +135,7 @@ def run_page(run_id: str) -> str:
     command = command_switches.current_catalogue().get(run.command)
     chunks = rendered_chunks(run.id)
     live = run.status in runs.LIVE
+    details = view["user"] is not None
     return render_template(
         "run.html",
         run=run,
@@ -79,6 +155,8 @@ def run_page(run_id: str) -> str:
         again=again_values(command, view["params"]) if view["params"] is not None else [],
         stream_url=f"/api/v1/runs/{run.id}/stream",
         streaming=stream_available(),
+        ending=ending(run, details),
+        error_output=any(chunk.stream == "stderr" for chunk in chunks),
     )
 
 
@@ -118,5 +196,15 @@ def run_csv(run_id: str) -> Response:
     if not run.result:
         abort(404)
     response = Response(result_csv(run), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{run.command}-{run.id[:8]}.csv"'
+    response.headers["Content-Disposition"] = f'attachment; filename="{download_name(run, "csv")}"'
+    return response
+
+
+@bp.route("/runs/<run_id:run_id>.txt")
+def run_txt(run_id: str) -> Response:
+    """The run's output as a text file: whoever may view the run may download it."""
+    run = policy.run_for(me(), run_id, "view", client_address())
+    response = Response(runs.output_text(run.id), mimetype="text/plain")
+    response.headers["Content-Disposition"] = f'attachment; filename="{download_name(run, "txt")}"'
+    response.headers["Cache-Control"] = "private, no-store"
     return response

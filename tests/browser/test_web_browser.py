@@ -105,9 +105,9 @@ def run_command(page: Page, name: str, fields: dict[str, str] | None = None) -> 
 def wait_for_finished_page(page: Page) -> None:
     """Wait until the run page on screen is the one rendered from the database after the run ended.
 
-    While a run is live the page follows its stream and reloads itself on `end`; evaluating script
-    in that window fails with "execution context was destroyed". The reloaded page is not live and
-    never starts following (no data-streaming attribute).
+    While a run is live the page follows its stream and on `end` swaps in the finished state read
+    from the page again (no reload); that fresh part is not live and carries no data-streaming
+    attribute.
     """
     expect(page.locator('#run[data-live="0"]:not([data-streaming])')).to_have_count(1)
     page.wait_for_load_state("load")
@@ -197,8 +197,8 @@ def test_a_long_run_can_be_cancelled(page: Page):
     run_command(page, "long-sleep")
     expect(page.get_by_role("button", name="Cancel")).to_be_visible()
     page.get_by_role("button", name="Cancel").click()
-    # The flash shows on the redirect; when the stream's `end` arrives the page reloads from the
-    # database and the (one-time) flash is gone, so either may be what is on screen now.
+    # The flash shows on the redirect; when the stream's `end` arrives the finished state read from
+    # the database replaces the run's part of the page, so either may be what is on screen now.
     expect(page.locator("main")).to_contain_text(re.compile("Cancellation requested|Cancelled"))
     for _ in range(40):
         if page.locator("#run-status .badge").get_attribute("data-status") == "cancelled":
