@@ -14,16 +14,9 @@ from typing import Any
 from flask import current_app, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from gateway.admin import shared
 from gateway.admin.blueprint import bp
-from gateway.admin.shared import (
-    audited,
-    back,
-    back_to,
-    back_with_undo,
-    confirm_page,
-    confirmed,
-    problem_text,
-)
+from gateway.admin.shared import audited, back, problem_text
 from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
 from gateway.identity import accounts, idp_links
@@ -66,14 +59,14 @@ def create_group() -> Response | tuple[str, int]:
         group = group_service.create_group(name, description=description, **audited())
     except accounts.AccountError as exc:
         return render_groups({"group-name": problem_text(exc)}, form, 400)
-    return back_to("admin.groups", f"Group {group.name} created.", anchor=f"group-{group.name}")
+    return shared.back_to("admin.groups", f"Group {group.name} created.", anchor=f"group-{group.name}")
 
 
 @bp.route("/groups/<name:name>/delete", methods=["POST"])
 def delete_group(name: str) -> Response | tuple[str, int]:
     group = group_service.find_group(name)
-    if group is not None and not confirmed():
-        return confirm_page(
+    if group is not None and not shared.confirmed():
+        return shared.confirm_page(
             f"Really delete group {group.name}?",
             "Delete group",
             cancel=url_for("admin.groups", _anchor=f"group-{group.name}"),
@@ -103,7 +96,7 @@ def add_member(name: str) -> Response | tuple[str, int]:
             return back("admin.groups", problem_text(exc))
         return render_groups({field: problem_text(exc)}, {field: username}, 400)
     message = f"Added {username} to {name}." if added else f"{username} is already in {name}."
-    return back_to("admin.groups", message, anchor=field)
+    return shared.back_to("admin.groups", message, anchor=field)
 
 
 @bp.route("/groups/<name:name>/members/remove", methods=["POST"])
@@ -111,8 +104,8 @@ def remove_member(name: str) -> Response | tuple[str, int]:
     username = request.form.get("username", "")
     group = group_service.find_group(name)
     member = group is not None and any(m.user.username == username for m in group.members)
-    if member and not confirmed():
-        return confirm_page(
+    if member and not shared.confirmed():
+        return shared.confirm_page(
             f"Really remove {username} from {name}?",
             "Remove",
             cancel=url_for("admin.groups", _anchor=f"group-{name}"),
@@ -124,8 +117,8 @@ def remove_member(name: str) -> Response | tuple[str, int]:
     except accounts.AccountError as exc:
         return back("admin.groups", problem_text(exc))
     if not removed:
-        return back_to("admin.groups", f"{username} was not in {name}.", anchor=f"add-{name}")
-    return back_with_undo(
+        return shared.back_to("admin.groups", f"{username} was not in {name}.", anchor=f"add-{name}")
+    return shared.back_with_undo(
         "admin.groups",
         f"Removed {username} from {name}.",
         undo="admin.add_member",
@@ -212,8 +205,8 @@ def set_permission() -> Response | tuple[str, int]:
             changed = group_service.add_grant(group, command, known_commands=known, **audited())
             message = f"{group} may now run {command}." if changed else f"{group} could already run {command}."
         elif action == "revoke":
-            if (group, command) in set(group_service.list_grants()) and not confirmed():
-                return confirm_page(
+            if (group, command) in set(group_service.list_grants()) and not shared.confirmed():
+                return shared.confirm_page(
                     f"Really revoke {command} from {group}?",
                     "Revoke",
                     cancel=url_for("admin.permissions", _anchor=anchor),
@@ -222,7 +215,7 @@ def set_permission() -> Response | tuple[str, int]:
                 )
             changed = group_service.remove_grant(group, command, **audited())
             if changed and command in known:
-                return back_with_undo(
+                return shared.back_with_undo(
                     "admin.permissions",
                     f"{group} may no longer run {command}.",
                     undo="admin.set_permission",
@@ -235,4 +228,4 @@ def set_permission() -> Response | tuple[str, int]:
             return back("admin.permissions", "Choose grant or revoke.")
     except accounts.AccountError as exc:
         return back("admin.permissions", problem_text(exc))
-    return back_to("admin.permissions", message, anchor=anchor)
+    return shared.back_to("admin.permissions", message, anchor=anchor)

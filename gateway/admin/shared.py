@@ -100,6 +100,7 @@ def back_with_undo(
     """Go back to the row, with ``message`` and an Undo button (a POST to the ``undo`` endpoint)."""
     session[UNDO_KEY] = {
         "page": endpoint,
+        "page_values": values,
         "message": message,
         "endpoint": undo,
         "values": undo_values or {},
@@ -113,5 +114,7 @@ def take_undo() -> dict[str, Any] | None:
     """The pending Undo, once, on the page it was meant for (elsewhere it is dropped)."""
     held = session.pop(UNDO_KEY, None)
     if not isinstance(held, dict) or held.get("page") != request.endpoint:
+        return None
+    if held.get("page_values", {}) != (request.view_args or {}):
         return None
     return held

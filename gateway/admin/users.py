@@ -143,13 +143,13 @@ def new_user_errors(username: str, mode: str, password: str, again: str) -> dict
     elif accounts.find_user(username) is not None:
         errors["username"] = f"{normalise_username(username)!r} already exists."
     if mode not in MODES:
-        errors["password_mode"] = "Choose how the first password is set."  # noqa: S105  # a message, not a password
+        errors["password_mode"] = "Choose how the first password is set."  # noqa: S105  # nosec B105  # a message
     elif mode == "set":
         problem = password_problem(password)
         if problem:
             errors["password"] = f"The password {problem}."
         elif password != again:
-            errors["password_confirm"] = "The two passwords are not the same."  # noqa: S105  # a message, not a password
+            errors["password_confirm"] = "The two passwords are not the same."  # noqa: S105  # nosec B105  # a message
     return errors
 
 
