@@ -59,7 +59,7 @@ def create_group() -> Response | tuple[str, int]:
         group = group_service.create_group(name, description=description, **audited())
     except accounts.AccountError as exc:
         return render_groups({"group-name": problem_text(exc)}, form, 400)
-    return shared.back_to("admin.groups", f"Group {group.name} created.", anchor=f"group-{group.name}")
+    return shared.back_to("admin.groups", f"Group {group.name} created.", anchor=f"add-{group.name}")
 
 
 @bp.route("/groups/<name:name>/delete", methods=["POST"])
@@ -69,7 +69,7 @@ def delete_group(name: str) -> Response | tuple[str, int]:
         return shared.confirm_page(
             f"Really delete group {group.name}?",
             "Delete group",
-            cancel=url_for("admin.groups", _anchor=f"group-{group.name}"),
+            cancel=url_for("admin.groups", _anchor=f"delete:{group.name}"),
             note=f"Its {len(group.members)} membership(s), {len(group.grants)} grant(s) and linked IdP groups "
             "go with it. This cannot be undone: to get it back, create it again and add them one by one.",
         )
@@ -108,7 +108,7 @@ def remove_member(name: str) -> Response | tuple[str, int]:
         return shared.confirm_page(
             f"Really remove {username} from {name}?",
             "Remove",
-            cancel=url_for("admin.groups", _anchor=f"group-{name}"),
+            cancel=url_for("admin.groups", _anchor=f"member:{name}:{username}"),
             note=f"{username} can no longer run the commands granted to {name} (unless another group grants them).",
             keep=("username",),
         )
