@@ -139,7 +139,11 @@ def test_disable_ends_sessions_and_tokens_and_enable_restores_neither(app, admin
     assert staff_client.get("/").status_code == 200
     assert app.test_client().get("/api/v1/commands", headers=bearer).status_code == 200
 
-    response = post(admin, f"/admin/users/{users['staff'].id}/disable")
+    # The browser form asks first: the first POST only shows the question and changes nothing.
+    asked = post(admin, f"/admin/users/{users['staff'].id}/disable")
+    assert asked.status_code == 200 and "Really disable staff?" in asked.get_data(as_text=True)
+    assert staff_client.get("/").status_code == 200
+    response = post(admin, f"/admin/users/{users['staff'].id}/disable", {"confirm": "yes"})
     assert response.status_code == 303
     assert staff_client.get("/").status_code == 302  # the session is gone: back to sign-in
     assert app.test_client().get("/api/v1/commands", headers=bearer).status_code == 401
@@ -213,7 +217,7 @@ def test_the_last_admin_cannot_demote_or_disable_themself(app, admin, users):
     demote = post(admin, f"/admin/users/{users['admin'].id}/revoke-admin")
     assert demote.status_code == 303
     assert "cannot revoke your own admin" in admin.get("/admin/users").get_data(as_text=True)
-    disable = post(admin, f"/admin/users/{users['admin'].id}/disable")
+    disable = post(admin, f"/admin/users/{users['admin'].id}/disable", {"confirm": "yes"})
     assert disable.status_code == 303
     assert "cannot disable your own account" in admin.get("/admin/users").get_data(as_text=True)
     with app.app_context():
@@ -254,12 +258,12 @@ def test_groups_create_members_and_delete(app, admin, users):
     assert added.detail == {"group": "ops", "user": "staff"} and added.actor_name == "admin"
     page = admin.get("/admin/groups").get_data(as_text=True)
     assert "Operators" in page and "Remove staff from ops" in page
-    post(admin, "/admin/groups/ops/members/remove", {"username": "staff"})
+    post(admin, "/admin/groups/ops/members/remove", {"username": "staff", "confirm": "yes"})
     assert events(app, "admin.group_member_removed")[-1].detail == {"group": "ops", "user": "staff"}
     post(admin, "/admin/groups/ops/members", {"username": "other"})
     with app.app_context():
         groups.add_grant("ops", "uptime")
-    assert post(admin, "/admin/groups/ops/delete").status_code == 303
+    assert post(admin, "/admin/groups/ops/delete", {"confirm": "yes"}).status_code == 303
     with app.app_context():
         assert groups.find_group("ops") is None and groups.list_grants() == []
     deleted = events(app, "admin.group_deleted")[-1]
@@ -273,8 +277,9 @@ def test_groups_create_members_and_delete(app, admin, users):
 
 
 def test_group_errors_are_reported_not_crashed(app, admin, users):
-    post(admin, "/admin/groups", {"name": "Bad Name!"})
-    assert "Use 1-100 of" in admin.get("/admin/groups").get_data(as_text=True)
+    bad = post(admin, "/admin/groups", {"name": "Bad Name!"})  # answered in place, next to the field, name kept
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 400 and 'id="group-name-error">Use 1-100 of' in html and 'value="Bad Name!"' in html
     post(admin, "/admin/groups/nope/members", {"username": "staff"})
     assert "No group" in admin.get("/admin/groups").get_data(as_text=True)
     post(admin, "/admin/groups/nope/delete")
@@ -297,7 +302,7 @@ def test_matrix_click_grants_then_revokes_and_staff_sees_the_effect(app, admin, 
     assert grant.command == "uptime" and grant.detail == {"group": "ops"} and grant.actor_name == "admin"
     assert "Revoke uptime from ops" in admin.get("/admin/permissions").get_data(as_text=True)
 
-    post(admin, "/admin/permissions", {"group": "ops", "command": "uptime", "action": "revoke"})
+    post(admin, "/admin/permissions", {"group": "ops", "command": "uptime", "action": "revoke", "confirm": "yes"})
     assert staff.get("/commands/uptime").status_code == 404
     assert events(app, "admin.grant_removed")[-1].command == "uptime"
 
@@ -324,7 +329,11 @@ def test_stale_grants_are_shown_and_can_be_revoked(app, admin, users):
     detail = admin.get("/admin/commands/vanished-report")
     assert detail.status_code == 200 and "not in the loaded catalogue" in detail.get_data(as_text=True)
     assert "staff" in detail.get_data(as_text=True)
-    post(admin, "/admin/permissions", {"group": "ops", "command": "vanished-report", "action": "revoke"})
+    post(
+        admin,
+        "/admin/permissions",
+        {"group": "ops", "command": "vanished-report", "action": "revoke", "confirm": "yes"},
+    )
     with app.app_context():
         assert groups.list_grants() == []
     assert admin.get("/admin/commands/vanished-report").status_code == 404
@@ -334,7 +343,7 @@ def test_stale_grants_are_shown_and_can_be_revoked(app, admin, users):
 
 
 def test_kill_switch_disables_and_enables_with_audit(app, admin, users):
-    response = post(admin, "/admin/commands/uptime/disable", {"reason": "vendor bug"})
+    response = post(admin, "/admin/commands/uptime/disable", {"reason": "vendor bug", "confirm": "yes"})
     assert response.status_code == 303
     with app.app_context():
         assert switches.is_disabled("uptime")
@@ -376,7 +385,7 @@ def test_admin_sees_all_tokens_and_revokes_any(app, admin, users):
     page = admin.get("/admin/tokens").get_data(as_text=True)
     assert "deploy-bot" in page and prefix in page and "staff" in page and "never" in page
     assert issued.secret not in page
-    assert post(admin, f"/admin/tokens/{token_id}/revoke").status_code == 303
+    assert post(admin, f"/admin/tokens/{token_id}/revoke", {"confirm": "yes"}).status_code == 303
     with app.app_context():
         assert tokens.authenticate(issued.secret) is None
     event = events(app, "token.revoked")[-1]

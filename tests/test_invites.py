@@ -192,7 +192,9 @@ def test_a_password_the_admin_sets_afterwards_replaces_the_link(app, admin, user
 
 def test_a_disabled_user_cannot_use_their_link(app, admin, users):
     token = create_invited(admin)
-    assert admin_post(admin, f"/admin/users/{accounts_id(app, 'newbie')}/disable").status_code == 303
+    assert (
+        admin_post(admin, f"/admin/users/{accounts_id(app, 'newbie')}/disable", {"confirm": "yes"}).status_code == 303
+    )
     response = use_invite(app, token)
     assert response.status_code == 400 and "disabled" in response.get_data(as_text=True)
 

@@ -71,12 +71,12 @@ def run_cli(app: Flask, *args: str, stdin: str = "") -> None:
 
 def admin_resets_the_password(scene: Scene) -> None:
     url = f"/admin/users/{scene.users['staff'].id}/reset-password"
-    assert post_form(scene.admin, "/admin/users", url).status_code == 303
+    assert post_form(scene.admin, "/admin/users", url, {"confirm": "yes"}).status_code == 303
 
 
 def admin_resets_by_invite_link(scene: Scene) -> None:
     url = f"/admin/users/{scene.users['staff'].id}/invite"
-    assert post_form(scene.admin, "/admin/users", url).status_code == 303
+    assert post_form(scene.admin, "/admin/users", url, {"confirm": "yes"}).status_code == 303
 
 
 def operator_sets_the_password(scene: Scene) -> None:
@@ -98,7 +98,7 @@ def invite_is_used(scene: Scene) -> None:
 
 def admin_disables_the_user(scene: Scene) -> None:
     url = f"/admin/users/{scene.users['staff'].id}/disable"
-    assert post_form(scene.admin, "/admin/users", url).status_code == 303
+    assert post_form(scene.admin, "/admin/users", url, {"confirm": "yes"}).status_code == 303
 
 
 def operator_disables_the_user(scene: Scene) -> None:
@@ -125,7 +125,7 @@ def enrol_a_second_factor(scene: Scene) -> None:
 
 def admin_resets_the_second_factors(scene: Scene) -> None:
     url = f"/admin/users/{scene.users['staff'].id}/reset-mfa"
-    assert post_form(scene.admin, "/admin/users", url).status_code == 303
+    assert post_form(scene.admin, "/admin/users", url, {"confirm": "yes"}).status_code == 303
 
 
 def operator_resets_the_second_factors(scene: Scene) -> None:

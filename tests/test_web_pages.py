@@ -391,6 +391,11 @@ def test_tile_refreshes_by_the_page_do_not_extend_the_session(app, staff):
 # --- account -------------------------------------------------------------------------------
 
 
+def tokens_still_work(app, secret: str) -> bool:
+    with app.app_context():
+        return tokens.authenticate(secret) is not None
+
+
 NEW_TOKEN = re.compile(r'id="new-token" class="token" value="(gw_[^"]+)"')
 
 
@@ -417,7 +422,12 @@ def test_a_new_token_is_shown_once_then_only_its_prefix(app, staff):
         assert tokens.authenticate(secret).username == "staff"
         token_id = tokens.tokens_of(accounts.find_user("staff"))[0].id
     assert staff.get(f"/account/tokens/{token_id}/revoke").status_code == 405
-    response = staff.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": csrf_token_from(html)})
+    # The browser form asks first (the question says it cannot be undone); only confirm=yes revokes.
+    asked = staff.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": csrf_token_from(html)})
+    assert asked.status_code == 200 and "cannot be undone" in asked.get_data(as_text=True)
+    assert tokens_still_work(app, secret)
+    confirm = {"csrf_token": csrf_token_from(html), "confirm": "yes"}
+    response = staff.post(f"/account/tokens/{token_id}/revoke", data=confirm)
     assert response.status_code == 303
     assert "The token was revoked" in page(staff, "/account")
     with app.app_context():
@@ -453,7 +463,8 @@ def test_i_cannot_revoke_someone_elses_token(app, users, login):
         issued = tokens.create_token(accounts.find_user("admin"), name="admin's")
         token_id = issued.token.id
     client = login("staff")
-    response = client.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": csrf(client, "/account")})
+    data = {"csrf_token": csrf(client, "/account"), "confirm": "yes"}
+    response = client.post(f"/account/tokens/{token_id}/revoke", data=data)
     assert response.status_code == 404
     with app.app_context():
         assert tokens.authenticate(issued.secret) is not None

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import abort, render_template, request
+from flask import abort, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from gateway.admin.blueprint import bp
 from gateway.admin.groups import by_category, stale_grants
-from gateway.admin.shared import audited, back
+from gateway.admin.shared import audited, back_to, back_with_undo, confirm_page, confirmed
 from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
 from gateway.db.models import CommandGrant, CommandState, Group, GroupMember, User
@@ -99,28 +99,45 @@ def command_detail(name: str) -> str:
     )
 
 
-def _switch(name: str, disabled: bool) -> Response:
+def _switch(name: str, disabled: bool) -> Response | tuple[str, int]:
     if command_switches.current_catalogue().get(name) is None:
         abort(404)
+    detail = request.form.get("back") == "detail"
+    page, anchor = ("admin.command_detail", "switch") if detail else ("admin.commands", f"switch:{name}")
+    values: dict[str, Any] = {"name": name} if detail else {}
+    if disabled and name not in command_switches.disabled_commands() and not confirmed():
+        return confirm_page(
+            f"Really disable {name}?",
+            "Disable",
+            cancel=url_for(page, _anchor=anchor, **values),
+            note="Nobody can start it until it is enabled again.",
+            keep=("reason", "back"),
+        )
     reason = request.form.get("reason", "").strip()[:MAX_REASON] or None
     changed = command_switches.set_disabled(name, disabled, reason=reason, **audited())
     if not changed:
         message = f"{name} was already {'disabled' if disabled else 'enabled'}."
     elif disabled:
-        message = f"{name} is disabled: nobody can start it until it is enabled again."
+        return back_with_undo(
+            page,
+            f"{name} is disabled: nobody can start it until it is enabled again.",
+            undo="admin.enable_command",
+            undo_values={"name": name},
+            undo_fields={"back": "detail"} if detail else {},
+            undo_label=f"Undo: enable {name} again",
+            anchor=anchor,
+            **values,
+        )
     else:
         message = f"{name} is enabled again."
-    target = request.form.get("back")
-    if target == "detail":
-        return back("admin.command_detail", message, name=name)
-    return back("admin.commands", message)
+    return back_to(page, message, anchor=anchor, **values)
 
 
 @bp.route("/commands/<name:name>/disable", methods=["POST"])
-def disable_command(name: str) -> Response:
+def disable_command(name: str) -> Response | tuple[str, int]:
     return _switch(name, True)
 
 
 @bp.route("/commands/<name:name>/enable", methods=["POST"])
-def enable_command(name: str) -> Response:
+def enable_command(name: str) -> Response | tuple[str, int]:
     return _switch(name, False)

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from itertools import groupby
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import current_app, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from gateway.admin import shared
 from gateway.admin.blueprint import bp
 from gateway.admin.shared import audited, back, problem_text
 from gateway.catalogue import Command
@@ -22,30 +23,56 @@ from gateway.identity import accounts, idp_links
 from gateway.identity import groups as group_service
 
 
-@bp.route("/groups")
-def groups() -> str:
-    return render_template(
+def render_groups(
+    errors: dict[str, str] | None = None, form: dict[str, str] | None = None, status: int = 200
+) -> tuple[str, int]:
+    """The groups page; ``errors`` and ``form`` are keyed by the id of the field they belong to."""
+    groups = group_service.list_groups()
+    usernames = [user.username for user in accounts.list_users()]
+    page = render_template(
         "admin/groups.html",
-        groups=group_service.list_groups(),
-        usernames=[user.username for user in accounts.list_users()],
+        groups=groups,
+        # The member select offers only those not in the group yet.
+        candidates={g.name: [u for u in usernames if u not in {m.user.username for m in g.members}] for g in groups},
         idp_links=idp_links.links_by_group(),
         external_sign_in=any(method in current_app.config["AUTH_METHODS"] for method in ("oidc", "header")),
         groups_by_name=current_app.config["OIDC_GROUPS_BY_NAME"],
+        errors=errors or {},
+        form=form or {},
     )
+    return page, status
+
+
+@bp.route("/groups")
+def groups() -> tuple[str, int]:
+    return render_groups()
 
 
 @bp.route("/groups", methods=["POST"])
-def create_group() -> Response:
+def create_group() -> Response | tuple[str, int]:
     name = request.form.get("name", "")
+    description = request.form.get("description", "")
+    form = {"group-name": name, "group-description": description}
+    if len(description) > 500:
+        return render_groups({"group-description": "The description must be at most 500 characters."}, form, 400)
     try:
-        group = group_service.create_group(name, description=request.form.get("description", "")[:500], **audited())
+        group = group_service.create_group(name, description=description, **audited())
     except accounts.AccountError as exc:
-        return back("admin.groups", problem_text(exc))
-    return back("admin.groups", f"Group {group.name} created.")
+        return render_groups({"group-name": problem_text(exc)}, form, 400)
+    return shared.back_to("admin.groups", f"Group {group.name} created.", anchor=f"add-{group.name}")
 
 
 @bp.route("/groups/<name:name>/delete", methods=["POST"])
-def delete_group(name: str) -> Response:
+def delete_group(name: str) -> Response | tuple[str, int]:
+    group = group_service.find_group(name)
+    if group is not None and not shared.confirmed():
+        return shared.confirm_page(
+            f"Really delete group {group.name}?",
+            "Delete group",
+            cancel=url_for("admin.groups", _anchor=f"delete:{group.name}"),
+            note=f"Its {len(group.members)} membership(s), {len(group.grants)} grant(s) and linked IdP groups "
+            "go with it. This cannot be undone: to get it back, create it again and add them one by one.",
+        )
     try:
         before = group_service.delete_group(name, **audited())
     except accounts.AccountError as exc:
@@ -57,23 +84,49 @@ def delete_group(name: str) -> Response:
 
 
 @bp.route("/groups/<name:name>/members", methods=["POST"])
-def add_member(name: str) -> Response:
+def add_member(name: str) -> Response | tuple[str, int]:
     username = request.form.get("username", "")
+    field = f"add-{name}"
+    if not username:
+        return render_groups({field: "Choose a user to add."}, status=400)
     try:
         added = group_service.add_member(name, username, **audited())
     except accounts.AccountError as exc:
-        return back("admin.groups", problem_text(exc))
-    return back("admin.groups", f"Added {username} to {name}." if added else f"{username} is already in {name}.")
+        if group_service.find_group(name) is None:
+            return back("admin.groups", problem_text(exc))
+        return render_groups({field: problem_text(exc)}, {field: username}, 400)
+    message = f"Added {username} to {name}." if added else f"{username} is already in {name}."
+    return shared.back_to("admin.groups", message, anchor=field)
 
 
 @bp.route("/groups/<name:name>/members/remove", methods=["POST"])
-def remove_member(name: str) -> Response:
+def remove_member(name: str) -> Response | tuple[str, int]:
     username = request.form.get("username", "")
+    group = group_service.find_group(name)
+    member = group is not None and any(m.user.username == username for m in group.members)
+    if member and not shared.confirmed():
+        return shared.confirm_page(
+            f"Really remove {username} from {name}?",
+            "Remove",
+            cancel=url_for("admin.groups", _anchor=f"member:{name}:{username}"),
+            note=f"{username} can no longer run the commands granted to {name} (unless another group grants them).",
+            keep=("username",),
+        )
     try:
         removed = group_service.remove_member(name, username, **audited())
     except accounts.AccountError as exc:
         return back("admin.groups", problem_text(exc))
-    return back("admin.groups", f"Removed {username} from {name}." if removed else f"{username} was not in {name}.")
+    if not removed:
+        return shared.back_to("admin.groups", f"{username} was not in {name}.", anchor=f"add-{name}")
+    return shared.back_with_undo(
+        "admin.groups",
+        f"Removed {username} from {name}.",
+        undo="admin.add_member",
+        undo_values={"name": name},
+        undo_fields={"username": username},
+        undo_label=f"Undo: add {username} to {name} again",
+        anchor=f"add-{name}",
+    )
 
 
 # The form's field as the page labels it, for errors that name the field.
@@ -136,20 +189,43 @@ def permissions() -> str:
     )
 
 
+def cell_id(group: str, command: str) -> str:
+    """The id of a permission matrix cell's button (``:`` is in neither a group nor a command name)."""
+    return f"grant:{group}:{command}"
+
+
 @bp.route("/permissions", methods=["POST"])
-def set_permission() -> Response:
+def set_permission() -> Response | tuple[str, int]:
     group, command = request.form.get("group", ""), request.form.get("command", "")
     action = request.form.get("action")
+    anchor = cell_id(group, command)
+    known = command_switches.current_catalogue().commands
     try:
         if action == "grant":
-            known = command_switches.current_catalogue().commands
             changed = group_service.add_grant(group, command, known_commands=known, **audited())
             message = f"{group} may now run {command}." if changed else f"{group} could already run {command}."
         elif action == "revoke":
+            if (group, command) in set(group_service.list_grants()) and not shared.confirmed():
+                return shared.confirm_page(
+                    f"Really revoke {command} from {group}?",
+                    "Revoke",
+                    cancel=url_for("admin.permissions", _anchor=anchor),
+                    note=f"Members of {group} can no longer run {command} (unless another group grants it).",
+                    keep=("group", "command", "action"),
+                )
             changed = group_service.remove_grant(group, command, **audited())
+            if changed and command in known:
+                return shared.back_with_undo(
+                    "admin.permissions",
+                    f"{group} may no longer run {command}.",
+                    undo="admin.set_permission",
+                    undo_fields={"group": group, "command": command, "action": "grant"},
+                    undo_label=f"Undo: grant {command} to {group} again",
+                    anchor=anchor,
+                )
             message = f"{group} may no longer run {command}." if changed else f"{group} could not run {command}."
         else:
             return back("admin.permissions", "Choose grant or revoke.")
     except accounts.AccountError as exc:
         return back("admin.permissions", problem_text(exc))
-    return back("admin.permissions", message)
+    return shared.back_to("admin.permissions", message, anchor=anchor)

@@ -17,11 +17,21 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from gateway.admin.blueprint import bp
-from gateway.admin.shared import audited, back, problem_text
+from gateway.admin.shared import (
+    audited,
+    back,
+    back_to,
+    back_with_undo,
+    confirm_page,
+    confirmed,
+    problem_text,
+    take_undo,
+)
 from gateway.db.models import Group, GroupMember, LoginThrottle, User
 from gateway.identity import accounts, invites
 from gateway.identity.invite import invite_url
-from gateway.identity.passwords import generate_password
+from gateway.identity.passwords import generate_password, password_problem
+from gateway.identity.usernames import normalise_username, username_problem
 from gateway.platform import reveal
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import as_utc, utcnow
@@ -55,9 +65,13 @@ def _groups_by_user() -> dict[int, list[str]]:
 SOURCE_NAMES = {"local": "local (password)", "oidc": "oidc (single sign-on)", "header": "header (sign-in proxy)"}
 
 
+bp.context_processor(lambda: {"take_undo": take_undo})
+
+
 def render_users(
     *,
     error: str | None = None,
+    errors: dict[str, str] | None = None,
     form: dict[str, Any] | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
@@ -69,6 +83,7 @@ def render_users(
         "groups_by_user": _groups_by_user(),
         "now": utcnow(),
         "error": error,
+        "errors": errors or {},
         "form": form or {},
         "source_names": SOURCE_NAMES,
     }
@@ -115,40 +130,79 @@ def _show_password_once(username: str, password: str) -> Response:
     return _show_once(GENERATED_REVEAL, {"user": username, "password": password})
 
 
+# The new-user form's fields, for errors shown next to each of them.
+MODES = ("generate", "invite", "set")
+
+
+def new_user_errors(username: str, mode: str, password: str, again: str) -> dict[str, str]:
+    """Everything wrong with the new-user form at once (the service checks again when it writes)."""
+    errors: dict[str, str] = {}
+    problem = username_problem(normalise_username(username))
+    if problem:
+        errors["username"] = problem[:1].upper() + problem[1:] + "."
+    elif accounts.find_user(username) is not None:
+        errors["username"] = f"{normalise_username(username)!r} already exists."
+    if mode not in MODES:
+        errors["password_mode"] = "Choose how the first password is set."  # noqa: S105  # nosec B105  # a message
+    elif mode == "set":
+        problem = password_problem(password)
+        if problem:
+            errors["password"] = f"The password {problem}."
+        elif password != again:
+            errors["password_confirm"] = "The two passwords are not the same."  # noqa: S105  # nosec B105  # a message
+    return errors
+
+
 @bp.route("/users", methods=["POST"])
 def create_user() -> Response | tuple[str, int]:
     username = request.form.get("username", "")
     make_admin = request.form.get("is_admin") == "on"
     mode = request.form.get("password_mode", "generate")
     form = {"username": username, "is_admin": make_admin, "password_mode": mode}
-    if mode not in ("generate", "set", "invite"):
-        return render_users(error="Choose how the first password is set.", form=form, status=400)
-    if mode == "invite":
-        try:
-            user, issued = accounts.create_invited_user(username, is_admin=make_admin, **audited())
-        except accounts.AccountError as exc:
-            return render_users(error=problem_text(exc), form=form, status=400)
-        return _show_invite_once(user.username, issued)
-    password = generate_password() if mode == "generate" else request.form.get("password", "")
-    if mode == "set" and password != request.form.get("password_confirm", ""):
-        return render_users(error="The two passwords are not the same.", form=form, status=400)
+    typed = request.form.get("password", "")
+    errors = new_user_errors(username, mode, typed, request.form.get("password_confirm", ""))
+    if errors:
+        return render_users(errors=errors, form=form, status=400)
     try:
+        if mode == "invite":
+            user, issued = accounts.create_invited_user(username, is_admin=make_admin, **audited())
+            return _show_invite_once(user.username, issued)
+        password = generate_password() if mode == "generate" else typed
         user = accounts.create_user(username, password, is_admin=make_admin, **audited())
     except accounts.AccountError as exc:
-        return render_users(error=problem_text(exc), form=form, status=400)
+        field = str(exc).partition(": ")[0]
+        return render_users(
+            errors={field if field == "password" else "username": problem_text(exc)}, form=form, status=400
+        )
     if mode == "generate":
         return _show_password_once(user.username, password)
-    return back("admin.users", f"{user.username} is created.")
+    return back_to("admin.users", f"{user.username} is created.", anchor=f"user-{user.id}")
 
 
-def _change(user_id: int, change: str) -> Response:
+def _change(user_id: int, change: str) -> Response | tuple[str, int]:
     user = _user_or_404(user_id)
     name = user.username
+    anchor = f"user-{user.id}-{'active' if change in ('disable', 'enable') else 'admin'}"
     try:
         if change == "disable":
+            if not confirmed():
+                return confirm_page(
+                    f"Really disable {name}?",
+                    "Disable",
+                    cancel=url_for("admin.users", _anchor=anchor),
+                    note="Their sessions end and their API tokens are revoked. You can enable them again; "
+                    "that brings back neither the sessions nor the tokens.",
+                )
             accounts.set_active(user, False, **audited())
-            message = f"{name} is disabled; their sessions ended and their API tokens were revoked."
-        elif change == "enable":
+            return back_with_undo(
+                "admin.users",
+                f"{name} is disabled; their sessions ended and their API tokens were revoked.",
+                undo="admin.enable_user",
+                undo_values={"user_id": user.id},
+                undo_label=f"Undo: enable {name} again",
+                anchor=anchor,
+            )
+        if change == "enable":
             accounts.set_active(user, True, **audited())
             message = f"{name} is enabled again."
         elif change == "make-admin":
@@ -158,27 +212,27 @@ def _change(user_id: int, change: str) -> Response:
             accounts.set_admin(user, False, **audited())
             message = f"{name} is no longer an administrator."
     except accounts.AccountError as exc:
-        return back("admin.users", problem_text(exc))
-    return back("admin.users", message)
+        return back_to("admin.users", problem_text(exc), anchor=anchor)
+    return back_to("admin.users", message, anchor=anchor)
 
 
 @bp.route("/users/<int:user_id>/disable", methods=["POST"])
-def disable_user(user_id: int) -> Response:
+def disable_user(user_id: int) -> Response | tuple[str, int]:
     return _change(user_id, "disable")
 
 
 @bp.route("/users/<int:user_id>/enable", methods=["POST"])
-def enable_user(user_id: int) -> Response:
+def enable_user(user_id: int) -> Response | tuple[str, int]:
     return _change(user_id, "enable")
 
 
 @bp.route("/users/<int:user_id>/make-admin", methods=["POST"])
-def make_admin(user_id: int) -> Response:
+def make_admin(user_id: int) -> Response | tuple[str, int]:
     return _change(user_id, "make-admin")
 
 
 @bp.route("/users/<int:user_id>/revoke-admin", methods=["POST"])
-def revoke_admin(user_id: int) -> Response:
+def revoke_admin(user_id: int) -> Response | tuple[str, int]:
     return _change(user_id, "revoke-admin")
 
 
@@ -186,7 +240,8 @@ def revoke_admin(user_id: int) -> Response:
 def unlock_user(user_id: int) -> Response:
     user = _user_or_404(user_id)
     had_lock = accounts.unlock(user.username, **audited())
-    return back("admin.users", f"{user.username} is unlocked." if had_lock else f"{user.username} was not locked.")
+    message = f"{user.username} is unlocked." if had_lock else f"{user.username} was not locked."
+    return back_to("admin.users", message, anchor=f"user-{user.id}")
 
 
 @bp.route("/users/<int:user_id>/reset-password", methods=["POST"])

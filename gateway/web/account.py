@@ -51,6 +51,10 @@ def render_account(
         tokens=tokens.tokens_of(me()),
         password_errors=password_errors or {},
         token_errors=token_errors or {},
+        # What was typed in the new-token form, kept when it comes back with an error.
+        token_form=(
+            {"name": request.form.get("name", ""), "expires": request.form.get("expires", "90")} if token_errors else {}
+        ),
         new_token=reveal.take(TOKEN_REVEAL),
         expiry_choices=EXPIRY_CHOICES,
         token_confirmation=oidc_views.confirmation_for_tokens(me()),
@@ -165,13 +169,30 @@ def create_token() -> Response | tuple[str, int, dict[str, str]]:
     return redirect(url_for("web.account", _anchor="tokens-heading"), 303)
 
 
+REVOKE_NOTE = "This cannot be undone: anything using it stops working at once and needs a new token."
+
+
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
-def revoke_token(token_id: int) -> Response:
+def revoke_token(token_id: int) -> Response | tuple[str, int]:
+    """Revoke one of my tokens, after a confirmation (the page without JavaScript, a dialog with it)."""
     user = me()
-    if not any(token.id == token_id for token in tokens.tokens_of(user)):
+    token = next((token for token in tokens.tokens_of(user) if token.id == token_id), None)
+    if token is None:
         abort(404)
+    if token.revoked_at is None and request.form.get("confirm") != "yes":
+        page = render_template(
+            "confirm.html",
+            question=f"Really revoke your token {token.name or token.prefix}?",
+            note=REVOKE_NOTE,
+            button="Revoke token",
+            action=url_for("web.revoke_token", token_id=token_id),
+            fields=[],
+            cancel=url_for("web.account", _anchor=f"token-{token_id}"),
+            admin=False,
+        )
+        return page, 200
     if tokens.revoke(token_id, actor=_actor(), owner=user, source_ip=client_address()):
         flash("The token was revoked; it no longer works.")
     else:
         flash("That token was already revoked.")
-    return redirect(url_for("web.account"), 303)
+    return redirect(url_for("web.account", _anchor="tokens-heading"), 303)
