@@ -21,10 +21,13 @@ from gateway.db.models import AuditEvent, Run
 from gateway.db.units import write_transaction
 from gateway.identity import accounts, sessions
 from gateway.platform.extensions import db
+from tests import test_web_pages as web_pages
 from tests.conftest import PASSWORDS, csrf_token_from
 from tests.test_invites import NEW_PASSWORD, create_invited
-from tests.test_web_pages import app, staff  # noqa: F401  (fixtures: the web catalogue's app, staff signed in)
 
+# The staff web UI tests' fixtures, by name: the app with their catalogue (greet has a default choice and
+# an integer between 1 and 5), staff signed in and granted.
+app, staff = web_pages.app, web_pages.staff
 SESSION_ENDED = "Your session ended; sign in again."
 
 
@@ -104,9 +107,9 @@ def test_a_locked_name_is_told_how_long(make_app, users):
 
     def attempt(password: str) -> str:
         token = csrf_token_from(client.get("/login").get_data(as_text=True))
-        return client.post(
-            "/login", data={"username": "staff", "password": password, "csrf_token": token}
-        ).get_data(as_text=True)
+        return client.post("/login", data={"username": "staff", "password": password, "csrf_token": token}).get_data(
+            as_text=True
+        )
 
     attempt("wrong-password-1")
     attempt("wrong-password-1")

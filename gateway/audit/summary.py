@@ -11,6 +11,7 @@ the whole text to ``MAX_SUMMARY``. The text is plain: templates escape it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from string import Formatter
 from typing import Any
 
 MAX_NAME = 60
@@ -90,6 +91,10 @@ def _name(value: Any) -> str:
     return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _user_updated(detail: Mapping[str, Any], **_: Any) -> str:
     before, after = detail.get("before"), detail.get("after")
     if isinstance(before, Mapping) and isinstance(after, Mapping):
@@ -112,7 +117,7 @@ def _user_updated(detail: Mapping[str, Any], **_: Any) -> str:
 
 
 def _user_created(detail: Mapping[str, Any], **_: Any) -> str:
-    after = detail.get("after") if isinstance(detail.get("after"), Mapping) else {}
+    after = _mapping(detail.get("after"))
     text = f"created {_name(after.get('username'))}"
     if after.get("is_admin"):
         text += " (admin)"
@@ -120,54 +125,69 @@ def _user_created(detail: Mapping[str, Any], **_: Any) -> str:
 
 
 def _group_deleted(detail: Mapping[str, Any], **_: Any) -> str:
-    before = detail.get("before") if isinstance(detail.get("before"), Mapping) else {}
+    before = _mapping(detail.get("before"))
     return f"deleted group {_name(before.get('group'))}"
 
 
 Summariser = Callable[..., str]
-# event -> function(detail, command=..., outcome=..., actor=...) -> text
+
+
+def _says(template: str) -> Summariser:
+    """A summariser filling ``template``'s fields: ``command`` and ``outcome`` from the row, the rest
+    from the detail's keys of those names (each through ``_name``). The template is ours; values
+    are only ever substituted, never read as a template."""
+    fields = [field for _, field, _, _ in Formatter().parse(template) if field]
+
+    def describe(detail: Mapping[str, Any], *, command: str | None, outcome: str | None) -> str:
+        row = {"command": command, "outcome": outcome}
+        return template.format(**{f: _name(row[f] if f in row else detail.get(f)) for f in fields})
+
+    return describe
+
+
+# event -> function(detail, command=..., outcome=...) -> text
 SUMMARIES: dict[str, Summariser] = {
-    "admin.group_member_added": lambda d, **_: f"{_name(d.get('user'))} → {_name(d.get('group'))}",
-    "admin.group_member_removed": lambda d, **_: f"{_name(d.get('user'))} removed from {_name(d.get('group'))}",
-    "admin.grant_added": lambda d, command, **_: f"granted {_name(command)} to {_name(d.get('group'))}",
-    "admin.grant_removed": lambda d, command, **_: f"revoked {_name(command)} from {_name(d.get('group'))}",
-    "admin.group_created": lambda d, **_: f"created group {_name(d.get('group'))}",
+    "admin.group_member_added": _says("{user} → {group}"),
+    "admin.group_member_removed": _says("{user} removed from {group}"),
+    "admin.grant_added": _says("granted {command} to {group}"),
+    "admin.grant_removed": _says("revoked {command} from {group}"),
+    "admin.group_created": _says("created group {group}"),
     "admin.group_deleted": _group_deleted,
     "admin.user_created": _user_created,
     "admin.user_updated": _user_updated,
-    "admin.user_invited": lambda d, **_: f"invited {_name(d.get('user'))}",
+    "admin.user_invited": _says("invited {user}"),
     "admin.command_disabled": lambda d, command, **_: (
         f"disabled {_name(command)}" + (f": {_name(d.get('reason'))}" if d.get("reason") else "")
     ),
-    "admin.command_enabled": lambda d, command, **_: f"enabled {_name(command)}",
-    "admin.idp_group_linked": lambda d, **_: f"linked {_name(d.get('idp_group'))} to {_name(d.get('group'))}",
-    "admin.idp_group_unlinked": lambda d, **_: f"unlinked {_name(d.get('idp_group'))} from {_name(d.get('group'))}",
-    "admin.mfa_reset": lambda d, **_: f"reset the second factors of {_name(d.get('user'))}",
-    "admin.delivery_retried": lambda d, **_: f"retried delivery to {_name(d.get('destination'))}",
-    "admin.schedule_paused": lambda d, **_: f"paused {_name(d.get('schedule'))}",
-    "admin.schedule_resumed": lambda d, **_: f"resumed {_name(d.get('schedule'))}",
-    "run.started": lambda d, command, **_: f"started {_name(command)}",
-    "run.finished": lambda d, command, outcome, **_: f"ran {_name(command)}: {_name(outcome)}",
-    "run.rejected": lambda d, command, outcome, **_: f"refused {_name(command)}: {_name(outcome)}",
-    "run.cancel_requested": lambda d, command, **_: f"asked to cancel {_name(command)}",
-    "run.cache_hit": lambda d, command, **_: f"{_name(command)} answered from cache",
-    "run.approval_requested": lambda d, command, **_: f"asked to run {_name(command)}",
-    "run.approved": lambda d, command, **_: f"approved {_name(command)}",
-    "run.denied": lambda d, command, **_: f"denied {_name(command)}",
-    "run.approval_expired": lambda d, command, **_: f"request for {_name(command)} expired",
-    "run.withdrawn": lambda d, command, **_: f"withdrew {_name(command)}",
-    "auth.login": lambda d, **_: f"signed in ({_name(d.get('method'))})" if d.get("method") else "signed in",
-    "auth.login_failed": lambda d, outcome, **_: f"sign-in failed: {_name(outcome)}",
-    "auth.logout": lambda d, **_: "signed out",
-    "auth.locked": lambda d, **_: f"sign-in locked after {_name(d.get('failures'))} failures",
+    "admin.command_enabled": _says("enabled {command}"),
+    "admin.idp_group_linked": _says("linked {idp_group} to {group}"),
+    "admin.idp_group_unlinked": _says("unlinked {idp_group} from {group}"),
+    "admin.mfa_reset": _says("reset the second factors of {user}"),
+    "admin.delivery_retried": _says("retried delivery to {destination}"),
+    "admin.schedule_paused": _says("paused {schedule}"),
+    "admin.schedule_resumed": _says("resumed {schedule}"),
+    "run.started": _says("started {command}"),
+    "run.finished": _says("ran {command}: {outcome}"),
+    "run.rejected": _says("refused {command}: {outcome}"),
+    "run.cancel_requested": _says("asked to cancel {command}"),
+    "run.cache_hit": _says("{command} answered from cache"),
+    "run.approval_requested": _says("asked to run {command}"),
+    "run.approved": _says("approved {command}"),
+    "run.denied": _says("denied {command}"),
+    "run.approval_expired": _says("request for {command} expired"),
+    "run.withdrawn": _says("withdrew {command}"),
+    "auth.login": _says("signed in ({method})"),
+    "auth.login_failed": _says("sign-in failed: {outcome}"),
+    "auth.logout": _says("signed out"),
+    "auth.locked": _says("sign-in locked after {failures} failures"),
     "auth.password_set": lambda d, **_: "set a password" + (" (invite)" if d.get("via") == "invite" else ""),
-    "auth.invite_failed": lambda d, outcome, **_: f"invite link refused: {_name(outcome)}",
-    "auth.mfa_enrolled": lambda d, **_: f"enrolled {_name(d.get('factor'))}",
-    "token.created": lambda d, **_: f"created token {_name(d.get('name'))} for {_name(d.get('owner'))}",
-    "token.revoked": lambda d, **_: f"revoked token {_name(d.get('prefix'))}…",
-    "schedule.missed": lambda d, **_: f"{_name(d.get('schedule'))} missed {_name(d.get('count'))} runs",
-    "delivery.failed": lambda d, **_: f"delivery to {_name(d.get('destination'))} failed",
-    "delivery.dead": lambda d, **_: f"gave up delivering to {_name(d.get('destination'))}",
+    "auth.invite_failed": _says("invite link refused: {outcome}"),
+    "auth.mfa_enrolled": _says("enrolled {factor}"),
+    "token.created": _says("created token {name} for {owner}"),
+    "token.revoked": _says("revoked token {prefix}…"),
+    "schedule.missed": _says("{schedule} missed {count} runs"),
+    "delivery.failed": _says("delivery to {destination} failed"),
+    "delivery.dead": _says("gave up delivering to {destination}"),
 }
 
 
