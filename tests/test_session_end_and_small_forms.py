@@ -190,3 +190,16 @@ def test_the_run_form_offers_no_none_when_a_default_exists_and_writes_integer_bo
     assert refused.status_code == 400
     assert "must be at most 5" in refused.get_data(as_text=True)
     assert "5.0" not in refused.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("code", ["a\x00b", "x" * 10_240, "\udcff", "../../etc/passwd", ""])
+def test_hostile_invite_tokens_are_refused_never_a_500(app, users, code):
+    client = app.test_client()
+    token = csrf_token_from(client.get("/invite").get_data(as_text=True))
+    body = f"code={code}".encode("utf-8", "surrogateescape")
+    answer = client.post(
+        "/invite/name",
+        data=body,
+        headers={"X-CSRFToken": token, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 400 and set(answer.get_json()) == {"error"}
