@@ -24,7 +24,7 @@ from gateway.db.units import write_transaction
 from gateway.identity import accounts, sessions
 from tests.browser import test_web_browser as web
 from tests.browser.conftest import new_tab
-from tests.browser.test_web_browser import sign_in
+from tests.browser.test_web_browser import shot, sign_in
 from tests.conftest import PASSWORDS
 
 pytestmark = pytest.mark.slow
@@ -69,6 +69,7 @@ def test_a_moment_shows_local_time_with_local_and_utc_in_its_title_and_an_age(pa
     assert title == f"{local} ({ZONE})\n{medium(at)} UTC"
     expect(page.locator("dl.facts time[data-show=age]")).to_have_text("5 minutes ago")
     expect(page.locator("p.lead")).to_have_text("Group created: created group oncall")
+    shot(page, "admin-audit-event-berlin")
 
 
 def test_audit_pickers_speak_local_time_and_send_utc(page: Page, app):
@@ -91,6 +92,7 @@ def test_audit_pickers_speak_local_time_and_send_utc(page: Page, app):
     assert args["since"] == [midnight.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
     assert args["actor"] == ["carol"] and "until" not in args
     expect(page.locator("#match-count")).to_contain_text("match")
+    shot(page, "admin-audit-today-berlin")
 
 
 def test_the_invite_page_names_the_user_and_sign_in_is_prefilled(page: Page, app):
@@ -98,12 +100,14 @@ def test_the_invite_page_names_the_user_and_sign_in_is_prefilled(page: Page, app
         _, invite = accounts.create_invited_user("newbie", actor={"id": None, "name": "cli:test"})
     page.goto(f"/invite#{invite.token}")
     expect(page.locator("#invite-name")).to_have_text("newbie")
+    shot(page, "invite-names-the-user")
     assert invite.token not in page.url
     for label in ("New password (at least 12 characters)", "New password again"):
         page.get_by_label(label).fill("chosen-by-newbie-2026")
     page.get_by_role("button", name="Set password").click()
     expect(page.locator(".flash")).to_contain_text("Sign in as newbie.")
     expect(page.get_by_label("Username")).to_have_value("newbie")
+    shot(page, "sign-in-after-invite")
 
 
 def test_a_form_sent_after_the_session_ended_signs_in_and_returns(page: Page, app):
