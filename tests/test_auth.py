@@ -253,8 +253,10 @@ def test_login_without_a_valid_csrf_token_is_rejected(client, users, app):
         if token is not None:
             data["csrf_token"] = token
         response = client.post("/login", data=data)
-        assert response.status_code == 400, token
+        # Refused: back to a fresh sign-in form that says why (not a bare 400), nobody signed in.
+        assert response.status_code == 302 and response.headers["Location"].startswith("/login"), token
         assert not signed_in(client)
+    assert "The sign-in form expired; sign in again." in client.get("/login").get_data(as_text=True)
     assert audit_rows(app, "auth.login") == []
 
 
@@ -263,7 +265,7 @@ def test_login_with_a_token_from_another_session_is_rejected(app, users):
     victim = app.test_client()
     victim.get("/login")
     response = victim.post("/login", data={"username": "admin", "password": PASSWORDS["admin"], "csrf_token": token})
-    assert response.status_code == 400
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
     assert not signed_in(victim)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from gateway.db.models import AuditEvent, LoginThrottle, UserSession
 from gateway.db.units import write_transaction
 from gateway.identity import accounts
-from gateway.identity.views import INVALID_MESSAGE, LOCKED_MESSAGE
+from gateway.identity.views import INVALID_MESSAGE, LOCKED_START
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import utcnow
 from tests.conftest import PASSWORDS, csrf_token_from
@@ -171,10 +171,10 @@ def test_lock_refuses_even_the_correct_password(make_app, users):
 
     response = post_login(client, "admin", PASSWORDS["admin"])
     assert response.status_code == 401
-    assert LOCKED_MESSAGE in response.get_data(as_text=True)
+    assert LOCKED_START in response.get_data(as_text=True)
     assert not signed_in(client)
     # Another spelling of the same name is the same lock; another account is unaffected.
-    assert LOCKED_MESSAGE in post_login(client, "ADMIN", PASSWORDS["admin"]).get_data(as_text=True)
+    assert LOCKED_START in post_login(client, "ADMIN", PASSWORDS["admin"]).get_data(as_text=True)
     assert post_login(client, "staff", PASSWORDS["staff"]).status_code == 302
 
 
@@ -183,7 +183,7 @@ def test_failures_in_different_spellings_add_up(make_app, users):
     client = app.test_client()
     for spelling in ("admin", "Admin", "\uff21\uff24\uff2d\uff29\uff2e"):
         assert post_login(client, spelling, "wrong-password-1").status_code == 401
-    assert LOCKED_MESSAGE in post_login(client, "admin", PASSWORDS["admin"]).get_data(as_text=True)
+    assert LOCKED_START in post_login(client, "admin", PASSWORDS["admin"]).get_data(as_text=True)
 
 
 def test_unknown_username_locks_exactly_like_a_real_one(make_app, users):
@@ -197,7 +197,7 @@ def test_unknown_username_locks_exactly_like_a_real_one(make_app, users):
         ghost_text = ghost_answer.get_data(as_text=True).replace('value="ghost"', 'value="NAME"')
         strip = csrf_token_from(real_text), csrf_token_from(ghost_text)
         assert real_text.replace(strip[0], "T") == ghost_text.replace(strip[1], "T")
-    assert LOCKED_MESSAGE in ghost_answers[-1].get_data(as_text=True)
+    assert LOCKED_START in ghost_answers[-1].get_data(as_text=True)
     assert throttle_row(app, "ghost").locked_until is not None
 
 
@@ -209,7 +209,7 @@ def test_a_name_that_grows_under_nfkc_fails_and_locks_like_any_other(make_app, u
     answers = fail_times(client, name, 3)
     assert [answer.status_code for answer in answers] == [401, 401, 401]
     assert INVALID_MESSAGE in answers[0].get_data(as_text=True)
-    assert LOCKED_MESSAGE in post_login(client, name, "wrong-password-1").get_data(as_text=True)
+    assert LOCKED_START in post_login(client, name, "wrong-password-1").get_data(as_text=True)
     assert all(len(event.actor_name) <= 150 for event in events(app, "auth.login_failed"))
 
 
@@ -242,7 +242,7 @@ def test_unlock_clears_the_lock(make_app, users):
     app = lock_app(make_app)
     client = app.test_client()
     fail_times(client, "staff", 3)
-    assert LOCKED_MESSAGE in post_login(client, "staff", PASSWORDS["staff"]).get_data(as_text=True)
+    assert LOCKED_START in post_login(client, "staff", PASSWORDS["staff"]).get_data(as_text=True)
     with app.app_context():
         assert accounts.unlock("STAFF") is True
     assert throttle_row(app, "staff") is None

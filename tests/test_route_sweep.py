@@ -33,7 +33,7 @@ pytestmark = pytest.mark.both_engines  # the hostile-input route sweep: every ro
 # Everything else needs a signed-in user. Adding to this set is a security review, not a refactor.
 PUBLIC_ENDPOINTS = frozenset(
     {
-        "auth.login", "auth.invite", "auth.oidc_login", "auth.oidc_callback", "i18n.set_language",
+        "auth.login", "auth.invite", "auth.invite_name", "auth.oidc_login", "auth.oidc_callback", "i18n.set_language",
         "static", "health.livez", "health.healthz", "health.readyz", "health.metrics",
     }
 )  # fmt: skip

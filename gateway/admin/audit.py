@@ -10,6 +10,7 @@ crawler or a prefetch should trigger).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Response, abort, current_app, render_template, request, stream_with_context
@@ -17,6 +18,7 @@ from flask import Response, abort, current_app, render_template, request, stream
 from gateway import audit as ledger
 from gateway.admin.blueprint import bp
 from gateway.audit import exports, queries
+from gateway.audit.summary import EVENT_LABELS, FAMILY_LABELS, event_label, summary
 from gateway.platform.extensions import db
 
 PAGE_SIZE = 50
@@ -38,19 +40,62 @@ def _before() -> int | None:
     return int(raw)
 
 
+def _event_options(chosen: str | None) -> list[tuple[str, str]]:
+    """(value, label) for the event select: whole families, then each known event by its readable name.
+
+    A value typed into the query string that is not in the list (another family, an event this
+    version does not know) is offered too, so the page shows the filter it applied.
+    """
+    options = list(FAMILY_LABELS.items())
+    events = set(queries.known_events()) | set(EVENT_LABELS)
+    options += sorted(((name, f"{event_label(name)} ({name})") for name in events), key=lambda option: option[1])
+    if chosen and chosen not in {value for value, _ in options}:
+        options.insert(0, (chosen, chosen))
+    return options
+
+
+def _picker_value(value: datetime | None) -> str:
+    """A filter time as a ``datetime-local`` input's value (UTC; the page's script shows it in local time)."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M" if value.second == 0 else "%Y-%m-%dT%H:%M:%S")
+
+
+def _quick_ranges(flt: queries.AuditFilter) -> list[tuple[str, str, dict[str, str]]]:
+    """(key, label, query args) for the quick ranges, other filters kept. Without JavaScript they are UTC
+    ("today" from UTC midnight); the page's script recomputes them in the reader's zone before following."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    starts = {
+        "hour": ("Last hour", now - timedelta(hours=1)),
+        "today": ("Today", now.replace(hour=0, minute=0, second=0)),
+        "week": ("Last 7 days", now - timedelta(days=7)),
+    }
+    kept = {name: value for name, value in flt.as_args().items() if name not in ("since", "until")}
+    return [
+        (key, label, {**kept, "since": start.strftime("%Y-%m-%dT%H:%M:%SZ")}) for key, (label, start) in starts.items()
+    ]
+
+
 def render_audit(verification: dict[str, Any] | None = None) -> tuple[str, int]:
     flt, error = _filter_or_error()
     before = _before()
     rows, next_before = ([], None) if error else queries.page(flt, before_seq=before, limit=PAGE_SIZE)
+    matched, more = (0, False) if error else queries.count(flt)
     page = render_template(
         "admin/audit.html",
         rows=rows,
+        summaries={row.seq: summary(row.event, row.detail, command=row.command, outcome=row.outcome) for row in rows},
         next_before=next_before,
         first_page=before is None,
         filters=flt.as_args(),
         raw=request.args,
         error=error,
-        events=queries.known_events(),
+        event_options=_event_options(flt.event or request.args.get("event", "").strip() or None),
+        since_value=_picker_value(flt.since),
+        until_value=_picker_value(flt.until),
+        quick_ranges=_quick_ranges(flt),
+        matched=matched,
+        more=more,
         verification=verification,
     )
     return page, 400 if error else 200
@@ -73,6 +118,8 @@ def audit_event(seq: int) -> str:
         params_json=_pretty(row.params),
         detail_json=_pretty({k: v for k, v in detail.items() if k != "output_excerpt"} if detail else row.detail),
         excerpt=detail.get("output_excerpt"),
+        summary=summary(row.event, row.detail, command=row.command, outcome=row.outcome),
+        label=event_label(row.event),
     )
 
 
@@ -90,7 +137,7 @@ def audit_export_view(fmt: str) -> Response:
         abort(400)
     lines = exports.export_lines(fmt, flt)
     response = Response(stream_with_context(lines), mimetype=exports.FORMATS[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(fmt)}"'
+    response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(fmt, flt)}"'
     return response
 
 

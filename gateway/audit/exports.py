@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
 from typing import Any
 
 from gateway.audit.queries import COLUMNS, AuditFilter, iter_rows
@@ -74,5 +76,14 @@ def export_lines(fmt: str, flt: AuditFilter) -> Iterator[str]:
     return csv_lines(rows) if fmt == "csv" else jsonl_lines(rows)
 
 
-def filename(fmt: str) -> str:
-    return f"audit-export.{fmt}"
+FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_FILENAME_FILTER = 120
+
+
+def filename(fmt: str, flt: AuditFilter | None = None, today: date | None = None) -> str:
+    """``audit-<date>[-<filter>].<fmt>``: the export's date (UTC) and its filter, e.g.
+    ``audit-2026-12-07-event-run.finished.csv``; only letters, digits, ``.``, ``_`` and ``-``."""
+    parts = [f"{name}-{value}" for name, value in (flt.as_args() if flt is not None else {}).items()]
+    described = FILENAME_UNSAFE.sub("_", "-".join(parts).replace(":", "-")).strip("._-")[:MAX_FILENAME_FILTER]
+    stem = f"audit-{(today or datetime.now(UTC).date()).isoformat()}"
+    return f"{stem}-{described}.{fmt}" if described else f"{stem}.{fmt}"

@@ -2,12 +2,14 @@
 
 Pages are cut by ``seq`` only (``seq < cursor`` newest first, ``seq > after``
 oldest first), never by OFFSET and never with a COUNT over the table, so the
-next page of a million-row ledger costs what the first one does. Equality
-filters hit the ``(column, seq)`` indexes. Free text over ``params`` is a
-case-insensitive LIKE over the JSON as text, which decides what matches on
-both engines; a trigram index (migration 0005) finds the candidates:
-PostgreSQL's planner uses the pg_trgm GIN index on ``params::text`` for the
-ILIKE itself; on SQLite the query joins the FTS5 trigram table, walks it in
+next page of a million-row ledger costs what the first one does; the viewer's
+match count stops at ``COUNT_CAP``. Equality
+filters hit the ``(column, seq)`` indexes. Free text over ``params`` and
+``detail`` is a case-insensitive LIKE over each JSON as text, which decides
+what matches on both engines; a trigram index (migrations 0005, 0013) finds the
+candidates: PostgreSQL's planner uses the pg_trgm GIN indexes on
+``params::text`` and ``detail::text`` for the ILIKEs themselves; on SQLite the
+query joins the FTS5 trigram table (both columns), walks it in
 ``seq`` order (FTS5 hands rowids back in order, so a page stops after
 ``limit`` hits) and the LIKE rechecks each candidate. Terms shorter than three
 characters have no trigram and scan as before.
@@ -21,7 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, cast, or_, select
+from sqlalchemy import ColumnElement, Select, Text, cast, func, or_, select
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Row
@@ -32,7 +34,9 @@ from gateway.platform.extensions import db
 from gateway.platform.timeutil import as_utc
 
 MAX_FILTER_LENGTH = 200
-# SQLite's FTS5 trigram index over params (migration 0005); not a model: autogenerate must not manage it.
+COUNT_CAP = 10_000  # the viewer says "more than 10,000 events match" past this: counting stays bounded
+# SQLite's FTS5 trigram index over params and detail (migrations 0005, 0013); not a model: autogenerate must not
+# manage it. Matching the table's own name searches every column.
 PARAMS_FTS = sql_table("audit_events_fts", sql_column("rowid"), sql_column("audit_events_fts"))
 TRIGRAM = 3
 # Equality filters: query-string name -> column.
@@ -138,7 +142,7 @@ class AuditFilter:
         if self.until is not None:
             query = query.where(AuditEvent.at < self.until)
         if self.text is not None:
-            query = query.where(_params_contain(self.text))
+            query = query.where(_text_contains(self.text))
         return query
 
     def keyed(self, query: Select[Any]) -> tuple[Select[Any], ColumnElement[int]]:
@@ -157,14 +161,16 @@ class AuditFilter:
         return query.where(PARAMS_FTS.c.audit_events_fts.match(phrases)), PARAMS_FTS.c.rowid
 
 
-def _params_contain(needle: str) -> Any:
-    """Case-insensitive substring of the params JSON, as typed or as it appears JSON-escaped.
+def _text_contains(needle: str) -> Any:
+    """Case-insensitive substring of the params or the detail JSON, as typed or as it appears JSON-escaped.
 
     JSON columns are written with ASCII escapes, so ``é`` or a quote sits in the
     stored text as ``\\u00e9`` or ``\\"``: matching the escaped spelling too finds them.
+    The needle is a bound parameter with LIKE's ``%`` and ``_`` escaped: never SQL text.
     """
-    as_text = cast(AuditEvent.params, Text)  # the expression PostgreSQL's trigram index covers
-    return or_(*(as_text.ilike("%" + _like_escape(s) + "%", escape="\\") for s in _spellings(needle)))
+    texts = (cast(AuditEvent.params, Text), cast(AuditEvent.detail, Text))  # what the trigram indexes cover
+    patterns = ["%" + _like_escape(s) + "%" for s in _spellings(needle)]
+    return or_(*(text.ilike(pattern, escape="\\") for text in texts for pattern in patterns))
 
 
 def _spellings(needle: str) -> list[str]:
@@ -181,6 +187,16 @@ def page(flt: AuditFilter, *, before_seq: int | None = None, limit: int = 50) ->
     rows = list(db.session.scalars(query.limit(limit + 1)))
     shown = rows[:limit]
     return shown, (shown[-1].seq if len(rows) > limit and shown else None)
+
+
+def count(flt: AuditFilter, *, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many rows match, counted up to ``cap`` (a bounded subquery, never a COUNT over the whole ledger).
+
+    Returns (count, more): ``more`` is true when at least ``cap`` + 1 rows match.
+    """
+    query, _ = flt.keyed(select(AuditEvent.__table__.c.seq))
+    hits = db.session.scalar(select(func.count()).select_from(query.limit(cap + 1).subquery())) or 0
+    return min(hits, cap), hits > cap
 
 
 def iter_rows(flt: AuditFilter, *, batch: int = 500) -> Iterator[Row[Any]]:

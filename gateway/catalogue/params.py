@@ -217,11 +217,16 @@ def _string(name: str, spec: ParamSpec, value: Any, source: Source) -> str:
     return _check_text(name, spec, value)
 
 
+def _number_text(bound: float) -> str:
+    """A bound as people write it: 10 not 10.0 (nor 1e+06), 0.5 as 0.5."""
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)
+
+
 def _bounded(name: str, spec: ParamSpec, number: float) -> None:
     if spec.min is not None and number < spec.min:
-        raise ParamError(name, f"must be at least {spec.min:g}")
+        raise ParamError(name, f"must be at least {_number_text(spec.min)}")
     if spec.max is not None and number > spec.max:
-        raise ParamError(name, f"must be at most {spec.max:g}")
+        raise ParamError(name, f"must be at most {_number_text(spec.max)}")
 
 
 def _form_text(value: str) -> str:

@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # What the migrations create that no model describes, so ``db check`` does not compare it: the text
-# index over the ledger's params (revision 0005), on SQLite an FTS5 table plus the shadow tables
+# index over the ledger's params and detail (revisions 0005, 0013), on SQLite an FTS5 table plus the shadow tables
 # FTS5 keeps for it, on PostgreSQL an expression index (which autogenerate cannot compare).
 UNMODELLED_TABLE_PREFIX = "audit_events_fts"
-UNMODELLED_INDEXES = frozenset({"ix_audit_events_params_trgm"})
+UNMODELLED_INDEXES = frozenset({"ix_audit_events_params_trgm", "ix_audit_events_detail_trgm"})
 
 
 def is_unmodelled_table(name: str | None) -> bool:

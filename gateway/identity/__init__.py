@@ -14,20 +14,21 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, redirect, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
-from gateway.identity import sessions
+from gateway.identity import sessions, views
 from gateway.identity.mfa import gate as mfa_gate
 from gateway.identity.views import bp
 from gateway.platform.extensions import login_manager
 
 # Endpoints reachable without signing in. Everything else needs a user.
-# auth.invite: a user with an invite link has no password yet (the link's token is the credential).
+# auth.invite, auth.invite_name: a user with an invite link has no password yet (the link's token is the credential).
 # auth.oidc_login / auth.oidc_callback: the OIDC flow is how an anonymous browser signs in.
 # i18n.set_language: the sign-in page's language switch (a POST with CSRF; it sets a cookie, nothing else).
 PUBLIC_ENDPOINTS = frozenset(
     {
-        "auth.login", "auth.invite", "auth.oidc_login", "auth.oidc_callback", "i18n.set_language",
+        "auth.login", "auth.invite", "auth.invite_name", "auth.oidc_login", "auth.oidc_callback", "i18n.set_language",
         "static", "health.livez", "health.healthz", "health.readyz", "health.metrics",
     }
 )  # fmt: skip
@@ -51,6 +52,8 @@ def require_login() -> Response | None:
     second_step = mfa_gate.to_second_step()
     if second_step is not None:
         return second_step
+    if views.is_form_post():  # the session ended while the form was open: sign in, then back to its page
+        return views.sign_in_again()
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 
 
@@ -65,5 +68,6 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.user_loader(sessions.load_user)
     app.register_blueprint(bp)
+    app.register_error_handler(CSRFError, views.session_ended)  # a form sent after the session ended
     header_auth.init_app(app)  # right after the network allowlist: the proxy's user is settled before anything else
     app.before_request(require_login)

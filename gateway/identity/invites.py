@@ -126,9 +126,10 @@ def _check(tx: Session, token: str, *, lock: bool) -> tuple[UserInvite, User]:
     return invite, user
 
 
-def check(token: str) -> None:
-    """Raise ``InviteError`` (not audited) if the link cannot be used; lets the page say so before any typing."""
-    _check(db.session(), token, lock=False)
+def check(token: str) -> User:
+    """The link's user; raises ``InviteError`` (not audited) if the link cannot be used, so the page can say so
+    (and whose password it sets) before any typing."""
+    return _check(db.session(), token, lock=False)[1]
 
 
 def use_in(tx: Session, token: str) -> tuple[UserInvite, User]:

@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
+import math
+from urllib.parse import urlsplit
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
-from gateway.identity import oidc, service, sessions
+from gateway.identity import oidc, service, sessions, throttle
 from gateway.identity.forms import LoginForm, LogoutForm
 from gateway.identity.limits import address_key, login_limit, typed_name_key
 from gateway.identity.redirects import safe_next
+from gateway.identity.usernames import login_name
+from gateway.platform import errors
 from gateway.platform.extensions import limiter
+from gateway.platform.timeutil import utcnow
 
 bp = Blueprint("auth", __name__)
 
 INVALID_MESSAGE = "Invalid username or password."
-LOCKED_MESSAGE = "Too many failed sign-in attempts for this account. Try again later."
+LOCKED_START = "Too many failed sign-in attempts for this account."  # then how long: see locked_message
+LOCKED_MESSAGE = f"{LOCKED_START} Try again later."
 PASSWORDS_OFF_MESSAGE = "Sign-in with a password is turned off here."
+SESSION_ENDED_MESSAGE = "Your session ended; sign in again."
+SIGN_IN_FORM_EXPIRED = "The sign-in form expired; sign in again."
+# Set by the invite page once a password is chosen: the sign-in form then shows that name.
+INVITED_NAME = "invited_name"
+# Forms for people without an account yet: sign-in would not help them, the 400 page says to reload.
+NO_SIGN_IN = frozenset({"auth.invite", "auth.invite_name"})
 # Set in the cleared cookie when an OIDC session signs out: the next sign-in page offers the IdP's sign-out.
 IDP_SIGNED_OUT = "idp_signed_out"
+
+
+def locked_message(username: str) -> str:
+    """The lock's message with how long it lasts ("Try again in 4 minutes"); unknown names lock alike."""
+    until = throttle.locked_until(login_name(username))
+    if until is None:  # ended a moment ago
+        return f"{LOCKED_START} Try again now."
+    minutes = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
+    wait = f"{minutes} minute{'' if minutes == 1 else 's'}"
+    if minutes >= 120:
+        hours = math.ceil(minutes / 60)
+        wait = f"{hours} hours"
+    return f"{LOCKED_START} Try again in {wait}."
 
 
 def render_login(
@@ -46,6 +73,9 @@ def login() -> Response | tuple[str, int]:
         return redirect(target)
     form = LoginForm()
     if request.method == "GET":
+        invited = session.pop(INVITED_NAME, None)
+        if isinstance(invited, str) and not form.username.data:
+            form.username.data = invited
         return render_login(form, target=target)
     if "local" not in current_app.config["AUTH_METHODS"]:
         return render_login(form, target=target, error=PASSWORDS_OFF_MESSAGE, status=403)
@@ -53,7 +83,8 @@ def login() -> Response | tuple[str, int]:
         return render_login(form, target=target, status=400)
     result = service.attempt_login(form.username.data or "", form.password.data or "")
     if result.user is None:
-        message = LOCKED_MESSAGE if result.failure is service.LoginFailure.LOCKED else INVALID_MESSAGE
+        locked = result.failure is service.LoginFailure.LOCKED
+        message = locked_message(form.username.data or "") if locked else INVALID_MESSAGE
         return render_login(form, target=target, error=message, status=401)
     if result.mfa_pending:
         return redirect(url_for("auth.login_mfa", next=target))
@@ -72,3 +103,43 @@ def logout() -> Response:
             session[IDP_SIGNED_OUT] = True
     flash("You are signed out.")
     return redirect(url_for("auth.login"))
+
+
+def _page_of_the_form() -> str:
+    """Where the refused form was: this site's page in the Referer (same-origin policy), else the home page."""
+    if request.endpoint == "auth.login":
+        return safe_next(request.form.get("next"))
+    parts = urlsplit(request.headers.get("Referer", ""))
+    if parts.netloc != request.host or parts.scheme not in ("http", "https"):
+        return "/"
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
+def is_form_post() -> bool:
+    """A browser's form submission (not the API, not a script's fetch carrying the CSRF header)."""
+    return (
+        request.method == "POST"
+        and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+        and "X-CSRFToken" not in request.headers
+        and not errors.wants_json()
+    )
+
+
+def sign_in_again() -> Response:
+    """A form sent by someone no longer signed in: to sign-in, saying why, then back to the form's page."""
+    flash(SIGN_IN_FORM_EXPIRED if request.endpoint == "auth.login" else SESSION_ENDED_MESSAGE)
+    return redirect(url_for("auth.login", next=_page_of_the_form()))
+
+
+def session_ended(exc: CSRFError) -> Response:
+    """A form sent with a missing or bad CSRF token.
+
+    Signed out (the session, and its token, ended): the sign-in page says so and returns to the
+    form's page after, instead of a bare 400. Signed in still, the token is forged or from an
+    older session: the 400 page. A script's request (API, fetch with the CSRF header) and the
+    invite forms (their users have no account to sign in to yet) keep the 400 too. Nothing the
+    form asked for is done in any case.
+    """
+    if current_user.is_authenticated or not is_form_post() or request.endpoint in NO_SIGN_IN:
+        return errors.handle_http(exc)
+    return sign_in_again()

@@ -56,6 +56,8 @@ class Field:
     choices_url: str | None = None  # where static/choices.js asks for this list when the one it depends on changes
     depends_on: str | None = None
     note: str | None = None  # why the list offers nothing yet, or that it is cut
+    rule: str | None = None  # a number's bounds in words ("Between 1 and 10."), integers without ".0"
+    has_default: bool = False  # a select then offers no empty "(none)": leaving it means the default
 
     @property
     def dom_id(self) -> str:
@@ -86,6 +88,19 @@ def _bound(spec: ParamSpec, value: float | None) -> str | None:
     if value is None or spec.type not in ("integer", "number"):
         return None
     return str(int(value)) if spec.type == "integer" or float(value).is_integer() else repr(value)
+
+
+def _rule(spec: ParamSpec) -> str | None:
+    """A number's bounds as the form states them, written as the input's min/max are (no "1.0")."""
+    low, high = _bound(spec, spec.min), _bound(spec, spec.max)
+    whole = "A whole number" if spec.type == "integer" else "A number"
+    if low is not None and high is not None:
+        return f"{whole} between {low} and {high}."
+    if low is not None:
+        return f"{whole} of at least {low}."
+    if high is not None:
+        return f"{whole} of at most {high}."
+    return None
 
 
 def _display(spec: ParamSpec, value: Any) -> Any:
@@ -174,6 +189,8 @@ def build_fields(
                 choices_url=url_for("api.command_choices", name=command.name, param=name) if spec.depends_on else None,
                 depends_on=spec.depends_on,
                 note=_list_note(command, spec, options) if spec.type == "choice" else None,
+                rule=_rule(spec),
+                has_default=spec.default is not None,
             )
         )
     return fields

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -66,9 +67,13 @@ def served(app: Flask, host: str = "127.0.0.1") -> Iterator[str]:
         thread.join(5)
 
 
-def new_tab(browser: Browser, base_url: str, console: list[str], who: str = "") -> tuple[BrowserContext, Page]:
-    """A tab in a fresh browser context (another person's browser); console lines go to ``console``."""
-    context = browser.new_context(base_url=base_url)
+def new_tab(
+    browser: Browser, base_url: str, console: list[str], who: str = "", **options: Any
+) -> tuple[BrowserContext, Page]:
+    """A tab in a fresh browser context (another person's browser); console lines go to ``console``.
+
+    ``options``: more of Playwright's context options (``timezone_id``, ``locale``, ...)."""
+    context = browser.new_context(base_url=base_url, **options)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     prefix = f"{who} " if who else ""

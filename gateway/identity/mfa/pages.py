@@ -16,7 +16,7 @@ from gateway.identity.forms import CodeForm, LogoutForm
 from gateway.identity.limits import address_key, login_limit, name_key
 from gateway.identity.mfa import factors, gate, passkeys, step
 from gateway.identity.redirects import safe_next
-from gateway.identity.views import LOCKED_MESSAGE, bp
+from gateway.identity.views import bp, locked_message
 from gateway.platform.extensions import limiter
 
 WRONG_CODE = "That code is not right, or it was used already."
@@ -52,7 +52,7 @@ def login_mfa() -> Response | tuple[str, int]:
         return _page(form, target, half, status=400)
     result = step.verify_code(half.user, form.code.data or "")
     if result.failure is step.StepFailure.LOCKED:
-        return _page(form, target, half, error=LOCKED_MESSAGE, status=401)
+        return _page(form, target, half, error=locked_message(half.user.username), status=401)
     if not result.ok:
         return _page(form, target, half, error=WRONG_CODE, status=401)
     return redirect(target)
@@ -79,7 +79,7 @@ def passkey_login() -> Response | tuple[str, int]:
     target = safe_next(request.form.get("next"))
     result = step.verify_passkey(half.user, request.form.get("credential", ""))
     if result.failure is step.StepFailure.LOCKED:
-        return _page(CodeForm(formdata=None), target, half, error=LOCKED_MESSAGE, status=401)
+        return _page(CodeForm(formdata=None), target, half, error=locked_message(half.user.username), status=401)
     if not result.ok:
         return _page(CodeForm(formdata=None), target, half, error=WRONG_PASSKEY, status=401)
     return redirect(target)
