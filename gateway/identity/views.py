@@ -29,8 +29,9 @@ SESSION_ENDED_MESSAGE = "Your session ended; sign in again."
 SIGN_IN_FORM_EXPIRED = "The sign-in form expired; sign in again."
 # Set by the invite page once a password is chosen: the sign-in form then shows that name.
 INVITED_NAME = "invited_name"
-# Forms for people without an account yet: sign-in would not help them, the 400 page says to reload.
-NO_SIGN_IN = frozenset({"auth.invite", "auth.invite_name"})
+# Forms where signing in would not help: people without an account yet (invites) and the signed-out
+# pages' language switch; the 400 page says to reload.
+NO_SIGN_IN = frozenset({"auth.invite", "auth.invite_name", "i18n.set_language"})
 # Set in the cleared cookie when an OIDC session signs out: the next sign-in page offers the IdP's sign-out.
 IDP_SIGNED_OUT = "idp_signed_out"
 
