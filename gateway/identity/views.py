@@ -107,11 +107,15 @@ def logout() -> Response:
 
 
 def _page_of_the_form() -> str:
-    """Where the refused form was: this site's page in the Referer (same-origin policy), else the home page."""
+    """Where the refused form was: a Referer on this site (``PUBLIC_BASE_URL``'s host), else the home page.
+
+    The Host header is never consulted: it is the caller's to choose.
+    """
     if request.endpoint == "auth.login":
         return safe_next(request.form.get("next"))
     parts = urlsplit(request.headers.get("Referer", ""))
-    if parts.netloc != request.host or parts.scheme not in ("http", "https"):
+    ours = urlsplit(current_app.config["PUBLIC_BASE_URL"]).netloc
+    if parts.netloc != ours or parts.scheme not in ("http", "https"):
         return "/"
     return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
 
