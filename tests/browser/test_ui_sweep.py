@@ -4,8 +4,9 @@ light and dark, at 1280 px and 390 px (Debian's Chromium via Playwright, the rea
 On each page: no axe-core violation of impact serious or critical (axe from tests/ui_tools, pinned by
 its lockfile, injected with ``page.evaluate`` of its source: the CSP blocks script tags); the page
 does not scroll sideways; no table header, cell, badge or time breaks inside a word (each word's
-rendered rectangles share one line; code, tokens and hashes may wrap); no CSP violation or script
-error. A screenshot of each goes to ``test-artifacts/screenshots/sweep/`` (kept, ignored by git).
+rendered rectangles share one line; code, tokens and hashes may wrap); every field's and button's
+border stands out 3:1 from what is behind it (WCAG 1.4.11, which axe does not check); no CSP
+violation or script error. A screenshot of each goes to ``test-artifacts/screenshots/sweep/`` (kept, ignored by git).
 
 The pages come from the app's URL map (``ui_sweep_pages``): a GET page route the sweep does not
 visit fails ``test_the_sweep_covers_every_page_route``.
@@ -60,6 +61,57 @@ LAYOUT = """() => {
   }
   return problems;
 }"""
+
+CONTRAST = """() => {
+  const rgb = text => (text.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => [r, g, b]
+    .map(c => c / 255).map(c => c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const ratio = (a, b) => {
+    const [hi, lo] = [luminance(rgb(a)), luminance(rgb(b))].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
+  // The colour behind an element: the nearest ancestor with an opaque background.
+  const behind = el => {
+    for (let node = el.parentElement; node; node = node.parentElement) {
+      const colour = getComputedStyle(node).backgroundColor;
+      const alpha = rgb(colour)[3];
+      if (colour !== "transparent" && (alpha === undefined || alpha > 0.9)) return colour;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  return { ratio, behind };
+}"""
+
+FIELD_BORDERS = (
+    """() => {
+  const { ratio, behind } = ("""
+    + CONTRAST
+    + """)();
+  const problems = [];
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea, button")) {
+    if (!el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.borderTopStyle === "none" || parseFloat(style.borderTopWidth) === 0) continue;
+    const r = ratio(style.borderTopColor, behind(el));
+    if (r < 3) problems.push(`${el.outerHTML.slice(0, 80)}: border ${r.toFixed(2)}:1`);
+  }
+  return problems;
+}"""
+)
+
+FOCUS_RING = (
+    """() => {
+  const { ratio, behind } = ("""
+    + CONTRAST
+    + """)();
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  const width = parseFloat(style.outlineWidth);
+  const r = style.outlineStyle === "none" ? 0 : ratio(style.outlineColor, behind(el));
+  return { what: el.outerHTML.slice(0, 80), visible: el.matches(":focus-visible"), width, ratio: r };
+}"""
+)
 
 AXE_RUN = """async () => {
   const result = await axe.run(document, { resultTypes: ["violations"] });
@@ -137,6 +189,7 @@ def check_page(
     spent["load"] += time.monotonic() - clock
     clock = time.monotonic()
     problems += [f"{where}: {line}" for line in tab.evaluate(LAYOUT)]
+    problems += [f"{where}: {line}" for line in tab.evaluate(FIELD_BORDERS)]
     spent["layout"] += time.monotonic() - clock
     clock = time.monotonic()
     tab.evaluate(axe)  # the CSP blocks script tags, not the DevTools protocol
@@ -258,3 +311,23 @@ def test_the_layout_check_finds_a_word_broken_mid_word_and_a_page_wider_than_the
     assert any("scrolls sideways: 500 px wide in 390 px" in p for p in problems), problems
     assert any('"Succeeded" breaks inside the word in <th' in p for p in problems), problems
     assert not any("task_status" in p or "fine" in p or "grained" in p for p in problems), problems  # code; hyphens
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("theme", THEMES)
+def test_field_borders_and_focus_rings_stand_out_3_to_1(browser: Browser, base_url: str, theme: str):
+    """WCAG 1.4.11: each field's and button's border, and the keyboard focus ring (2-3 px), 3:1 against what is behind."""
+    state = sign_in_state(browser, base_url, "staff")
+    context = browser.new_context(base_url=base_url, color_scheme=theme, storage_state=state)
+    tab = context.new_page()
+    problems = []
+    for path in ("/commands/greet", "/runs", "/account"):
+        tab.goto(path)
+        problems += [f"{path}: {line}" for line in tab.evaluate(FIELD_BORDERS)]
+        for _ in range(12):  # the header's controls, the skip link, then the page's fields
+            tab.keyboard.press("Tab")
+            ring = tab.evaluate(FOCUS_RING)
+            if not (ring["visible"] and 2 <= ring["width"] <= 3 and ring["ratio"] >= 3):
+                problems.append(f"{path}: focus ring {ring}")
+    context.close()
+    assert not problems, "\n".join(problems)
