@@ -331,3 +331,21 @@ def test_field_borders_and_focus_rings_stand_out_3_to_1(browser: Browser, base_u
                 problems.append(f"{path}: focus ring {ring}")
     context.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_without_javascript_the_phone_header_shows_its_links_and_fits(browser: Browser, base_url: str):
+    state = sign_in_state(browser, base_url, "staff")
+    context = browser.new_context(
+        base_url=base_url, viewport={"width": 390, "height": 844}, java_script_enabled=False, storage_state=state
+    )
+    tab = context.new_page()
+    tab.goto("/runs")
+    expect(tab.get_by_role("link", name="My runs")).to_be_visible()
+    expect(tab.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(tab.get_by_role("button", name="Menu")).to_be_hidden()  # it needs JavaScript; the links show instead
+    expect(tab.get_by_role("button", name="Dark mode")).to_be_hidden()  # the system's theme applies
+    assert tab.evaluate("document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth")
+    SHOTS.parent.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SHOTS.parent / "phone-no-javascript-my-runs.png"), full_page=True)
+    context.close()
