@@ -272,7 +272,7 @@ def test_the_theme_toggle_is_remembered_and_the_phone_menu_works_by_keyboard(tab
     assert tab.evaluate(background) != light
     tab.reload()  # remembered by this browser
     expect(tab.locator("html")).to_have_attribute("data-theme", "dark")
-    expect(tab.get_by_role("button", name="Dark mode")).to_have_attribute("aria-pressed", "true")
+    expect(tab.get_by_role("button", name="Dark mode", exact=True)).to_have_attribute("aria-pressed", "true")
 
     tab.get_by_label("Username").fill("staff")
     tab.get_by_label("Password").fill(PASSWORDS["staff"])
