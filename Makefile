@@ -16,6 +16,7 @@ RUN_AS := $(if $(filter 0,$(shell id -u)),RUN_AS_USER=nobody,)
 .PHONY: run test test-fast lint demo compile-requirements clean run-as-user browser \
   translations translations-extract translations-update
 OIDC_PROVIDER := tests/oidc_provider
+UI_TOOLS := tests/ui_tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,8 +86,15 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_P
 	  npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "no npm: the OIDC tests will skip"; fi
 
+# The browser UI sweep (tests/browser/test_ui_sweep.py) checks every page with axe-core, pinned by its lockfile.
+# Without npm the sweep skips locally; CI sets GATEWAY_TEST_REQUIRE_BROWSER=1, which makes that a failure.
+$(UI_TOOLS)/node_modules/.installed: $(UI_TOOLS)/package.json $(UI_TOOLS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $(UI_TOOLS) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "no npm: the browser UI sweep will skip"; fi
+
 ## test: lint and the whole test suite (PostgreSQL and MariaDB tests run when they answer on 127.0.0.1:5432, :3306)
-test: lint $(BIN)/gateway-launch run-as-user browser $(OIDC_PROVIDER)/node_modules/.installed $(MO_FILES)
+test: lint $(BIN)/gateway-launch run-as-user browser $(OIDC_PROVIDER)/node_modules/.installed $(UI_TOOLS)/node_modules/.installed $(MO_FILES)
 	$(BIN)/pytest -n 2 --durations=30
 
 ## test-fast: the quick loop: the embedded engine (SQLite) only, without the slow (multi-process,

@@ -54,12 +54,14 @@ def runs_list() -> str:
         except ValueError:
             abort(400)
     args = {k: v for k, v in {"command": command, "status": status, "user": username}.items() if v}
+    catalogue = command_switches.current_catalogue()
     return render_template(
         "admin/runs.html",
         runs=page,
         next_cursor=next_cursor,
         filters=args,
-        command_names=sorted(command_switches.current_catalogue().commands),
+        command_names=sorted(catalogue.commands),
+        titles={name: c.title for name, c in catalogue.commands.items()},
         statuses=STATUS_LABELS,
         live=runs.LIVE,
         first_page=cursor is None,
