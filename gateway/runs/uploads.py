@@ -22,6 +22,7 @@ from werkzeug.datastructures import FileStorage
 
 from gateway.audit import bounds
 from gateway.catalogue.params import FileValue, ParamError
+from gateway.catalogue.messages import param_message
 from gateway.runners.shell import RunAs
 
 CHUNK = 64 * 1024
@@ -71,7 +72,7 @@ def _store_upload(
             if size > max_bytes:
                 target.close()
                 os.unlink(path)
-                raise ParamError(field, f"file is larger than {max_bytes} bytes")
+                raise ParamError(field, param_message("file is larger than %(limit)s bytes", limit=max_bytes))
             digest.update(chunk)
             target.write(chunk)
     if run_as is not None and os.geteuid() == 0:
