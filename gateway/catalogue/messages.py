@@ -24,11 +24,11 @@ def number_text(value: float) -> str:
 
 
 class Message(str):
-    """The English text; ``msgid`` (with ``plural`` and ``count`` for a counted one) and ``values`` for gettext."""
+    """The English text; ``msgid`` (with ``plural`` and ``amount`` for a counted one) and ``values`` for gettext."""
 
     msgid: str
     plural: str | None
-    count: int | None
+    amount: int | None
     values: Mapping[str, Any]
 
     def __new__(cls, msgid: str, values: Mapping[str, Any] | None = None, plural: str | None = None,
@@ -37,11 +37,11 @@ class Message(str):
         template = plural if plural is not None and count != 1 else msgid
         english = {key: number_text(value) if _is_number(value) else value for key, value in values.items()}
         text = super().__new__(cls, template % english if english or count is not None else template)
-        text.msgid, text.plural, text.count, text.values = msgid, plural, count, MappingProxyType(values)
+        text.msgid, text.plural, text.amount, text.values = msgid, plural, count, MappingProxyType(values)
         return text
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Message, (self.msgid, dict(self.values), self.plural, self.count))
+        return (Message, (self.msgid, dict(self.values), self.plural, self.amount))
 
 
 def _is_number(value: Any) -> bool:

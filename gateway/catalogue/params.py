@@ -307,7 +307,9 @@ def _one_choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str |
         return value
     chosen = match_choice(value, spec.choices, source)
     if chosen is None:
-        raise ParamError(name, param_message("must be one of %(choices)s", choices=", ".join(str(c) for c in spec.choices)))
+        raise ParamError(
+            name, param_message("must be one of %(choices)s", choices=", ".join(str(c) for c in spec.choices))
+        )
     return chosen
 
 

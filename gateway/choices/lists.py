@@ -34,8 +34,8 @@ from flask import Flask, current_app
 from gateway import runs
 from gateway.access.policy import CHOICES
 from gateway.catalogue import Command, switches
-from gateway.catalogue.params import ParamError, Source, match_choice
 from gateway.catalogue.messages import param_message
+from gateway.catalogue.params import ParamError, Source, match_choice
 from gateway.catalogue.values import canonical_key, collect_errors
 from gateway.db.models import Run
 
@@ -83,7 +83,8 @@ class ChoiceLists:
         if spec.depends_on is not None:
             if values.get(spec.depends_on) is None:
                 raise ParamError(
-                    spec.depends_on, param_message("is required (the choices of %(name)s depend on it)", name=repr(name))
+                    spec.depends_on,
+                    param_message("is required (the choices of %(name)s depend on it)", name=repr(name)),
                 )
             raw[spec.depends_on] = values[spec.depends_on]
         source_values, errors = collect_errors(source, raw, "json")
@@ -93,7 +94,11 @@ class ChoiceLists:
             message = next(iter(errors.values()))
             raise ParamError(
                 spec.depends_on or name,
-                param_message("is not accepted by the source of the choices of %(name)s (%(reason)s)", name=repr(name), reason=message),
+                param_message(
+                    "is not accepted by the source of the choices of %(name)s (%(reason)s)",
+                    name=repr(name),
+                    reason=message,
+                ),
             )
         key = canonical_key(source, source_values, current_app.config["SECRET_KEY"])
         run = self._result(command, source, source_values, key, label)

@@ -43,8 +43,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import audit
 from gateway.access import policy
 from gateway.catalogue import Command, switches
-from gateway.catalogue.params import ParamError, Source
 from gateway.catalogue.messages import param_message
+from gateway.catalogue.params import ParamError, Source
 from gateway.catalogue.values import canonical_key, collect_errors, masked
 from gateway.db.models import Run
 from gateway.db.units import write_connection

@@ -21,8 +21,8 @@ from typing import IO
 from werkzeug.datastructures import FileStorage
 
 from gateway.audit import bounds
-from gateway.catalogue.params import FileValue, ParamError
 from gateway.catalogue.messages import param_message
+from gateway.catalogue.params import FileValue, ParamError
 from gateway.runners.shell import RunAs
 
 CHUNK = 64 * 1024

@@ -23,7 +23,6 @@ from typing import Any
 from babel.numbers import format_decimal
 from flask import url_for
 from flask_babel import get_locale, gettext, ngettext
-from flask_babel import gettext as _
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from gateway.catalogue import Command, ParamSpec
@@ -31,6 +30,7 @@ from gateway.catalogue.messages import Message, param_message
 from gateway.catalogue.params import RefusedUpload
 from gateway.catalogue.texts import localized
 from gateway.choices import Offered, Options
+from gateway.web.words import _
 
 CSRF_FIELD = "csrf_token"
 INPUT_TYPES = {"integer": "number", "number": "number", "date": "date", "string": "text"}
@@ -110,8 +110,8 @@ def shown(text: str) -> str:
     if not isinstance(text, Message):
         return text
     values = {key: _page_number(value) for key, value in text.values.items()}
-    if text.plural is not None and text.count is not None:
-        return str(ngettext(text.msgid, text.plural, text.count, **values))
+    if text.plural is not None and text.amount is not None:
+        return str(ngettext(text.msgid, text.plural, text.amount, **values))
     return str(gettext(text.msgid, **values))
 
 
@@ -124,9 +124,15 @@ def _rule(spec: ParamSpec) -> str | None:
             return _("A whole number between %(low)s and %(high)s.", low=low, high=high)
         return _("A number between %(low)s and %(high)s.", low=low, high=high)
     if low is not None:
-        return _("A whole number of at least %(low)s.", low=low) if whole else _("A number of at least %(low)s.", low=low)
+        return (
+            _("A whole number of at least %(low)s.", low=low) if whole else _("A number of at least %(low)s.", low=low)
+        )
     if high is not None:
-        return _("A whole number of at most %(high)s.", high=high) if whole else _("A number of at most %(high)s.", high=high)
+        return (
+            _("A whole number of at most %(high)s.", high=high)
+            if whole
+            else _("A number of at most %(high)s.", high=high)
+        )
     return None
 
 
@@ -148,7 +154,7 @@ def _display(spec: ParamSpec, value: Any) -> Any:
 
 
 def _errors_for(name: str, spec: ParamSpec, errors: Mapping[str, str]) -> str | None:
-    """This field's error in the page's language; items are reported as name[i]: a list's line, a multiple choice's n-th."""
+    """This field's error in the page's language; an item's (name[i]) is a list's line or a multiple choice's n-th."""
     messages = []
     for key, message in errors.items():
         if key == name:
