@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 
 
 def _(msgid: str, **values: Any) -> str:
@@ -82,3 +82,18 @@ def page_message(message: str) -> str:
 
 def unavailable(reason: str) -> str:
     return str(gettext("This command is unavailable: %(reason)s.", reason=reason))
+
+
+# An approval request's state as the run page names it (gateway.approvals: the keys stay as stored).
+APPROVAL_STATES = {
+    "pending": lazy_gettext("pending"),
+    "approved": lazy_gettext("approved"),
+    "denied": lazy_gettext("denied"),
+    "expired": lazy_gettext("expired"),
+    "withdrawn": lazy_gettext("withdrawn"),
+}
+
+
+def approval_state(state: str) -> str:
+    """A template global: the state in the page's language (an unknown key as it is)."""
+    return str(APPROVAL_STATES.get(state, state))
