@@ -22,7 +22,7 @@ from typing import Any
 
 from babel.numbers import format_decimal
 from flask import url_for
-from flask_babel import get_locale, gettext, ngettext
+from flask_babel import get_locale, get_translations, gettext
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from gateway.catalogue import Command, ParamSpec
@@ -111,7 +111,8 @@ def shown(text: str) -> str:
         return text
     values = {key: _page_number(value) for key, value in text.values.items()}
     if text.plural is not None and text.amount is not None:
-        return str(ngettext(text.msgid, text.plural, text.amount, **values))
+        # Flask-Babel's ngettext takes the count as ``num`` itself (unformatted): the catalogue's directly.
+        return str(get_translations().ungettext(text.msgid, text.plural, text.amount) % values)
     return str(gettext(text.msgid, **values))
 
 

@@ -102,7 +102,7 @@ def ending(run: Run, show_who: bool) -> Ending | None:
     if run.status == "lost":
         return Ending(_("lost: the worker running it stopped answering"))
     if code is None:
-        return Ending(run.error or _("no exit code")) if run.status == "failed" else None
+        return Ending(page_message(run.error) if run.error else _("no exit code")) if run.status == "failed" else None
     return Ending(exit_code_text(code))
 
 

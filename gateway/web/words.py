@@ -49,6 +49,13 @@ KNOWN = frozenset(
         N_("The audit ledger is unavailable; nothing was decided."),
         N_("The rate-limit storage is unavailable; nothing was run."),
         N_("The run is waiting for approval; its requester may withdraw it."),
+        # A run's recorded error (runs.error), shown on its page.
+        N_("Withdrawn by its requester."),
+        N_("internal error: the run has nothing to execute"),
+        N_("the gateway shut down before the run began"),
+        N_("internal error in the gateway"),
+        N_("cancelled before it started"),
+        N_("the worker running it stopped (lease expired)"),
     }
 )
 UNAVAILABLE = re.compile(r"This command is unavailable: (?P<reason>.+)\.", re.DOTALL)
@@ -57,6 +64,8 @@ CONCURRENCY = re.compile(
 )
 ENDED = re.compile(r"The run has already ended \((?P<status>\w+)\)\.")
 DECIDED = re.compile(r"This request was already decided \((?P<status>\w+)\)\.")
+DENIED_BY = re.compile(r"Denied by (?P<user>.+)\.", re.DOTALL)
+NOT_STARTED = re.compile(r"Approved, but not started: (?P<reason>.+)", re.DOTALL)
 
 
 def page_message(message: str) -> str:
@@ -77,6 +86,10 @@ def page_message(message: str) -> str:
         return str(gettext("The run has already ended (%(status)s).", status=match["status"]))
     if match := DECIDED.fullmatch(message):
         return str(gettext("This request was already decided (%(status)s).", status=match["status"]))
+    if match := DENIED_BY.fullmatch(message):
+        return _("Denied by %(user)s.", user=match["user"])
+    if match := NOT_STARTED.fullmatch(message):
+        return _("Approved, but not started: %(reason)s", reason=page_message(match["reason"]))
     return message
 
 
