@@ -10,6 +10,7 @@ import re
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from flask import render_template_string
@@ -20,6 +21,7 @@ from gateway.db.models import AuditEvent, Run
 from gateway.identity import accounts, groups, tokens
 from gateway.platform.extensions import db
 from gateway.web.paramform import shown
+from gateway.web.words import KNOWN
 from tests.conftest import csrf_token_from
 from tests.test_i18n import GERMAN, compiled_catalogues, page_language  # noqa: F401  (the .mo must be current)
 from tests.untranslated import untranslated, visible_text
@@ -40,6 +42,12 @@ CATALOGUE = textwrap.dedent(
           count: {{type: integer, min: 1, max: 5, default: 2, label: {{en: Count, de: Anzahl}}}}
           ratio: {{type: number, min: 0.5, max: 2.5, default: 1, label: {{en: Ratio, de: Verhältnis}}}}
           items: {{type: list, pattern: "[a-z]+", label: {{en: Items, de: Einträge}}}}
+      - name: report
+        title: {{en: Disk report, de: Plattenbericht}}
+        category: {{en: Reports, de: Berichte}}
+        kind: shell
+        argv: ["echo", "disk ok"]
+        dashboard: true
       - name: purge
         title: {{en: Purge caches, de: Caches leeren}}
         category: {{en: Tools, de: Werkzeuge}}
@@ -63,7 +71,7 @@ def staff(app, users, login):
     with app.app_context():
         groups.create_group("ops")
         groups.create_group("leads")
-        for name in ("greet", "purge"):
+        for name in ("greet", "purge", "report"):
             groups.add_grant("ops", name)
         groups.add_member("ops", "staff")
         groups.add_member("leads", "other")
@@ -226,3 +234,24 @@ def test_counted_phrases_take_the_plural_form_and_the_number_format_of_the_page(
         assert render_template_string(template, n=1234) == "1.234 Zeilen. 1.234 Läufe"
     with app.test_request_context():
         assert render_template_string(template, n=1234) == "1,234 rows. 1,234 runs"
+
+
+def test_the_status_board_tile_in_german(app, staff):
+    before = german(staff, "/")
+    assert "Noch kein Ergebnis. Drücken Sie „Jetzt ausführen“, um den Bericht auszuführen." in visible_text(
+        main(before)
+    )
+    token = csrf_token_from(before)
+    assert staff.post("/tiles/report/refresh", data={"csrf_token": token}, headers=GERMAN).status_code == 303
+    html = german(staff, "/")
+    text = visible_text(main(html))
+    assert untranslated(main(html), "de") == []
+    for word in ("Status", "Plattenbericht", "Berichte", "Stand", "disk ok", "Details", "Jetzt ausführen"):
+        assert word in text, word
+
+
+def test_the_engine_messages_the_pages_translate_are_still_the_engines_word_for_word():
+    """A page translates a refusal by its English text: one reworded in the engine would silently stay English."""
+    root = Path(__file__).resolve().parent.parent / "gateway"
+    source = "".join(path.read_text() for folder in ("runs", "access") for path in (root / folder).glob("*.py"))
+    assert [message for message in sorted(KNOWN) if f'"{message}"' not in source] == []

@@ -1,6 +1,4 @@
-"""The staff pages' words: ``_`` (gettext, typed) and a refusal's message in the page's language.
-
-A refusal's message: the API and the ledger keep the English.
+"""The staff pages' words: ``_`` (gettext, typed), an engine's message and an approval's state in the page's language.
 
 The run engine and the policy refuse with English messages (``RunRejected.message``,
 ``Refusal.message``): the JSON API answers with them and the ledger records them.
@@ -57,7 +55,7 @@ KNOWN = frozenset(
         N_("cancelled before it started"),
         N_("the worker running it stopped (lease expired)"),
     }
-)
+)  # tests/test_i18n_staff.py checks each still stands in gateway/runs or gateway/access
 UNAVAILABLE = re.compile(r"This command is unavailable: (?P<reason>.+)\.", re.DOTALL)
 CONCURRENCY = re.compile(
     r"This command is already running (?P<count>\d+) time\(s\), its limit; try again when one finishes\."
