@@ -34,6 +34,7 @@ from flask import Flask, current_app
 from gateway import runs
 from gateway.access.policy import CHOICES
 from gateway.catalogue import Command, switches
+from gateway.catalogue.messages import param_message
 from gateway.catalogue.params import ParamError, Source, match_choice
 from gateway.catalogue.values import canonical_key, collect_errors
 from gateway.db.models import Run
@@ -81,14 +82,24 @@ class ChoiceLists:
         raw: dict[str, Any] = {}
         if spec.depends_on is not None:
             if values.get(spec.depends_on) is None:
-                raise ParamError(spec.depends_on, f"is required (the choices of {name!r} depend on it)")
+                raise ParamError(
+                    spec.depends_on,
+                    param_message("is required (the choices of %(name)s depend on it)", name=repr(name)),
+                )
             raw[spec.depends_on] = values[spec.depends_on]
         source_values, errors = collect_errors(source, raw, "json")
         if not errors and source.lists_from_data:
             source_values, errors = self.check(source, source_values, "json")
         if errors:
             message = next(iter(errors.values()))
-            raise ParamError(spec.depends_on or name, f"is not accepted by the source of {label} ({message})")
+            raise ParamError(
+                spec.depends_on or name,
+                param_message(
+                    "is not accepted by the source of the choices of %(name)s (%(reason)s)",
+                    name=repr(name),
+                    reason=message,
+                ),
+            )
         key = canonical_key(source, source_values, current_app.config["SECRET_KEY"])
         run = self._result(command, source, source_values, key, label)
         return self._parse(run, spec.choices_from.column, source.name, label)
@@ -199,8 +210,11 @@ class ChoiceLists:
             wrong = next((index for index, item in enumerate(chosen) if item is None), None)
             if wrong is not None:
                 field = f"{name}[{wrong}]" if spec.multiple else name
-                depends = f" for this {spec.depends_on}" if spec.depends_on else ""
-                errors[field] = f"is not one of the choices offered{depends}"
+                errors[field] = (
+                    param_message("is not one of the choices offered for this %(name)s", name=spec.depends_on)
+                    if spec.depends_on
+                    else param_message("is not one of the choices offered")
+                )
                 continue
             checked[name] = chosen if spec.multiple else chosen[0]
         return checked, errors

@@ -21,6 +21,7 @@ from typing import IO
 from werkzeug.datastructures import FileStorage
 
 from gateway.audit import bounds
+from gateway.catalogue.messages import param_message
 from gateway.catalogue.params import FileValue, ParamError
 from gateway.runners.shell import RunAs
 
@@ -71,7 +72,7 @@ def _store_upload(
             if size > max_bytes:
                 target.close()
                 os.unlink(path)
-                raise ParamError(field, f"file is larger than {max_bytes} bytes")
+                raise ParamError(field, param_message("file is larger than %(limit)s bytes", limit=max_bytes))
             digest.update(chunk)
             target.write(chunk)
     if run_as is not None and os.geteuid() == 0:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from werkzeug.wrappers import Response
 
 from gateway.identity import accounts, oidc_views, service, tokens
 from gateway.identity.limits import address_key, login_limit, own_name_key
-from gateway.identity.passwords import password_problem
+from gateway.identity.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from gateway.identity.views import LOCKED_MESSAGE
 from gateway.platform import reveal
 from gateway.platform.addresses import client_address
@@ -32,7 +34,12 @@ from gateway.web.shared import me
 
 EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "never": None}
 TOKEN_REVEAL = "account-token"  # nosec B105  # the name of a reveal slot, not a token
-SIGN_IN_AGAIN_MESSAGE = "Creating a token needs a sign-in from the last 10 minutes: sign in again first."
+SIGN_IN_AGAIN_MESSAGE = lazy_gettext("Creating a token needs a sign-in from the last 10 minutes: sign in again first.")
+# The token service's refusals of a form's field (gateway.identity.tokens), as the page shows them.
+TOKEN_PROBLEMS = {
+    "at most 100 characters": lazy_gettext("At most 100 characters."),
+    "must be between 1 and 3650": lazy_gettext("Must be between 1 and 3650."),
+}
 
 
 def _actor() -> dict[str, object]:
@@ -77,13 +84,14 @@ CURRENT = "current_password"
 def password_change_errors(current: str, new: str, confirm: str) -> dict[str, str]:
     """What is wrong with the new password fields (the current password is checked by ``service.confirm_password``)."""
     errors: dict[str, str] = {}
-    problem = password_problem(new)
-    if problem:
-        errors["new_password"] = f"The new password {problem}."
+    if len(new) < MIN_PASSWORD_LENGTH:
+        errors["new_password"] = _("The new password must be at least %(count)s characters.", count=MIN_PASSWORD_LENGTH)
+    elif len(new) > MAX_PASSWORD_LENGTH:
+        errors["new_password"] = _("The new password must be at most %(count)s characters.", count=MAX_PASSWORD_LENGTH)
     elif new != confirm:
-        errors["confirm_password"] = "The two new passwords are not the same."  # nosec B105  # a message to the user, not a password
+        errors["confirm_password"] = _("The two new passwords are not the same.")
     elif new == current:
-        errors["new_password"] = "The new password must differ from the current one."  # nosec B105  # a message to the user, not a password
+        errors["new_password"] = _("The new password must differ from the current one.")
     return errors
 
 
@@ -99,10 +107,10 @@ def _confirm_current(via: str) -> tuple[str, int, dict[str, str]] | None:
         return None
     if confirmation.locked_until is not None:
         retry = max(1, math.ceil((confirmation.locked_until - utcnow()).total_seconds()))
-        return LOCKED_MESSAGE, 429, {"Retry-After": str(retry)}
+        return _(str(LOCKED_MESSAGE)), 429, {"Retry-After": str(retry)}
     if not typed:
-        return "Enter your current password.", 400, {}
-    return "This is not your current password.", 400, {}
+        return _("Enter your current password."), 400, {}
+    return _("This is not your current password."), 400, {}
 
 
 @bp.route("/account/password", methods=["POST"])
@@ -125,8 +133,10 @@ def change_password() -> Response | tuple[str, int, dict[str, str]]:
     except accounts.AccountError as exc:
         return render_account(password_errors={"new_password": str(exc).split(": ", 1)[-1]}, status=400)
     flash(
-        "Your password was changed: every session was signed out and your API tokens were revoked. "
-        "Sign in with the new password."
+        _(
+            "Your password was changed: every session was signed out and your API tokens were revoked. "
+            "Sign in with the new password."
+        )
     )
     return redirect(url_for("auth.login"), 303)
 
@@ -143,10 +153,10 @@ def create_token() -> Response | tuple[str, int, dict[str, str]]:
     name = request.form.get("name", "").strip()
     expiry = request.form.get("expires", "90")
     if expiry not in EXPIRY_CHOICES:
-        return render_account(token_errors={"expires": "Choose how long the token stays valid."}, status=400)
+        return render_account(token_errors={"expires": _("Choose how long the token stays valid.")}, status=400)
     if not name:
         return render_account(
-            token_errors={"name": "Give the token a name, so you can recognise it later."}, status=400
+            token_errors={"name": _("Give the token a name, so you can recognise it later.")}, status=400
         )
     confirmation = oidc_views.confirmation_for_tokens(me())
     if confirmation == "password":
@@ -155,21 +165,22 @@ def create_token() -> Response | tuple[str, int, dict[str, str]]:
             message, status, headers = refused
             return render_account(token_errors={CURRENT: message}, status=status, headers=headers)
     elif confirmation == "recent_sign_in" and not oidc_views.signed_in_recently():
-        return render_account(token_errors={"sign_in": SIGN_IN_AGAIN_MESSAGE}, status=403)
+        return render_account(token_errors={"sign_in": str(SIGN_IN_AGAIN_MESSAGE)}, status=403)
     try:
         issued = tokens.create_token(
             me(), name=name, expires_days=EXPIRY_CHOICES[expiry], actor=_actor(),
             source_ip=client_address(), user_agent=_user_agent(),
         )  # fmt: skip
     except tokens.TokenError as exc:
-        field, _, message = str(exc).partition(": ")
+        field, _sep, message = str(exc).partition(": ")
         field = "expires" if field == "expires_days" else field  # the service's name for the form's field
-        return render_account(token_errors={field: message.capitalize() + "."}, status=400)
+        shown = str(TOKEN_PROBLEMS.get(message, message.capitalize() + "."))
+        return render_account(token_errors={field: shown}, status=400)
     reveal.stash(TOKEN_REVEAL, issued.secret)
     return redirect(url_for("web.account", _anchor="tokens-heading"), 303)
 
 
-REVOKE_NOTE = "This cannot be undone: anything using it stops working at once and needs a new token."
+REVOKE_NOTE = lazy_gettext("This cannot be undone: anything using it stops working at once and needs a new token.")
 
 
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
@@ -182,9 +193,9 @@ def revoke_token(token_id: int) -> Response | tuple[str, int]:
     if token.revoked_at is None and request.form.get("confirm") != "yes":
         page = render_template(
             "confirm.html",
-            question=f"Really revoke your token {token.name or token.prefix}?",
-            note=REVOKE_NOTE,
-            button="Revoke token",
+            question=_("Really revoke your token %(name)s?", name=token.name or token.prefix),
+            note=str(REVOKE_NOTE),
+            button=_("Revoke token"),
             action=url_for("web.revoke_token", token_id=token_id),
             fields=[],
             cancel=url_for("web.account", _anchor=f"token-{token_id}"),
@@ -192,7 +203,7 @@ def revoke_token(token_id: int) -> Response | tuple[str, int]:
         )
         return page, 200
     if tokens.revoke(token_id, actor=_actor(), owner=user, source_ip=client_address()):
-        flash("The token was revoked; it no longer works.")
+        flash(_("The token was revoked; it no longer works."))
     else:
-        flash("That token was already revoked.")
+        flash(_("That token was already revoked."))
     return redirect(url_for("web.account", _anchor="tokens-heading"), 303)

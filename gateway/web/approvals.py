@@ -8,6 +8,8 @@ page's lists are ``runs.approval_runs``, the same the API answers.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from werkzeug.wrappers import Response
 
 from gateway import approvals, runs
@@ -17,20 +19,21 @@ from gateway.platform.addresses import client_address
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
+from gateway.web.words import page_message
 
 LIST_SIZE = 50
 DONE = {
-    "approve": "Approved: your approval is recorded.",
-    "deny": "Denied: the request has ended.",
-    "withdraw": "Withdrawn: the request has ended.",
+    "approve": lazy_gettext("Approved: your approval is recorded."),
+    "deny": lazy_gettext("Denied: the request has ended."),
+    "withdraw": lazy_gettext("Withdrawn: the request has ended."),
 }
 
 
 @bp.route("/approvals")
 def approvals_page() -> str:
     viewer, address = me(), client_address()
-    waiting, _ = runs.approval_runs(viewer, address, "waiting", limit=LIST_SIZE)
-    requested, _ = runs.approval_runs(viewer, address, "requested", limit=LIST_SIZE)
+    waiting, _more = runs.approval_runs(viewer, address, "waiting", limit=LIST_SIZE)
+    requested, _more = runs.approval_runs(viewer, address, "requested", limit=LIST_SIZE)
     found = approvals.summaries(run.id for run in [*waiting, *requested])
     return render_template(
         "approvals.html",
@@ -48,13 +51,13 @@ def _decide(run_id: str, action: policy.Decision) -> Response:
     except runs.RunRejected as exc:
         if exc.status in (403, 404):  # the page offers no such button: a crafted request gets the bare answer
             abort(exc.status)
-        flash(exc.message)
+        flash(page_message(exc.message))
     else:
-        message = DONE[action]
+        message = str(DONE[action])
         if action == "approve" and run.status == "failed":
-            message = "Approved, but the run could not start: see why below."
+            message = _("Approved, but the run could not start: see why below.")
         elif action == "approve" and run.status != runs.PENDING_APPROVAL:
-            message = "Approved: the run has started."
+            message = _("Approved: the run has started.")
         flash(message)
     return redirect(url_for("web.run_page", run_id=run_id), 303)
 

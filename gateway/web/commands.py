@@ -19,6 +19,7 @@ from gateway.runs.uploads import store_uploads
 from gateway.web.blueprint import bp
 from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
 from gateway.web.shared import me
+from gateway.web.words import _, page_message, unavailable
 
 
 def blocked_reason(command: Command) -> str | None:
@@ -26,11 +27,11 @@ def blocked_reason(command: Command) -> str | None:
     disabled = command_switches.disabled_commands()
     if command.name in disabled:
         reason = disabled[command.name]
-        return "An administrator has disabled this command" + (f": {reason}" if reason else ".")
-    unavailable = command_switches.current_catalogue().unavailable_reason(command)
-    if unavailable:
-        return f"This command is unavailable: {unavailable}."
-    return None
+        if reason:
+            return _("An administrator has disabled this command: %(reason)s", reason=reason)
+        return _("An administrator has disabled this command.")
+    reason = command_switches.current_catalogue().unavailable_reason(command)
+    return unavailable(reason) if reason else None
 
 
 def render_form(
@@ -45,7 +46,7 @@ def render_form(
     blocked = blocked_reason(command)
     offered = choices.offered(command, values or {}) if command.lists_from_data and blocked is None else None
     if offered is not None and offered.unavailable:
-        blocked = f"This command is unavailable: {offered.unavailable}."
+        blocked = unavailable(offered.unavailable)
     fields = build_fields(command, values, errors, offered)
     page = render_template(
         "command.html",
@@ -83,15 +84,15 @@ def command_submit(name: str) -> Response | tuple[str, int]:
         try:
             files, folder = _store_files(command)
         except ParamError as exc:
-            return render_form(command, submitted, {exc.field: exc.message}, "The file is too large.", 400)
+            return render_form(command, submitted, {exc.field: exc.message}, _("The file is too large."), 400)
     try:
         started = runs.start(name, submitted, current_caller(), source="form", files=files or None, tempdir=folder)
     except runs.RunRejected as exc:
         if exc.status == 404 or command is None:
             abort(404)
         if exc.status == 400:
-            return render_form(command, submitted, exc.details, "Please correct the fields marked below.", 400)
-        page, status = render_form(command, submitted, None, exc.message, exc.status)
+            return render_form(command, submitted, exc.details, _("Please correct the fields marked below."), 400)
+        page, status = render_form(command, submitted, None, page_message(exc.message), exc.status)
         response = Response(page, status=status, mimetype="text/html")
         if exc.retry_after:
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
@@ -24,6 +25,7 @@ from gateway import runs
 from gateway.access import policy
 from gateway.catalogue import Command, Schedule
 from gateway.catalogue import switches as command_switches
+from gateway.catalogue.texts import localized
 from gateway.db.models import Run
 from gateway.identity.sessions import is_background_request
 from gateway.platform.addresses import client_address
@@ -33,6 +35,7 @@ from gateway.runs.callers import current_caller
 from gateway.web import tiles as board_tiles
 from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
+from gateway.web.words import page_message
 
 TILE_ROWS = 8
 REFRESH_WAIT_SECONDS = 3.0
@@ -96,7 +99,7 @@ def dashboard() -> str:
     disabled = command_switches.disabled_commands()
     blocked = {c.name: "disabled" for c in visible if c.name in disabled}
     blocked.update({c.name: "unavailable" for c in visible if catalogue.unavailable_reason(c)})
-    recent, _ = runs.list_runs(owner_id=me().id, address=address, limit=10)  # my own, admins' included
+    recent, _more = runs.list_runs(owner_id=me().id, address=address, limit=10)  # my own, admins' included
     shown = board_tiles.board(catalogue, visible)
     return render_template(
         "dashboard.html",
@@ -162,9 +165,10 @@ def _run_for_tile(name: str, params: dict[str, object], title: str) -> str | Non
     try:
         started = runs.start(name, params, current_caller(), source="json" if params else "form")
     except runs.RunRejected as exc:
+        shown = page_message(exc.message)
         if not is_background_request():
-            flash(f"{title}: {exc.message}")
-        return exc.message
+            flash(_("%(title)s: %(message)s", title=localized(title), message=shown))
+        return shown
     wait_briefly(started.run.id, REFRESH_WAIT_SECONDS)
     return None
 

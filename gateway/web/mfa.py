@@ -9,6 +9,7 @@ counted like sign-in: a stolen session alone cannot mint codes that outlive it.
 from __future__ import annotations
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from gateway.identity import service
@@ -53,7 +54,7 @@ def _not_here() -> Response | None:
     """Accounts from an identity provider or a proxy get their second factor there, not here."""
     if factors.can_enrol(me()):
         return None
-    flash("Your identity provider asks for your second factor; there is nothing to set up here.")
+    flash(_("Your identity provider asks for your second factor; there is nothing to set up here."))
     return redirect(url_for("web.account_mfa"), 303)
 
 
@@ -66,7 +67,7 @@ def mfa_totp_start() -> Response | tuple[str, int]:
     try:
         totp.begin(me())
     except ValueError:
-        return render_mfa({"code": "An authenticator app is already set up."}, status=409)
+        return render_mfa({"code": _("An authenticator app is already set up.")}, status=409)
     return redirect(url_for("web.account_mfa", _anchor="totp-heading"), 303)
 
 
@@ -78,8 +79,10 @@ def mfa_totp_confirm() -> Response | tuple[str, int]:
         return refused
     enrolled = factors.confirm_totp(me(), request.form.get("code", ""), **_fields())
     if not enrolled.ok:
-        return render_mfa({"code": "That code does not match. Check the app's clock and enter the current code."}, 400)
-    flash("Your authenticator app is set up: you will be asked for a code after your password.")
+        return render_mfa(
+            {"code": _("That code does not match. Check the app's clock and enter the current code.")}, 400
+        )
+    flash(_("Your authenticator app is set up: you will be asked for a code after your password."))
     return _show_codes(enrolled.recovery_codes)
 
 
@@ -96,12 +99,12 @@ def mfa_recovery_codes() -> Response | tuple[str, int]:
     """Ten new recovery codes replace the old ones; the current password is asked for (counted like sign-in)."""
     user = me()
     if not factors.status(user.id).enrolled:
-        return render_mfa({"recovery": "Set up an authenticator app or a passkey first."}, 400)
+        return render_mfa({"recovery": _("Set up an authenticator app or a passkey first.")}, 400)
     confirmation = service.confirm_password(user, request.form.get("current_password", ""), via="recovery_codes")
     if confirmation.locked_until is not None:
-        return render_mfa({"recovery": LOCKED_MESSAGE}, 429)
+        return render_mfa({"recovery": _(str(LOCKED_MESSAGE))}, 429)
     if not confirmation.ok:
-        return render_mfa({"recovery": "This is not your current password."}, 400)
+        return render_mfa({"recovery": _("This is not your current password.")}, 400)
     return _show_codes(factors.new_recovery_codes(user, **_fields()))
 
 
@@ -124,8 +127,8 @@ def passkey_register() -> Response | tuple[str, int]:
     try:
         codes = passkeys.register(me(), request.form.get("credential", ""), request.form.get("name", ""), **_fields())
     except passkeys.PasskeyError as exc:
-        return render_mfa({"passkey": str(exc)}, 400)
-    flash("Your passkey is registered: you can use it after your password.")
+        return render_mfa({"passkey": _(str(exc))}, 400)
+    flash(_("Your passkey is registered: you can use it after your password."))
     return _show_codes(codes)
 
 
@@ -134,10 +137,10 @@ def passkey_rename(passkey_id: int) -> Response | tuple[str, int]:
     try:
         renamed = passkeys.rename(me(), passkey_id, request.form.get("name", ""))
     except passkeys.PasskeyError as exc:
-        return render_mfa({"passkey": str(exc)}, 400)
+        return render_mfa({"passkey": _(str(exc))}, 400)
     if not renamed:
         abort(404)
-    flash("The passkey was renamed.")
+    flash(_("The passkey was renamed."))
     return redirect(url_for("web.account_mfa", _anchor="passkeys-heading"), 303)
 
 
@@ -145,5 +148,5 @@ def passkey_rename(passkey_id: int) -> Response | tuple[str, int]:
 def passkey_remove(passkey_id: int) -> Response:
     if not passkeys.remove(me(), passkey_id, **_fields()):
         abort(404)
-    flash("The passkey was removed; it no longer signs you in.")
+    flash(_("The passkey was removed; it no longer signs you in."))
     return redirect(url_for("web.account_mfa", _anchor="passkeys-heading"), 303)

@@ -20,12 +20,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from babel.numbers import format_decimal
 from flask import url_for
+from flask_babel import get_locale, get_translations, gettext
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from gateway.catalogue import Command, ParamSpec
+from gateway.catalogue.messages import Message, param_message
 from gateway.catalogue.params import RefusedUpload
+from gateway.catalogue.texts import localized
 from gateway.choices import Offered, Options
+from gateway.web.words import _
 
 CSRF_FIELD = "csrf_token"
 INPUT_TYPES = {"integer": "number", "number": "number", "date": "date", "string": "text"}
@@ -90,17 +95,52 @@ def _bound(spec: ParamSpec, value: float | None) -> str | None:
     return str(int(value)) if spec.type == "integer" or float(value).is_integer() else repr(value)
 
 
+def _page_number(value: Any) -> Any:
+    """A number in a message as the page's language writes it (0,5 in German), ungrouped as the input's min/max are."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return format_decimal(value, locale=get_locale(), group_separator=False, decimal_quantization=False)
+
+
+def shown(text: str) -> str:
+    """A validation message in the page's language: a ``Message`` by gettext of its English msgid, else as it is.
+
+    The same message stays English in the API's answer and the ledger's record (it is a ``str``).
+    """
+    if not isinstance(text, Message):
+        return text
+    values = {key: _page_number(value) for key, value in text.values.items()}
+    if text.plural is not None and text.amount is not None:
+        # Flask-Babel's ngettext takes the count as ``num`` itself (unformatted): the catalogue's directly.
+        return str(get_translations().ungettext(text.msgid, text.plural, text.amount) % values)
+    return str(gettext(text.msgid, **values))
+
+
 def _rule(spec: ParamSpec) -> str | None:
-    """A number's bounds as the form states them, written as the input's min/max are (no "1.0")."""
-    low, high = _bound(spec, spec.min), _bound(spec, spec.max)
-    whole = "A whole number" if spec.type == "integer" else "A number"
+    """A number's bounds as the form states them, in the page's language (no "1.0")."""
+    low, high = _page_number(_number(spec, spec.min)), _page_number(_number(spec, spec.max))
+    whole = spec.type == "integer"
     if low is not None and high is not None:
-        return f"{whole} between {low} and {high}."
+        if whole:
+            return _("A whole number between %(low)s and %(high)s.", low=low, high=high)
+        return _("A number between %(low)s and %(high)s.", low=low, high=high)
     if low is not None:
-        return f"{whole} of at least {low}."
+        return (
+            _("A whole number of at least %(low)s.", low=low) if whole else _("A number of at least %(low)s.", low=low)
+        )
     if high is not None:
-        return f"{whole} of at most {high}."
+        return (
+            _("A whole number of at most %(high)s.", high=high)
+            if whole
+            else _("A number of at most %(high)s.", high=high)
+        )
     return None
+
+
+def _number(spec: ParamSpec, value: float | None) -> int | float | None:
+    if value is None or spec.type not in ("integer", "number"):
+        return None
+    return int(value) if spec.type == "integer" or float(value).is_integer() else value
 
 
 def _display(spec: ParamSpec, value: Any) -> Any:
@@ -115,14 +155,17 @@ def _display(spec: ParamSpec, value: Any) -> Any:
 
 
 def _errors_for(name: str, spec: ParamSpec, errors: Mapping[str, str]) -> str | None:
-    """This field's error; items are reported as name[i]: a list's line, a multiple choice's n-th choice."""
-    item = "choice" if spec.multiple else "line"
+    """This field's error in the page's language; an item's (name[i]) is a list's line or a multiple choice's n-th."""
     messages = []
     for key, message in errors.items():
         if key == name:
-            messages.append(message)
+            messages.append(shown(message))
         elif key.startswith(name + "[") and key.endswith("]"):
-            messages.append(f"{item} {int(key[len(name) + 1 : -1]) + 1}: {message}")
+            index = int(key[len(name) + 1 : -1]) + 1
+            if spec.multiple:
+                messages.append(_("choice %(index)s: %(error)s", index=index, error=shown(message)))
+            else:
+                messages.append(_("line %(index)s: %(error)s", index=index, error=shown(message)))
     return "; ".join(messages) or None
 
 
@@ -142,9 +185,9 @@ def _options(command: Command, name: str, spec: ParamSpec, offered: Offered | No
 def _list_note(command: Command, spec: ParamSpec, options: Options | None) -> str | None:
     if options is None and spec.depends_on is not None:
         other = command.params[spec.depends_on]
-        return f"Choose {(other.label or spec.depends_on.replace('_', ' ')).lower()} first."
+        return _("Choose %(name)s first.", name=(localized(other.label) or spec.depends_on.replace("_", " ")).lower())
     if options is not None and options.truncated:
-        return f"Only the first {len(options.values)} choices are offered."
+        return _("Only the first %(count)s choices are offered.", count=_page_number(len(options.values)))
     return None
 
 
@@ -171,10 +214,10 @@ def build_fields(
         fields.append(
             Field(
                 name=name,
-                label=spec.label or name.replace("_", " ").capitalize(),
+                label=localized(spec.label) or name.replace("_", " ").capitalize(),
                 widget=_widget(spec, choices),
                 required=spec.required,
-                help=spec.help,
+                help=localized(spec.help),
                 value=shown,
                 choices=choices,
                 min=_bound(spec, spec.min),
@@ -197,8 +240,8 @@ def build_fields(
 
 
 def unknown_errors(command: Command, errors: Mapping[str, str]) -> dict[str, str]:
-    """Errors that belong to no field of the form (shown at the top)."""
-    return {key: message for key, message in errors.items() if key.split("[", 1)[0] not in command.params}
+    """Errors that belong to no field of the form (shown at the top), in the page's language."""
+    return {key: shown(message) for key, message in errors.items() if key.split("[", 1)[0] not in command.params}
 
 
 def read_submission(
@@ -226,7 +269,7 @@ def read_submission(
     for name, upload in (files or MultiDict()).items(multi=True):
         spec = command.params.get(name)
         if upload.filename and (spec is None or spec.type != "file"):
-            raw.add(name, RefusedUpload("takes text, not an uploaded file"))
+            raw.add(name, RefusedUpload(param_message("takes text, not an uploaded file")))
     return raw
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import format_decimal
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -32,6 +33,7 @@ from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
 from gateway.web.paramform import again_values
 from gateway.web.shared import STATUS_LABELS, duration, me
+from gateway.web.words import _, page_message
 
 MAX_RENDERED_CHUNKS = 20_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -57,12 +59,12 @@ def signal_name(number: int) -> str:
 def exit_code_text(code: int) -> str:
     """An exit code as people read it: signals by name (a negative code, or a shell's 128 + N)."""
     if code < 0:
-        return f"killed by {signal_name(-code)}"
+        return _("killed by %(signal)s", signal=signal_name(-code))
     if code == 0:
-        return "exit code 0 (success)"
+        return _("exit code 0 (success)")
     if 128 < code < 128 + 65:
-        return f"exit code {code} (128 + {signal_name(code - 128)})"
-    return f"exit code {code}"
+        return _("exit code %(code)s (128 + %(signal)s)", code=code, signal=signal_name(code - 128))
+    return _("exit code %(code)s", code=code)
 
 
 def cancel_request(run: Run) -> AuditEvent | None:
@@ -81,21 +83,26 @@ def ending(run: Run, show_who: bool) -> Ending | None:
         return None
     code = run.exit_code
     if run.status == "cancelled":
-        how = f"stopped by {signal_name(-code)}" if code is not None and code < 0 else "stopped"
-        if code is None and run.started_at is None:
-            how = "stopped before it started"
+        if code is not None and code < 0:
+            how = _("stopped by %(signal)s — cancelled", signal=signal_name(-code))
+        elif code is None and run.started_at is None:
+            how = _("stopped before it started — cancelled")
+        else:
+            how = _("stopped — cancelled")
         request_event = cancel_request(run)
         if request_event is None:
-            return Ending(how + " — cancelled")
-        who = (request_event.actor_name or "someone") if show_who else "someone"
-        return Ending(how + " — cancelled", who, request_event.at)
+            return Ending(how)
+        who = (request_event.actor_name or _("someone")) if show_who else _("someone")
+        return Ending(how, who, request_event.at)
     if run.status == "timed_out":
-        signal_part = f", {exit_code_text(code)}" if code is not None and code < 0 else ""
-        return Ending(f"timed out after {run.timeout_seconds:g} s{signal_part}")
+        seconds = format_decimal(run.timeout_seconds)
+        if code is not None and code < 0:
+            return Ending(_("timed out after %(seconds)s s, %(exit)s", seconds=seconds, exit=exit_code_text(code)))
+        return Ending(_("timed out after %(seconds)s s", seconds=seconds))
     if run.status == "lost":
-        return Ending("lost: the worker running it stopped answering")
+        return Ending(_("lost: the worker running it stopped answering"))
     if code is None:
-        return Ending(run.error or "no exit code") if run.status == "failed" else None
+        return Ending(page_message(run.error) if run.error else _("no exit code")) if run.status == "failed" else None
     return Ending(exit_code_text(code))
 
 
@@ -167,9 +174,9 @@ def run_cancel(run_id: str) -> Response:
     except runs.RunRejected as exc:
         if exc.status == 404:
             abort(404)
-        flash(exc.message)
+        flash(page_message(exc.message))
     else:
-        flash("Cancellation requested. The command is being stopped.")
+        flash(_("Cancellation requested. The command is being stopped."))
     return redirect(url_for("web.run_page", run_id=run_id), 303)
 
 

@@ -88,13 +88,15 @@ def age_text(elapsed: timedelta) -> str:
 def duration(milliseconds: int | None) -> str:
     if milliseconds is None:
         return ""
+    from flask_babel import format_decimal  # the page's language (the other helpers here need no Babel)
+
     if milliseconds < 1000:
-        return f"{milliseconds} ms"
+        return f"{format_decimal(milliseconds)} ms"
     seconds = milliseconds / 1000
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return f"{format_decimal(seconds, format='0.0')} s"  # 1.5 s / 1,5 s; the units are the same in German
     minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes} min {rest} s"
+    return f"{format_decimal(minutes)} min {rest} s"
 
 
 def cell_class(value: Any) -> str:
