@@ -150,13 +150,13 @@ def new_user_errors(username: str, mode: str, password: str, again: str) -> dict
     elif accounts.find_user(username) is not None:
         errors["username"] = problem_on_page(f"{normalise_username(username)!r} already exists")
     if mode not in MODES:
-        errors["password_mode"] = _("Choose how the first password is set.")  # nosec B105  # a message
+        errors["password_mode"] = _("Choose how the first password is set.")
     elif mode == "set":
         problem = password_problem(password)
         if problem:
             errors["password"] = _("The password %(problem)s", problem=problem_on_page(problem, sentence=False))
         elif password != again:
-            errors["password_confirm"] = _("The two passwords are not the same.")  # nosec B105  # a message
+            errors["password_confirm"] = _("The two passwords are not the same.")
     return errors
 
 
