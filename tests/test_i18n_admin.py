@@ -224,3 +224,44 @@ def test_the_check_is_not_blind_an_english_page_fails_it(app, admin, seeded):
     html = admin.get("/admin/users").get_data(as_text=True)  # no Accept-Language: English
     left = not_german(html)
     assert "Users" in left and "Create user" in left and "the" in left
+
+
+def test_every_confirmation_step_and_its_outcome_is_german(app, admin, seeded):
+    assert post(admin, "/account/language", {"language": "de"}, page="/account").status_code == 303
+    with app.app_context():
+        [token] = tokens.tokens_of(None)
+        token_id = token.id
+    steps = [
+        ("/admin/commands/uptime/disable", {}, "uptime wirklich deaktivieren?", "uptime ist deaktiviert: Niemand"),
+        (
+            "/admin/groups/ops/members/remove",
+            {"username": "staff"},
+            "staff wirklich aus ops entfernen?",
+            "staff aus ops entfernt.",
+        ),
+        (
+            "/admin/permissions",
+            {"group": "ops", "command": "uptime", "action": "revoke"},
+            "uptime wirklich für ops entziehen?",
+            "ops darf uptime nicht mehr ausführen.",
+        ),
+        (
+            f"/admin/tokens/{token_id}/revoke",
+            {},
+            "Das Token ci von staff wirklich widerrufen?",
+            "Token ci von staff widerrufen",
+        ),
+        (
+            "/admin/groups/ops/delete",
+            {},
+            "Gruppe ops wirklich löschen?",
+            "Gruppe ops gelöscht (0 Mitglieder, 0 Berechtigungen).",
+        ),
+    ]
+    for url, data, question, outcome in steps:
+        asked = post(admin, url, data).get_data(as_text=True)
+        assert question in asked and not_german(asked) == [], url
+        action, fields = confirm_form(asked)
+        done = admin.post(action, data=fields)
+        assert done.status_code == 303, url
+        assert outcome in admin.get(done.headers["Location"]).get_data(as_text=True), url
