@@ -18,6 +18,7 @@ import pytest
 
 from gateway.audit.summary import summary
 from gateway.identity import accounts, groups, tokens
+from tests import test_admin_pages
 from tests.test_admin_confirm import confirm_form, undo_form
 from tests.test_admin_pages import events, post
 from tests.test_i18n import GERMAN, compiled_catalogues, page_language  # noqa: F401  # the .mo must be built
@@ -76,9 +77,7 @@ def app(make_app, tmp_path: Path):
     return make_app(GATEWAY_COMMANDS_FILE=path)
 
 
-@pytest.fixture
-def admin(login):
-    return login("admin")
+admin = test_admin_pages.admin  # signed in as the admin
 
 
 @pytest.fixture
