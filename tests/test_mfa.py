@@ -292,7 +292,7 @@ def test_an_admin_reset_removes_the_factors_and_ends_sessions_and_tokens(mfa_app
     done = post_form(admin, "/admin/users", f"/admin/users/{users['staff'].id}/reset-mfa")
     assert done.status_code == 303
     flashed = admin.get("/admin/users").get_data(as_text=True)
-    assert "2 session(s) ended and 1 API token(s) revoked" in flashed  # the enrolling browser and the signed-in one
+    assert "2 sessions ended and 1 API token revoked" in flashed  # the enrolling browser and the signed-in one
     assert staff.get("/").headers["Location"].startswith("/login")
     bearer = {"Authorization": f"Bearer {issued.secret}"}
     assert mfa_app.test_client().get("/api/v1/commands", headers=bearer).status_code == 401

@@ -10,25 +10,77 @@ crawler or a prefetch should trigger).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Response, abort, current_app, render_template, request, stream_with_context
+from flask_babel import format_decimal as number
+from flask_babel import get_translations
+from flask_babel import gettext as _
 
 from gateway import audit as ledger
 from gateway.admin.blueprint import bp
 from gateway.audit import exports, queries
-from gateway.audit.summary import EVENT_LABELS, FAMILY_LABELS, event_label, summary
+from gateway.audit.summary import EVENT_LABELS, FAMILY_LABELS, N_, Words, event_label, summary
 from gateway.platform.extensions import db
 
 PAGE_SIZE = 50
+
+
+def page_words() -> Words:
+    """The Summary column and event filter in the page's language (the exports and the ledger stay English)."""
+    translations = get_translations()  # the raw lookups: summary.py fills the placeholders itself
+    return Words(translate=translations.ugettext, plural=translations.ungettext, number=number)
+
+
+# The filter form's labels (the field a refused filter names) and the English texts of
+# ``queries.FilterError`` and of the verifier's reasons (English in the CLI and the API),
+# translated on this page only.
+FIELD_LABELS = {
+    "since": N_("From"),
+    "until": N_("Until"),
+    "actor": N_("Actor"),
+    "event": N_("Event"),
+    "command": N_("Command"),
+    "outcome": N_("Outcome"),
+    "source_ip": N_("Source address"),
+    "text": N_("Text in parameters or detail"),
+}
+KNOWN_PROBLEMS = {
+    N_("is not a date and time like 2024-05-01T12:00"),
+    N_("contains a NUL character"),
+    N_("first row does not start from the genesis hash"),
+    N_("rows before this one are missing"),
+    N_("row missing"),
+    N_("prev_hash does not match the previous row"),
+    N_("stored time is not in the ledger's format"),
+    N_("hash does not match the row"),
+    N_("row differs from the anchor"),
+    N_("rows after this point are missing (anchor is ahead of the ledger)"),
+}
+AT_MOST = re.compile(r"at most (\d+) characters")
+UNKNOWN_KEY = re.compile(r"unknown key id ('.*')")
+
+
+def problem_on_page(problem: str | None) -> str | None:
+    """A filter's or the verifier's English problem in the page's language (unknown ones as they are)."""
+    if problem is None or problem in KNOWN_PROBLEMS:
+        return str(_(problem)) if problem else problem
+    if match := AT_MOST.fullmatch(problem):
+        return str(_("at most %(count)s characters", count=number(int(match.group(1)))))
+    if match := UNKNOWN_KEY.fullmatch(problem):
+        return str(_("unknown key id %(key)s", key=match.group(1)))
+    return problem
 
 
 def _filter_or_error() -> tuple[queries.AuditFilter, str | None]:
     try:
         return queries.AuditFilter.from_args(request.args), None
     except queries.FilterError as exc:
-        return queries.AuditFilter(), f"{exc.field}: {exc.message}"
+        label = FIELD_LABELS.get(exc.field)
+        field = _(label) if label else exc.field
+        return queries.AuditFilter(), _("%(field)s: %(problem)s", field=field, problem=problem_on_page(exc.message))
 
 
 def _before() -> int | None:
@@ -46,9 +98,11 @@ def _event_options(chosen: str | None) -> list[tuple[str, str]]:
     A value typed into the query string that is not in the list (another family, an event this
     version does not know) is offered too, so the page shows the filter it applied.
     """
-    options = list(FAMILY_LABELS.items())
+    words = page_words()
+    options = [(family, event_label(family, words)) for family in FAMILY_LABELS]
     events = set(queries.known_events()) | set(EVENT_LABELS)
-    options += sorted(((name, f"{event_label(name)} ({name})") for name in events), key=lambda option: option[1])
+    labelled = ((name, _("%(label)s (%(event)s)", label=event_label(name, words), event=name)) for name in events)
+    options += sorted(labelled, key=lambda option: option[1])
     if chosen and chosen not in {value for value, _ in options}:
         options.insert(0, (chosen, chosen))
     return options
@@ -66,9 +120,9 @@ def _quick_ranges(flt: queries.AuditFilter) -> list[tuple[str, str, dict[str, st
     ("today" from UTC midnight); the page's script recomputes them in the reader's zone before following."""
     now = datetime.now(UTC).replace(microsecond=0)
     starts = {
-        "hour": ("Last hour", now - timedelta(hours=1)),
-        "today": ("Today", now.replace(hour=0, minute=0, second=0)),
-        "week": ("Last 7 days", now - timedelta(days=7)),
+        "hour": (_("Last hour"), now - timedelta(hours=1)),
+        "today": (_("Today"), now.replace(hour=0, minute=0, second=0)),
+        "week": (_("Last 7 days"), now - timedelta(days=7)),
     }
     kept = {name: value for name, value in flt.as_args().items() if name not in ("since", "until")}
     return [
@@ -81,10 +135,14 @@ def render_audit(verification: dict[str, Any] | None = None) -> tuple[str, int]:
     before = _before()
     rows, next_before = ([], None) if error else queries.page(flt, before_seq=before, limit=PAGE_SIZE)
     matched, more = (0, False) if error else queries.count(flt)
+    words = page_words()
     page = render_template(
         "admin/audit.html",
         rows=rows,
-        summaries={row.seq: summary(row.event, row.detail, command=row.command, outcome=row.outcome) for row in rows},
+        summaries={
+            row.seq: summary(row.event, row.detail, command=row.command, outcome=row.outcome, words=words)
+            for row in rows
+        },
         next_before=next_before,
         first_page=before is None,
         filters=flt.as_args(),
@@ -118,8 +176,8 @@ def audit_event(seq: int) -> str:
         params_json=_pretty(row.params),
         detail_json=_pretty({k: v for k, v in detail.items() if k != "output_excerpt"} if detail else row.detail),
         excerpt=detail.get("output_excerpt"),
-        summary=summary(row.event, row.detail, command=row.command, outcome=row.outcome),
-        label=event_label(row.event),
+        summary=summary(row.event, row.detail, command=row.command, outcome=row.outcome, words=page_words()),
+        label=event_label(row.event, page_words()),
     )
 
 
@@ -146,4 +204,4 @@ def audit_verify() -> tuple[str, int]:
     keyring = ledger.Keyring.from_config(current_app.config)
     result = ledger.verify(db.session(), keyring)
     db.session.rollback()
-    return render_audit(verification={"ok": result.ok, **result.as_dict(), "reason": result.reason})
+    return render_audit(verification={"ok": result.ok, **result.as_dict(), "reason": problem_on_page(result.reason)})

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from flask import abort, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -107,29 +108,33 @@ def _switch(name: str, disabled: bool) -> Response | tuple[str, int]:
     values: dict[str, Any] = {"name": name} if detail else {}
     if disabled and name not in command_switches.disabled_commands() and not confirmed():
         return confirm_page(
-            f"Really disable {name}?",
-            "Disable",
+            _("Really disable %(name)s?", name=name),
+            _("Disable"),
             cancel=url_for(page, _anchor=anchor, **values),
-            note="Nobody can start it until it is enabled again.",
+            note=_("Nobody can start it until it is enabled again."),
             keep=("reason", "back"),
         )
     reason = request.form.get("reason", "").strip()[:MAX_REASON] or None
     changed = command_switches.set_disabled(name, disabled, reason=reason, **audited())
     if not changed:
-        message = f"{name} was already {'disabled' if disabled else 'enabled'}."
+        message = (
+            _("%(name)s was already disabled.", name=name)
+            if disabled
+            else _("%(name)s was already enabled.", name=name)
+        )
     elif disabled:
         return back_with_undo(
             page,
-            f"{name} is disabled: nobody can start it until it is enabled again.",
+            _("%(name)s is disabled: nobody can start it until it is enabled again.", name=name),
             undo="admin.enable_command",
             undo_values={"name": name},
             undo_fields={"back": "detail"} if detail else {},
-            undo_label=f"Undo: enable {name} again",
+            undo_label=_("Undo: enable %(name)s again", name=name),
             anchor=anchor,
             **values,
         )
     else:
-        message = f"{name} is enabled again."
+        message = _("%(name)s is enabled again.", name=name)
     return back_to(page, message, anchor=anchor, **values)
 
 

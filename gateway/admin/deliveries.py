@@ -9,6 +9,7 @@ the run's output).  A retry is audited (``admin.delivery_retried``).
 from __future__ import annotations
 
 from flask import abort, render_template
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from gateway import deliveries
@@ -18,9 +19,9 @@ from gateway.catalogue import switches as command_switches
 from gateway.platform.timeutil import utcnow
 
 RETRY_MESSAGES = {
-    "retried": "The delivery is due again now, with its attempts counted afresh.",
-    "delivered": "That delivery has been delivered meanwhile.",
-    "sending": "That delivery is being sent right now; retry it if it fails again.",
+    "retried": _l("The delivery is due again now, with its attempts counted afresh."),
+    "delivered": _l("That delivery has been delivered meanwhile."),
+    "sending": _l("That delivery is being sent right now; retry it if it fails again."),
 }
 
 
@@ -41,4 +42,4 @@ def retry_delivery(delivery_id: str) -> Response:
     outcome = deliveries.retry(delivery_id, **audited())
     if outcome == "not_found":
         abort(404)
-    return back("admin.deliveries_page", RETRY_MESSAGES[outcome])
+    return back("admin.deliveries_page", str(RETRY_MESSAGES[outcome]))

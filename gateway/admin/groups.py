@@ -12,6 +12,10 @@ from itertools import groupby
 from typing import Any
 
 from flask import current_app, render_template, request, url_for
+from flask_babel import format_decimal as number
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from werkzeug.wrappers import Response
 
 from gateway.admin import shared
@@ -21,6 +25,21 @@ from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
 from gateway.identity import accounts, idp_links
 from gateway.identity import groups as group_service
+
+
+def delete_note(members: int, grants: int) -> str:
+    """What deleting a group takes with it (the confirmation's note, on the page and in the dialog)."""
+    return str(
+        _(
+            "Its %(memberships)s, %(grants)s and linked IdP groups go with it. This cannot be undone: "
+            "to get it back, create it again and add them one by one.",
+            memberships=ngettext("%(count)s membership", "%(count)s memberships", members, count=number(members)),
+            grants=ngettext("%(count)s grant", "%(count)s grants", grants, count=number(grants)),
+        )
+    )
+
+
+bp.context_processor(lambda: {"delete_note": delete_note})
 
 
 def render_groups(
@@ -54,12 +73,13 @@ def create_group() -> Response | tuple[str, int]:
     description = request.form.get("description", "")
     form = {"group-name": name, "group-description": description}
     if len(description) > 500:
-        return render_groups({"group-description": "The description must be at most 500 characters."}, form, 400)
+        too_long = _("The description must be at most %(count)s characters.", count=number(500))
+        return render_groups({"group-description": too_long}, form, 400)
     try:
         group = group_service.create_group(name, description=description, **audited())
     except accounts.AccountError as exc:
         return render_groups({"group-name": problem_text(exc)}, form, 400)
-    return shared.back_to("admin.groups", f"Group {group.name} created.", anchor=f"add-{group.name}")
+    return shared.back_to("admin.groups", _("Group %(group)s created.", group=group.name), anchor=f"add-{group.name}")
 
 
 @bp.route("/groups/<name:name>/delete", methods=["POST"])
@@ -67,19 +87,24 @@ def delete_group(name: str) -> Response | tuple[str, int]:
     group = group_service.find_group(name)
     if group is not None and not shared.confirmed():
         return shared.confirm_page(
-            f"Really delete group {group.name}?",
-            "Delete group",
+            _("Really delete group %(group)s?", group=group.name),
+            _("Delete group"),
             cancel=url_for("admin.groups", _anchor=f"delete:{group.name}"),
-            note=f"Its {len(group.members)} membership(s), {len(group.grants)} grant(s) and linked IdP groups "
-            "go with it. This cannot be undone: to get it back, create it again and add them one by one.",
+            note=delete_note(len(group.members), len(group.grants)),
         )
     try:
         before = group_service.delete_group(name, **audited())
     except accounts.AccountError as exc:
         return back("admin.groups", problem_text(exc))
+    members, grants = len(before["members"]), len(before["grants"])
     return back(
         "admin.groups",
-        f"Group {before['group']} deleted ({len(before['members'])} member(s), {len(before['grants'])} grant(s)).",
+        _(
+            "Group %(group)s deleted (%(members)s, %(grants)s).",
+            group=before["group"],
+            members=ngettext("%(count)s member", "%(count)s members", members, count=number(members)),
+            grants=ngettext("%(count)s grant", "%(count)s grants", grants, count=number(grants)),
+        ),
     )
 
 
@@ -88,14 +113,15 @@ def add_member(name: str) -> Response | tuple[str, int]:
     username = request.form.get("username", "")
     field = f"add-{name}"
     if not username:
-        return render_groups({field: "Choose a user to add."}, status=400)
+        return render_groups({field: _("Choose a user to add.")}, status=400)
     try:
         added = group_service.add_member(name, username, **audited())
     except accounts.AccountError as exc:
         if group_service.find_group(name) is None:
             return back("admin.groups", problem_text(exc))
         return render_groups({field: problem_text(exc)}, {field: username}, 400)
-    message = f"Added {username} to {name}." if added else f"{username} is already in {name}."
+    values = {"user": username, "group": name}
+    message = _("Added %(user)s to %(group)s.", **values) if added else _("%(user)s is already in %(group)s.", **values)
     return shared.back_to("admin.groups", message, anchor=field)
 
 
@@ -106,10 +132,14 @@ def remove_member(name: str) -> Response | tuple[str, int]:
     member = group is not None and any(m.user.username == username for m in group.members)
     if member and not shared.confirmed():
         return shared.confirm_page(
-            f"Really remove {username} from {name}?",
-            "Remove",
+            _("Really remove %(user)s from %(group)s?", user=username, group=name),
+            _("Remove"),
             cancel=url_for("admin.groups", _anchor=f"member:{name}:{username}"),
-            note=f"{username} can no longer run the commands granted to {name} (unless another group grants them).",
+            note=_(
+                "%(user)s can no longer run the commands granted to %(group)s (unless another group grants them).",
+                user=username,
+                group=name,
+            ),
             keep=("username",),
         )
     try:
@@ -117,29 +147,31 @@ def remove_member(name: str) -> Response | tuple[str, int]:
     except accounts.AccountError as exc:
         return back("admin.groups", problem_text(exc))
     if not removed:
-        return shared.back_to("admin.groups", f"{username} was not in {name}.", anchor=f"add-{name}")
+        return shared.back_to(
+            "admin.groups", _("%(user)s was not in %(group)s.", user=username, group=name), anchor=f"add-{name}"
+        )
     return shared.back_with_undo(
         "admin.groups",
-        f"Removed {username} from {name}.",
+        _("Removed %(user)s from %(group)s.", user=username, group=name),
         undo="admin.add_member",
         undo_values={"name": name},
         undo_fields={"username": username},
-        undo_label=f"Undo: add {username} to {name} again",
+        undo_label=_("Undo: add %(user)s to %(group)s again", user=username, group=name),
         anchor=f"add-{name}",
     )
 
 
 # The form's field as the page labels it, for errors that name the field.
-FIELD_LABELS = {"idp_group": "IdP group name", "group": "Group"}
+FIELD_LABELS = {"idp_group": _l("IdP group name"), "group": _l("Group")}
 
 
 def field_problem(exc: accounts.AccountError) -> str:
     """A service error as ``<field label>: <problem>.``, so the admin sees which input was wrong."""
-    field, _, problem = str(exc).partition(": ")
+    field, _colon, problem = str(exc).partition(": ")
     label = FIELD_LABELS.get(field)
     if not problem or label is None:
         return problem_text(exc)
-    return f"{label}: {problem}{'' if problem.endswith('.') else '.'}"
+    return str(_("%(field)s: %(problem)s", field=label, problem=shared.problem_on_page(problem, sentence=False)))
 
 
 @bp.route("/groups/<name:name>/idp-links", methods=["POST"])
@@ -151,7 +183,13 @@ def link_idp_group(name: str) -> Response:
     except accounts.AccountError as exc:
         return back("admin.groups", field_problem(exc))
     shown = idp_group.strip()
-    return back("admin.groups", f"Linked {shown} to {name}." if linked else f"{shown} was already linked to {name}.")
+    values = {"idp_group": shown, "group": name}
+    message = (
+        _("Linked %(idp_group)s to %(group)s.", **values)
+        if linked
+        else _("%(idp_group)s was already linked to %(group)s.", **values)
+    )
+    return back("admin.groups", message)
 
 
 @bp.route("/groups/<name:name>/idp-links/remove", methods=["POST"])
@@ -162,7 +200,13 @@ def unlink_idp_group(name: str) -> Response:
     except accounts.AccountError as exc:
         return back("admin.groups", field_problem(exc))
     shown = idp_group[: idp_links.MAX_IDP_GROUP_LENGTH]
-    return back("admin.groups", f"Unlinked {shown} from {name}." if unlinked else f"{shown} was not linked to {name}.")
+    values = {"idp_group": shown, "group": name}
+    message = (
+        _("Unlinked %(idp_group)s from %(group)s.", **values)
+        if unlinked
+        else _("%(idp_group)s was not linked to %(group)s.", **values)
+    )
+    return back("admin.groups", message)
 
 
 def by_category(commands: Iterable[Command]) -> list[tuple[str, list[Command]]]:
@@ -203,29 +247,43 @@ def set_permission() -> Response | tuple[str, int]:
     try:
         if action == "grant":
             changed = group_service.add_grant(group, command, known_commands=known, **audited())
-            message = f"{group} may now run {command}." if changed else f"{group} could already run {command}."
+            values = {"group": group, "command": command}
+            message = (
+                _("%(group)s may now run %(command)s.", **values)
+                if changed
+                else _("%(group)s could already run %(command)s.", **values)
+            )
         elif action == "revoke":
             if (group, command) in set(group_service.list_grants()) and not shared.confirmed():
                 return shared.confirm_page(
-                    f"Really revoke {command} from {group}?",
-                    "Revoke",
+                    _("Really revoke %(command)s from %(group)s?", command=command, group=group),
+                    _("Revoke"),
                     cancel=url_for("admin.permissions", _anchor=anchor),
-                    note=f"Members of {group} can no longer run {command} (unless another group grants it).",
+                    note=_(
+                        "Members of %(group)s can no longer run %(command)s (unless another group grants it).",
+                        group=group,
+                        command=command,
+                    ),
                     keep=("group", "command", "action"),
                 )
             changed = group_service.remove_grant(group, command, **audited())
             if changed and command in known:
                 return shared.back_with_undo(
                     "admin.permissions",
-                    f"{group} may no longer run {command}.",
+                    _("%(group)s may no longer run %(command)s.", group=group, command=command),
                     undo="admin.set_permission",
                     undo_fields={"group": group, "command": command, "action": "grant"},
-                    undo_label=f"Undo: grant {command} to {group} again",
+                    undo_label=_("Undo: grant %(command)s to %(group)s again", command=command, group=group),
                     anchor=anchor,
                 )
-            message = f"{group} may no longer run {command}." if changed else f"{group} could not run {command}."
+            values = {"group": group, "command": command}
+            message = (
+                _("%(group)s may no longer run %(command)s.", **values)
+                if changed
+                else _("%(group)s could not run %(command)s.", **values)
+            )
         else:
-            return back("admin.permissions", "Choose grant or revoke.")
+            return back("admin.permissions", _("Choose grant or revoke."))
     except accounts.AccountError as exc:
         return back("admin.permissions", problem_text(exc))
     return shared.back_to("admin.permissions", message, anchor=anchor)

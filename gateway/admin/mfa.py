@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import abort
+from flask_babel import format_decimal as number
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from werkzeug.wrappers import Response
 
 from gateway.admin.blueprint import bp
@@ -37,6 +40,15 @@ def reset_mfa(user_id: int) -> Response:
         return back("admin.users", problem_text(exc))
     return back(
         "admin.users",
-        f"{user.username}'s second factors were removed; {done.revoked.sessions} session(s) ended and "
-        f"{done.revoked.tokens} API token(s) revoked. They sign in with their password and set up a new one.",
+        _(
+            "%(user)s's second factors were removed; %(sessions)s ended and %(tokens)s revoked. "
+            "They sign in with their password and set up a new one.",
+            user=user.username,
+            sessions=ngettext(
+                "%(count)s session", "%(count)s sessions", done.revoked.sessions, count=number(done.revoked.sessions)
+            ),
+            tokens=ngettext(
+                "%(count)s API token", "%(count)s API tokens", done.revoked.tokens, count=number(done.revoked.tokens)
+            ),
+        ),
     )

@@ -6,6 +6,7 @@ Paging is the engine's keyset cursor (``runs.list_runs``); filtering by user is 
 from __future__ import annotations
 
 from flask import abort, flash, render_template, request
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from gateway import runs
@@ -29,7 +30,7 @@ def _owner(username: str | None) -> tuple[bool, int | None]:
         return True, policy.listable_owner(me())
     user = accounts.find_user(username)
     if user is None:
-        flash(f"No user {username!r}.")
+        flash(_("No user %(name)s.", name=repr(username)))
         return False, None
     return True, user.id
 
@@ -76,4 +77,4 @@ def cancel_run(run_id: str) -> Response:
         if exc.status == 404:
             abort(404)
         return back("admin.runs", exc.message)
-    return back("admin.runs", "Cancellation requested. The command is being stopped.")
+    return back("admin.runs", _("Cancellation requested. The command is being stopped."))

@@ -7,6 +7,7 @@ runtime data, audited (``admin.schedule_paused`` / ``admin.schedule_resumed``).
 from __future__ import annotations
 
 from flask import abort, current_app, render_template
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from gateway.admin.blueprint import bp
@@ -28,11 +29,15 @@ def _pause(name: str, paused: bool) -> Response:
     if scheduler is not None:
         scheduler.wake()
     if not changed:
-        message = f"{name} was already {'paused' if paused else 'running'}."
+        message = (
+            _("%(name)s was already paused.", name=name) if paused else _("%(name)s was already running.", name=name)
+        )
     elif paused:
-        message = f"{name} is paused: its occurrences are skipped, and not recorded, until it is resumed."
+        message = _(
+            "%(name)s is paused: its occurrences are skipped, and not recorded, until it is resumed.", name=name
+        )
     else:
-        message = f"{name} is resumed from its next occurrence (the paused time is not caught up)."
+        message = _("%(name)s is resumed from its next occurrence (the paused time is not caught up).", name=name)
     return back("admin.schedules", message)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from flask import abort, render_template, url_for
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from gateway.admin.blueprint import bp
 from gateway.admin.shared import audited, back_to, confirm_page, confirmed
+from gateway.audit.summary import N_
 from gateway.db.models import ApiToken
 from gateway.identity import tokens as token_service
 from gateway.platform.extensions import db
@@ -19,7 +21,7 @@ def tokens() -> str:
 
 
 # What a confirmation says about revoking a token, on this page and on the account page.
-REVOKE_NOTE = "This cannot be undone: anything using it stops working at once and needs a new token."
+REVOKE_NOTE = N_("This cannot be undone: anything using it stops working at once and needs a new token.")
 
 
 @bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
@@ -27,11 +29,14 @@ def revoke_token(token_id: int) -> Response | tuple[str, int]:
     token = db.session.get(ApiToken, token_id)
     if token is None:
         abort(404)
-    label = f"{token.user.username}'s token {token.name or token.prefix}"
+    values = {"user": token.user.username, "token": token.name or token.prefix}
     anchor = f"token-{token.id}"
     if token.revoked_at is None and not confirmed():
         cancel = url_for("admin.tokens", _anchor=anchor)
-        return confirm_page(f"Really revoke {label}?", "Revoke token", cancel=cancel, note=REVOKE_NOTE)
+        question = _("Really revoke %(user)s's token %(token)s?", **values)
+        return confirm_page(question, _("Revoke token"), cancel=cancel, note=_(REVOKE_NOTE))
     if token_service.revoke(token_id, **audited()):
-        return back_to("admin.tokens", f"Revoked {label}; it no longer works.", anchor=anchor)
-    return back_to("admin.tokens", f"{label} was already revoked.", anchor=anchor)
+        return back_to(
+            "admin.tokens", _("Revoked %(user)s's token %(token)s; it no longer works.", **values), anchor=anchor
+        )
+    return back_to("admin.tokens", _("%(user)s's token %(token)s was already revoked.", **values), anchor=anchor)

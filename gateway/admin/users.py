@@ -13,6 +13,8 @@ import json
 from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -24,6 +26,7 @@ from gateway.admin.shared import (
     back_with_undo,
     confirm_page,
     confirmed,
+    problem_on_page,
     problem_text,
     take_undo,
 )
@@ -62,7 +65,11 @@ def _groups_by_user() -> dict[int, list[str]]:
 
 
 # How each account signs in, as the users page says it.
-SOURCE_NAMES = {"local": "local (password)", "oidc": "oidc (single sign-on)", "header": "header (sign-in proxy)"}
+SOURCE_NAMES = {
+    "local": _l("local (password)"),
+    "oidc": _l("oidc (single sign-on)"),
+    "header": _l("header (sign-in proxy)"),
+}
 
 
 bp.context_processor(lambda: {"take_undo": take_undo})
@@ -139,17 +146,17 @@ def new_user_errors(username: str, mode: str, password: str, again: str) -> dict
     errors: dict[str, str] = {}
     problem = username_problem(normalise_username(username))
     if problem:
-        errors["username"] = problem[:1].upper() + problem[1:] + "."
+        errors["username"] = problem_on_page(problem)
     elif accounts.find_user(username) is not None:
-        errors["username"] = f"{normalise_username(username)!r} already exists."
+        errors["username"] = problem_on_page(f"{normalise_username(username)!r} already exists")
     if mode not in MODES:
-        errors["password_mode"] = "Choose how the first password is set."  # noqa: S105  # nosec B105  # a message
+        errors["password_mode"] = _("Choose how the first password is set.")
     elif mode == "set":
         problem = password_problem(password)
         if problem:
-            errors["password"] = f"The password {problem}."
+            errors["password"] = _("The password %(problem)s", problem=problem_on_page(problem, sentence=False))
         elif password != again:
-            errors["password_confirm"] = "The two passwords are not the same."  # noqa: S105  # nosec B105  # a message
+            errors["password_confirm"] = _("The two passwords are not the same.")
     return errors
 
 
@@ -176,7 +183,7 @@ def create_user() -> Response | tuple[str, int]:
         )
     if mode == "generate":
         return _show_password_once(user.username, password)
-    return back_to("admin.users", f"{user.username} is created.", anchor=f"user-{user.id}")
+    return back_to("admin.users", _("%(name)s is created.", name=user.username), anchor=f"user-{user.id}")
 
 
 def _change(user_id: int, change: str) -> Response | tuple[str, int]:
@@ -187,30 +194,32 @@ def _change(user_id: int, change: str) -> Response | tuple[str, int]:
         if change == "disable":
             if not confirmed():
                 return confirm_page(
-                    f"Really disable {name}?",
-                    "Disable",
+                    _("Really disable %(name)s?", name=name),
+                    _("Disable"),
                     cancel=url_for("admin.users", _anchor=anchor),
-                    note="Their sessions end and their API tokens are revoked. You can enable them again; "
-                    "that brings back neither the sessions nor the tokens.",
+                    note=_(
+                        "Their sessions end and their API tokens are revoked. You can enable them again; "
+                        "that brings back neither the sessions nor the tokens."
+                    ),
                 )
             accounts.set_active(user, False, **audited())
             return back_with_undo(
                 "admin.users",
-                f"{name} is disabled; their sessions ended and their API tokens were revoked.",
+                _("%(name)s is disabled; their sessions ended and their API tokens were revoked.", name=name),
                 undo="admin.enable_user",
                 undo_values={"user_id": user.id},
-                undo_label=f"Undo: enable {name} again",
+                undo_label=_("Undo: enable %(name)s again", name=name),
                 anchor=anchor,
             )
         if change == "enable":
             accounts.set_active(user, True, **audited())
-            message = f"{name} is enabled again."
+            message = _("%(name)s is enabled again.", name=name)
         elif change == "make-admin":
             accounts.set_admin(user, True, **audited())
-            message = f"{name} is now an administrator."
+            message = _("%(name)s is now an administrator.", name=name)
         else:
             accounts.set_admin(user, False, **audited())
-            message = f"{name} is no longer an administrator."
+            message = _("%(name)s is no longer an administrator.", name=name)
     except accounts.AccountError as exc:
         return back_to("admin.users", problem_text(exc), anchor=anchor)
     return back_to("admin.users", message, anchor=anchor)
@@ -240,7 +249,11 @@ def revoke_admin(user_id: int) -> Response | tuple[str, int]:
 def unlock_user(user_id: int) -> Response:
     user = _user_or_404(user_id)
     had_lock = accounts.unlock(user.username, **audited())
-    message = f"{user.username} is unlocked." if had_lock else f"{user.username} was not locked."
+    message = (
+        _("%(name)s is unlocked.", name=user.username)
+        if had_lock
+        else _("%(name)s was not locked.", name=user.username)
+    )
     return back_to("admin.users", message, anchor=f"user-{user.id}")
 
 
