@@ -140,6 +140,84 @@ def test_gateway_languages_is_checked():
         parse_languages("de")
 
 
+# --- what machines read stays English ---------------------------------------------------------
+
+UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
+
+
+def test_the_api_shell2http_health_and_metrics_answer_in_english_whatever_the_caller_asks(app, client, users, login):
+    """A German browser, cookie and stored choice: pages are German, what scripts and tools read is English."""
+    from tests.test_api_runs import issue_token
+
+    with app.app_context():
+        from gateway.i18n.views import store_language
+
+        store_language(db.session.get(User, users["staff"].id), "de")
+    login("staff")
+    client.set_cookie("gateway_language", "de")
+    bearer = {"Authorization": f"Bearer {issue_token(app, 'staff')[1]}", **GERMAN}
+
+    for headers in (bearer, GERMAN):  # a token, or the German user's own session
+        missing = client.get(f"/api/v1/runs/{UNKNOWN_RUN}", headers=headers)
+        assert missing.status_code == 404
+        assert missing.get_json()["error"]["message"] == "No such run."
+    refused = client.post("/api/v1/commands/nope/runs", json={}, headers={**GERMAN, "Authorization": "Bearer bad"})
+    assert refused.status_code == 401 and refused.is_json and "Anmeld" not in refused.get_data(as_text=True)
+    unknown = client.get("/api/v1/nothing-here", headers=bearer)
+    assert unknown.get_json()["error"]["message"] == "Not found."
+    shell = client.post("/shell2http/nope", json={"args": []}, headers=bearer)
+    assert shell.status_code == 404 and shell.get_json() == {"error": "No such command."}
+    for path in ("/healthz", "/livez", "/metrics"):
+        answer = client.get(path, headers=GERMAN)
+        assert answer.status_code in (200, 503), path
+        assert "Läufe" not in answer.get_data(as_text=True) and 'lang="de"' not in answer.get_data(as_text=True)
+    # The same refusal on a page is German (the error page, in the page's language).
+    page = client.get(f"/runs/{UNKNOWN_RUN}", headers=ENGLISH)  # the stored choice wins
+    assert page.status_code == 404
+    assert "Diesen Lauf gibt es nicht." in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/v1/runs", "en"),
+        (f"/api/v1/runs/{UNKNOWN_RUN}/stream", "en"),
+        ("/api/v1/no-such-route", "en"),
+        ("/shell2http/greet", "en"),
+        ("/metrics", "en"),
+        ("/healthz", "en"),
+        ("/readyz", "en"),
+        ("/livez", "en"),
+        ("/login", "de"),
+        ("/runs", "de"),
+        ("/apis", "de"),  # a page whose path merely starts alike
+    ],
+)
+def test_the_language_chooser_answers_english_for_everything_that_is_not_a_page(app, path, expected):
+    """Whatever an API view or error handler translates (now or later), a tool reads it in English."""
+    from flask_babel import gettext, refresh
+
+    from gateway.i18n.choice import page_language as chooser
+
+    with app.test_request_context(path, headers=GERMAN):
+        refresh()
+        assert chooser() == expected
+        assert gettext("Not found.") == ("Nicht gefunden." if expected == "de" else "Not found.")
+
+
+def test_the_sign_in_page_s_messages_are_in_the_page_language_and_the_ledger_keeps_english(app, client, users):
+    token = csrf(client, "/login")
+    wrong = client.post("/login", data={"csrf_token": token, "username": "staff", "password": "nope"}, headers=GERMAN)
+    html = wrong.get_data(as_text=True)
+    assert wrong.status_code == 401 and "Benutzername oder Passwort ist falsch." in html
+    assert page_language(html) == "de" and untranslated(html, "de") == []
+    with app.app_context():
+        failed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "auth.login_failed")).all()
+    assert failed and all("Benutzer" not in str(event.detail) for event in failed)
+    english = client.post("/login", data={"csrf_token": token, "username": "staff", "password": "nope"})
+    assert "Invalid username or password." in english.get_data(as_text=True)
+
+
 # --- the account page's stored choice ---------------------------------------------------------
 
 
@@ -174,7 +252,7 @@ def test_the_account_page_stores_the_language_audits_it_and_it_wins_over_browser
     assert page_language(page) == "de"
     assert "Ihre Sprache wurde gespeichert." in page
     assert '<option value="de" lang="de" selected>Deutsch</option>' in page
-    assert untranslated(page, "de") == []
+    assert ">Meine Läufe</a>" in page and ">Abmelden</button>" in page  # the header; every page: test_i18n_pages.py
 
     # The same choice again writes nothing; an empty one hands the choice back to the browser.
     token = csrf_token_from(page)
@@ -271,17 +349,20 @@ def test_a_bad_catalogue_text_is_refused_naming_the_field(fields, message):
 
 
 def test_the_untranslated_check_finds_english_left_on_a_german_page(client, tmp_path: Path):
-    html = client.get("/login", headers=GERMAN).get_data(as_text=True)
+    assert untranslated(client.get("/login", headers=GERMAN).get_data(as_text=True), "de") == []
+    english = client.get("/login", headers=ENGLISH).get_data(
+        as_text=True
+    )  # what a German page with nothing translated shows
+    assert {"Sign in", "Username", "Password", "Skip to content"} <= set(untranslated(english, "de"))
     po = (TRANSLATIONS / "de" / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
-    # A catalogue that translates "Sign in" (the page does not wrap it yet) and "Switch" (it does).
-    extra = '\nmsgid "Sign in"\nmsgstr "Anmelden"\n\n#, fuzzy\nmsgid "Language"\nmsgstr "Sprache"\n'
+    # A catalogue whose "Language" is fuzzy: left out of the compiled catalogue, so the page says it in English.
+    extra = '\n#, fuzzy\nmsgid "Language"\nmsgstr "Sprache"\n'
     (tmp_path / "messages.po").write_text(po.replace('msgid "Language"\nmsgstr "Sprache"\n', "") + extra)
-    assert untranslated(html, "de", tmp_path / "messages.po") == ["Sign in"]
     assert untranslated('<p>Sprache</p><button aria-label="Language">x</button>', "de", tmp_path / "messages.po") == [
-        "Language"  # fuzzy: left out of the compiled catalogue, so still English
+        "Language"
     ]
     assert untranslated("<p>3 runs</p><script>'Language'</script>", "de") == ["%(count)s runs"]
-    assert untranslated("<a>My runs</a>", "de") == []  # a count is a number
+    assert untranslated("<a>Old runs</a>", "de") == []  # a count is a number
 
 
 # --- the migration ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry, extract_compact
 
+from gateway.platform.phrases import N_
 from gateway.platform.urls import external_url
 
 # Connect and read timeouts for every call to the IdP: a slow IdP costs a sign-in seconds, never a worker for minutes.
@@ -61,11 +62,13 @@ class OidcFailure(Exception):
 
 
 def unavailable(what: str, status: int = 503) -> OidcFailure:
-    return OidcFailure("idp_unavailable", f"The identity provider cannot be reached ({what}). Try again later.", status)
+    message = N_("The identity provider cannot be reached (%(what)s). Try again later.", what=what)
+    return OidcFailure("idp_unavailable", message, status)
 
 
 def bad_token(what: str) -> OidcFailure:
-    return OidcFailure("bad_token", f"The identity provider's answer failed a check ({what}). Try again.", 401)
+    message = N_("The identity provider's answer failed a check (%(what)s). Try again.", what=what)
+    return OidcFailure("bad_token", message, 401)
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,7 @@ class OidcClient:
                     code_verifier=code_verifier, timeout=HTTP_TIMEOUT, allow_redirects=False,
                 )  # fmt: skip
         except OAuthError:
-            message = "The identity provider did not accept the sign-in. Try again."
+            message = N_("The identity provider did not accept the sign-in. Try again.")
             raise OidcFailure("code_rejected", message, 400) from None
         except requests.RequestException:
             raise unavailable("token endpoint") from None
@@ -291,7 +294,7 @@ class OidcClient:
             raise bad_token("subject")
         if required_acr is not None and claims.get("acr") != required_acr:
             raise OidcFailure(
-                "acr_not_met", "The identity provider did not confirm the required sign-in strength.", 403
+                "acr_not_met", N_("The identity provider did not confirm the required sign-in strength."), 403
             )
         return dict(claims)
 
