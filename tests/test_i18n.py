@@ -294,6 +294,27 @@ def test_numbers_and_plural_forms_follow_the_page_language(app, headers, one, th
         assert render_template_string("{{ count_runs(3) }}") == three
 
 
+@pytest.mark.parametrize(
+    ("seconds", "german", "english"),
+    [
+        (60, "Versuchen Sie es in 1 Minute erneut.", "Try again in 1 minute."),
+        (180, "Versuchen Sie es in 3 Minuten erneut.", "Try again in 3 minutes."),
+        (3 * 3600, "Versuchen Sie es in 3 Stunden erneut.", "Try again in 3 hours."),
+    ],
+)
+def test_a_plural_on_a_real_page_the_sign_in_lock_says_how_long(make_app, seconds, german, english):
+    """The sign-in page's lock message counts minutes or hours with the language's plural forms."""
+    app = make_app(LOGIN_MAX_ATTEMPTS=1, LOGIN_LOCK_SECONDS=seconds, LOGIN_LOCK_MAX_SECONDS=seconds)
+    client = app.test_client()
+    token = csrf(client)
+    wrong = {"csrf_token": token, "username": "ghost", "password": "wrong-password-1"}
+    client.post("/login", data=wrong)  # the one failure allowed: the name is locked now
+    locked = client.post("/login", data=wrong, headers=GERMAN).get_data(as_text=True)
+    assert f"Zu viele fehlgeschlagene Anmeldeversuche für dieses Konto. {german}" in locked
+    assert untranslated(locked, "de") == []
+    assert english in client.post("/login", data=wrong, headers=ENGLISH).get_data(as_text=True)
+
+
 # --- catalogue texts --------------------------------------------------------------------------
 
 
