@@ -140,6 +140,36 @@ def test_gateway_languages_is_checked():
         parse_languages("de")
 
 
+# --- the small scripts' strings ---------------------------------------------------------------
+
+
+def test_every_string_a_script_asks_for_comes_from_the_server_in_the_page_language(app):
+    """Each ``text("key", ...)`` in gateway/static has its entry in ``<html data-messages>``, German on a German page."""
+    import html as html_module
+    import json
+
+    from gateway.i18n.scripts import script_messages
+
+    static = TRANSLATIONS.parent / "gateway" / "static"
+    used = {
+        key
+        for script in static.glob("*.js")
+        for key in re.findall(r"""\btext\(\s*"([a-z_]+\.[a-z_]+)\"""", script.read_text(encoding="utf-8"))
+    }
+    assert {"copy.copied", "choices.loading", "run.ended", "passkey.waiting"} <= used
+    with app.test_request_context("/", headers=GERMAN):
+        german = script_messages()
+    with app.test_request_context("/", headers=ENGLISH):
+        english = script_messages()
+    assert used <= german.keys()
+    assert german["choices.loading"] == "Wird geladen…" and english["choices.loading"] == "Loading…"
+    assert german["status.succeeded"] == "Erfolgreich" and english["status.timed_out"] == "Timed out"
+    assert german["invite.for"].count("{name}") == 1  # the script puts the bold name there
+    page = app.test_client().get("/login", headers=GERMAN).get_data(as_text=True)
+    attribute = re.search(r"data-messages='([^']*)'", page)
+    assert attribute and json.loads(html_module.unescape(attribute.group(1)))["run.starting"] == "Wird gestartet…"
+
+
 # --- what machines read stays English ---------------------------------------------------------
 
 UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"

@@ -76,7 +76,8 @@ def page_language(html: str) -> str | None:
 
 
 def test_every_page_is_german_by_its_lang_header_and_menu(app, users, seeds):
-    """``<html lang="de">`` on every page; the sign-in, invite, second-step and error pages entirely German."""
+    """``<html lang="de">`` and a German header on every page; the sign-in, invite, second-step and error pages
+    entirely German; the status badges and the ages written for readers without JavaScript in German."""
     pages = german_pages(app, users, seeds)
     assert {visit.role for visit, _, _ in pages} == {SIGNED_OUT, HALF_SIGNED_IN, "staff", "admin"}
     problems = []
@@ -90,6 +91,12 @@ def test_every_page_is_german_by_its_lang_header_and_menu(app, users, seeds):
             problems.append(f"{where}: the header is not German")
         if visit.name in CORE_PAGES and (left := untranslated(html, "de")):
             problems.append(f"{where}: English left: {left}")
+        if visit.name == "my-runs" and 'data-status="succeeded">Erfolgreich</span>' not in html:
+            problems.append(f"{where}: the status badge is not German")
+        if (visit.role, visit.name) == ("staff", "dashboard") and not re.search(
+            r'data-show="age"[^>]*>gerade eben</time>', html
+        ):
+            problems.append(f"{where}: the no-JavaScript age is not German")
     assert len(pages) >= sum(len(visits) for visits in VISITS.values()) - 1  # all but the redirect
     assert not problems, "\n".join(problems)
 
