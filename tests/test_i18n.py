@@ -235,6 +235,26 @@ def test_the_language_chooser_answers_english_for_everything_that_is_not_a_page(
         assert gettext("Not found.") == ("Nicht gefunden." if expected == "de" else "Not found.")
 
 
+def test_a_phrase_is_english_for_machines_and_in_the_page_language_on_a_page(app):
+    """``N_`` texts (OIDC refusals, the policy's, the error page's): English as ``str``, translated by ``on_page``."""
+    import json
+
+    from gateway.platform.phrases import N_, on_page
+
+    refused = N_("The identity provider refused the sign-in (%(code)s).", code="access_denied")
+    assert refused == "The identity provider refused the sign-in (access_denied)."
+    assert (
+        json.dumps({"message": refused}) == '{"message": "The identity provider refused the sign-in (access_denied)."}'
+    )
+    with app.test_request_context("/login", headers=GERMAN):
+        assert on_page(refused) == "Der Identitätsanbieter hat die Anmeldung abgelehnt (access_denied)."
+        assert on_page("No such run.") == "Diesen Lauf gibt es nicht."  # a plain msgid, as another room passes it
+        assert on_page("a text the catalogue does not know") == "a text the catalogue does not know"
+        assert on_page(None) == ""
+    with app.test_request_context("/login", headers=ENGLISH):
+        assert on_page(refused) == "The identity provider refused the sign-in (access_denied)."
+
+
 def test_the_sign_in_page_s_messages_are_in_the_page_language_and_the_ledger_keeps_english(app, client, users):
     token = csrf(client, "/login")
     wrong = client.post("/login", data={"csrf_token": token, "username": "staff", "password": "nope"}, headers=GERMAN)

@@ -16,8 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.browser import test_web_browser as web
 from tests.browser.ui_sweep_pages import SIGNED_OUT, VISITS, Visit, seed
-from tests.browser.webcat import grant_staff, make_ops_db, write_catalogue
+from tests.browser.webcat import grant_staff
 from tests.conftest import PASSWORDS, login_response, seed_session
 from tests.untranslated import untranslated
 
@@ -26,13 +27,8 @@ HALF_SIGNED_IN = "half-signed-in"
 # The pages whose every string is this branch's (sign-in, its second step, the invite, the error page).
 CORE_PAGES = {"login", "invite", "login-mfa", "run-unknown"}
 
-
-@pytest.fixture
-def app(make_app, tmp_path, monkeypatch):
-    """The UI sweep's app: the web catalogue, its data source, staff granted every staff command."""
-    monkeypatch.setenv("WEB_TEST_OPS_DB_URL", make_ops_db(tmp_path))
-    monkeypatch.delenv("WEB_TEST_UNSET_DB_URL", raising=False)
-    return make_app(GATEWAY_COMMANDS_FILE=write_catalogue(tmp_path), RUN_HEARTBEAT_SECONDS=1)
+# The UI sweep's app, by name: the web catalogue and its data source (no server: the test client opens the pages).
+app = web.app
 
 
 @pytest.fixture

@@ -205,6 +205,11 @@ def check_page(
     return problems
 
 
+def script_problems(who: str, console: list[str]) -> list[str]:
+    """The script errors and CSP violations a tab's console logged."""
+    return [f"{who}: {line}" for line in console if line.startswith("pageerror") or "Content Security Policy" in line]
+
+
 @pytest.mark.slow
 def test_every_page_passes_axe_and_fits_at_both_widths_in_both_themes(
     browser: Browser, app, base_url: str, seeds: dict[str, str], axe_source: str
@@ -231,11 +236,7 @@ def test_every_page_passes_axe_and_fits_at_both_widths_in_both_themes(
                 for visit in role_visits:
                     problems += check_page(tab, visit, seeds, f"{role} {theme} {width}", axe_source, spent)
                     count += 1
-                problems += [
-                    f"{role} {theme} {width}: {line}"
-                    for line in console
-                    if line.startswith("pageerror") or "Content Security Policy" in line
-                ]
+                problems += script_problems(f"{role} {theme} {width}", console)
                 tab.context.close()
     shown = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in spent.items())
     print(f"ui sweep: {count} page views in {time.monotonic() - started:.1f} s ({shown})")
@@ -267,11 +268,7 @@ def test_every_page_in_german_says_lang_de_and_passes_axe(
             if language != "de":
                 problems.append(f"{who} {visit.url(seeds)}: <html lang={language!r}>")
             count += 1
-        problems += [
-            f"{role} de: {line}"
-            for line in console
-            if line.startswith("pageerror") or "Content Security Policy" in line
-        ]
+        problems += script_problems(f"{role} de", console)
         tab.context.close()
     assert count >= sum(len(visits) for visits in VISITS.values())
     print(f"ui sweep in German: {count} page views in {time.monotonic() - started:.1f} s")
