@@ -315,6 +315,27 @@ def test_the_account_page_stores_the_language_audits_it_and_it_wins_over_browser
     assert page_language(client.get("/account", headers=ENGLISH).get_data(as_text=True)) == "en"
 
 
+def test_the_order_stored_then_cookie_then_browser_and_the_sign_in_page_after_signing_out(app, client, login):
+    """Signed in without a stored choice: the cookie, else the browser. The account's choice sets the cookie
+    too, so the sign-in page after signing out stays in that language."""
+    login("staff")
+    assert page_language(client.get("/runs", headers=GERMAN).get_data(as_text=True)) == "de"
+    assert page_language(client.get("/runs", headers=ENGLISH).get_data(as_text=True)) == "en"
+    client.set_cookie("gateway_language", "de")
+    runs = client.get("/runs", headers=ENGLISH).get_data(as_text=True)
+    assert page_language(runs) == "de" and ">Meine Läufe</a>" in runs
+    client.delete_cookie("gateway_language")
+
+    page = client.get("/account", headers=ENGLISH).get_data(as_text=True)
+    stored_answer = client.post("/account/language", data={"csrf_token": csrf_token_from(page), "language": "de"})
+    assert stored_answer.headers["Set-Cookie"].startswith("gateway_language=de;")
+    signed_in = client.get("/account", headers=ENGLISH).get_data(as_text=True)
+    out = client.post("/logout", data={"csrf_token": csrf_token_from(signed_in)}, headers=ENGLISH)
+    assert out.status_code == 302
+    sign_in = client.get("/login", headers=ENGLISH).get_data(as_text=True)
+    assert page_language(sign_in) == "de" and "Sie sind abgemeldet." in sign_in and ">Anmelden</h1>" in sign_in
+
+
 def test_the_account_language_refuses_an_unknown_one_and_strangers(app, client, login):
     anonymous = client.post("/account/language", data={"csrf_token": csrf(client), "language": "de"})
     assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
