@@ -34,7 +34,7 @@ from gateway.identity.idp_links import claimed_groups
 from gateway.platform.addresses import client_address, parse_address, peer_address
 from gateway.platform.errors import error_response
 from gateway.platform.extensions import login_manager
-from gateway.platform.phrases import N_
+from gateway.platform.phrases import N_, on_page
 
 log = logging.getLogger("gateway.header_auth")
 
@@ -171,7 +171,8 @@ def _refuse_sign_in(refused: external.SignInRefused) -> Response:
     session.clear()
     logout_user()
     external.record_refusal(refused, "header")
-    return error_response(403, f"Sign-in through the proxy was refused: {refused.message}")
+    reason = on_page(refused.message)  # English outside pages (what machines read)
+    return error_response(403, N_("Sign-in through the proxy was refused: %(reason)s", reason=reason))
 
 
 def _refuse_untrusted(carried: list[str]) -> Response:
