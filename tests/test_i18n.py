@@ -239,6 +239,7 @@ def test_a_phrase_is_english_for_machines_and_in_the_page_language_on_a_page(app
     """``N_`` texts (OIDC refusals, the policy's, the error page's): English as ``str``, translated by ``on_page``."""
     import json
 
+    from gateway.identity.oidc import bad_token
     from gateway.platform.phrases import N_, on_page
 
     refused = N_("The identity provider refused the sign-in (%(code)s).", code="access_denied")
@@ -251,6 +252,13 @@ def test_a_phrase_is_english_for_machines_and_in_the_page_language_on_a_page(app
         assert on_page("No such run.") == "Diesen Lauf gibt es nicht."  # a plain msgid, as another room passes it
         assert on_page("a text the catalogue does not know") == "a text the catalogue does not know"
         assert on_page(None) == ""
+        failed = bad_token(N_("signature")).message  # a phrase inside a phrase
+        assert on_page(
+            failed
+        ) == "Die Antwort des Identitätsanbieters hat eine Prüfung nicht bestanden (Signatur). " + (
+            "Versuchen Sie es erneut."
+        )
+    assert str(failed) == "The identity provider's answer failed a check (signature). Try again."
     with app.test_request_context("/login", headers=ENGLISH):
         assert on_page(refused) == "The identity provider refused the sign-in (access_denied)."
 

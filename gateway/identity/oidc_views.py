@@ -137,7 +137,7 @@ def _identity(pending: dict[str, Any]) -> tuple[ExternalIdentity, int]:
     )
     auth_time = claims.get("auth_time")
     if max_age == 0 and (not isinstance(auth_time, int | float) or auth_time < pending["at"] - LEEWAY_SECONDS):
-        raise oidc.bad_token("the identity provider did not sign you in again")
+        raise oidc.bad_token(N_("the identity provider did not sign you in again"))
     username_claim, groups_claim = config["OIDC_USERNAME_CLAIM"], config["OIDC_GROUPS_CLAIM"]
     if groups_claim not in claims or username_claim not in claims:
         # Userinfo only when the token lacks a claim we need; its sub must be the token's (checked there).

@@ -37,6 +37,7 @@ def on_page(text: str | None) -> str:
     """The text in the page's language: a ``Phrase`` by its msgid, a plain string if the catalogue knows it."""
     if not text:
         return ""
-    if isinstance(text, Phrase):
-        return str(gettext(text.msgid, **text.values))
+    if isinstance(text, Phrase):  # its values too, when they are phrases ("... failed a check (signature)")
+        values = {name: on_page(value) if isinstance(value, Phrase) else value for name, value in text.values.items()}
+        return str(gettext(text.msgid, **values))
     return str(gettext(text))
