@@ -450,9 +450,8 @@ def test_a_bad_catalogue_text_is_refused_naming_the_field(fields, message):
 
 def test_the_untranslated_check_finds_english_left_on_a_german_page(client, tmp_path: Path):
     assert untranslated(client.get("/login", headers=GERMAN).get_data(as_text=True), "de") == []
-    english = client.get("/login", headers=ENGLISH).get_data(
-        as_text=True
-    )  # what a German page with nothing translated shows
+    # What a German page with nothing translated shows:
+    english = client.get("/login", headers=ENGLISH).get_data(as_text=True)
     assert {"Sign in", "Username", "Password", "Skip to content"} <= set(untranslated(english, "de"))
     po = (TRANSLATIONS / "de" / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
     # A catalogue whose "Language" is fuzzy: left out of the compiled catalogue, so the page says it in English.
@@ -462,7 +461,19 @@ def test_the_untranslated_check_finds_english_left_on_a_german_page(client, tmp_
         "Language"
     ]
     assert untranslated("<p>3 runs</p><script>'Language'</script>", "de") == ["%(count)s runs"]
-    assert untranslated("<a>Old runs</a>", "de") == []  # a count is a number
+    assert untranslated("<a>Many runs</a>", "de") == []  # a count is a number
+    # Not reader text: code, an identifier's word, data shown as it is, a word German writes too.
+    assert untranslated("<p>Sign in</p>", "de") == ["Sign in"]
+    assert untranslated("<pre>Sign in</pre><code>Password</code>", "de") == []
+    assert untranslated("<td>Sign in.now</td><td>Password=x</td><td>x.Password</td>", "de") == []
+    assert untranslated("<h1>Sign in · Tasks by status</h1><label>Password</label>", "de", ignore=["Password"]) == [
+        "Sign in"
+    ]
+    assert untranslated("<h1>Tasks by status · Ops Gateway</h1>", "de", ignore=["Tasks by status"]) == []
+    words = tmp_path / "words.po"  # German writes "Link" too: a German page saying it is not English left over
+    words.write_text(po + '\nmsgid "Link"\nmsgstr "Verweis"\n\nmsgid "The invite link"\nmsgstr "Der Link"\n')
+    assert untranslated("<p>Der Link</p>", "de", words) == []
+    assert untranslated("<p>The invite link</p>", "de", words) == ["The invite link"]
 
 
 # --- the migration ----------------------------------------------------------------------------
