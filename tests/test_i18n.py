@@ -140,6 +140,142 @@ def test_gateway_languages_is_checked():
         parse_languages("de")
 
 
+# --- the small scripts' strings ---------------------------------------------------------------
+
+
+def test_every_string_a_script_asks_for_comes_from_the_server_in_the_page_language(app):
+    """Each ``text("key", ...)`` in gateway/static has its entry in ``<html data-messages>``, German on a German page."""
+    import html as html_module
+    import json
+
+    from gateway.i18n.scripts import script_messages
+
+    static = TRANSLATIONS.parent / "gateway" / "static"
+    used = {
+        key
+        for script in static.glob("*.js")
+        for key in re.findall(r"""\btext\(\s*"([a-z_]+\.[a-z_]+)\"""", script.read_text(encoding="utf-8"))
+    }
+    assert {"copy.copied", "choices.loading", "run.ended", "passkey.waiting"} <= used
+    with app.test_request_context("/", headers=GERMAN):
+        german = script_messages()
+    with app.test_request_context("/", headers=ENGLISH):
+        english = script_messages()
+    assert used <= german.keys()
+    assert german["choices.loading"] == "Wird geladen…" and english["choices.loading"] == "Loading…"
+    assert german["status.succeeded"] == "Erfolgreich" and english["status.timed_out"] == "Timed out"
+    assert german["invite.for"].count("{name}") == 1  # the script puts the bold name there
+    page = app.test_client().get("/login", headers=GERMAN).get_data(as_text=True)
+    attribute = re.search(r"data-messages='([^']*)'", page)
+    assert attribute and json.loads(html_module.unescape(attribute.group(1)))["run.starting"] == "Wird gestartet…"
+
+
+# --- what machines read stays English ---------------------------------------------------------
+
+UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
+
+
+def test_the_api_shell2http_health_and_metrics_answer_in_english_whatever_the_caller_asks(app, client, users, login):
+    """A German browser, cookie and stored choice: pages are German, what scripts and tools read is English."""
+    from tests.test_api_runs import issue_token
+
+    with app.app_context():
+        from gateway.i18n.views import store_language
+
+        store_language(db.session.get(User, users["staff"].id), "de")
+    login("staff")
+    client.set_cookie("gateway_language", "de")
+    bearer = {"Authorization": f"Bearer {issue_token(app, 'staff')[1]}", **GERMAN}
+
+    for headers in (bearer, GERMAN):  # a token, or the German user's own session
+        missing = client.get(f"/api/v1/runs/{UNKNOWN_RUN}", headers=headers)
+        assert missing.status_code == 404
+        assert missing.get_json()["error"]["message"] == "No such run."
+    refused = client.post("/api/v1/commands/nope/runs", json={}, headers={**GERMAN, "Authorization": "Bearer bad"})
+    assert refused.status_code == 401 and refused.is_json and "Anmeld" not in refused.get_data(as_text=True)
+    unknown = client.get("/api/v1/nothing-here", headers=bearer)
+    assert unknown.get_json()["error"]["message"] == "Not found."
+    shell = client.post("/shell2http/nope", json={"args": []}, headers=bearer)
+    assert shell.status_code == 404 and shell.get_json() == {"error": "No such command."}
+    for path in ("/healthz", "/livez", "/metrics"):
+        answer = client.get(path, headers=GERMAN)
+        assert answer.status_code in (200, 503), path
+        assert "Läufe" not in answer.get_data(as_text=True) and 'lang="de"' not in answer.get_data(as_text=True)
+    # The same refusal on a page is German (the error page, in the page's language).
+    page = client.get(f"/runs/{UNKNOWN_RUN}", headers=ENGLISH)  # the stored choice wins
+    assert page.status_code == 404
+    assert "Diesen Lauf gibt es nicht." in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/v1/runs", "en"),
+        (f"/api/v1/runs/{UNKNOWN_RUN}/stream", "en"),
+        ("/api/v1/no-such-route", "en"),
+        ("/shell2http/greet", "en"),
+        ("/metrics", "en"),
+        ("/healthz", "en"),
+        ("/readyz", "en"),
+        ("/livez", "en"),
+        ("/login", "de"),
+        ("/runs", "de"),
+        ("/apis", "de"),  # a page whose path merely starts alike
+    ],
+)
+def test_the_language_chooser_answers_english_for_everything_that_is_not_a_page(app, path, expected):
+    """Whatever an API view or error handler translates (now or later), a tool reads it in English."""
+    from flask_babel import gettext, refresh
+
+    from gateway.i18n.choice import page_language as chooser
+
+    with app.test_request_context(path, headers=GERMAN):
+        refresh()
+        assert chooser() == expected
+        assert gettext("Not found.") == ("Nicht gefunden." if expected == "de" else "Not found.")
+
+
+def test_a_phrase_is_english_for_machines_and_in_the_page_language_on_a_page(app):
+    """``N_`` texts (OIDC refusals, the policy's, the error page's): English as ``str``, translated by ``on_page``."""
+    import json
+
+    from gateway.identity.oidc import bad_token
+    from gateway.platform.phrases import N_, on_page
+
+    refused = N_("The identity provider refused the sign-in (%(code)s).", code="access_denied")
+    assert refused == "The identity provider refused the sign-in (access_denied)."
+    assert (
+        json.dumps({"message": refused}) == '{"message": "The identity provider refused the sign-in (access_denied)."}'
+    )
+    with app.test_request_context("/login", headers=GERMAN):
+        assert on_page(refused) == "Der Identitätsanbieter hat die Anmeldung abgelehnt (access_denied)."
+        assert on_page("No such run.") == "Diesen Lauf gibt es nicht."  # a plain msgid, as another room passes it
+        assert on_page("a text the catalogue does not know") == "a text the catalogue does not know"
+        assert on_page(None) == ""
+        failed = bad_token(N_("signature")).message  # a phrase inside a phrase
+        assert on_page(
+            failed
+        ) == "Die Antwort des Identitätsanbieters hat eine Prüfung nicht bestanden (Signatur). " + (
+            "Versuchen Sie es erneut."
+        )
+    assert str(failed) == "The identity provider's answer failed a check (signature). Try again."
+    with app.test_request_context("/login", headers=ENGLISH):
+        assert on_page(refused) == "The identity provider refused the sign-in (access_denied)."
+
+
+def test_the_sign_in_page_s_messages_are_in_the_page_language_and_the_ledger_keeps_english(app, client, users):
+    token = csrf(client, "/login")
+    wrong = client.post("/login", data={"csrf_token": token, "username": "staff", "password": "nope"}, headers=GERMAN)
+    html = wrong.get_data(as_text=True)
+    assert wrong.status_code == 401 and "Benutzername oder Passwort ist falsch." in html
+    assert page_language(html) == "de" and untranslated(html, "de") == []
+    with app.app_context():
+        failed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "auth.login_failed")).all()
+    assert failed and all("Benutzer" not in str(event.detail) for event in failed)
+    english = client.post("/login", data={"csrf_token": token, "username": "staff", "password": "nope"})
+    assert "Invalid username or password." in english.get_data(as_text=True)
+
+
 # --- the account page's stored choice ---------------------------------------------------------
 
 
@@ -174,7 +310,7 @@ def test_the_account_page_stores_the_language_audits_it_and_it_wins_over_browser
     assert page_language(page) == "de"
     assert "Ihre Sprache wurde gespeichert." in page
     assert '<option value="de" lang="de" selected>Deutsch</option>' in page
-    assert untranslated(page, "de") == []
+    assert ">Meine Läufe</a>" in page and ">Abmelden</button>" in page  # the header; every page: test_i18n_pages.py
 
     # The same choice again writes nothing; an empty one hands the choice back to the browser.
     token = csrf_token_from(page)
@@ -185,6 +321,27 @@ def test_the_account_page_stores_the_language_audits_it_and_it_wins_over_browser
     assert language_events(app)[-1].detail["after"] is None
     assert page_language(client.get("/account", headers=GERMAN).get_data(as_text=True)) == "de"
     assert page_language(client.get("/account", headers=ENGLISH).get_data(as_text=True)) == "en"
+
+
+def test_the_order_stored_then_cookie_then_browser_and_the_sign_in_page_after_signing_out(app, client, login):
+    """Signed in without a stored choice: the cookie, else the browser. The account's choice sets the cookie
+    too, so the sign-in page after signing out stays in that language."""
+    login("staff")
+    assert page_language(client.get("/runs", headers=GERMAN).get_data(as_text=True)) == "de"
+    assert page_language(client.get("/runs", headers=ENGLISH).get_data(as_text=True)) == "en"
+    client.set_cookie("gateway_language", "de")
+    runs = client.get("/runs", headers=ENGLISH).get_data(as_text=True)
+    assert page_language(runs) == "de" and ">Meine Läufe</a>" in runs
+    client.delete_cookie("gateway_language")
+
+    page = client.get("/account", headers=ENGLISH).get_data(as_text=True)
+    stored_answer = client.post("/account/language", data={"csrf_token": csrf_token_from(page), "language": "de"})
+    assert stored_answer.headers["Set-Cookie"].startswith("gateway_language=de;")
+    signed_in = client.get("/account", headers=ENGLISH).get_data(as_text=True)
+    out = client.post("/logout", data={"csrf_token": csrf_token_from(signed_in)}, headers=ENGLISH)
+    assert out.status_code == 302
+    sign_in = client.get("/login", headers=ENGLISH).get_data(as_text=True)
+    assert page_language(sign_in) == "de" and "Sie sind abgemeldet." in sign_in and ">Anmelden</h1>" in sign_in
 
 
 def test_the_account_language_refuses_an_unknown_one_and_strangers(app, client, login):
@@ -214,6 +371,27 @@ def test_numbers_and_plural_forms_follow_the_page_language(app, headers, one, th
         assert [count_runs(1), count_runs(3), count_runs(1234)] == [one, three, many]
         assert render_template_string("{{ 1234567.5 | number }}|{{ none | number }}") == f"{decimal}|"
         assert render_template_string("{{ count_runs(3) }}") == three
+
+
+@pytest.mark.parametrize(
+    ("seconds", "german", "english"),
+    [
+        (60, "Versuchen Sie es in 1 Minute erneut.", "Try again in 1 minute."),
+        (180, "Versuchen Sie es in 3 Minuten erneut.", "Try again in 3 minutes."),
+        (3 * 3600, "Versuchen Sie es in 3 Stunden erneut.", "Try again in 3 hours."),
+    ],
+)
+def test_a_plural_on_a_real_page_the_sign_in_lock_says_how_long(make_app, seconds, german, english):
+    """The sign-in page's lock message counts minutes or hours with the language's plural forms."""
+    app = make_app(LOGIN_MAX_ATTEMPTS=1, LOGIN_LOCK_SECONDS=seconds, LOGIN_LOCK_MAX_SECONDS=seconds)
+    client = app.test_client()
+    token = csrf(client)
+    wrong = {"csrf_token": token, "username": "ghost", "password": "wrong-password-1"}
+    client.post("/login", data=wrong)  # the one failure allowed: the name is locked now
+    locked = client.post("/login", data=wrong, headers=GERMAN).get_data(as_text=True)
+    assert f"Zu viele fehlgeschlagene Anmeldeversuche für dieses Konto. {german}" in locked
+    assert untranslated(locked, "de") == []
+    assert english in client.post("/login", data=wrong, headers=ENGLISH).get_data(as_text=True)
 
 
 # --- catalogue texts --------------------------------------------------------------------------
@@ -271,17 +449,31 @@ def test_a_bad_catalogue_text_is_refused_naming_the_field(fields, message):
 
 
 def test_the_untranslated_check_finds_english_left_on_a_german_page(client, tmp_path: Path):
-    html = client.get("/login", headers=GERMAN).get_data(as_text=True)
+    assert untranslated(client.get("/login", headers=GERMAN).get_data(as_text=True), "de") == []
+    # What a German page with nothing translated shows:
+    english = client.get("/login", headers=ENGLISH).get_data(as_text=True)
+    assert {"Sign in", "Username", "Password", "Skip to content"} <= set(untranslated(english, "de"))
     po = (TRANSLATIONS / "de" / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
-    # A catalogue that translates "Sign in" (the page does not wrap it yet) and "Switch" (it does).
-    extra = '\nmsgid "Sign in"\nmsgstr "Anmelden"\n\n#, fuzzy\nmsgid "Language"\nmsgstr "Sprache"\n'
+    # A catalogue whose "Language" is fuzzy: left out of the compiled catalogue, so the page says it in English.
+    extra = '\n#, fuzzy\nmsgid "Language"\nmsgstr "Sprache"\n'
     (tmp_path / "messages.po").write_text(po.replace('msgid "Language"\nmsgstr "Sprache"\n', "") + extra)
-    assert untranslated(html, "de", tmp_path / "messages.po") == ["Sign in"]
     assert untranslated('<p>Sprache</p><button aria-label="Language">x</button>', "de", tmp_path / "messages.po") == [
-        "Language"  # fuzzy: left out of the compiled catalogue, so still English
+        "Language"
     ]
     assert untranslated("<p>3 runs</p><script>'Language'</script>", "de") == ["%(count)s runs"]
     assert untranslated("<a>Many runs</a>", "de") == []  # a count is a number
+    # Not reader text: code, an identifier's word, data shown as it is, a word German writes too.
+    assert untranslated("<p>Sign in</p>", "de") == ["Sign in"]
+    assert untranslated("<pre>Sign in</pre><code>Password</code>", "de") == []
+    assert untranslated("<td>Sign in.now</td><td>Password=x</td><td>x.Password</td>", "de") == []
+    assert untranslated("<h1>Sign in · Tasks by status</h1><label>Password</label>", "de", ignore=["Password"]) == [
+        "Sign in"
+    ]
+    assert untranslated("<h1>Tasks by status · Ops Gateway</h1>", "de", ignore=["Tasks by status"]) == []
+    words = tmp_path / "words.po"  # German writes "Link" too: a German page saying it is not English left over
+    words.write_text(po + '\nmsgid "Link"\nmsgstr "Verweis"\n\nmsgid "The invite link"\nmsgstr "Der Link"\n')
+    assert untranslated("<p>Der Link</p>", "de", words) == []
+    assert untranslated("<p>The invite link</p>", "de", words) == ["The invite link"]
 
 
 # --- the migration ----------------------------------------------------------------------------

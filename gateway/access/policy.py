@@ -60,6 +60,7 @@ from gateway.db.approval_tables import ApprovalDecision, ApprovalRequest
 from gateway.db.models import CommandGrant, Group, GroupMember, Run
 from gateway.platform.extensions import db
 from gateway.platform.identifiers import is_name, is_run_id
+from gateway.platform.phrases import N_
 
 RunAction = Literal["view", "cancel"]
 Decision = Literal["approve", "deny", "withdraw"]
@@ -74,13 +75,13 @@ class Refusal:
     message: str
 
 
-NOT_FOUND = Refusal(404, "not_found", "not_found", "No such command.")
+NOT_FOUND = Refusal(404, "not_found", "not_found", N_("No such command."))
 # Same answer as an unknown command: from outside its networks a command does not exist for the caller.
-NETWORK = Refusal(404, "not_found", "denied_network", "No such command.")
-NO_RUN = Refusal(404, "not_found", "not_found", "No such run.")
-OWN_REQUEST = Refusal(403, "forbidden", "own_request", "Nobody may approve or deny their own request.")
-NOT_APPROVER = Refusal(403, "forbidden", "not_approver", "You are not an approver of this command.")
-NOT_REQUESTER = Refusal(403, "forbidden", "not_requester", "Only the requester may withdraw a request.")
+NETWORK = Refusal(404, "not_found", "denied_network", N_("No such command."))
+NO_RUN = Refusal(404, "not_found", "not_found", N_("No such run."))
+OWN_REQUEST = Refusal(403, "forbidden", "own_request", N_("Nobody may approve or deny their own request."))
+NOT_APPROVER = Refusal(403, "forbidden", "not_approver", N_("You are not an approver of this command."))
+NOT_REQUESTER = Refusal(403, "forbidden", "not_requester", N_("Only the requester may withdraw a request."))
 
 
 class Denied(Exception):

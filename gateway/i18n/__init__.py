@@ -2,7 +2,8 @@
 
 The rooms:
 
-- ``choice``: the page's language (the user's stored choice, else the signed-out cookie, else
+- ``choice``: the page's language (English for what machines read: the API, Shell2HTTP, health,
+  metrics, streams; else the user's stored choice, else the cookie, else
   ``Accept-Language``, else English), among ``LANGUAGES`` (config: ``GATEWAY_LANGUAGES``, a subset
   of ``config.SHIPPED_LANGUAGES``); each language's name in itself, for the selects;
 - ``formatting``: numbers per language (Babel through Flask-Babel) and the counted phrases (ngettext);
@@ -14,8 +15,9 @@ Template helpers: ``_()``/``ngettext()`` (Flask-Babel's), the filters ``number``
 and ``page_language`` / ``language_choices`` in every template.
 
 Translations live in ``translations/`` (gettext ``.po``; the ``.mo`` files are built by ``make``,
-never committed). May import ``config``, ``gateway.platform``, ``gateway.db``, ``gateway.audit`` and
-``gateway.identity`` (the safe ``next``) and ``gateway.catalogue.texts``; the other rooms translate
+never committed). May import ``config``, ``gateway.platform``, ``gateway.db``, ``gateway.audit``,
+``gateway.identity`` (the safe ``next``), ``gateway.catalogue.texts`` and ``gateway.web.shared``'s
+``STATUS_LABELS`` (the scripts' run-state names, read when rendering); the other rooms translate
 through ``flask_babel``'s functions and never import this package.
 """
 

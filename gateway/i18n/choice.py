@@ -1,6 +1,7 @@
 """The page's language: the signed-in user's stored choice, else the cookie, else ``Accept-Language``, else English.
 
-The cookie is for signed-out pages (the sign-in page, an invite): set only by
+What machines read (``for_machines``: the API, Shell2HTTP, health, metrics, streams) is always
+English. The cookie is for signed-out pages (the sign-in page, an invite): set only by
 ``POST /language``, never by a GET. A stored or cookie value that is not (or no
 longer) among ``LANGUAGES`` is ignored, as is an ``Accept-Language`` naming none
 of them. Outside a request (a worker rendering a delivery, the CLI) it is English.
@@ -36,9 +37,27 @@ def stored_language() -> str | None:
     return chosen if chosen in languages() else None
 
 
+# What machines read stays English whatever the caller's Accept-Language: the JSON API (and its event
+# streams), the Shell2HTTP layer, health checks and metrics.
+MACHINE_PREFIXES = ("/api/", "/shell2http/")
+MACHINE_PATHS = frozenset({"/metrics", "/healthz", "/livez", "/readyz"})
+
+
+def for_machines() -> bool:
+    """True when this request is not a page a person reads (its texts stay English)."""
+    path = request.path
+    endpoint = request.endpoint or ""
+    return (
+        path.startswith(MACHINE_PREFIXES)
+        or path in MACHINE_PATHS
+        or path.endswith("/stream")
+        or endpoint.startswith(("api.", "shell2http.", "health."))
+    )
+
+
 def page_language() -> str:
     """Flask-Babel's locale selector (called once per request; Flask-Babel keeps the answer)."""
-    if not has_request_context():
+    if not has_request_context() or for_machines():
         return "en"
     offered = languages()
     stored = stored_language()

@@ -31,6 +31,7 @@ from gateway.identity import sessions
 from gateway.identity.idp_links import gateway_groups_for
 from gateway.identity.usernames import normalise_username
 from gateway.platform.addresses import client_address
+from gateway.platform.phrases import N_
 
 log = logging.getLogger("gateway.identity.external")
 Method = Literal["oidc", "header"]
@@ -69,10 +70,10 @@ class ExternalIdentity:
 def external_username(raw: str | None) -> str:
     """The account name for an IdP's username claim, or ``SignInRefused`` (``no_username``)."""
     if not raw or not isinstance(raw, str):
-        raise SignInRefused("no_username", "The identity provider did not send a username.")
+        raise SignInRefused("no_username", N_("The identity provider did not send a username."))
     name = normalise_username(raw)
     if not EXTERNAL_USERNAME.match(name):
-        raise SignInRefused("no_username", "The username the identity provider sent cannot be used here.")
+        raise SignInRefused("no_username", N_("The username the identity provider sent cannot be used here."))
     return name
 
 
@@ -99,7 +100,7 @@ def _sign_in_once(identity: ExternalIdentity) -> User:
     with write_transaction() as tx:
         user = _account(tx, identity)
         if not user.active:
-            raise SignInRefused("user_disabled", "This account is disabled.", user)
+            raise SignInRefused("user_disabled", N_("This account is disabled."), user)
         changes = sync_groups(tx, user, identity)
         sessions.start(user, client_address() or None, request.headers.get("User-Agent"), method=identity.method)
         audit.append(
@@ -124,7 +125,7 @@ def _account(tx: Session, identity: ExternalIdentity) -> User:
         return user
     username = external_username(identity.raw_username)
     if tx.scalar(select(User.id).where(User.username == username)) is not None:
-        raise SignInRefused("username_taken", "This username belongs to another account; ask an administrator.")
+        raise SignInRefused("username_taken", N_("This username belongs to another account; ask an administrator."))
     user = User(
         username=username,
         display_name=(identity.display_name or username)[:150],

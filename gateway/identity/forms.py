@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import Field, Form, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
@@ -20,7 +22,7 @@ from gateway.identity.usernames import MAX_USERNAME_LENGTH, login_name_problem
 def _lookup_safe_name(_form: Form, field: Field) -> None:
     problem = login_name_problem(field.data or "")
     if problem:
-        raise ValidationError(f"Username {problem}.")
+        raise ValidationError(_("The username contains control characters."))
 
 
 def _browser_form_data() -> Any:
@@ -29,8 +31,10 @@ def _browser_form_data() -> Any:
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(max=MAX_USERNAME_LENGTH), _lookup_safe_name])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    username = StringField(
+        _l("Username"), validators=[DataRequired(), Length(max=MAX_USERNAME_LENGTH), _lookup_safe_name]
+    )
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("formdata", _browser_form_data())
@@ -48,7 +52,7 @@ class LogoutForm(FlaskForm):
 class CodeForm(FlaskForm):
     """The second sign-in step: a six-digit app code or a recovery code, in one field."""
 
-    code = StringField("Code", validators=[DataRequired(), Length(max=64)])
+    code = StringField(_l("Code"), validators=[DataRequired(), Length(max=64)])
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("formdata", _browser_form_data())

@@ -34,6 +34,7 @@ from gateway.identity.idp_links import claimed_groups
 from gateway.platform.addresses import client_address, parse_address, peer_address
 from gateway.platform.errors import error_response
 from gateway.platform.extensions import login_manager
+from gateway.platform.phrases import N_, on_page
 
 log = logging.getLogger("gateway.header_auth")
 
@@ -42,7 +43,7 @@ SESSION_MARK = "header_groups"
 # Probes and metrics carry no identity and get no session (their own allowlists guard them).
 NO_IDENTITY_ENDPOINTS = frozenset({"health.livez", "health.healthz", "health.readyz", "health.metrics"})
 API_PREFIXES = ("/api/", "/shell2http/")
-UNTRUSTED_MESSAGE = "Identity headers are accepted only from the trusted sign-in proxy."
+UNTRUSTED_MESSAGE = N_("Identity headers are accepted only from the trusted sign-in proxy.")
 
 
 def header_names() -> tuple[str, ...]:
@@ -170,7 +171,8 @@ def _refuse_sign_in(refused: external.SignInRefused) -> Response:
     session.clear()
     logout_user()
     external.record_refusal(refused, "header")
-    return error_response(403, f"Sign-in through the proxy was refused: {refused.message}")
+    reason = on_page(refused.message)  # English outside pages (what machines read)
+    return error_response(403, N_("Sign-in through the proxy was refused: %(reason)s", reason=reason))
 
 
 def _refuse_untrusted(carried: list[str]) -> Response:

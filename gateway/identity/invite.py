@@ -17,24 +17,31 @@ password is set the sign-in form shows that username.
 from __future__ import annotations
 
 from flask import flash, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from gateway.identity import accounts, invites
 from gateway.identity.limits import address_key, login_limit
+from gateway.identity.passwords import password_problem_text
 from gateway.identity.views import INVITED_NAME, bp
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
+from gateway.platform.phrases import N_, on_page
 from gateway.platform.urls import external_url
 
-ASK = "ask an administrator for a new one."
+# English msgids (``phrases.N_``), shown in the page's language (``on_page``).
 LINK_PROBLEMS = {
-    invites.InviteProblem.INVALID: f"This invite link is not valid. Check that you copied all of it, or {ASK}",
-    invites.InviteProblem.USED: f"This invite link was already used. Sign in with the password you chose, or {ASK}",
-    invites.InviteProblem.EXPIRED: f"This invite link has expired: {ASK}",
-    invites.InviteProblem.REVOKED: (
+    invites.InviteProblem.INVALID: N_(
+        "This invite link is not valid. Check that you copied all of it, or ask an administrator for a new one."
+    ),
+    invites.InviteProblem.USED: N_(
+        "This invite link was already used. Sign in with the password you chose, or ask an administrator for a new one."
+    ),
+    invites.InviteProblem.EXPIRED: N_("This invite link has expired: ask an administrator for a new one."),
+    invites.InviteProblem.REVOKED: N_(
         "This invite link was replaced by a newer link or a password an administrator set. Use the newest one."
     ),
-    invites.InviteProblem.DISABLED: "This account is disabled. Ask an administrator.",
+    invites.InviteProblem.DISABLED: N_("This account is disabled. Ask an administrator."),
 }
 
 
@@ -63,7 +70,7 @@ def invite_name() -> Response:
         user = invites.check(code)
     except invites.InviteError as exc:
         invites.record_failure(exc, **_fields())
-        response = jsonify(error=LINK_PROBLEMS[exc.problem])
+        response = jsonify(error=on_page(LINK_PROBLEMS[exc.problem]))  # for the page's script
         response.status_code = 400
         return response
     return jsonify(username=user.username)
@@ -77,13 +84,14 @@ def invite() -> Response | tuple[str, int]:
     code = request.form.get("code", "").strip()
     password = request.form.get("password", "")
     if password != request.form.get("password_confirm", ""):
-        return _render({"password_confirm": "The two passwords are not the same."}, 400, code)  # nosec B105  # a message
+        return _render({"password_confirm": _("The two passwords are not the same.")}, 400, code)  # nosec B105  # a message
     try:
         user = accounts.accept_invite(code, password, **_fields())
     except invites.InviteError as exc:
-        return _render({"code": LINK_PROBLEMS[exc.problem]}, 400)
-    except ValueError as exc:
-        return _render({"password": f"The password {str(exc).split(': ', 1)[-1]}."}, 400, code)
-    flash(f"Your password is set. Sign in as {user.username}.")
+        return _render({"code": on_page(LINK_PROBLEMS[exc.problem])}, 400)
+    except ValueError:
+        problem = password_problem_text(password) or _("This password cannot be used.")
+        return _render({"password": problem}, 400, code)
+    flash(_("Your password is set. Sign in as %(name)s.", name=user.username))
     session[INVITED_NAME] = user.username  # the sign-in form shows it
     return redirect(url_for("auth.login"), 303)

@@ -34,6 +34,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry, extract_compact
 
+from gateway.platform.phrases import N_
 from gateway.platform.urls import external_url
 
 # Connect and read timeouts for every call to the IdP: a slow IdP costs a sign-in seconds, never a worker for minutes.
@@ -61,11 +62,13 @@ class OidcFailure(Exception):
 
 
 def unavailable(what: str, status: int = 503) -> OidcFailure:
-    return OidcFailure("idp_unavailable", f"The identity provider cannot be reached ({what}). Try again later.", status)
+    message = N_("The identity provider cannot be reached (%(what)s). Try again later.", what=what)
+    return OidcFailure("idp_unavailable", message, status)
 
 
 def bad_token(what: str) -> OidcFailure:
-    return OidcFailure("bad_token", f"The identity provider's answer failed a check ({what}). Try again.", 401)
+    message = N_("The identity provider's answer failed a check (%(what)s). Try again.", what=what)
+    return OidcFailure("bad_token", message, 401)
 
 
 @dataclass(frozen=True)
@@ -117,15 +120,15 @@ class OidcClient:
         finally:
             self.idp_seconds += time.perf_counter() - started
         if response.status_code == 401 and what == "userinfo":
-            raise bad_token("userinfo refused the access token")
+            raise bad_token(N_("userinfo refused the access token"))
         if response.status_code != 200 or len(body) > MAX_RESPONSE_BYTES:
-            raise unavailable(f"{what} answered {response.status_code}", 502)
+            raise unavailable(N_("%(what)s answered %(status)s", what=what, status=response.status_code), 502)
         try:
             document = response.json()
         except ValueError:
             document = None
         if not isinstance(document, dict):
-            raise unavailable(f"{what} is not a JSON object", 502)
+            raise unavailable(N_("%(what)s is not a JSON object", what=what), 502)
         return document
 
     def metadata(self) -> Metadata:
@@ -149,7 +152,7 @@ class OidcClient:
     def _parse_metadata(self, document: dict[str, Any]) -> Metadata:
         # OpenID Connect Discovery 4.3: the document's issuer must be exactly the one we asked.
         if document.get("issuer") != self.issuer:
-            raise unavailable("discovery names another issuer", 502)
+            raise unavailable(N_("discovery names another issuer"), 502)
         urls: dict[str, str | None] = {}
         for name in ENDPOINT_NAMES:
             value = document.get(name)
@@ -157,12 +160,12 @@ class OidcClient:
                 urls[name] = None
                 continue
             if not self._usable_url(value):
-                raise unavailable(f"discovery has no usable {name}", 502)
+                raise unavailable(N_("discovery has no usable %(name)s", name=name), 502)
             urls[name] = cast(str, value)
         offered = document.get("id_token_signing_alg_values_supported") or ["RS256"]
         algorithms = tuple(alg for alg in ASYMMETRIC_ALGS if isinstance(offered, list) and alg in offered)
         if not algorithms:
-            raise unavailable("the IdP signs ID tokens with no algorithm we accept", 502)
+            raise unavailable(N_("the IdP signs ID tokens with no algorithm we accept"), 502)
         return Metadata(
             issuer=self.issuer, authorization_endpoint=cast(str, urls["authorization_endpoint"]),
             token_endpoint=cast(str, urls["token_endpoint"]), jwks_uri=cast(str, urls["jwks_uri"]),
@@ -187,7 +190,7 @@ class OidcClient:
         try:
             keys = KeySet.import_key_set(cast(Any, document))
         except (JoseError, ValueError, TypeError, KeyError):
-            raise unavailable("the key set cannot be read", 502) from None
+            raise unavailable(N_("the key set cannot be read"), 502) from None
         with self._lock:
             self._keys = _KeyCache(uri=metadata.jwks_uri, keys=keys)
         return keys
@@ -240,12 +243,12 @@ class OidcClient:
                     code_verifier=code_verifier, timeout=HTTP_TIMEOUT, allow_redirects=False,
                 )  # fmt: skip
         except OAuthError:
-            message = "The identity provider did not accept the sign-in. Try again."
+            message = N_("The identity provider did not accept the sign-in. Try again.")
             raise OidcFailure("code_rejected", message, 400) from None
         except requests.RequestException:
             raise unavailable("token endpoint") from None
         except ValueError:
-            raise unavailable("the token endpoint's answer is not JSON", 502) from None
+            raise unavailable(N_("the token endpoint's answer is not JSON"), 502) from None
         finally:
             self.idp_seconds += time.perf_counter() - started
         return dict(token)
@@ -257,7 +260,7 @@ class OidcClient:
         metadata = self.metadata()
         value = token.get("id_token")
         if not isinstance(value, str) or not value or len(value) > 64 * 1024:
-            raise bad_token("no ID token")
+            raise bad_token(N_("no ID token"))
         registry = JWSRegistry(algorithms=list(metadata.algorithms))
         try:
             try:
@@ -269,9 +272,9 @@ class OidcClient:
                 decoded = jwt.decode(value, self.key_set(metadata, refresh=True), registry=registry)
         except InvalidKeyIdError:
             self._remember_missing(_header_kid(value))
-            raise bad_token("signed by a key the identity provider does not publish") from None
+            raise bad_token(N_("signed by a key the identity provider does not publish")) from None
         except (JoseError, ValueError, TypeError, KeyError):
-            raise bad_token("signature") from None
+            raise bad_token(N_("signature")) from None
         params: dict[str, Any] = {"nonce": nonce, "client_id": self.client_id}
         if isinstance(token.get("access_token"), str):
             params["access_token"] = token["access_token"]
@@ -286,12 +289,12 @@ class OidcClient:
         try:
             claims.validate(leeway=LEEWAY_SECONDS)
         except (JoseError, ValueError, TypeError, KeyError) as exc:
-            raise bad_token(f"claim {getattr(exc, 'claim', '') or 'check'}") from None
+            raise bad_token(N_("claim %(name)s", name=getattr(exc, "claim", "") or "check")) from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"] or len(claims["sub"]) > 255:
-            raise bad_token("subject")
+            raise bad_token(N_("subject"))
         if required_acr is not None and claims.get("acr") != required_acr:
             raise OidcFailure(
-                "acr_not_met", "The identity provider did not confirm the required sign-in strength.", 403
+                "acr_not_met", N_("The identity provider did not confirm the required sign-in strength."), 403
             )
         return dict(claims)
 
@@ -303,10 +306,10 @@ class OidcClient:
         """Claims from the userinfo endpoint; refused unless its ``sub`` is the ID token's."""
         metadata = self.metadata()
         if metadata.userinfo_endpoint is None or not isinstance(access_token, str) or not access_token:
-            raise bad_token("no userinfo for the missing groups claim")
+            raise bad_token(N_("no userinfo for the missing groups claim"))
         claims = self._get_json(metadata.userinfo_endpoint, "userinfo", {"Authorization": f"Bearer {access_token}"})
         if claims.get("sub") != subject:
-            raise bad_token("userinfo names another subject")
+            raise bad_token(N_("userinfo names another subject"))
         return claims
 
     def end_session_url(self) -> str | None:

@@ -33,6 +33,7 @@ from gateway.identity.oidc import LEEWAY_SECONDS, OidcFailure
 from gateway.identity.redirects import safe_next
 from gateway.identity.views import bp, render_login
 from gateway.platform.extensions import limiter
+from gateway.platform.phrases import N_
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +110,19 @@ def _checked_pending(pending: object) -> dict[str, Any]:
         or not isinstance(pending.get("at"), int)
         or time.time() - pending["at"] > PENDING_SECONDS
     ):
-        raise OidcFailure("bad_state", "This sign-in did not start in this browser, or it expired. Sign in again.", 400)
+        message = N_("This sign-in did not start in this browser, or it expired. Sign in again.")
+        raise OidcFailure("bad_state", message, 400)
     client = oidc.client()
     # RFC 9207: an IdP that names itself in the response must be ours (a mix-up attack names another).
     if "iss" in request.args and request.args["iss"] != client.issuer:
-        raise OidcFailure("bad_state", "The answer came from another identity provider. Sign in again.", 400)
+        raise OidcFailure("bad_state", N_("The answer came from another identity provider. Sign in again."), 400)
     error = request.args.get("error")
     if error is not None:
         shown = error if ERROR_CODE.fullmatch(error) else "error"
-        raise OidcFailure("idp_error", f"The identity provider refused the sign-in ({shown}).", 401)
+        raise OidcFailure("idp_error", N_("The identity provider refused the sign-in (%(code)s).", code=shown), 401)
     code = request.args.get("code", "")
     if not code or len(code) > MAX_CODE_LENGTH:
-        raise OidcFailure("idp_error", "The identity provider sent no sign-in code. Sign in again.", 400)
+        raise OidcFailure("idp_error", N_("The identity provider sent no sign-in code. Sign in again."), 400)
     return {**pending, "code": code}
 
 
@@ -135,7 +137,7 @@ def _identity(pending: dict[str, Any]) -> tuple[ExternalIdentity, int]:
     )
     auth_time = claims.get("auth_time")
     if max_age == 0 and (not isinstance(auth_time, int | float) or auth_time < pending["at"] - LEEWAY_SECONDS):
-        raise oidc.bad_token("the identity provider did not sign you in again")
+        raise oidc.bad_token(N_("the identity provider did not sign you in again"))
     username_claim, groups_claim = config["OIDC_USERNAME_CLAIM"], config["OIDC_GROUPS_CLAIM"]
     if groups_claim not in claims or username_claim not in claims:
         # Userinfo only when the token lacks a claim we need; its sub must be the token's (checked there).

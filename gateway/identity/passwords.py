@@ -18,6 +18,7 @@ import secrets
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, has_app_context
+from flask_babel import gettext as _
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -61,6 +62,15 @@ def password_problem(password: str) -> str | None:
         return f"must be at least {MIN_PASSWORD_LENGTH} characters"
     if len(password) > MAX_PASSWORD_LENGTH:
         return f"must be at most {MAX_PASSWORD_LENGTH} characters"
+    return None
+
+
+def password_problem_text(password: str) -> str | None:
+    """``password_problem`` as a sentence in the page's language ("The password must be at least 12 characters.")."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return str(_("The password must be at least %(num)d characters.", num=MIN_PASSWORD_LENGTH))
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return str(_("The password must be at most %(num)d characters.", num=MAX_PASSWORD_LENGTH))
     return None
 
 

@@ -6,6 +6,8 @@ import math
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
@@ -17,16 +19,18 @@ from gateway.identity.redirects import safe_next
 from gateway.identity.usernames import login_name
 from gateway.platform import errors
 from gateway.platform.extensions import limiter
+from gateway.platform.phrases import N_, on_page
 from gateway.platform.timeutil import utcnow
 
 bp = Blueprint("auth", __name__)
 
-INVALID_MESSAGE = "Invalid username or password."
+# English msgids (``phrases.N_``); pages show them in their language (``on_page``, or ``_()`` of the text).
+INVALID_MESSAGE = N_("Invalid username or password.")
 LOCKED_START = "Too many failed sign-in attempts for this account."  # then how long: see locked_message
-LOCKED_MESSAGE = f"{LOCKED_START} Try again later."
-PASSWORDS_OFF_MESSAGE = "Sign-in with a password is turned off here."
-SESSION_ENDED_MESSAGE = "Your session ended; sign in again."
-SIGN_IN_FORM_EXPIRED = "The sign-in form expired; sign in again."
+LOCKED_MESSAGE = N_("Too many failed sign-in attempts for this account. Try again later.")
+PASSWORDS_OFF_MESSAGE = N_("Sign-in with a password is turned off here.")
+SESSION_ENDED_MESSAGE = N_("Your session ended; sign in again.")
+SIGN_IN_FORM_EXPIRED = N_("The sign-in form expired; sign in again.")
 # Set by the invite page once a password is chosen: the sign-in form then shows that name.
 INVITED_NAME = "invited_name"
 # Forms where signing in would not help: people without an account yet (invites) and the signed-out
@@ -37,16 +41,28 @@ IDP_SIGNED_OUT = "idp_signed_out"
 
 
 def locked_message(username: str) -> str:
-    """The lock's message with how long it lasts ("Try again in 4 minutes"); unknown names lock alike."""
+    """The lock's message with how long it lasts ("Try again in 4 minutes"), in the page's language.
+
+    Unknown names lock alike."""
     until = throttle.locked_until(login_name(username))
     if until is None:  # ended a moment ago
-        return f"{LOCKED_START} Try again now."
+        return str(_("Too many failed sign-in attempts for this account. Try again now."))
     minutes = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
-    wait = f"{minutes} minute{'' if minutes == 1 else 's'}"
     if minutes >= 120:
         hours = math.ceil(minutes / 60)
-        wait = f"{hours} hours"
-    return f"{LOCKED_START} Try again in {wait}."
+        return str(
+            ngettext(
+                "Too many failed sign-in attempts for this account. Try again in %(num)d hour.",
+                "Too many failed sign-in attempts for this account. Try again in %(num)d hours.",
+                hours,
+            )
+        )
+    wait = ngettext(
+        "Too many failed sign-in attempts for this account. Try again in %(num)d minute.",
+        "Too many failed sign-in attempts for this account. Try again in %(num)d minutes.",
+        minutes,
+    )
+    return str(wait)
 
 
 def render_login(
@@ -59,7 +75,7 @@ def render_login(
     if session.pop(IDP_SIGNED_OUT, False) and "oidc" in methods:
         idp_logout_url = oidc.client().end_session_url()
     page = render_template(
-        "login.html", form=form or LoginForm(), next=target, error=error, password_form="local" in methods,
+        "login.html", form=form or LoginForm(), next=target, error=on_page(error), password_form="local" in methods,
         oidc_name=config["OIDC_DISPLAY_NAME"] if "oidc" in methods else None, idp_logout_url=idp_logout_url,
     )  # fmt: skip
     return page, status
@@ -102,7 +118,7 @@ def logout() -> Response:
         service.logout(current_user._get_current_object())
         if was_oidc:
             session[IDP_SIGNED_OUT] = True
-    flash("You are signed out.")
+    flash(_("You are signed out."))
     return redirect(url_for("auth.login"))
 
 
@@ -132,7 +148,7 @@ def is_form_post() -> bool:
 
 def sign_in_again() -> Response:
     """A form sent by someone no longer signed in: to sign-in, saying why, then back to the form's page."""
-    flash(SIGN_IN_FORM_EXPIRED if request.endpoint == "auth.login" else SESSION_ENDED_MESSAGE)
+    flash(on_page(SIGN_IN_FORM_EXPIRED if request.endpoint == "auth.login" else SESSION_ENDED_MESSAGE))
     return redirect(url_for("auth.login", next=_page_of_the_form()))
 
 

@@ -1,4 +1,8 @@
-"""One error helper with content negotiation: JSON error shape under /api/, HTML pages elsewhere."""
+"""One error helper with content negotiation: JSON error shape under /api/, HTML pages elsewhere.
+
+The messages are English (``phrases.N_``) for the API and Shell2HTTP; the HTML error page shows them
+in the page's language (``phrases.on_page``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import get_locale
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+from gateway.platform.phrases import N_, on_page
 
 if TYPE_CHECKING:
     from gateway.access.policy import Denied
@@ -30,16 +37,16 @@ CODES = {
     503: "unavailable",
 }
 MESSAGES = {
-    400: "The request is not valid.",
-    401: "Sign-in is required.",
-    403: "You are not allowed to do this.",
-    404: "Not found.",
-    405: "Method not allowed.",
-    413: "The request is too large.",
-    415: "Unsupported content type.",
-    429: "Too many requests. Try again later.",
-    500: "Something went wrong on our side.",
-    503: "The service is unavailable right now. Try again shortly.",
+    400: N_("The request is not valid."),
+    401: N_("Sign-in is required."),
+    403: N_("You are not allowed to do this."),
+    404: N_("Not found."),
+    405: N_("Method not allowed."),
+    413: N_("The request is too large."),
+    415: N_("Unsupported content type."),
+    429: N_("Too many requests. Try again later."),
+    500: N_("Something went wrong on our side."),
+    503: N_("The service is unavailable right now. Try again shortly."),
 }
 
 
@@ -58,7 +65,7 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    message = message or MESSAGES.get(status, "Error.")
+    message = message or MESSAGES.get(status, N_("Error."))
     if wants_shell2http_shape():
         response = jsonify(error=message)
     elif wants_json():
@@ -73,7 +80,7 @@ def error_response(
 
 # The error page without the site's chrome, for when rendering the chrome is what fails.
 PLAIN_PAGE = (
-    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{status} · Ops Gateway</title></head>'
+    '<!doctype html>\n<html lang="{language}"><head><meta charset="utf-8"><title>{status} · Ops Gateway</title></head>'
     "<body><main><h1>{status}</h1><p>{message}</p></main></body></html>\n"
 )
 
@@ -85,17 +92,19 @@ def _error_page(status: int, message: str) -> str:
     database down (the very reason for a 503) that read fails again, and the
     caller would get a bare 500 instead of the 503 that says "try again".
     """
+    shown = on_page(message)
     try:
-        return render_template("error.html", status=status, message=message)
+        return render_template("error.html", status=status, message=shown)
     except Exception:
         log.warning("error page rendered without its chrome", exc_info=True)
-        return PLAIN_PAGE.format(status=status, message=escape(message))
+        language = str(get_locale() or "en").split("_")[0]
+        return PLAIN_PAGE.format(status=status, message=escape(shown), language=escape(language))
 
 
 def handle_http(exc: HTTPException) -> Response:
     status = exc.code or 500
     if isinstance(exc, CSRFError):
-        return error_response(400, "The form expired or was not sent by this site. Reload the page and try again.")
+        return error_response(400, N_("The form expired or was not sent by this site. Reload the page and try again."))
     if isinstance(exc, RateLimitExceeded):
         response = error_response(429)
         retry = exc.get_response().headers.get("Retry-After")

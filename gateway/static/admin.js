@@ -28,7 +28,7 @@
     yes.setAttribute("data-role", "confirm");
     var no = document.createElement("button");
     no.type = "button";
-    no.textContent = "Cancel";
+    no.textContent = window.GatewayI18n.text("confirm.cancel", "Cancel");
     no.setAttribute("data-role", "cancel");
     actions.append(yes, no);
     box.append(question, note, actions);
@@ -42,7 +42,7 @@
     dialog.querySelector("#confirm-dialog-note").textContent = form.getAttribute("data-confirm-note") || "";
     var yes = dialog.querySelector('[data-role="confirm"]');
     var no = dialog.querySelector('[data-role="cancel"]');
-    yes.textContent = form.getAttribute("data-confirm-button") || "Confirm";
+    yes.textContent = form.getAttribute("data-confirm-button") || window.GatewayI18n.text("confirm.confirm", "Confirm");
     function done(confirmed) {
       yes.onclick = null;
       no.onclick = null;

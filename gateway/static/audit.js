@@ -34,7 +34,7 @@
   });
   var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   Array.prototype.forEach.call(form.querySelectorAll("[data-zone-note]"), function (note) {
-    note.textContent = zone ? "(your time, " + zone + ")" : "(your time)";
+    note.textContent = zone ? window.GatewayI18n.text("audit.your_time_in", "(your time, {zone})", { zone: zone }) : window.GatewayI18n.text("audit.your_time", "(your time)");
   });
 
   function toUtcFields() {

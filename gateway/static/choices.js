@@ -11,7 +11,7 @@
 
   function labelOf(select) {
     var label = document.querySelector('label[for="' + CSS.escape(select.id) + '"]');
-    return label ? label.textContent.replace("*", "").replace("(required)", "").trim() : select.name;
+    return label ? label.textContent.replace("*", "").replace(window.GatewayI18n.text("choices.required", "(required)"), "").trim() : select.name;
   }
 
   function filter(select, text) {
@@ -27,9 +27,9 @@
     var box = document.createElement("input");
     box.type = "search";
     box.className = "choice-search";
-    box.placeholder = "Search…";
+    box.placeholder = window.GatewayI18n.text("choices.search", "Search…");
     box.autocomplete = "off";
-    box.setAttribute("aria-label", "Search the choices of " + labelOf(select));
+    box.setAttribute("aria-label", window.GatewayI18n.text("choices.search_label", "Search the choices of {label}", { label: labelOf(select) }));
     box.setAttribute("aria-controls", select.id);
     box.addEventListener("input", function () { filter(select, box.value); });
     select.parentNode.insertBefore(box, select);
@@ -59,7 +59,7 @@
     if (!select.multiple) {
       var blank = document.createElement("option");
       blank.value = "";
-      blank.textContent = select.required ? "Choose…" : "(none)";
+      blank.textContent = select.required ? window.GatewayI18n.text("choices.choose", "Choose…") : window.GatewayI18n.text("choices.none", "(none)");
       select.appendChild(blank);
     }
     values.forEach(function (value) {
@@ -95,7 +95,9 @@
     if (!pairs.length || !pairs[0][1]) {
       setOptions(select, [], keep);
       var parent = select.form.elements.namedItem(select.getAttribute("data-depends-on"));
-      note(select, "Choose " + (parent && parent.id ? labelOf(parent) : "the field above").toLowerCase() + " first.");
+      note(select, parent && parent.id
+        ? window.GatewayI18n.text("choices.parent_first", "Choose {field} first.", { field: labelOf(parent) })
+        : window.GatewayI18n.text("choices.above_first", "Choose the field above first."));
       select.dispatchEvent(new Event("change"));
       return;
     }
@@ -104,7 +106,7 @@
     select.disabled = true;
     select.setAttribute("aria-busy", "true");
     select.classList.add("loading");
-    note(select, "Loading…");
+    note(select, window.GatewayI18n.text("choices.loading", "Loading…"));
     fetch(url.toString(), { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
       .then(function (response) {
         return response.json().then(function (body) { return { ok: response.ok, body: body }; });
@@ -117,11 +119,13 @@
         select.classList.remove("loading");
         if (answer.ok) {
           setOptions(select, answer.body.choices || [], keep);
-          note(select, answer.body.truncated ? "Only the first " + answer.body.choices.length + " choices are offered." : "");
+          note(select, answer.body.truncated ? window.GatewayI18n.text("choices.truncated", "Only the first {count} choices are offered.", { count: answer.body.choices.length }) : "");
         } else {
           setOptions(select, [], keep);
+          // The API answers in English (for scripts and tools): its message only on an English page.
           var error = answer.body && answer.body.error;
-          note(select, (error && error.message) || "The choices could not be loaded; submit the form to try again.");
+          var english = window.GatewayI18n.language === "en";
+          note(select, (english && error && error.message) || window.GatewayI18n.text("choices.failed", "The choices could not be loaded; submit the form to try again."));
         }
         select.dispatchEvent(new Event("change"));  // lists that depend on this one follow
       });

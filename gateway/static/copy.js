@@ -20,12 +20,12 @@
     var text = "value" in source && source.tagName !== "BUTTON" ? source.value : source.textContent;
     if (!navigator.clipboard) {
       if (source.select) { source.select(); }
-      copied(button, button.getAttribute("data-copy-failed") || "Press Ctrl+C to copy");
+      copied(button, button.getAttribute("data-copy-failed") || window.GatewayI18n.text("copy.failed", "Press Ctrl+C to copy"));
       return;
     }
     navigator.clipboard.writeText(text).then(
-      function () { copied(button, button.getAttribute("data-copied") || "Copied"); },
-      function () { copied(button, button.getAttribute("data-copy-failed") || "Press Ctrl+C to copy"); }
+      function () { copied(button, button.getAttribute("data-copied") || window.GatewayI18n.text("copy.copied", "Copied")); },
+      function () { copied(button, button.getAttribute("data-copy-failed") || window.GatewayI18n.text("copy.failed", "Press Ctrl+C to copy")); }
     );
   });
 }());

@@ -14,11 +14,11 @@
 (function () {
   "use strict";
 
-  var STATUS_LABELS = {
-    pending_approval: "Awaiting approval", queued: "Queued", running: "Running", succeeded: "Succeeded",
-    failed: "Failed", timed_out: "Timed out", cancelled: "Cancelled", lost: "Lost", denied: "Denied",
-    expired: "Expired", withdrawn: "Withdrawn"
-  };
+  // The page's words (gateway/i18n/scripts.py renders them into <html data-messages>); the run
+  // states' names are "status.<key>", as the server's badges say them.
+  function text(key, fallback, values) {
+    return window.GatewayI18n ? window.GatewayI18n.text(key, fallback, values) : fallback;
+  }
 
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
@@ -37,7 +37,7 @@
     var badge = document.createElement("span");
     badge.className = "badge status-" + status;
     badge.setAttribute("data-status", status);
-    badge.textContent = STATUS_LABELS[status] || status;
+    badge.textContent = text("status." + status, status);
     holder.replaceChildren(badge);
   }
 
@@ -83,7 +83,7 @@
         if (again) { again.focus(); }
         var badge = document.querySelector("#run-status .badge");
         var announce = document.getElementById("run-announce");
-        if (announce && badge) { announce.textContent = "The run has ended: " + badge.textContent + "."; }
+        if (announce && badge) { announce.textContent = text("run.ended", "The run has ended: {status}.", { status: badge.textContent }); }
       })
       .catch(function () { window.location.reload(); });
   }
@@ -161,7 +161,7 @@
     if (button.getAttribute("data-starting") === "1") { event.preventDefault(); return; }
     button.setAttribute("data-starting", "1");
     button.gatewayLabel = Array.prototype.slice.call(button.childNodes);
-    button.textContent = "Starting…";
+    button.textContent = text("run.starting", "Starting…");
     button.disabled = true;
   });
 
@@ -197,7 +197,7 @@
       });
       groups.forEach(function (group) { group.hidden = !group.querySelector(".command-card:not([hidden])"); });
       if (none) { none.hidden = shown !== 0; }
-      count.textContent = words.length ? shown + " of " + cards.length + " commands shown" : "";
+      count.textContent = words.length ? text("commands.shown", "{shown} of {total} commands shown", { shown: shown, total: cards.length }) : "";
     });
   }
 

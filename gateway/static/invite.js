@@ -31,12 +31,14 @@
     holder.textContent = "";
     if (result.ok && typeof result.answer.username === "string") {
       holder.className = "invite-for";
-      holder.appendChild(document.createTextNode("You are choosing the password for "));
+      // The sentence in the page's language, the name in bold where its {name} stands.
+      var around = window.GatewayI18n.text("invite.for", "You are choosing the password for {name}.").split("{name}");
       var name = document.createElement("strong");
       name.id = "invite-name";
       name.textContent = result.answer.username;
+      holder.appendChild(document.createTextNode(around[0]));
       holder.appendChild(name);
-      holder.appendChild(document.createTextNode("."));
+      holder.appendChild(document.createTextNode(around.slice(1).join("")));
       var username = document.getElementById("invite-username");
       if (username) { username.value = result.answer.username; }
     } else if (result.answer && typeof result.answer.error === "string") {

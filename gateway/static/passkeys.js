@@ -79,27 +79,27 @@
   function wire(form, ceremony) {
     var status = form.querySelector("[data-passkey-status]");
     if (!window.PublicKeyCredential || !navigator.credentials) {
-      if (status) { status.textContent = "This browser cannot use passkeys."; }
+      if (status) { status.textContent = window.GatewayI18n.text("passkey.unsupported", "This browser cannot use passkeys."); }
       form.querySelector("button").disabled = true;
       return;
     }
     form.addEventListener("submit", function (event) {
       if (form.dataset.ready === "1") { return; }
       event.preventDefault();
-      if (status) { status.textContent = "Waiting for your passkey…"; }
+      if (status) { status.textContent = window.GatewayI18n.text("passkey.waiting", "Waiting for your passkey…"); }
       fetch(form.dataset.options, {
         method: "POST",
         credentials: "same-origin",
         headers: { "X-CSRFToken": csrfToken(), "Accept": "application/json" }
       }).then(function (response) {
-        if (!response.ok) { throw new Error("The gateway refused the request (" + response.status + ")."); }
+        if (!response.ok) { throw new Error(window.GatewayI18n.text("passkey.refused", "The gateway refused the request ({status}).", { status: response.status })); }
         return response.json();
       }).then(ceremony).then(function (answer) {
         form.querySelector('input[name="credential"]').value = JSON.stringify(answer);
         form.dataset.ready = "1";
         form.submit();
       }).catch(function (error) {
-        if (status) { status.textContent = "No passkey was used: " + error.message; }
+        if (status) { status.textContent = window.GatewayI18n.text("passkey.not_used", "No passkey was used: {reason}", { reason: error.message }); }
       });
     });
   }

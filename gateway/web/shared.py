@@ -5,23 +5,26 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
 
 from gateway.platform.timeutil import as_utc
 
+# The run states' names on pages (lazy: each renders in the page's language); the JSON API keeps the keys.
 STATUS_LABELS = {
-    "pending_approval": "Awaiting approval",
-    "queued": "Queued",
-    "running": "Running",
-    "succeeded": "Succeeded",
-    "failed": "Failed",
-    "timed_out": "Timed out",
-    "cancelled": "Cancelled",
-    "lost": "Lost",
-    "denied": "Denied",
-    "expired": "Expired",
-    "withdrawn": "Withdrawn",
+    "pending_approval": _l("Awaiting approval"),
+    "queued": _l("Queued"),
+    "running": _l("Running"),
+    "succeeded": _l("Succeeded"),
+    "failed": _l("Failed"),
+    "timed_out": _l("Timed out"),
+    "cancelled": _l("Cancelled"),
+    "lost": _l("Lost"),
+    "denied": _l("Denied"),
+    "expired": _l("Expired"),
+    "withdrawn": _l("Withdrawn"),
 }
 
 
@@ -31,7 +34,7 @@ def badge(status: str) -> Markup:
     A template global rather than a macro: a macro imported by the included tile
     template had its module rendered again for every tile of the board.
     """
-    label = STATUS_LABELS.get(status, status)
+    label = str(STATUS_LABELS.get(status, status))
     return Markup('<span class="badge status-{0}" data-status="{0}">{1}</span>').format(status, label)
 
 
@@ -74,15 +77,15 @@ def ago(value: datetime | str | None, now: datetime | None = None) -> Markup:
 
 
 def age_text(elapsed: timedelta) -> str:
-    """The server's rendering of an age, for pages read without JavaScript."""
+    """The server's rendering of an age, for pages read without JavaScript, in the page's language."""
     seconds = max(0, int(elapsed.total_seconds()))
     if seconds < 60:
-        return "just now"
+        return str(_("just now"))
     if seconds < 3600:
-        return f"{seconds // 60} min ago"
+        return str(_("%(num)d min ago", num=seconds // 60))
     if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
+        return str(_("%(num)d h ago", num=seconds // 3600))
+    return str(_("%(num)d d ago", num=seconds // 86400))
 
 
 def duration(milliseconds: int | None) -> str:

@@ -5,12 +5,19 @@ The compiled catalogues come from ``make translations`` (``make test`` builds th
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Browser, expect
 
+from tests.browser import test_board_browser as board
 from tests.browser.conftest import served
+from tests.conftest import PASSWORDS
 
 pytestmark = pytest.mark.slow
+
+# The board's browser tests' fixtures, by name: a catalogue with a slow command, staff granted all.
+app, base_url = board.app, board.base_url
 
 
 def test_a_german_browser_gets_german_and_the_switch_changes_it_without_errors(browser: Browser, make_app):
@@ -36,3 +43,22 @@ def test_a_german_browser_gets_german_and_the_switch_changes_it_without_errors(b
         assert tab.evaluate("GatewayI18n.text('copy.copied', 'Copied')") == "Copied"
         context.close()
     assert console == []
+
+
+def test_a_live_run_in_a_german_browser_says_its_state_and_its_end_in_german(browser: Browser, base_url: str):
+    """The live run page's script (gateway.js) writes the badge and the announcement from the server's words."""
+    console: list[str] = []
+    tab = board.open_tab(browser, base_url, console, locale="de-DE")
+    tab.goto("/login")
+    tab.get_by_label("Benutzername").fill("staff")
+    tab.get_by_label("Passwort").fill(PASSWORDS["staff"])
+    tab.get_by_role("button", name="Anmelden", exact=True).click()
+    expect(tab).not_to_have_url(re.compile("/login"))
+    tab.locator("#command-slow-two button[type=submit]").click()
+    expect(tab).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+    expect(tab.locator("html")).to_have_attribute("lang", "de")
+    expect(tab.locator("#run-announce")).to_have_text("Der Lauf ist beendet: Erfolgreich.", timeout=20_000)
+    expect(tab.locator("#run-status .badge")).to_have_text("Erfolgreich")
+    tab.context.close()
+    problems = [line for line in console if line.startswith(("error", "pageerror")) or "Content Security" in line]
+    assert not problems, problems

@@ -155,10 +155,12 @@ def sign_in_state(browser: Browser, base: str, name: str) -> dict:
     return state
 
 
-def open_context(browser: Browser, base: str, state: dict | None, theme: str, width: str, console: list[str]) -> Page:
+def open_context(
+    browser: Browser, base: str, state: dict | None, theme: str, width: str, console: list[str], locale: str = "en-US"
+) -> Page:
     w, h = WIDTHS[width]
     context: BrowserContext = browser.new_context(
-        base_url=base, viewport={"width": w, "height": h}, color_scheme=theme, storage_state=state
+        base_url=base, viewport={"width": w, "height": h}, color_scheme=theme, storage_state=state, locale=locale
     )
     tab = context.new_page()
     tab.set_default_timeout(15_000)
@@ -203,6 +205,11 @@ def check_page(
     return problems
 
 
+def script_problems(who: str, console: list[str]) -> list[str]:
+    """The script errors and CSP violations a tab's console logged."""
+    return [f"{who}: {line}" for line in console if line.startswith("pageerror") or "Content Security Policy" in line]
+
+
 @pytest.mark.slow
 def test_every_page_passes_axe_and_fits_at_both_widths_in_both_themes(
     browser: Browser, app, base_url: str, seeds: dict[str, str], axe_source: str
@@ -229,14 +236,42 @@ def test_every_page_passes_axe_and_fits_at_both_widths_in_both_themes(
                 for visit in role_visits:
                     problems += check_page(tab, visit, seeds, f"{role} {theme} {width}", axe_source, spent)
                     count += 1
-                problems += [
-                    f"{role} {theme} {width}: {line}"
-                    for line in console
-                    if line.startswith("pageerror") or "Content Security Policy" in line
-                ]
+                problems += script_problems(f"{role} {theme} {width}", console)
                 tab.context.close()
     shown = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in spent.items())
     print(f"ui sweep: {count} page views in {time.monotonic() - started:.1f} s ({shown})")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_every_page_in_german_says_lang_de_and_passes_axe(
+    browser: Browser, app, base_url: str, seeds: dict[str, str], axe_source: str
+):
+    """Issue 23: the sweep's pages in a German browser (Accept-Language: de), light at 1280 px: signed out,
+    half signed in, staff and admin. Each says ``<html lang="de">`` and has no serious or critical axe finding
+    (longer German words in headers, badges and buttons must still fit and not break mid-word)."""
+    started = time.monotonic()
+    states = {SIGNED_OUT: None, "staff": sign_in_state(browser, base_url, "staff")}
+    states["admin"] = sign_in_state(browser, base_url, "admin")
+    states["half-signed-in"] = sign_in_state(browser, base_url, "other")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    count = 0
+    spent = dict.fromkeys(("load", "layout", "axe inject", "axe", "screenshot"), 0.0)
+    for role in states:
+        console: list[str] = []
+        tab = open_context(browser, base_url, states[role], "light", "wide", console, locale="de-DE")
+        for visit in (visit for visits in VISITS.values() for visit in visits if visit.role == role):
+            who = f"{role} light wide de"
+            problems += check_page(tab, visit, seeds, who, axe_source, spent)
+            language = tab.evaluate("document.documentElement.lang")
+            if language != "de":
+                problems.append(f"{who} {visit.url(seeds)}: <html lang={language!r}>")
+            count += 1
+        problems += script_problems(f"{role} de", console)
+        tab.context.close()
+    assert count >= sum(len(visits) for visits in VISITS.values())
+    print(f"ui sweep in German: {count} page views in {time.monotonic() - started:.1f} s")
     assert not problems, "\n".join(problems)
 
 

@@ -18,9 +18,10 @@ from gateway.identity.mfa import factors, gate, passkeys, step
 from gateway.identity.redirects import safe_next
 from gateway.identity.views import bp, locked_message
 from gateway.platform.extensions import limiter
+from gateway.platform.phrases import N_, on_page
 
-WRONG_CODE = "That code is not right, or it was used already."
-WRONG_PASSKEY = "That passkey was not accepted. Try again, or use a code."
+WRONG_CODE = N_("That code is not right, or it was used already.")
+WRONG_PASSKEY = N_("That passkey was not accepted. Try again, or use a code.")
 LOGIN_SCOPE = "auth.login"  # the buckets /login's limits count in: a code guessed here counts there too
 
 
@@ -33,7 +34,7 @@ def _page(
     form: CodeForm, target: str, half: gate.HalfSignedIn, error: str | None = None, status: int = 200
 ) -> tuple[str, int]:
     st = factors.status(half.user.id)
-    page = render_template("login_mfa.html", form=form, next=target, status=st, error=error)
+    page = render_template("login_mfa.html", form=form, next=target, status=st, error=on_page(error))
     return page, status
 
 

@@ -31,6 +31,7 @@ from gateway.db.models import MfaPasskey, User
 from gateway.db.units import rows_matched, write_transaction
 from gateway.identity.mfa import factors
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import utcnow
 
 RP_NAME = "Ops Gateway"
@@ -66,21 +67,21 @@ def _keep_challenge(kind: str, challenge: bytes, user_id: int) -> None:
 def _take_challenge(kind: str, user_id: int) -> bytes:
     held = session.pop(kind, None)
     if not isinstance(held, dict) or held.get("user") != user_id or not isinstance(held.get("challenge"), str):
-        raise PasskeyError("The passkey request expired. Try again.")
+        raise PasskeyError(N_("The passkey request expired. Try again."))
     if not isinstance(held.get("at"), int) or time.time() - held["at"] > CHALLENGE_SECONDS:
-        raise PasskeyError("The passkey request expired. Try again.")
+        raise PasskeyError(N_("The passkey request expired. Try again."))
     return base64url_to_bytes(held["challenge"])
 
 
 def _credential(text: str) -> dict[str, Any]:
     if not text or len(text) > MAX_CREDENTIAL_JSON:
-        raise PasskeyError("The browser sent no passkey.")
+        raise PasskeyError(N_("The browser sent no passkey."))
     try:
         value = json.loads(text)
     except ValueError:
-        raise PasskeyError("The browser sent no passkey.") from None
+        raise PasskeyError(N_("The browser sent no passkey.")) from None
     if not isinstance(value, dict) or not isinstance(value.get("id"), str):
-        raise PasskeyError("The browser sent no passkey.")
+        raise PasskeyError(N_("The browser sent no passkey."))
     return value
 
 
@@ -109,7 +110,7 @@ def register(user: User, credential_json: str, name: str, **fields: Any) -> list
     """
     name = " ".join(name.split())[:MAX_NAME]
     if not name:
-        raise PasskeyError("Give the passkey a name, so you can recognise it later.")
+        raise PasskeyError(N_("Give the passkey a name, so you can recognise it later."))
     challenge = _take_challenge(_REGISTER, user.id)
     rp_id, origin = relying_party()
     try:
@@ -118,12 +119,12 @@ def register(user: User, credential_json: str, name: str, **fields: Any) -> list
             expected_origin=origin,
         )  # fmt: skip
     except (WebAuthnException, ValueError, KeyError, TypeError):
-        raise PasskeyError("The passkey could not be verified. Try again.") from None
+        raise PasskeyError(N_("The passkey could not be verified. Try again.")) from None
     credential_id = bytes_to_base64url(verified.credential_id)
     transports = _credential(credential_json).get("response", {}).get("transports") or []
     with write_transaction() as tx:
         if tx.scalar(select(MfaPasskey.id).where(MfaPasskey.credential_id == credential_id)) is not None:
-            raise PasskeyError("This passkey is registered already.")
+            raise PasskeyError(N_("This passkey is registered already."))
         tx.add(
             MfaPasskey(
                 user_id=user.id, credential_id=credential_id, name=name, created_at=utcnow(),
@@ -181,7 +182,7 @@ def verify_sign_in(user: User, credential_json: str) -> bool:
 def rename(user: User, passkey_id: int, name: str) -> bool:
     name = " ".join(name.split())[:MAX_NAME]
     if not name:
-        raise PasskeyError("Give the passkey a name.")
+        raise PasskeyError(N_("Give the passkey a name."))
     with write_transaction() as tx:
         query = update(MfaPasskey).where(MfaPasskey.id == passkey_id, MfaPasskey.user_id == user.id)
         return rows_matched(tx.execute(query.values(name=name))) == 1
