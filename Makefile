@@ -43,7 +43,7 @@ $(BIN)/gateway-launch: gateway/runners/launcher.c | $(BIN)/python
 # committed; its compiled messages.mo is built here from it and never committed (.gitignore).
 PO_FILES := $(wildcard translations/*/LC_MESSAGES/messages.po)
 MO_FILES := $(PO_FILES:.po=.mo)
-PYBABEL_EXTRACT := $(BIN)/pybabel --quiet extract -F babel.cfg -k _l -k lazy_gettext -k param_message -k param_counted:1,2 -k N_plural:1,2 --no-location --sort-output \
+PYBABEL_EXTRACT := $(BIN)/pybabel --quiet extract -F babel.cfg -k _l -k lazy_gettext -k N_counted:1,2 -k N_plural:1,2 --no-location --sort-output \
   --project "Ops Gateway" --copyright-holder "Ops Gateway" -o translations/messages.pot .
 
 translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po | $(VENV)/.runtime-installed

@@ -16,11 +16,10 @@ import pytest
 from flask import render_template_string
 from sqlalchemy import select
 
-from gateway.catalogue.messages import Message, param_counted, param_message
 from gateway.db.models import AuditEvent, Run
 from gateway.identity import accounts, groups, tokens
 from gateway.platform.extensions import db
-from gateway.web.paramform import shown
+from gateway.platform.phrases import N_, N_counted, Phrase, on_page
 from gateway.web.words import KNOWN
 from tests.conftest import csrf_token_from
 from tests.test_i18n import GERMAN, compiled_catalogues, page_language  # noqa: F401  (the .mo must be current)
@@ -162,19 +161,19 @@ def test_the_same_error_in_english_is_as_before(app, staff):
 
 
 def test_a_message_is_its_english_text_and_the_page_translates_it_with_numbers_per_locale(app):
-    bound = param_message("must be at least %(min)s", min=0.5)
-    counted = param_counted("needs at least %(num)s item", "needs at least %(num)s items", 2)
-    assert isinstance(bound, Message) and bound == "must be at least 0.5" and counted == "needs at least 2 items"
+    bound = N_("must be at least %(min)s", min=0.5)
+    counted = N_counted("needs at least %(num)s item", "needs at least %(num)s items", 2)
+    assert isinstance(bound, Phrase) and bound == "must be at least 0.5" and counted == "needs at least 2 items"
     assert json.dumps({"x": bound}) == '{"x": "must be at least 0.5"}'  # what the API and the ledger write
     with app.test_request_context(headers=GERMAN):
-        assert shown(bound) == "muss mindestens 0,5 sein"
-        assert shown(counted) == "braucht mindestens 2 Einträge"
-        assert shown(param_counted("needs at least %(num)s item", "needs at least %(num)s items", 1)) == (
+        assert on_page(bound) == "muss mindestens 0,5 sein"
+        assert on_page(counted) == "braucht mindestens 2 Einträge"
+        assert on_page(N_counted("needs at least %(num)s item", "needs at least %(num)s items", 1)) == (
             "braucht mindestens 1 Eintrag"
         )
-        assert shown("a text from elsewhere") == "a text from elsewhere"
+        assert on_page("a text from elsewhere") == "a text from elsewhere"
     with app.test_request_context():
-        assert shown(bound) == "must be at least 0.5"
+        assert on_page(bound) == "must be at least 0.5"
 
 
 # --- every staff page in German ------------------------------------------------------------------

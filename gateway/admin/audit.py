@@ -22,8 +22,9 @@ from flask_babel import gettext as _
 from gateway import audit as ledger
 from gateway.admin.blueprint import bp
 from gateway.audit import exports, queries
-from gateway.audit.summary import EVENT_LABELS, FAMILY_LABELS, N_, Words, event_label, summary
+from gateway.audit.summary import EVENT_LABELS, FAMILY_LABELS, Words, event_label, summary
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 
 PAGE_SIZE = 50
 

@@ -15,8 +15,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from gateway.audit.summary import N_
 from gateway.platform.addresses import client_address
+from gateway.platform.phrases import N_
 
 
 def actor() -> dict[str, Any]:

@@ -8,10 +8,10 @@ from werkzeug.wrappers import Response
 
 from gateway.admin.blueprint import bp
 from gateway.admin.shared import audited, back_to, confirm_page, confirmed
-from gateway.audit.summary import N_
 from gateway.db.models import ApiToken
 from gateway.identity import tokens as token_service
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import utcnow
 
 

@@ -20,11 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.platform.phrases import N_
+
 Translate = Callable[[str], str]
-
-
-def N_(message: str) -> str:  # the gettext convention: marks a msgid for extraction, translates nothing
-    return message
 
 
 def N_plural(singular: str, plural: str) -> tuple[str, str]:

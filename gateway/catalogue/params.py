@@ -24,8 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.catalogue.messages import Message, param_counted, param_message
 from gateway.catalogue.texts import LocalText, Text
+from gateway.platform.phrases import N_, N_counted, Phrase
 
 Source = Literal["json", "form"]
 ParamType = Literal["string", "integer", "number", "boolean", "choice", "date", "list", "file"]
@@ -45,9 +45,9 @@ _EXPLICIT_DASH = re.compile(r"(?:\^|\\A)?(?:\((?:\?:)?)*(?:-|\\-|\[(?:\\?[-+]){1
 
 
 class ParamError(ValueError):
-    """A bad value, naming its field; ``message`` is English (a ``Message`` that a page can show translated)."""
+    """A bad value, naming its field; ``message`` is English (a ``Phrase`` that a page can show translated)."""
 
-    def __init__(self, field: str, message: str | Message):
+    def __init__(self, field: str, message: str | Phrase):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
@@ -198,33 +198,33 @@ class ParamSpec(BaseModel):
 def _check_text(name: str, spec: ParamSpec, value: str) -> str:
     limit = spec.max_length or DEFAULT_MAX_LENGTH
     if len(value) > limit:
-        raise ParamError(name, param_message("longer than %(limit)s characters", limit=limit))
+        raise ParamError(name, N_("longer than %(limit)s characters", limit=limit))
     if _SURROGATE.search(value):
-        raise ParamError(name, param_message("is not valid Unicode text"))
+        raise ParamError(name, N_("is not valid Unicode text"))
     if "\x00" in value:  # no pattern can admit a NUL: no argv, environment or database text can carry it
-        raise ParamError(name, param_message("must not contain NUL bytes or line breaks"))
+        raise ParamError(name, N_("must not contain NUL bytes or line breaks"))
     if spec.pattern is not None:
         if not re.fullmatch(spec.pattern, value):
-            raise ParamError(name, param_message("does not match the required pattern"))
+            raise ParamError(name, N_("does not match the required pattern"))
         return value  # an explicit pattern decides which characters are allowed
     if _LINE_BREAK.search(value):
-        raise ParamError(name, param_message("must not contain NUL bytes or line breaks"))
+        raise ParamError(name, N_("must not contain NUL bytes or line breaks"))
     if _CONTROL.search(value):
-        raise ParamError(name, param_message("must not contain control characters"))
+        raise ParamError(name, N_("must not contain control characters"))
     return value
 
 
 def _string(name: str, spec: ParamSpec, value: Any, source: Source) -> str:
     if not isinstance(value, str):
-        raise ParamError(name, param_message("must be a string"))
+        raise ParamError(name, N_("must be a string"))
     return _check_text(name, spec, value)
 
 
 def _bounded(name: str, spec: ParamSpec, number: float) -> None:
     if spec.min is not None and number < spec.min:
-        raise ParamError(name, param_message("must be at least %(min)s", min=spec.min))
+        raise ParamError(name, N_("must be at least %(min)s", min=spec.min))
     if spec.max is not None and number > spec.max:
-        raise ParamError(name, param_message("must be at most %(max)s", max=spec.max))
+        raise ParamError(name, N_("must be at most %(max)s", max=spec.max))
 
 
 def _form_text(value: str) -> str:
@@ -246,9 +246,9 @@ def _integer(name: str, spec: ParamSpec, value: Any, source: Source) -> int:
     if source == "form" and isinstance(value, str):
         value = _form_integer(_form_text(value))
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(name, param_message("must be a whole number"))
+        raise ParamError(name, N_("must be a whole number"))
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ParamError(name, param_message("must be between %(min)s and %(max)s", min=INT64_MIN, max=INT64_MAX))
+        raise ParamError(name, N_("must be between %(min)s and %(max)s", min=INT64_MIN, max=INT64_MAX))
     _bounded(name, spec, value)
     return value
 
@@ -264,11 +264,11 @@ def _number(name: str, spec: ParamSpec, value: Any, source: Source) -> int | flo
         elif re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?", text):
             value = float(text)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParamError(name, param_message("must be a number"))
+        raise ParamError(name, N_("must be a number"))
     # A float past the double range is inf; an integer past it has no double at all (isfinite would raise).
     beyond = not math.isfinite(value) if isinstance(value, float) else abs(value) > sys.float_info.max
     if beyond:
-        raise ParamError(name, param_message("must be a finite number"))
+        raise ParamError(name, N_("must be a finite number"))
     _bounded(name, spec, value)
     return value
 
@@ -281,7 +281,7 @@ def _boolean(name: str, spec: ParamSpec, value: Any, source: Source) -> bool:
         if lowered in ("false", "off", "0", "no", ""):
             return False
     if not isinstance(value, bool):
-        raise ParamError(name, param_message("must be true or false"))
+        raise ParamError(name, N_("must be true or false"))
     return value
 
 
@@ -303,13 +303,11 @@ def _one_choice(name: str, spec: ParamSpec, value: Any, source: Source) -> str |
         if isinstance(value, str):
             return _check_text(name, spec, value)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ParamError(name, param_message("must be one of the offered choices"))
+            raise ParamError(name, N_("must be one of the offered choices"))
         return value
     chosen = match_choice(value, spec.choices, source)
     if chosen is None:
-        raise ParamError(
-            name, param_message("must be one of %(choices)s", choices=", ".join(str(c) for c in spec.choices))
-        )
+        raise ParamError(name, N_("must be one of %(choices)s", choices=", ".join(str(c) for c in spec.choices)))
     return chosen
 
 
@@ -319,30 +317,30 @@ def _choice(name: str, spec: ParamSpec, value: Any, source: Source) -> Any:
     if source == "form" and isinstance(value, str):
         value = [value]  # one ticked box or one selected option
     if not isinstance(value, list):
-        raise ParamError(name, param_message("must be a list of choices"))
+        raise ParamError(name, N_("must be a list of choices"))
     low, high = spec.min_items or 0, spec.max_items or DEFAULT_MAX_ITEMS
     if len(value) > high:
-        raise ParamError(name, param_message("has more than %(limit)s items", limit=high))
+        raise ParamError(name, N_("has more than %(limit)s items", limit=high))
     if spec.required and not value:
-        raise ParamError(name, param_message("is required"))
+        raise ParamError(name, N_("is required"))
     if len(value) < low:
-        raise ParamError(name, param_counted("needs at least %(num)s item", "needs at least %(num)s items", low))
+        raise ParamError(name, N_counted("needs at least %(num)s item", "needs at least %(num)s items", low))
     items: list[Any] = []
     for index, item in enumerate(value):
         chosen = _one_choice(f"{name}[{index}]", spec, item, source)
         if chosen in items:
-            raise ParamError(f"{name}[{index}]", param_message("is chosen twice"))
+            raise ParamError(f"{name}[{index}]", N_("is chosen twice"))
         items.append(chosen)
     return items
 
 
 def _date(name: str, spec: ParamSpec, value: Any, source: Source) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise ParamError(name, param_message("must be a date like %(example)s", example="2024-01-31"))
+        raise ParamError(name, N_("must be a date like %(example)s", example="2024-01-31"))
     try:
         parsed = dt.date.fromisoformat(value)
     except ValueError:
-        raise ParamError(name, param_message("is not a real date")) from None
+        raise ParamError(name, N_("is not a real date")) from None
     if spec.min is not None or spec.max is not None:
         _bounded(name, spec, parsed.toordinal())  # min/max for dates are ordinals; rarely used
     return parsed.isoformat()
@@ -352,21 +350,21 @@ def _list(name: str, spec: ParamSpec, value: Any, source: Source) -> list[str]:
     if source == "form" and isinstance(value, str):
         value = [line for line in value.splitlines() if line.strip()]
     if not isinstance(value, list):
-        raise ParamError(name, param_message("must be a list of strings"))
+        raise ParamError(name, N_("must be a list of strings"))
     limit = spec.max_items or DEFAULT_MAX_ITEMS
     if len(value) > limit:
-        raise ParamError(name, param_message("has more than %(limit)s items", limit=limit))
+        raise ParamError(name, N_("has more than %(limit)s items", limit=limit))
     items = []
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise ParamError(f"{name}[{index}]", param_message("must be a string"))
+            raise ParamError(f"{name}[{index}]", N_("must be a string"))
         items.append(_check_text(f"{name}[{index}]", spec, item))
     return items
 
 
 def _file(name: str, spec: ParamSpec, value: Any, source: Source) -> FileValue:
     if not isinstance(value, FileValue):
-        raise ParamError(name, param_message("must be an uploaded file"))
+        raise ParamError(name, N_("must be an uploaded file"))
     return value
 
 
@@ -384,4 +382,4 @@ VALIDATORS: dict[str, Callable[[str, ParamSpec, Any, Source], Any]] = {
 
 def reject_unknown_type(name: str, spec: ParamSpec, value: Any, source: Source) -> Any:
     """The validator of a type the table does not know: default-deny."""
-    raise ParamError(name, param_message("type %(type)s is not supported", type=repr(spec.type)))
+    raise ParamError(name, N_("type %(type)s is not supported", type=repr(spec.type)))

@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from gateway.catalogue.messages import param_message
 from gateway.catalogue.params import (
     MASK,
     VALIDATORS,
@@ -25,6 +24,7 @@ from gateway.catalogue.params import (
     Source,
     reject_unknown_type,
 )
+from gateway.platform.phrases import N_
 
 
 class Declares(Protocol):
@@ -56,14 +56,14 @@ def collect_errors(command: Declares, raw: Any, source: Source = "json") -> tupl
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        return {}, {"params": param_message("must be an object")}
+        return {}, {"params": N_("must be an object")}
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     for name, spec in command.params.items():
         present = name in raw and not (source == "form" and raw[name] == "" and spec.type != "string")
         if not present or raw[name] is None:
             if spec.required:
-                errors[name] = param_message("is required")
+                errors[name] = N_("is required")
             elif spec.default is not None:
                 values[name] = spec.default
             else:
@@ -80,7 +80,7 @@ def collect_errors(command: Declares, raw: Any, source: Source = "json") -> tupl
     # Declared params' errors first: a record that keeps only the first names keeps those.
     for name in raw:
         if name not in command.params:
-            errors[str(name)] = param_message("is not a parameter of this command")
+            errors[str(name)] = N_("is not a parameter of this command")
     return values, errors
 
 

@@ -34,10 +34,10 @@ from flask import Flask, current_app
 from gateway import runs
 from gateway.access.policy import CHOICES
 from gateway.catalogue import Command, switches
-from gateway.catalogue.messages import param_message
 from gateway.catalogue.params import ParamError, Source, match_choice
 from gateway.catalogue.values import canonical_key, collect_errors
 from gateway.db.models import Run
+from gateway.platform.phrases import N_
 
 MAX_LISTS = 256
 FAILURE_BACKOFF_SECONDS = 5.0
@@ -84,7 +84,7 @@ class ChoiceLists:
             if values.get(spec.depends_on) is None:
                 raise ParamError(
                     spec.depends_on,
-                    param_message("is required (the choices of %(name)s depend on it)", name=repr(name)),
+                    N_("is required (the choices of %(name)s depend on it)", name=repr(name)),
                 )
             raw[spec.depends_on] = values[spec.depends_on]
         source_values, errors = collect_errors(source, raw, "json")
@@ -94,7 +94,7 @@ class ChoiceLists:
             message = next(iter(errors.values()))
             raise ParamError(
                 spec.depends_on or name,
-                param_message(
+                N_(
                     "is not accepted by the source of the choices of %(name)s (%(reason)s)",
                     name=repr(name),
                     reason=message,
@@ -211,9 +211,9 @@ class ChoiceLists:
             if wrong is not None:
                 field = f"{name}[{wrong}]" if spec.multiple else name
                 errors[field] = (
-                    param_message("is not one of the choices offered for this %(name)s", name=spec.depends_on)
+                    N_("is not one of the choices offered for this %(name)s", name=spec.depends_on)
                     if spec.depends_on
-                    else param_message("is not one of the choices offered")
+                    else N_("is not one of the choices offered")
                 )
                 continue
             checked[name] = chosen if spec.multiple else chosen[0]

@@ -1,43 +1,86 @@
 """English texts that a page shows in its own language while the API, the ledger and the logs keep the English.
 
 ``N_("No such run.")`` is a ``Phrase``: a ``str`` whose value is the English text
-(formatted with its named values), which is what JSON answers, audit details and
-log lines get; it remembers its msgid and values, so ``on_page(text)`` renders it
-in the page's language. ``N_`` is one of ``pybabel extract``'s default keywords, so
-the msgid reaches the catalogue. ``on_page`` of a plain string looks it up as a
-msgid (a message built elsewhere from a catalogue string), else leaves it as it is.
+(formatted with its named values, numbers as English writes them: 10, not 10.0),
+which is what JSON answers, audit details, log lines and the CLI get; it remembers
+its msgid, plural and values, so ``on_page(text)`` renders it in the page's
+language, numbers included (0,5 in German). ``N_`` is one of ``pybabel extract``'s
+default keywords and the Makefile adds ``N_counted:1,2``, so the msgids reach the
+catalogue. ``on_page`` of a plain string looks it up as a msgid (a message built
+elsewhere from a catalogue string), else leaves it as it is. Validation uses the
+same phrases (a parameter's error: German on the form, English in the API's answer
+and the ``run.rejected`` record); building one needs no request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from flask_babel import gettext
+from babel.numbers import format_decimal
+from flask_babel import get_locale, get_translations, gettext
+
+
+def number_text(value: float) -> str:
+    """A number as people write it in English: 10 not 10.0 (nor 1e+06), 0.5 as 0.5."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Phrase(str):
-    """English text (its ``str`` value) that knows its msgid and named values."""
+    """The English text; ``msgid`` (with ``plural`` and ``amount`` for a counted one) and ``values`` for gettext."""
 
     msgid: str
-    values: dict[str, Any]
+    plural: str | None
+    amount: int | None
+    values: Mapping[str, Any]
 
-    def __new__(cls, msgid: str, **values: Any) -> Phrase:
-        phrase = super().__new__(cls, msgid % values if values else msgid)
-        phrase.msgid = msgid
-        phrase.values = values
+    def __new__(cls, msgid: str, values: Mapping[str, Any] | None = None, plural: str | None = None,
+                count: int | None = None) -> Phrase:  # fmt: skip
+        values = dict(values or {})
+        template = plural if plural is not None and count != 1 else msgid
+        english = {key: number_text(value) if _is_number(value) else value for key, value in values.items()}
+        phrase = super().__new__(cls, template % english if english or count is not None else template)
+        phrase.msgid, phrase.plural, phrase.amount, phrase.values = msgid, plural, count, MappingProxyType(values)
         return phrase
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Phrase, (self.msgid, dict(self.values), self.plural, self.amount))
 
 
 def N_(msgid: str, **values: Any) -> Phrase:  # gettext's conventional name for "marked, not translated"
     """Mark an English text for the catalogue; it stays English until ``on_page``."""
-    return Phrase(msgid, **values)
+    return Phrase(msgid, values)
+
+
+def N_counted(singular: str, plural: str, count: int, **values: Any) -> Phrase:
+    """A counted phrase ("needs at least 1 item" / "2 items"); ``%(num)s`` is the count."""
+    return Phrase(singular, {"num": count, **values}, plural, count)
+
+
+def page_number(value: Any) -> Any:
+    """A number as the page's language writes it (0,5 in German), ungrouped as a form's min/max are; else as it is."""
+    if _is_number(value):
+        return format_decimal(value, locale=get_locale(), group_separator=False, decimal_quantization=False)
+    return value
+
+
+def _page_value(value: Any) -> Any:
+    return on_page(value) if isinstance(value, Phrase) else page_number(value)
 
 
 def on_page(text: str | None) -> str:
     """The text in the page's language: a ``Phrase`` by its msgid, a plain string if the catalogue knows it."""
     if not text:
         return ""
-    if isinstance(text, Phrase):  # its values too, when they are phrases ("... failed a check (signature)")
-        values = {name: on_page(value) if isinstance(value, Phrase) else value for name, value in text.values.items()}
-        return str(gettext(text.msgid, **values))
-    return str(gettext(text))
+    if not isinstance(text, Phrase):
+        return str(gettext(text))
+    values = {name: _page_value(value) for name, value in text.values.items()}
+    if text.plural is not None and text.amount is not None:
+        # Flask-Babel's ngettext would format the count itself: the catalogue's own, with the page's numbers.
+        return str(get_translations().ungettext(text.msgid, text.plural, text.amount) % values)
+    return str(gettext(text.msgid, **values))

@@ -43,11 +43,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import audit
 from gateway.access import policy
 from gateway.catalogue import Command, switches
-from gateway.catalogue.messages import param_message
 from gateway.catalogue.params import ParamError, Source
 from gateway.catalogue.values import canonical_key, collect_errors, masked
 from gateway.db.models import Run
 from gateway.db.units import write_connection
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import utcnow
 from gateway.runners import runner_for
 from gateway.runners.base import RunContext
@@ -162,7 +162,7 @@ def start(
 
     run_id = str(uuid.uuid4())
     values, errors = collect_errors(command, supplied, source)
-    errors.update({str(key): param_message("is given more than once") for key in repeated})
+    errors.update({str(key): N_("is given more than once") for key in repeated})
     if not errors and command.lists_from_data:
         try:
             values, errors = _lists_from_data().check(command, values, source)

@@ -21,8 +21,8 @@ from typing import IO
 from werkzeug.datastructures import FileStorage
 
 from gateway.audit import bounds
-from gateway.catalogue.messages import param_message
 from gateway.catalogue.params import FileValue, ParamError
+from gateway.platform.phrases import N_
 from gateway.runners.shell import RunAs
 
 CHUNK = 64 * 1024
@@ -72,7 +72,7 @@ def _store_upload(
             if size > max_bytes:
                 target.close()
                 os.unlink(path)
-                raise ParamError(field, param_message("file is larger than %(limit)s bytes", limit=max_bytes))
+                raise ParamError(field, N_("file is larger than %(limit)s bytes", limit=max_bytes))
             digest.update(chunk)
             target.write(chunk)
     if run_as is not None and os.geteuid() == 0:

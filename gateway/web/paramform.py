@@ -20,16 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from babel.numbers import format_decimal
 from flask import url_for
-from flask_babel import get_locale, get_translations, gettext
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from gateway.catalogue import Command, ParamSpec
-from gateway.catalogue.messages import Message, param_message
 from gateway.catalogue.params import RefusedUpload
 from gateway.catalogue.texts import localized
 from gateway.choices import Offered, Options
+from gateway.platform.phrases import N_, on_page, page_number
 from gateway.web.words import _
 
 CSRF_FIELD = "csrf_token"
@@ -95,30 +93,9 @@ def _bound(spec: ParamSpec, value: float | None) -> str | None:
     return str(int(value)) if spec.type == "integer" or float(value).is_integer() else repr(value)
 
 
-def _page_number(value: Any) -> Any:
-    """A number in a message as the page's language writes it (0,5 in German), ungrouped as the input's min/max are."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return value
-    return format_decimal(value, locale=get_locale(), group_separator=False, decimal_quantization=False)
-
-
-def shown(text: str) -> str:
-    """A validation message in the page's language: a ``Message`` by gettext of its English msgid, else as it is.
-
-    The same message stays English in the API's answer and the ledger's record (it is a ``str``).
-    """
-    if not isinstance(text, Message):
-        return text
-    values = {key: _page_number(value) for key, value in text.values.items()}
-    if text.plural is not None and text.amount is not None:
-        # Flask-Babel's ngettext takes the count as ``num`` itself (unformatted): the catalogue's directly.
-        return str(get_translations().ungettext(text.msgid, text.plural, text.amount) % values)
-    return str(gettext(text.msgid, **values))
-
-
 def _rule(spec: ParamSpec) -> str | None:
     """A number's bounds as the form states them, in the page's language (no "1.0")."""
-    low, high = _page_number(_number(spec, spec.min)), _page_number(_number(spec, spec.max))
+    low, high = page_number(_number(spec, spec.min)), page_number(_number(spec, spec.max))
     whole = spec.type == "integer"
     if low is not None and high is not None:
         if whole:
@@ -159,13 +136,13 @@ def _errors_for(name: str, spec: ParamSpec, errors: Mapping[str, str]) -> str | 
     messages = []
     for key, message in errors.items():
         if key == name:
-            messages.append(shown(message))
+            messages.append(on_page(message))
         elif key.startswith(name + "[") and key.endswith("]"):
             index = int(key[len(name) + 1 : -1]) + 1
             if spec.multiple:
-                messages.append(_("choice %(index)s: %(error)s", index=index, error=shown(message)))
+                messages.append(_("choice %(index)s: %(error)s", index=index, error=on_page(message)))
             else:
-                messages.append(_("line %(index)s: %(error)s", index=index, error=shown(message)))
+                messages.append(_("line %(index)s: %(error)s", index=index, error=on_page(message)))
     return "; ".join(messages) or None
 
 
@@ -187,7 +164,7 @@ def _list_note(command: Command, spec: ParamSpec, options: Options | None) -> st
         other = command.params[spec.depends_on]
         return _("Choose %(name)s first.", name=(localized(other.label) or spec.depends_on.replace("_", " ")).lower())
     if options is not None and options.truncated:
-        return _("Only the first %(count)s choices are offered.", count=_page_number(len(options.values)))
+        return _("Only the first %(count)s choices are offered.", count=page_number(len(options.values)))
     return None
 
 
@@ -241,7 +218,7 @@ def build_fields(
 
 def unknown_errors(command: Command, errors: Mapping[str, str]) -> dict[str, str]:
     """Errors that belong to no field of the form (shown at the top), in the page's language."""
-    return {key: shown(message) for key, message in errors.items() if key.split("[", 1)[0] not in command.params}
+    return {key: on_page(message) for key, message in errors.items() if key.split("[", 1)[0] not in command.params}
 
 
 def read_submission(
@@ -269,7 +246,7 @@ def read_submission(
     for name, upload in (files or MultiDict()).items(multi=True):
         spec = command.params.get(name)
         if upload.filename and (spec is None or spec.type != "file"):
-            raw.add(name, RefusedUpload(param_message("takes text, not an uploaded file")))
+            raw.add(name, RefusedUpload(N_("takes text, not an uploaded file")))
     return raw
 
 

@@ -16,14 +16,12 @@ from typing import Any
 
 from flask_babel import gettext, lazy_gettext
 
+from gateway.platform.phrases import N_
+
 
 def _(msgid: str, **values: Any) -> str:
     """gettext as ``str`` (Flask-Babel's is untyped); pybabel extracts its msgids like gettext's."""
     return str(gettext(msgid, **values))
-
-
-def N_(msgid: str) -> str:  # gettext's conventional name: extract, translate later
-    return msgid
 
 
 KNOWN = frozenset(
