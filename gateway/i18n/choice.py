@@ -14,9 +14,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from babel import Locale
-from flask import current_app, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from flask_babel import get_locale
-from flask_login import current_user
 
 from gateway.identity.redirects import safe_next
 
@@ -30,10 +29,16 @@ def languages() -> tuple[str, ...]:
 
 
 def stored_language() -> str | None:
-    """The signed-in user's own choice, when it is still offered."""
-    if not current_user.is_authenticated:
+    """The signed-in user's own choice, when it is still offered.
+
+    Only a user the sign-in gate already loaded counts (Flask-Login keeps it in ``g._login_user``):
+    choosing a page's language never reads the database itself, so the page saying the database is
+    unreachable still renders, in the cookie's or the browser's language.
+    """
+    user = g.get("_login_user") if has_request_context() else None
+    if user is None or not user.is_authenticated:
         return None
-    chosen = getattr(current_user, "language", None)
+    chosen = getattr(user, "language", None)
     return chosen if chosen in languages() else None
 
 
