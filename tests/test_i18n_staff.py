@@ -179,6 +179,21 @@ def test_a_message_is_its_english_text_and_the_page_translates_it_with_numbers_p
 # --- every staff page in German ------------------------------------------------------------------
 
 
+def test_my_runs_counts_them_with_the_plural_of_the_page_language(app, staff):
+    def run_greet() -> None:
+        started = submit(staff, "greet", {"who": "Ann", "count": "1"})
+        assert started.status_code == 303
+        wait_done(app, started.headers["Location"].rsplit("/", 1)[-1])
+
+    run_greet()
+    assert "1 Lauf auf dieser Seite" in german(staff, "/runs")
+    assert "1 run on this page" in staff.get("/runs").get_data(as_text=True)
+    run_greet()
+    run_greet()
+    assert "3 Läufe auf dieser Seite" in german(staff, "/runs")
+    assert "3 runs on this page" in staff.get("/runs").get_data(as_text=True)
+
+
 def test_the_staff_pages_in_german_leave_nothing_in_english(app, staff, users, login):
     started = submit(staff, "greet", {"who": "Ann", "count": "3"}, headers=GERMAN)
     assert started.status_code == 303
