@@ -432,3 +432,11 @@ def test_all_runs_lists_everyones_runs_filters_and_cancels(app, admin, users):
     assert cancel.run_id == run_id and cancel.actor_name == "admin"
     assert post(admin, f"/admin/runs/{run_id}/cancel").status_code == 303  # already ended: a message, not a crash
     assert post(admin, "/admin/runs/not-a-run/cancel").status_code == 404
+
+
+def test_a_commands_rules_show_whole_bounds_as_the_catalogue_writes_them():
+    from gateway.admin.commands import param_rules
+    from gateway.catalogue.loader import load_catalogue
+
+    rules = param_rules(load_catalogue(Path(__file__).parent.parent / "commands.yaml").commands["log-tail"])
+    assert "min=1;" in rules["lines"] and "max=1000;" in rules["lines"] and ".0" not in rules["lines"]

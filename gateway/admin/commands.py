@@ -54,6 +54,11 @@ def who_can_run(command: str) -> list[dict[str, Any]]:
     return sorted(people.values(), key=lambda entry: entry["username"])
 
 
+def _whole(value: object) -> object:
+    """A bound as written in the catalogue: ``min=1``, not the model's ``1.0``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def param_rules(command: Command | None) -> dict[str, str]:
     """Each parameter's rules as loaded (``required=true; pattern="..."``), leaving out unset ones."""
     if command is None:
@@ -61,7 +66,9 @@ def param_rules(command: Command | None) -> dict[str, str]:
     out = {}
     for name, spec in command.params.items():
         rules = spec.model_dump(mode="json", exclude_none=True, exclude={"type"})
-        shown = [f"{key}={json.dumps(value)}" for key, value in rules.items() if value is not False and value != ""]
+        shown = [
+            f"{key}={json.dumps(_whole(value))}" for key, value in rules.items() if value is not False and value != ""
+        ]
         out[name] = "; ".join(shown)
     return out
 
