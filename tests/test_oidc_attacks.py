@@ -238,12 +238,14 @@ def row_counts(app: Flask) -> dict[str, int]:
 FLOOD = 10_000
 # tracemalloc slows every allocation several times over: it watches the last starts, where any per-start growth
 # shows, after a traced warm-up that refills bounded caches (urllib's split cache) with traced entries.
-WARM, TRACED = 200, 500
+# tracemalloc also counts other threads (an earlier test's app may still be winding down in this worker): the
+# smallest growth of three windows is the server's; a per-start leak grows in every one of them.
+WARM, TRACED, WINDOWS = 200, 500, 3
 
 
 @pytest.mark.slow  # 10,000 requests through the whole stack: ~20 s, the suite's longest test
 def test_a_flood_of_anonymous_sign_in_starts_grows_nothing_on_the_server(make_app, forger, caplog):
-    """10,000 starts from cookieless clients: no row written, no memory kept (traced over the last 500).
+    """10,000 starts from cookieless clients: no row written, no memory kept (traced over the last three 500s).
 
     Driven through the WSGI app directly (the test client's request building
     would triple the time); each start runs the whole stack: network gate,
@@ -265,16 +267,19 @@ def test_a_flood_of_anonymous_sign_in_starts_grows_nothing_on_the_server(make_ap
 
     starts(1)  # discovery fetched and cached before counting
     before_rows = row_counts(app)
-    starts(FLOOD - WARM - TRACED - 1)
+    starts(FLOOD - WARM - TRACED * WINDOWS - 1)
     tracemalloc.start()
     starts(WARM)
-    gc.collect()
-    baseline = tracemalloc.get_traced_memory()[0]
-    starts(TRACED)
-    gc.collect()
-    grown = tracemalloc.get_traced_memory()[0] - baseline
+    growth = []
+    for _ in range(WINDOWS):
+        gc.collect()
+        baseline = tracemalloc.get_traced_memory()[0]
+        starts(TRACED)
+        gc.collect()
+        growth.append(tracemalloc.get_traced_memory()[0] - baseline)
     tracemalloc.stop()
+    grown = min(growth)
     assert statuses == {"302 FOUND": FLOOD}
     assert row_counts(app) == before_rows
-    assert grown < 10_000, f"{grown} bytes kept over {TRACED} anonymous starts"
+    assert grown < 10_000, f"{growth} bytes kept over each {TRACED} anonymous starts"
     assert forger.hits["/.well-known/openid-configuration"] == 1  # nor a request to the IdP per start
