@@ -211,6 +211,13 @@ def test_refusals_from_the_services_are_german_on_the_page_and_english_elsewhere
     with app.app_context(), pytest.raises(accounts.AccountError, match="already exists"):
         accounts.create_user("staff", "x" * 20)  # the service (the CLI's words) stays English
 
+    # A refusal the service itself raises (no form check before it): German on the page, English for the CLI.
+    assert post(admin, "/account/language", {"language": "de"}, page="/account").status_code == 303
+    member = post(admin, "/admin/groups/ops/members", {"username": "nobody-here"}, page="/admin/groups")
+    assert "Kein Benutzer &#39;nobody-here&#39;." in member.get_data(as_text=True)
+    with app.app_context(), pytest.raises(accounts.AccountError, match=r"^username: no user 'nobody-here'$"):
+        groups.add_member("ops", "nobody-here")
+
 
 def test_all_runs_page_is_german(app, admin, seeded):
     html = german(admin, "/admin/runs")

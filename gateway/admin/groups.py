@@ -167,11 +167,10 @@ FIELD_LABELS = {"idp_group": _l("IdP group name"), "group": _l("Group")}
 
 def field_problem(exc: accounts.AccountError) -> str:
     """A service error as ``<field label>: <problem>.``, so the admin sees which input was wrong."""
-    field, _colon, problem = str(exc).partition(": ")
-    label = FIELD_LABELS.get(field)
-    if not problem or label is None:
+    label = FIELD_LABELS.get(exc.field)
+    if label is None:
         return problem_text(exc)
-    return str(_("%(field)s: %(problem)s", field=label, problem=shared.problem_on_page(problem, sentence=False)))
+    return str(_("%(field)s: %(problem)s", field=label, problem=shared.problem_on_page(exc.problem, sentence=False)))
 
 
 @bp.route("/groups/<name:name>/idp-links", methods=["POST"])

@@ -7,16 +7,15 @@ texts as patterns, each with its msgid), and shows one it does not know as it is
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import flash, redirect, render_template, request, session, url_for
-from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from gateway.identity.accounts import AccountError
 from gateway.platform.addresses import client_address
-from gateway.platform.phrases import N_
+from gateway.platform.phrases import on_page
 
 
 def actor() -> dict[str, Any]:
@@ -34,55 +33,17 @@ def audited() -> dict[str, Any]:
     return {"actor": actor(), **request_fields()}
 
 
-# The services' refusals (English, the CLI's and the API's words) as patterns -> their msgid (the same
-# English text, a ``%(name)s`` for each of the pattern's groups), a fragment as the services word it.
-PROBLEMS = [
-    (r"no user (?P<name>.+)", N_("no user %(name)s")),
-    (r"(?P<name>.+) already exists", N_("%(name)s already exists")),
-    (r"no group (?P<name>.+)", N_("no group %(name)s")),
-    (r"no command (?P<name>.+) in the catalogue", N_("no command %(name)s in the catalogue")),
-    (r"(?P<name>.+) signs in through (?P<source>\w+); it has no local password",
-     N_("%(name)s signs in through %(source)s; it has no local password")),
-    (r"(?P<name>.+) has no second factor to reset", N_("%(name)s has no second factor to reset")),
-    (r"you cannot reset your own password here \(use your account page\)",
-     N_("you cannot reset your own password here (use your account page)")),
-    (r"you cannot reset your own password by invite \(use your account page\)",
-     N_("you cannot reset your own password by invite (use your account page)")),
-    (r"you cannot disable your own account \(ask another admin\)",
-     N_("you cannot disable your own account (ask another admin)")),
-    (r"cannot disable the last active admin", N_("cannot disable the last active admin")),
-    (r"you cannot revoke your own admin rights \(ask another admin\)",
-     N_("you cannot revoke your own admin rights (ask another admin)")),
-    (r"cannot revoke admin from the last active admin", N_("cannot revoke admin from the last active admin")),
-    (r"you cannot reset your own second factors here \(ask another admin\)",
-     N_("you cannot reset your own second factors here (ask another admin)")),
-    (r"use 1-100 of a-z, 0-9, '\.', '_' or '-'", N_("use 1-100 of a-z, 0-9, '.', '_' or '-'")),
-    (r"use 1-64 of a-z, 0-9, '\.', '_' or '-', starting with a letter or digit",
-     N_("use 1-64 of a-z, 0-9, '.', '_' or '-', starting with a letter or digit")),
-    (r"contains control characters", N_("contains control characters")),
-    (r"must not contain control characters", N_("must not contain control characters")),
-    (r"must be at least (?P<num>\d+) characters", N_("must be at least %(num)s characters")),
-    (r"must be at most (?P<num>\d+) characters", N_("must be at most %(num)s characters")),
-    (r"use 1-(?P<num>\d+) characters", N_("use 1-%(num)s characters")),
-]  # fmt: skip
-_PROBLEM_PATTERNS = [(re.compile(pattern), msgid) for pattern, msgid in PROBLEMS]
-
-
 def problem_on_page(problem: str, *, sentence: bool = True) -> str:
-    """A service's English problem in the page's language (one it does not know as it is), ending
-    with a full stop; as a sentence (capital first) or, with ``sentence=False``, as a fragment."""
-    text = problem.rstrip(".")
-    for pattern, msgid in _PROBLEM_PATTERNS:
-        match = pattern.fullmatch(text)
-        if match:
-            text = _(msgid, **match.groupdict())
-            break
+    """A service's problem (a ``Phrase``) in the page's language, ending with a full stop; as a
+    sentence (capital first) or, with ``sentence=False``, as a fragment."""
+    text = on_page(problem).rstrip(".")
     return (text[:1].upper() + text[1:] if sentence else text) + "."
 
 
 def problem_text(exc: Exception) -> str:
-    """A service error's message without its ``field:`` prefix, as a sentence in the page's language."""
-    return problem_on_page(str(exc).split(": ", 1)[-1])
+    """A service error's problem without its field, as a sentence in the page's language."""
+    problem = exc.problem if isinstance(exc, AccountError) else str(exc).split(": ", 1)[-1]
+    return problem_on_page(problem)
 
 
 def back(endpoint: str, message: str | None = None, **values: Any) -> Response:

@@ -37,6 +37,7 @@ from gateway.identity.passwords import generate_password, password_problem
 from gateway.identity.usernames import normalise_username, username_problem
 from gateway.platform import reveal
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import as_utc, utcnow
 
 
@@ -148,7 +149,7 @@ def new_user_errors(username: str, mode: str, password: str, again: str) -> dict
     if problem:
         errors["username"] = problem_on_page(problem)
     elif accounts.find_user(username) is not None:
-        errors["username"] = problem_on_page(f"{normalise_username(username)!r} already exists")
+        errors["username"] = problem_on_page(N_("%(name)s already exists", name=repr(normalise_username(username))))
     if mode not in MODES:
         errors["password_mode"] = _("Choose how the first password is set.")
     elif mode == "set":
@@ -177,9 +178,8 @@ def create_user() -> Response | tuple[str, int]:
         password = generate_password() if mode == "generate" else typed
         user = accounts.create_user(username, password, is_admin=make_admin, **audited())
     except accounts.AccountError as exc:
-        field = str(exc).partition(": ")[0]
         return render_users(
-            errors={field if field == "password" else "username": problem_text(exc)}, form=form, status=400
+            errors={exc.field if exc.field == "password" else "username": problem_text(exc)}, form=form, status=400
         )
     if mode == "generate":
         return _show_password_once(user.username, password)

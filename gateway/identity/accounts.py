@@ -25,6 +25,7 @@ from gateway.identity.passwords import hash_password, password_problem
 from gateway.identity.usernames import normalise_username, username_problem
 from gateway.platform.extensions import db
 from gateway.platform.identifiers import is_name
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import utcnow
 
 Actor = Mapping[str, Any] | None
@@ -33,7 +34,15 @@ RevokeReason = Literal["password_changed", "password_reset", "password_set", "us
 
 
 class AccountError(ValueError):
-    """A change that cannot be made; the message says why and names the field."""
+    """A change that cannot be made: ``field: problem`` in English (the CLI's and the API's words).
+
+    ``problem`` is a ``Phrase`` where the services word it, so a page shows it in its own language.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 def find_user(raw_username: str) -> User | None:
@@ -47,7 +56,7 @@ def find_user(raw_username: str) -> User | None:
 def get_user(raw_username: str) -> User:
     user = find_user(raw_username)
     if user is None:
-        raise AccountError(f"username: no user {normalise_username(raw_username)!r}")
+        raise AccountError("username", N_("no user %(name)s", name=repr(normalise_username(raw_username))))
     return user
 
 
@@ -79,12 +88,12 @@ def _create(
     username = normalise_username(raw_username)
     problem = username_problem(username)
     if problem:
-        raise AccountError(f"username: {problem}")
+        raise AccountError("username", problem)
     problem = password_problem(password) if password is not None else None
     if problem:
-        raise AccountError(f"password: {problem}")
+        raise AccountError("password", problem)
     if find_user(username) is not None:
-        raise AccountError(f"username: {username!r} already exists")
+        raise AccountError("username", N_("%(name)s already exists", name=repr(username)))
     password_hash = hash_password(password) if password is not None else None
     with write_transaction() as tx:
         user = User(
@@ -141,7 +150,7 @@ def change_own_password(user: User, password: str, **fields: Any) -> Revoked:
 def _set_password(user: User, password: str, reason: RevokeReason, *, actor: Actor, **fields: Any) -> Revoked:
     problem = password_problem(password)
     if problem:
-        raise AccountError(f"password: {problem}")
+        raise AccountError("password", problem)
     password_hash = hash_password(password)
     with write_transaction() as tx:
         _, revoked = _replace_password(tx, user, password_hash, {}, reason, actor=actor, **fields)
@@ -152,7 +161,7 @@ def reset_password(user: User, password: str, *, actor: Actor = None, **fields: 
     """An admin's reset to a generated password; not of their own account (it would end the very
     session the new password is about to be shown in)."""
     if _is_self(actor, user):
-        raise AccountError("username: you cannot reset your own password here (use your account page)")
+        raise AccountError("username", N_("you cannot reset your own password here (use your account page)"))
     return set_password(user, password, actor=actor, **fields)
 
 
@@ -160,7 +169,7 @@ def reset_by_invite(user: User, *, actor: Actor = None, **fields: Any) -> invite
     """The password, sessions and API tokens stop working at once; an invite link lets the user choose a password."""
     with write_transaction() as tx:
         if _is_self(actor, user):
-            raise AccountError("username: you cannot reset your own password by invite (use your account page)")
+            raise AccountError("username", N_("you cannot reset your own password by invite (use your account page)"))
         user, _ = _replace_password(tx, user, None, {"via": "invite"}, "password_reset", actor=actor, **fields)
         return invites.issue_in(tx, user, actor=actor, reason="reset", **fields)
 
@@ -178,7 +187,14 @@ def _replace_password(
     """Inside a write transaction: set the hash (None: none until an invite), end sessions and tokens, audit."""
     user = tx.merge(user)
     if user.source != "local":
-        raise AccountError(f"username: {user.username!r} signs in through {user.source}; it has no local password")
+        raise AccountError(
+            "username",
+            N_(
+                "%(name)s signs in through %(source)s; it has no local password",
+                name=repr(user.username),
+                source=user.source,
+            ),
+        )
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
     revoked = revoke_access(tx, user, reason, actor=actor, **fields)
@@ -207,7 +223,7 @@ def accept_invite(token: str, password: str, **fields: Any) -> User:
         invites.check(token)  # before the argon2 work: a forged link costs a lookup, not a hash
         problem = password_problem(password)
         if problem:
-            raise AccountError(f"password: {problem}")
+            raise AccountError("password", problem)
         password_hash = hash_password(password)
         with write_transaction() as tx:
             invite, user = invites.use_in(tx, token)  # checked again under the write lock
@@ -256,9 +272,9 @@ def set_active(user: User, active: bool, *, actor: Actor = None, **fields: Any) 
         user = tx.merge(user)
         tx.refresh(user)
         if not active and _is_self(actor, user):
-            raise AccountError("username: you cannot disable your own account (ask another admin)")
+            raise AccountError("username", N_("you cannot disable your own account (ask another admin)"))
         if not active and user.is_admin and user.active and _other_active_admins(tx, user.id) == 0:
-            raise AccountError("username: cannot disable the last active admin")
+            raise AccountError("username", N_("cannot disable the last active admin"))
         before = _snapshot(user)
         user.active = active
         revoked = Revoked(0, 0) if active else revoke_access(tx, user, "user_disabled", actor=actor, **fields)
@@ -279,12 +295,16 @@ def set_admin(user: User, is_admin: bool, *, actor: Actor = None, **fields: Any)
         tx.refresh(user)
         if user.source == "oidc" and current_app.config.get("OIDC_ADMIN_GROUPS") is not None:
             raise AccountError(
-                f"username: {user.username!r}'s admin flag follows the identity provider's groups (OIDC_ADMIN_GROUPS)"
+                "username",
+                N_(
+                    "%(name)s's admin flag follows the identity provider's groups (OIDC_ADMIN_GROUPS)",
+                    name=repr(user.username),
+                ),
             )
         if not is_admin and _is_self(actor, user):
-            raise AccountError("username: you cannot revoke your own admin rights (ask another admin)")
+            raise AccountError("username", N_("you cannot revoke your own admin rights (ask another admin)"))
         if not is_admin and user.is_admin and user.active and _other_active_admins(tx, user.id) == 0:
-            raise AccountError("username: cannot revoke admin from the last active admin")
+            raise AccountError("username", N_("cannot revoke admin from the last active admin"))
         before = _snapshot(user)
         user.is_admin = is_admin
         audit.append(

@@ -18,6 +18,7 @@ from gateway.db.units import rows_matched, write_transaction
 from gateway.identity.accounts import AccountError, get_user
 from gateway.platform.extensions import db
 from gateway.platform.identifiers import is_name
+from gateway.platform.phrases import N_
 
 Actor = Mapping[str, Any] | None
 GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -34,16 +35,16 @@ def find_group(name: str) -> Group | None:
 def get_group(name: str) -> Group:
     group = find_group(name)
     if group is None:
-        raise AccountError(f"group: no group {name!r}")
+        raise AccountError("group", N_("no group %(name)s", name=repr(name)))
     return group
 
 
 def create_group(name: str, *, description: str = "", actor: Actor = None, **fields: Any) -> Group:
     name = name.strip().lower()
     if not GROUP_NAME.match(name):
-        raise AccountError("group: use 1-100 of a-z, 0-9, '.', '_' or '-'")
+        raise AccountError("group", N_("use 1-100 of a-z, 0-9, '.', '_' or '-'"))
     if find_group(name) is not None:
-        raise AccountError(f"group: {name!r} already exists")
+        raise AccountError("group", N_("%(name)s already exists", name=repr(name)))
     with write_transaction() as tx:
         group = Group(name=name, description=description)
         tx.add(group)
@@ -86,7 +87,7 @@ def remove_member(group_name: str, username: str, *, actor: Actor = None, **fiel
 def add_grant(group_name: str, command: str, *, actor: Actor = None, known_commands: Any = None, **fields: Any) -> bool:
     group = get_group(group_name)
     if not is_name(command) or (known_commands is not None and command not in known_commands):
-        raise AccountError(f"command: no command {command!r} in the catalogue")
+        raise AccountError("command", N_("no command %(name)s in the catalogue", name=repr(command)))
     existing = db.session.scalar(
         select(CommandGrant).where(CommandGrant.group_id == group.id, CommandGrant.command == command)
     )
@@ -130,7 +131,7 @@ def delete_group(name: str, *, actor: Actor = None, **fields: Any) -> dict[str, 
         tx.execute(delete(CommandGrant).where(CommandGrant.group_id == group_id))
         result = tx.execute(delete(Group).where(Group.id == group_id))
         if not rows_matched(result):
-            raise AccountError(f"group: no group {name!r}")
+            raise AccountError("group", N_("no group %(name)s", name=repr(name)))
         audit.append("admin.group_deleted", session=tx, actor=actor, outcome="ok", detail={"before": before}, **fields)
     db.session.expire_all()
     return before

@@ -19,6 +19,7 @@ from gateway.db.units import rows_matched, write_transaction
 from gateway.identity.accounts import AccountError
 from gateway.identity.groups import get_group
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_, Phrase
 
 Actor = Mapping[str, Any] | None
 MAX_IDP_GROUP_LENGTH = 256
@@ -26,12 +27,12 @@ MAX_IDP_GROUP_LENGTH = 256
 MAX_CLAIMED_GROUPS = 1000
 
 
-def idp_group_problem(idp_group: str) -> str | None:
+def idp_group_problem(idp_group: str) -> Phrase | None:
     """Why a string cannot be linked (empty, too long, control characters), or None."""
     if not idp_group or len(idp_group) > MAX_IDP_GROUP_LENGTH:
-        return f"use 1-{MAX_IDP_GROUP_LENGTH} characters"
+        return N_("use 1-%(num)s characters", num=MAX_IDP_GROUP_LENGTH)
     if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in idp_group):
-        return "must not contain control characters"
+        return N_("must not contain control characters")
     return None
 
 
@@ -41,7 +42,7 @@ def link(group_name: str, idp_group: str, *, actor: Actor = None, **fields: Any)
     idp_group = idp_group.strip()
     problem = idp_group_problem(idp_group)
     if problem:
-        raise AccountError(f"idp_group: {problem}")
+        raise AccountError("idp_group", problem)
     existing = db.session.scalar(
         select(IdpGroupLink).where(IdpGroupLink.group_id == group.id, IdpGroupLink.idp_group == idp_group)
     )

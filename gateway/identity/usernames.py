@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from gateway.platform.phrases import N_, Phrase
+
 # New accounts are restricted to a plain alphabet so no two names can look alike.
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Every column that stores a normalised name (users, login_throttles, audit actor) holds this many characters.
@@ -15,10 +17,10 @@ def normalise_username(raw: str) -> str:
     return unicodedata.normalize("NFKC", raw).casefold().strip()
 
 
-def username_problem(normalised: str) -> str | None:
+def username_problem(normalised: str) -> Phrase | None:
     """Why a name cannot be used for a new account, or None."""
     if not USERNAME_PATTERN.match(normalised):
-        return "use 1-64 of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+        return N_("use 1-64 of a-z, 0-9, '.', '_' or '-', starting with a letter or digit")
     return None
 
 

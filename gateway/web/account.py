@@ -28,6 +28,7 @@ from gateway.identity.views import LOCKED_MESSAGE
 from gateway.platform import reveal
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import limiter
+from gateway.platform.phrases import on_page
 from gateway.platform.timeutil import utcnow
 from gateway.web.blueprint import bp
 from gateway.web.shared import me
@@ -131,7 +132,7 @@ def change_password() -> Response | tuple[str, int, dict[str, str]]:
     try:
         accounts.change_own_password(me(), new, source_ip=client_address() or None, user_agent=_user_agent())
     except accounts.AccountError as exc:
-        return render_account(password_errors={"new_password": str(exc).split(": ", 1)[-1]}, status=400)
+        return render_account(password_errors={"new_password": on_page(exc.problem)}, status=400)
     flash(
         _(
             "Your password was changed: every session was signed out and your API tokens were revoked. "

@@ -20,6 +20,7 @@ from gateway.db.units import write_transaction
 from gateway.identity import accounts
 from gateway.identity.mfa import recovery, totp
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 
 _CACHE = "gateway.mfa_enrolled"
 
@@ -139,7 +140,9 @@ def reset(user: User, *, actor: Mapping[str, Any] | None, **fields: Any) -> Rese
     with write_transaction() as tx:
         user = tx.merge(user)
         if actor is not None and actor.get("id") is not None and actor.get("id") == user.id:
-            raise accounts.AccountError("username: you cannot reset your own second factors here (ask another admin)")
+            raise accounts.AccountError(
+                "username", N_("you cannot reset your own second factors here (ask another admin)")
+            )
         st = status(user.id)
         pending = db.session.get(MfaTotp, user.id) is not None
         factors = [
@@ -148,7 +151,9 @@ def reset(user: User, *, actor: Mapping[str, Any] | None, **fields: Any) -> Rese
             if has
         ]
         if not factors and not pending:
-            raise accounts.AccountError(f"username: {user.username!r} has no second factor to reset")
+            raise accounts.AccountError(
+                "username", N_("%(name)s has no second factor to reset", name=repr(user.username))
+            )
         for model in (MfaTotp, MfaRecoveryCode, MfaPasskey):
             tx.execute(delete(model).where(model.user_id == user.id))
         revoked = accounts.revoke_access(tx, user, "mfa_reset", actor=actor, **fields)
