@@ -28,7 +28,7 @@ from gateway.catalogue.values import collect_errors, masked
 from gateway.db.models import Run, RunOutputChunk, ScheduleOccurrence
 from gateway.platform.extensions import db
 from gateway.platform.timeutil import as_utc, utcnow
-from gateway.web.shared import me
+from gateway.web.shared import age_text, me
 
 TILE_LINES = 10
 LAST_CHUNKS = 40  # output chunks read per tile for its last lines
@@ -91,17 +91,6 @@ class Tile:
         if self.schedule is not None:
             return url_for("web.schedule_refresh", name=self.schedule.name)
         return url_for("web.tile_refresh", name=self.command.name)
-
-    @property
-    def age_text(self) -> str:
-        if self.age is None:
-            return ""
-        minutes = int(self.age.total_seconds() // 60)
-        if minutes < 1:
-            return "less than a minute ago"
-        if minutes < 120:
-            return f"{minutes} min ago"
-        return f"{minutes // 60} h ago"
 
 
 def fill_lines(tiles: list[Tile]) -> list[Tile]:
@@ -246,10 +235,10 @@ def board(catalogue: Catalogue, visible: list[Command]) -> list[Tile]:
 
 
 def fingerprint(tiles: list[Any]) -> str:
-    """What the board's ETag is made of: each tile's runs, state and minute-grained age."""
+    """What the board's ETag is made of: each tile's runs, state and its age as the page words it."""
     parts = [
         (t.key, t.latest.id if t.latest else None, t.latest.status if t.latest else None,
-         t.in_flight.id if t.in_flight else None, t.stale, t.age_text)
+         t.in_flight.id if t.in_flight else None, t.stale, age_text(t.age) if t.age is not None else "")
         for t in tiles
     ]  # fmt: skip
     return repr(parts)
