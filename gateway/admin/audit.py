@@ -10,7 +10,6 @@ crawler or a prefetch should trigger).
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +23,7 @@ from gateway.admin.blueprint import bp
 from gateway.audit import exports, queries
 from gateway.audit.summary import EVENT_LABELS, FAMILY_LABELS, Words, event_label, summary
 from gateway.platform.extensions import db
-from gateway.platform.phrases import N_
+from gateway.platform.phrases import N_, on_page
 
 PAGE_SIZE = 50
 
@@ -48,31 +47,6 @@ FIELD_LABELS = {
     "source_ip": N_("Source address"),
     "text": N_("Text in parameters or detail"),
 }
-KNOWN_PROBLEMS = {
-    N_("is not a date and time like 2024-05-01T12:00"),
-    N_("contains a NUL character"),
-    N_("first row does not start from the genesis hash"),
-    N_("rows before this one are missing"),
-    N_("row missing"),
-    N_("prev_hash does not match the previous row"),
-    N_("stored time is not in the ledger's format"),
-    N_("hash does not match the row"),
-    N_("row differs from the anchor"),
-    N_("rows after this point are missing (anchor is ahead of the ledger)"),
-}
-AT_MOST = re.compile(r"at most (\d+) characters")
-UNKNOWN_KEY = re.compile(r"unknown key id ('.*')")
-
-
-def problem_on_page(problem: str | None) -> str | None:
-    """A filter's or the verifier's English problem in the page's language (unknown ones as they are)."""
-    if problem is None or problem in KNOWN_PROBLEMS:
-        return str(_(problem)) if problem else problem
-    if match := AT_MOST.fullmatch(problem):
-        return str(_("at most %(count)s characters", count=number(int(match.group(1)))))
-    if match := UNKNOWN_KEY.fullmatch(problem):
-        return str(_("unknown key id %(key)s", key=match.group(1)))
-    return problem
 
 
 def _filter_or_error() -> tuple[queries.AuditFilter, str | None]:
@@ -81,7 +55,7 @@ def _filter_or_error() -> tuple[queries.AuditFilter, str | None]:
     except queries.FilterError as exc:
         label = FIELD_LABELS.get(exc.field)
         field = _(label) if label else exc.field
-        return queries.AuditFilter(), _("%(field)s: %(problem)s", field=field, problem=problem_on_page(exc.message))
+        return queries.AuditFilter(), _("%(field)s: %(problem)s", field=field, problem=on_page(exc.message))
 
 
 def _before() -> int | None:
@@ -205,4 +179,4 @@ def audit_verify() -> tuple[str, int]:
     keyring = ledger.Keyring.from_config(current_app.config)
     result = ledger.verify(db.session(), keyring)
     db.session.rollback()
-    return render_audit(verification={"ok": result.ok, **result.as_dict(), "reason": problem_on_page(result.reason)})
+    return render_audit(verification={"ok": result.ok, **result.as_dict(), "reason": on_page(result.reason) or None})

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Row
 from gateway.db import dialect
 from gateway.db.models import AuditEvent
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import as_utc
 
 MAX_FILTER_LENGTH = 200
@@ -80,7 +81,7 @@ def parse_time(field: str, raw: str) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(raw.strip().replace("Z", "+00:00")))
     except ValueError:
-        raise FilterError(field, "is not a date and time like 2024-05-01T12:00") from None
+        raise FilterError(field, N_("is not a date and time like 2024-05-01T12:00")) from None
 
 
 def _like_escape(value: str) -> str:
@@ -107,9 +108,9 @@ class AuditFilter:
         for name in ("actor", "event", "command", "outcome", "source_ip", "text"):
             raw = (args.get(name) or "").strip()
             if len(raw) > MAX_FILTER_LENGTH:
-                raise FilterError(name, f"at most {MAX_FILTER_LENGTH} characters")
+                raise FilterError(name, N_("at most %(count)s characters", count=MAX_FILTER_LENGTH))
             if "\x00" in raw:
-                raise FilterError(name, "contains a NUL character")
+                raise FilterError(name, N_("contains a NUL character"))
             values[name] = raw or None
         for name in ("since", "until"):
             raw = (args.get(name) or "").strip()

@@ -34,6 +34,7 @@ from gateway.audit.ledger import (
 from gateway.audit.stored import CANONICAL_KEYS, actor_text, encode_string, json_nested, json_scalar, stored_rows
 from gateway.db import dialect
 from gateway.db.models import AuditEvent
+from gateway.platform.phrases import N_
 
 VERIFY_BATCH = 10_000
 # What the HMAC signs (prev_hash, seq, the row's canonical text) with a slot per value, in this
@@ -126,21 +127,21 @@ def verify(
                     # The chain's first row: seq 1 from genesis, or the first row kept by a recorded prune.
                     if seq == 1:
                         if prev_hash != GENESIS_HASH:
-                            return fail(seq, "first row does not start from the genesis hash")
+                            return fail(seq, N_("first row does not start from the genesis hash"))
                     elif claims.get(seq) != prev_hash:
-                        return fail(_first_missing(start, seq, claims), "rows before this one are missing")
+                        return fail(_first_missing(start, seq, claims), N_("rows before this one are missing"))
                 else:
                     if seq != expected_seq:
-                        return fail(expected_seq, "row missing")
+                        return fail(expected_seq, N_("row missing"))
                     if prev_hash != expected_prev:
-                        return fail(seq, "prev_hash does not match the previous row")
+                        return fail(seq, N_("prev_hash does not match the previous row"))
                 key = keys.get(key_id)
                 if key is None:
-                    return fail(seq, f"unknown key id {key_id!r}")
+                    return fail(seq, N_("unknown key id %(key)s", key=repr(key_id)))
                 if sqlite:
                     at = sqlite_stored_at(at)
                     if at is None:
-                        return fail(seq, "stored time is not in the ledger's format")
+                        return fail(seq, N_("stored time is not in the ledger's format"))
                 message = message_text % (
                     prev_hash, seq, actor_text(actor_id, actor_name), scalar(at), scalar(command),
                     json_nested(detail, detail_cache), scalar(event_name), quote(key_id), scalar(outcome),
@@ -149,10 +150,10 @@ def verify(
                 )  # fmt: skip
                 computed = digest(key, message.encode(), "sha256").hex()
                 if not (isinstance(stored_hash, str) and stored_hash.isascii() and same(computed, stored_hash)):
-                    return fail(seq, "hash does not match the row")
+                    return fail(seq, N_("hash does not match the row"))
                 if seq == anchor_seq:
                     if stored_hash != anchor_hash:
-                        return fail(seq, "row differs from the anchor")
+                        return fail(seq, N_("row differs from the anchor"))
                     anchor_seen = True
                 checked += 1
                 head = (seq, stored_hash)
@@ -165,5 +166,5 @@ def verify(
     if anchor_seq is not None and not anchor_seen and anchor_seq >= start:
         head_seq = head[0] if head else start - 1
         if anchor_seq > head_seq:
-            return fail(head_seq + 1, "rows after this point are missing (anchor is ahead of the ledger)")
+            return fail(head_seq + 1, N_("rows after this point are missing (anchor is ahead of the ledger)"))
     return result
