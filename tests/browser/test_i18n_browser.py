@@ -40,6 +40,9 @@ def test_a_german_browser_gets_german_and_the_switch_changes_it_without_errors(b
         tab.get_by_role("button", name="Wechseln").click()
         expect(tab.locator("html")).to_have_attribute("lang", "en")
         assert tab.url.endswith("/login")
+        # The new page's lang is there as soon as its HTML is; its deferred scripts run later.
+        tab.wait_for_load_state("load")
+        tab.wait_for_function("typeof GatewayI18n !== 'undefined'")
         assert tab.evaluate("GatewayI18n.text('copy.copied', 'Copied')") == "Copied"
         context.close()
     assert console == []
