@@ -201,14 +201,14 @@ def test_a_hanging_check_is_cut_at_the_deadline(app, client):
     started = time.monotonic()
     status, body = probe(client)
     elapsed = time.monotonic() - started
-    assert elapsed < 1.5
+    assert elapsed < 3  # the check sleeps 5 s; the deadline is 0.8 s (slack for a loaded CI machine)
     assert status == 503
     assert statuses(body)["test:slow"] == "fail"
     assert statuses(body)["database:connection"] == "pass"
     # Liveness does not wait for readiness checks.
     started = time.monotonic()
     assert probe(client, "/livez")[0] == 200
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 3  # not after the hanging check's 5 s
 
 
 def test_a_hanging_check_cannot_starve_the_others(app, client):

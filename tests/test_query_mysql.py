@@ -195,7 +195,7 @@ def test_a_slow_query_times_out_and_is_stopped_on_the_server(mariadb: Source) ->
     started = time.monotonic()
     error = refused(mariadb.reader_url, "SELECT SLEEP(5)", timeout=0.5)
     assert error.timed_out and not error.cancelled and error.message == "query timed out after 0.5 s"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # well before the query's own 5 s
     assert statements_past_their_limit() > stopped_before  # the server's own limit, not only the client's KILL
     assert no_sleep_left(mariadb.account)  # not merely abandoned by the client: the server stopped it
 
@@ -206,7 +206,7 @@ def test_cancel_kills_the_query_from_a_second_connection(mariadb: Source) -> Non
     started = time.monotonic()
     error = refused(mariadb.reader_url, "SELECT SLEEP(5)", timeout=30, cancel=cancel)
     assert error.cancelled and not error.timed_out and error.message == "query cancelled"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # well before the query's own 5 s
     assert no_sleep_left(mariadb.account)
 
 
