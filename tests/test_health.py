@@ -130,10 +130,12 @@ def test_probes_are_not_rate_limited(make_app):
     # The tiny limit is live in this app ...
     assert login_response(client, "nobody", "wrong-password-123").status_code != 429
     assert login_response(client, "nobody", "wrong-password-123").status_code == 429
-    # ... and the probes never count against anything.
+    # ... and the probes never count against anything. (A readiness check may still miss its 0.8 s
+    # deadline on a loaded machine and answer 503; what must never come is a 429.)
     for _ in range(100):
         assert client.get("/livez").status_code == 200
-        assert client.get("/readyz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code != 429 and ready.get_json()["checks"]
 
 
 def test_probes_follow_health_allowed_networks_not_the_main_allowlist(make_app):
