@@ -17,6 +17,7 @@ from gateway.catalogue import switches as command_switches
 from gateway.db.models import Run
 from gateway.identity import accounts
 from gateway.platform.addresses import client_address
+from gateway.platform.phrases import on_page
 from gateway.runs.callers import current_caller
 from gateway.web.shared import STATUS_LABELS, me
 
@@ -76,5 +77,5 @@ def cancel_run(run_id: str) -> Response:
     except runs.RunRejected as exc:
         if exc.status == 404:
             abort(404)
-        return back("admin.runs", exc.message)
+        return back("admin.runs", on_page(exc.message))
     return back("admin.runs", _("Cancellation requested. The command is being stopped."))

@@ -25,6 +25,7 @@ from gateway.catalogue.notification import Notification, NotifyList, check_names
 from gateway.catalogue.params import ParamSpec
 from gateway.catalogue.schedule import Schedule
 from gateway.catalogue.texts import LocalText, Text
+from gateway.platform.phrases import N_
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -285,7 +286,10 @@ class Catalogue:
         """Why a command cannot run in this process (its data source's URL is not set), or None."""
         if command.kind == "query" and command.datasource not in self.datasource_urls:
             source = self.datasources[command.datasource or ""]
-            return f"data source {command.datasource!r} is not configured ({source.url_env} is not set)"
+            return N_(
+                "data source %(source)s is not configured (%(variable)s is not set)",
+                source=repr(command.datasource), variable=source.url_env,
+            )  # fmt: skip
         return None
 
     def unavailable(self) -> list[str]:

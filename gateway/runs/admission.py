@@ -126,12 +126,11 @@ def start(
     if command is None:  # check_run refuses unknown commands; this only states it
         raise RuntimeError(f"the policy let unknown command {name!r} through")
     if not get_executor().accepting:
-        raise _refuse(
-            occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down.", detail=detail
-        )
+        draining = N_("This replica is shutting down.")
+        raise _refuse(occurrence, caller, name, 503, "unavailable", "draining", draining, detail=detail)
     unavailable = catalogue.unavailable_reason(command)
     if unavailable:
-        message = f"This command is unavailable: {unavailable}."
+        message = N_("This command is unavailable: %(reason)s.", reason=unavailable)
         raise _refuse(occurrence, caller, name, 503, "unavailable", "unavailable", message, detail=detail)
 
     # A form (MultiDict) may carry a name twice; that is refused, never silently reduced to one value
@@ -146,13 +145,13 @@ def start(
     except (RedisError, StorageError, ConnectionError):
         raise reject(
             caller, name, 503, "unavailable", "ratelimit_unavailable",
-            "The rate-limit storage is unavailable; nothing was run.", params=masked_raw(command, supplied),
+            N_("The rate-limit storage is unavailable; nothing was run."), params=masked_raw(command, supplied),
         ) from None  # fmt: skip
     if retry_after is not None:
         message = (
-            "You have run this command too often; wait a little."
+            N_("You have run this command too often; wait a little.")
             if command.rate_limit
-            else "Too many of your requests were refused; wait a little."
+            else N_("Too many of your requests were refused; wait a little.")
         )
         raise reject(
             caller, name, 429, "rate_limited", "rate_limited", message,
@@ -167,7 +166,7 @@ def start(
         try:
             values, errors = _lists_from_data().check(command, values, source)
         except ListUnavailable as exc:
-            message = f"This command is unavailable: {exc.reason}."
+            message = N_("This command is unavailable: %(reason)s.", reason=exc.reason)
             raise _refuse(
                 occurrence, caller, name, 503, "unavailable", "unavailable", message,
                 params=masked(command, values), counted=counted, detail=detail,
@@ -182,13 +181,14 @@ def start(
             errors = {exc.field: exc.message}
     if errors:
         raise _refuse(
-            occurrence, caller, name, 400, "validation_error", "invalid_params", "Some parameters are not valid.",
+            occurrence, caller, name, 400, "validation_error", "invalid_params", N_("Some parameters are not valid."),
             params=shown, details=errors, counted=counted, detail=detail,
         )  # fmt: skip
     if timeout is not None and not (0 < timeout <= command.timeout):
+        lower = N_("timeout can only lower the command's timeout.")
         raise reject(
-            caller, name, 400, "validation_error", "invalid_params", "timeout can only lower the command's timeout.",
-            params=shown, details={"timeout": f"must be between 0 and {command.timeout:g}"}, counted=counted,
+            caller, name, 400, "validation_error", "invalid_params", lower, params=shown,
+            details={"timeout": f"must be between 0 and {command.timeout:g}"}, counted=counted,
         )  # fmt: skip
 
     if command.approval is not None:  # a second person first: nothing is admitted or spawned now
@@ -200,7 +200,7 @@ def start(
         free_slot = executor.reserve()
     except ExecutorClosed:
         raise _refuse(
-            occurrence, caller, name, 503, "unavailable", "draining", "This replica is shutting down; try again.",
+            occurrence, caller, name, 503, "unavailable", "draining", N_("This replica is shutting down; try again."),
             detail=detail,
         ) from None  # fmt: skip
     try:
@@ -209,7 +209,7 @@ def start(
         executor.release()
         log.exception("could not record the start of %s; nothing was spawned", command.name)
         raise RunRejected(
-            503, "unavailable", "The gateway cannot record this run right now; nothing was run."
+            503, "unavailable", N_("The gateway cannot record this run right now; nothing was run.")
         ) from None
     if not isinstance(admitted, Run):
         executor.release()

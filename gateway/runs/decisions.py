@@ -41,6 +41,7 @@ from gateway.db.models import Run, User
 from gateway.db.units import on_commit, write_connection
 from gateway.platform import notify
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.platform.secretbox import SecretBoxError
 from gateway.platform.timeutil import utcnow
 from gateway.platform.wakeup import wakeups
@@ -80,13 +81,15 @@ def decide(run_id: str, caller: Caller, action: policy.Decision, comment: Any) -
     try:
         text = approvals.check_comment(comment)
     except approvals.CommentError as exc:
-        invalid = policy.Refusal(400, "validation_error", "invalid_comment", f"comment: {exc}")
+        invalid = policy.Refusal(
+            400, "validation_error", "invalid_comment", N_("comment: %(problem)s", problem=exc.problem)
+        )
         raise _refused(caller, run, run_id, action, invalid, {"comment": str(exc)}) from None
     refusal = policy.decision_refusal(caller.user, run, action, caller.source_ip)
     if refusal is not None:
         raise _refused(caller, run, run_id, action, refusal)
     if run.status != PENDING_APPROVAL:
-        gone = _conflict("decided", f"This request was already decided ({run.status}).")
+        gone = _conflict("decided", N_("This request was already decided (%(status)s).", status=run.status))
         raise _refused(caller, run, run_id, action, gone)
     if action == "approve":
         return _approve(run, caller, text)
@@ -95,7 +98,7 @@ def decide(run_id: str, caller: Caller, action: policy.Decision, comment: Any) -
             decided = _end_in(tx, run, caller, action, text)
     except SQLAlchemyError:
         log.exception("could not record a %s of run %s", action, run_id)
-        raise RunRejected(503, "unavailable", "The gateway cannot record this decision right now.") from None
+        raise RunRejected(503, "unavailable", N_("The gateway cannot record this decision right now.")) from None
     if decided.conflict is not None:
         raise _refused(caller, run, run_id, action, _conflict(*decided.conflict))
     return decided.run
@@ -129,7 +132,7 @@ def _refused(
         )  # fmt: skip
     except SQLAlchemyError:
         log.exception("could not audit a refused %s", action)
-        return RunRejected(503, "unavailable", "The audit ledger is unavailable; nothing was decided.")
+        return RunRejected(503, "unavailable", N_("The audit ledger is unavailable; nothing was decided."))
     return RunRejected(refusal.status, refusal.code, refusal.message, details)
 
 
@@ -137,7 +140,7 @@ def _held(tx: Connection, run: Run) -> tuple[Any, tuple[str, str] | None]:
     """The request held for this transaction, or why it cannot be decided any more (expiring it when overdue)."""
     held = approval_store.hold(tx, run.id)
     if held is None:
-        return None, ("decided", "This request was already decided.")
+        return None, ("decided", N_("This request was already decided."))
     if held["expires_at"] <= dialect.database_now(tx):
         pending.expire_in(tx, run.id, held["expires_at"])
         return None, ("expired", pending.EXPIRED_ERROR)
@@ -154,13 +157,13 @@ def _end_in(tx: Connection, run: Run, caller: Caller, action: str, text: str) ->
     who = caller.user.username
     if action == "deny":
         if approval_store.decision_of(tx, run.id, caller.user.id) is not None:
-            return _Decided(run, ("already_decided", "You have already approved this request; it counts once."))
+            return _Decided(run, ("already_decided", N_("You have already approved this request; it counts once.")))
         _add_decision(tx, run, caller, "denied", text)
         _event(tx, "run.denied", run, caller, "denied", {"comment": text})
-        error, detail = f"Denied by {who}.", {"denied_by": who}
+        error, detail = N_("Denied by %(user)s.", user=who), {"denied_by": who}
     else:
         _event(tx, "run.withdrawn", run, caller, "withdrawn", {"comment": text})
-        error, detail = "Withdrawn by its requester.", {}
+        error, detail = N_("Withdrawn by its requester."), {}
     state = DECIDED[action]
     ended = end_waiting(tx, run.id, state, error, detail)
     approval_store.close(tx, run.id, state, utcnow())
@@ -194,7 +197,7 @@ def _approve(run: Run, caller: Caller, text: str) -> Run:
     try:
         free_slot = executor.reserve()  # before the transaction: the run may start in it
     except ExecutorClosed:
-        draining = policy.Refusal(503, "unavailable", "draining", "This replica is shutting down; try again.")
+        draining = policy.Refusal(503, "unavailable", "draining", N_("This replica is shutting down; try again."))
         raise _refused(caller, run, run.id, "approve", draining) from None
     try:
         with write_connection() as tx:
@@ -203,7 +206,7 @@ def _approve(run: Run, caller: Caller, text: str) -> Run:
         executor.release()
         if isinstance(exc, SQLAlchemyError):
             log.exception("could not record an approval of run %s", run.id)
-            raise RunRejected(503, "unavailable", "The gateway cannot record this decision right now.") from None
+            raise RunRejected(503, "unavailable", N_("The gateway cannot record this decision right now.")) from None
         raise
     if decided.command is None:
         executor.release()
@@ -219,7 +222,7 @@ def _approve_in(tx: Connection, run: Run, caller: Caller, text: str, free_slot: 
     if conflict is not None:
         return _Decided(run, conflict)
     if approval_store.decision_of(tx, run.id, caller.user.id) is not None:
-        return _Decided(run, ("already_decided", "You have already approved this request; it counts once."))
+        return _Decided(run, ("already_decided", N_("You have already approved this request; it counts once.")))
     command = switches.current_catalogue().get(run.command)
     groups = command.approval.approvers if command is not None and command.approval is not None else []
     _add_decision(tx, run, caller, "approved", text)
@@ -251,7 +254,7 @@ def _start_in(
     approval_store.close(tx, run.id, "approved", now)
     if problem is not None:
         outcome, message = problem
-        error = f"Approved, but not started: {message}"
+        error = N_("Approved, but not started: %(reason)s", reason=message)
         ended = end_waiting(tx, run.id, "failed", error, {"refusal": outcome, "approvers": approvers})
         notices.notify_requester(tx, ended or run, command, "failed")
         return _Decided(ended or run)
@@ -262,7 +265,7 @@ def _start_in(
         timedelta(seconds=3 * executor.heartbeat),
     )  # fmt: skip
     if started is None:  # held, so still waiting: this only states it
-        return _Decided(run, ("decided", "This request was already decided."))
+        return _Decided(run, ("decided", N_("This request was already decided.")))
     audit.append(
         "run.started", session=tx, actor={"id": run.user_id, "name": run.username}, source_ip=run.source_ip,
         command=run.command, run_id=run.id, params=run.params, outcome=started.status,
@@ -277,15 +280,15 @@ def _start_in(
 def _requester_problem(run: Run, command: Command) -> tuple[str, str] | None:
     """Why the requester's run may not start now (the definition changed, or the requester may no longer run it)."""
     if command.definition_sha256() != run.command_sha256:
-        return "definition_changed", "the command's definition changed since the request; ask again."
+        return "definition_changed", N_("the command's definition changed since the request; ask again.")
     requester = None if run.user_id is None else db.session.get(User, run.user_id, populate_existing=True)
     if not policy.is_active(requester):
-        return "requester_inactive", "the requester's account is disabled."
+        return "requester_inactive", N_("the requester's account is disabled.")
     if policy.check_run(requester, command, run.source_ip) is not None:
-        return "requester_not_allowed", "the requester may no longer run this command."
+        return "requester_not_allowed", N_("the requester may no longer run this command.")
     unavailable = switches.current_catalogue().unavailable_reason(command)
     if unavailable:
-        return "unavailable", f"this command is unavailable: {unavailable}."
+        return "unavailable", N_("this command is unavailable: %(reason)s.", reason=unavailable)
     return None
 
 
@@ -294,16 +297,16 @@ def _plan(tx: Connection, run: Run, command: Command) -> tuple[Any, tuple[str, s
     try:
         secrets = approvals.open_secrets(run.id, approval_store.sealed_secrets(tx, run.id))
     except SecretBoxError:
-        return None, ("secrets_unreadable", "its secret values open under none of the configured secret keys.")
+        return None, ("secrets_unreadable", N_("its secret values open under none of the configured secret keys."))
     supplied = {**(run.params or {}), **secrets}
     values, errors = collect_errors(command, supplied, "json")
     if errors:
         field, message = sorted(errors.items())[0]
-        return None, ("invalid_params", f"parameter {field} {message}.")
+        return None, ("invalid_params", N_("parameter %(field)s %(problem)s.", field=field, problem=message))
     context = RunContext(
         run.id, run.username, float(run.timeout_seconds), current_app.config, switches.current_catalogue()
     )
     try:
         return runner_for(command.kind).plan(command, values, context), None
     except ParamError as exc:
-        return None, ("invalid_params", f"parameter {exc.field} {exc.message}.")
+        return None, ("invalid_params", N_("parameter %(field)s %(problem)s.", field=exc.field, problem=exc.message))

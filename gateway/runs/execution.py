@@ -13,6 +13,7 @@ import logging
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import utcnow
 from gateway.runners import runner_for
 from gateway.runners.base import Outcome
@@ -34,7 +35,7 @@ def execute(job: Job, executor: Executor) -> None:
     if job.cancel.is_set():
         outcome = Outcome(status="cancelled")
     elif job.plan is None:
-        outcome = Outcome(status="failed", error="internal error: the run has nothing to execute")
+        outcome = Outcome(status="failed", error=N_("internal error: the run has nothing to execute"))
     else:
         outcome = runner_for(job.command.kind).run(job.plan, writer, job.cancel)
         writer.close_decoders()

@@ -29,6 +29,7 @@ from flask import Flask
 
 from gateway.db import dialect
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.runners.base import Outcome
 from gateway.runs.model import Job
 from gateway.runs.output import ProcessGroups
@@ -102,7 +103,7 @@ class Executor:
             with self._lock:
                 self._jobs.pop(job.run_id, None)
                 self._inflight -= 1
-            self.hooks.finish(job, Outcome(status="cancelled", error="the gateway shut down before the run began"))
+            self.hooks.finish(job, Outcome(status="cancelled", error=N_("the gateway shut down before the run began")))
 
     def local_job(self, run_id: str) -> Job | None:
         with self._lock:
@@ -126,7 +127,7 @@ class Executor:
             except Exception:
                 log.exception("run %s failed inside the executor", job.run_id)
                 try:
-                    self.hooks.finish(job, Outcome(status="failed", error="internal error in the gateway"))
+                    self.hooks.finish(job, Outcome(status="failed", error=N_("internal error in the gateway")))
                 except Exception:
                     log.exception("could not record the failure of run %s", job.run_id)
             finally:

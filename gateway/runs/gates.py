@@ -19,12 +19,13 @@ from gateway.catalogue import Command, switches
 from gateway.db.models import Run
 from gateway.platform import signals
 from gateway.platform.appctx import app_object
+from gateway.platform.phrases import N_
 from gateway.platform.wakeup import wakeups
 from gateway.runs import store
 from gateway.runs.executor import Executor
 from gateway.runs.model import Job, Started
 
-DISABLED = Refusal(409, "conflict", "disabled", "This command is disabled by an administrator.")
+DISABLED = Refusal(409, "conflict", "disabled", N_("This command is disabled by an administrator."))
 
 
 def disabled_refusal(tx: Connection, command: Command) -> Refusal | None:
@@ -40,7 +41,9 @@ def concurrency_refusal(tx: Connection, command: Command) -> Refusal | None:
     live = store.live_count(tx, command.name)
     if live < command.concurrency:
         return None
-    message = f"This command is already running {live} time(s), its limit; try again when one finishes."
+    message = N_(
+        "This command is already running %(count)s time(s), its limit; try again when one finishes.", count=live
+    )
     return Refusal(409, "conflict", "concurrency_full", message)
 
 

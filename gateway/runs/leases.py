@@ -22,6 +22,7 @@ from gateway.db.models import Run
 from gateway.db.units import write_transaction
 from gateway.platform import notify
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.runners.base import Outcome
 from gateway.runners.processes import belongs_to_run, group_alive, kill_group
 from gateway.runs import store
@@ -41,9 +42,9 @@ def cancel(run_id: str, caller: Caller) -> Run:
     except policy.Denied as exc:
         raise RunRejected(exc.refusal.status, exc.refusal.code, exc.refusal.message) from None
     if run.status == PENDING_APPROVAL:
-        raise RunRejected(409, "conflict", "The run is waiting for approval; its requester may withdraw it.")
+        raise RunRejected(409, "conflict", N_("The run is waiting for approval; its requester may withdraw it."))
     if run.status not in LIVE:
-        raise RunRejected(409, "conflict", f"The run has already ended ({run.status}).")
+        raise RunRejected(409, "conflict", N_("The run has already ended (%(status)s).", status=run.status))
     fields: dict[str, Any] = {
         "actor": caller.actor(), "source_ip": caller.source_ip or None, "user_agent": caller.user_agent,
         "command": run.command, "run_id": run.id,
@@ -64,7 +65,7 @@ def cancel_local(job: Job) -> None:
     """Cancel a job of this process: signal its process, or end it at once if it never started."""
     job.cancel.set()
     if job.queued:
-        finish(job, Outcome(status="cancelled", error="cancelled before it started"), only_from=("queued",))
+        finish(job, Outcome(status="cancelled", error=N_("cancelled before it started")), only_from=("queued",))
 
 
 def renew_leases(boot_id: str, heartbeat: float) -> list[str]:
@@ -81,7 +82,7 @@ def reap_expired() -> list[str]:
     lost = []
     for run_id in expired:
         job = Job(run_id=run_id, command=None, username="", queued=False, schedule_known=False)  # type: ignore[arg-type]
-        if finish(job, Outcome(status="lost", error="the worker running it stopped (lease expired)")):
+        if finish(job, Outcome(status="lost", error=N_("the worker running it stopped (lease expired)"))):
             lost.append(run_id)
     for run_id in lost:
         log.warning("run %s marked lost", run_id)

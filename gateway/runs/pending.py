@@ -29,6 +29,7 @@ from gateway.catalogue import Command, switches
 from gateway.db import dialect
 from gateway.db.units import write_connection
 from gateway.platform.extensions import db
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import utcnow
 from gateway.runs import gates, notices, store
 from gateway.runs.ending import end_waiting
@@ -37,7 +38,7 @@ from gateway.runs.refusals import reject
 
 log = logging.getLogger("gateway.runs")
 
-EXPIRED_ERROR = "The approval request expired before enough approvers agreed."
+EXPIRED_ERROR = N_("The approval request expired before enough approvers agreed.")
 
 
 def request(command: Command, caller: Caller, values: dict[str, Any], shown: Any, run_id: str) -> Started:
@@ -58,7 +59,7 @@ def request(command: Command, caller: Caller, values: dict[str, Any], shown: Any
                 )  # fmt: skip
     except SQLAlchemyError:
         log.exception("could not record the approval request of %s", command.name)
-        raise RunRejected(503, "unavailable", "The gateway cannot record this request right now.") from None
+        raise RunRejected(503, "unavailable", N_("The gateway cannot record this request right now.")) from None
     if isinstance(recorded, RunRejected):
         raise recorded
     return Started(run=recorded)

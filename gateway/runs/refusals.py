@@ -25,6 +25,7 @@ from gateway.catalogue.params import MASK, FileValue
 from gateway.db.units import WriteUnit
 from gateway.platform import signals
 from gateway.platform.extensions import limiter
+from gateway.platform.phrases import N_
 from gateway.runs.model import Caller, RunRejected
 
 log = logging.getLogger("gateway.runs")
@@ -72,7 +73,7 @@ def reject(
         audit.record_capped("run.rejected", session=session, **fields)
     except SQLAlchemyError:
         log.exception("could not audit a refused run")
-        return RunRejected(503, "unavailable", "The audit ledger is unavailable; nothing was run.")
+        return RunRejected(503, "unavailable", N_("The audit ledger is unavailable; nothing was run."))
     return RunRejected(status, code, message, details, retry_after)
 
 
@@ -90,7 +91,7 @@ def refuse_request(
         log.warning("could not read RUN_REFUSAL_RATE_LIMIT for a refused run request", exc_info=True)
         wait = None
     if wait is not None:
-        message = "Too many refused run requests; try again later."
+        message = N_("Too many refused run requests; try again later.")
         return reject(caller, name, 429, "rate_limited", "rate_limited", message, retry_after=wait)
     code = "unsupported_media_type" if status == 415 else "validation_error"
     return reject(caller, name, status, code, "invalid_request", message, details=details)

@@ -16,10 +16,10 @@ from gateway import approvals, runs
 from gateway.access import policy
 from gateway.catalogue import switches as command_switches
 from gateway.platform.addresses import client_address
+from gateway.platform.phrases import on_page
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
-from gateway.web.words import page_message
 
 LIST_SIZE = 50
 DONE = {
@@ -51,7 +51,7 @@ def _decide(run_id: str, action: policy.Decision) -> Response:
     except runs.RunRejected as exc:
         if exc.status in (403, 404):  # the page offers no such button: a crafted request gets the bare answer
             abort(exc.status)
-        flash(page_message(exc.message))
+        flash(on_page(exc.message))
     else:
         message = str(DONE[action])
         if action == "approve" and run.status == "failed":

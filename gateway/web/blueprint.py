@@ -15,4 +15,3 @@ bp.add_app_template_filter(shared.duration, "duration")
 bp.add_app_template_filter(shared.cell_class, "cell_class")
 bp.add_app_template_global(shared.badge, "badge")
 bp.add_app_template_global(words.approval_state, "approval_state")
-bp.add_app_template_filter(words.page_message, "page_message")  # an engine message (a run's error) on a page

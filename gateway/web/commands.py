@@ -14,12 +14,13 @@ from gateway.catalogue import Command
 from gateway.catalogue import switches as command_switches
 from gateway.catalogue.params import FileValue, ParamError
 from gateway.platform.addresses import client_address
+from gateway.platform.phrases import on_page
 from gateway.runs.callers import current_caller
 from gateway.runs.uploads import store_uploads
 from gateway.web.blueprint import bp
 from gateway.web.paramform import build_fields, prefill_from, read_submission, unknown_errors
 from gateway.web.shared import me
-from gateway.web.words import _, page_message, unavailable
+from gateway.web.words import _
 
 
 def blocked_reason(command: Command) -> str | None:
@@ -32,6 +33,10 @@ def blocked_reason(command: Command) -> str | None:
         return _("An administrator has disabled this command.")
     reason = command_switches.current_catalogue().unavailable_reason(command)
     return unavailable(reason) if reason else None
+
+
+def unavailable(reason: str) -> str:
+    return _("This command is unavailable: %(reason)s.", reason=on_page(reason))
 
 
 def render_form(
@@ -92,7 +97,7 @@ def command_submit(name: str) -> Response | tuple[str, int]:
             abort(404)
         if exc.status == 400:
             return render_form(command, submitted, exc.details, _("Please correct the fields marked below."), 400)
-        page, status = render_form(command, submitted, None, page_message(exc.message), exc.status)
+        page, status = render_form(command, submitted, None, on_page(exc.message), exc.status)
         response = Response(page, status=status, mimetype="text/html")
         if exc.retry_after:
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -30,12 +30,12 @@ from gateway.db.models import Run
 from gateway.identity.sessions import is_background_request
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
+from gateway.platform.phrases import on_page
 from gateway.platform.wakeup import wakeups
 from gateway.runs.callers import current_caller
 from gateway.web import tiles as board_tiles
 from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
-from gateway.web.words import page_message
 
 TILE_ROWS = 8
 REFRESH_WAIT_SECONDS = 3.0
@@ -165,7 +165,7 @@ def _run_for_tile(name: str, params: dict[str, object], title: str) -> str | Non
     try:
         started = runs.start(name, params, current_caller(), source="json" if params else "form")
     except runs.RunRejected as exc:
-        shown = page_message(exc.message)
+        shown = on_page(exc.message)
         if not is_background_request():
             flash(_("%(title)s: %(message)s", title=localized(title), message=shown))
         return shown

@@ -13,6 +13,7 @@ import csv
 import io
 import re
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,16 +29,18 @@ from gateway.catalogue import switches as command_switches
 from gateway.db.models import AuditEvent, Run
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
+from gateway.platform.phrases import on_page
 from gateway.platform.timeutil import as_utc, utcnow
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
 from gateway.web.paramform import again_values
 from gateway.web.shared import STATUS_LABELS, duration, me
-from gateway.web.words import _, page_message
+from gateway.web.words import _
 
 MAX_RENDERED_CHUNKS = 20_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+NOT_STARTED = "Approved, but not started: "  # the English of N_("Approved, but not started: %(reason)s")
 
 
 @dataclass
@@ -77,6 +80,25 @@ def cancel_request(run: Run) -> AuditEvent | None:
     ).first()
 
 
+def recorded_error(run: Run, approval: Mapping[str, Any] | None) -> str:
+    """A run's recorded error (``runs.error``, kept in English) in the page's language.
+
+    Its fixed sentences are msgids (marked with ``N_`` where they are recorded), so ``on_page``
+    finds them. A denial names the denier from the approval record. "Approved, but not started:
+    <reason>" is the one text read apart: the reason's run-time part (a count, a data source's
+    words) is stored nowhere else, so the prefix is split off and the reason looked up like any
+    recorded error. Anything else (a runner's or a data source's own words) stays as it is.
+    """
+    error = run.error or ""
+    if run.status == "denied" and approval is not None:
+        denier = next((item["user"] for item in approval["decisions"] if item["decision"] == "denied"), None)
+        if denier is not None:
+            return _("Denied by %(user)s.", user=denier)
+    if run.status == "failed" and error.startswith(NOT_STARTED):
+        return _("Approved, but not started: %(reason)s", reason=on_page(error.removeprefix(NOT_STARTED)))
+    return on_page(error)
+
+
 def ending(run: Run, show_who: bool) -> Ending | None:
     """The exit explained for a run that ended (None while it is live or never ran)."""
     if run.status in runs.LIVE or run.status in ("pending_approval", "denied", "expired", "withdrawn"):
@@ -102,7 +124,7 @@ def ending(run: Run, show_who: bool) -> Ending | None:
     if run.status == "lost":
         return Ending(_("lost: the worker running it stopped answering"))
     if code is None:
-        return Ending(page_message(run.error) if run.error else _("no exit code")) if run.status == "failed" else None
+        return Ending(recorded_error(run, None) if run.error else _("no exit code")) if run.status == "failed" else None
     return Ending(exit_code_text(code))
 
 
@@ -164,6 +186,7 @@ def run_page(run_id: str) -> str:
         streaming=stream_available(),
         ending=ending(run, details),
         error_output=any(chunk.stream == "stderr" for chunk in chunks),
+        error_text=recorded_error(run, approval),
     )
 
 
@@ -174,7 +197,7 @@ def run_cancel(run_id: str) -> Response:
     except runs.RunRejected as exc:
         if exc.status == 404:
             abort(404)
-        flash(page_message(exc.message))
+        flash(on_page(exc.message))
     else:
         flash(_("Cancellation requested. The command is being stopped."))
     return redirect(url_for("web.run_page", run_id=run_id), 303)
