@@ -1,8 +1,9 @@
 /* Theme and header menu. Loaded in <head> without defer, so the stored theme applies before the
  * first paint (no flash of the wrong colours).
- * - Theme: the system's (prefers-color-scheme) until someone presses the header's toggle; the
- *   choice ("light" or "dark") is kept per browser in localStorage and set as html[data-theme],
- *   which gateway.css reads (color-scheme). Without JavaScript the system's theme applies.
+ * - Theme: the header's "Theme" select offers System (the default), Light and Dark. Light or Dark
+ *   is kept per browser in localStorage and set as html[data-theme], which gateway.css reads
+ *   (color-scheme); System removes the stored choice and the attribute, and the page follows
+ *   prefers-color-scheme live (the CSS does that, no script needed). Without JavaScript the select is hidden and the system's theme applies.
  * - Menu: on a phone the header's navigation folds behind a Menu button (aria-expanded);
  *   Escape closes it and returns focus to the button. Without JavaScript the navigation shows.
  * No inline script anywhere: the Content-Security-Policy forbids it. */
@@ -13,41 +14,49 @@
   var root = document.documentElement;
 
   function stored() {
-    try { return window.localStorage.getItem(KEY); } catch (e) { return null; }
+    var choice = null;
+    try { choice = window.localStorage.getItem(KEY); } catch (e) { /* storage blocked: the system's */ }
+    return choice === "light" || choice === "dark" ? choice : "system";
   }
 
-  function systemDark() {
-    return window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+  function apply(choice) {
+    if (choice === "light" || choice === "dark") {
+      root.setAttribute("data-theme", choice);
+    } else {
+      root.removeAttribute("data-theme");
+    }
   }
 
-  function current() {
-    var choice = root.getAttribute("data-theme");
-    if (choice === "light" || choice === "dark") { return choice; }
-    return systemDark() ? "dark" : "light";
-  }
-
-  var choice = stored();
-  if (choice === "light" || choice === "dark") { root.setAttribute("data-theme", choice); }
+  apply(stored());
   root.classList.add("js");  // before the first paint: the phone header starts folded
 
-  function showToggle(button) {
-    var dark = current() === "dark";
-    button.setAttribute("aria-pressed", dark ? "true" : "false");
+  function remember(choice) {
+    try {
+      if (choice === "system") {
+        window.localStorage.removeItem(KEY);
+      } else {
+        window.localStorage.setItem(KEY, choice);
+      }
+    } catch (e) { /* private mode: this page only */ }
   }
 
-  function setUpToggle() {
-    var button = document.getElementById("theme-toggle");
-    if (!button) { return; }
-    showToggle(button);
-    button.addEventListener("click", function () {
-      var next = current() === "dark" ? "light" : "dark";
-      root.setAttribute("data-theme", next);
-      try { window.localStorage.setItem(KEY, next); } catch (e) { /* private mode: this page only */ }
-      showToggle(button);
-    });
-    if (window.matchMedia) {
-      window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", function () { showToggle(button); });
+  function setUpThemeChoice() {
+    var select = document.getElementById("theme-choice");
+    if (!select) { return; }
+    function show() {
+      var choice = stored();
+      apply(choice);
+      select.value = choice;
     }
+    show();  // the server renders System; the stored choice replaces it
+    select.addEventListener("change", function () {
+      var choice = select.value === "light" || select.value === "dark" ? select.value : "system";
+      remember(choice);
+      apply(choice);
+    });
+    // Another tab chose, or this page comes back from the back/forward cache: show what is stored now.
+    window.addEventListener("storage", function (event) { if (event.key === KEY || event.key === null) { show(); } });
+    window.addEventListener("pageshow", function (event) { if (event.persisted) { show(); } });
   }
 
   function setUpMenu() {
@@ -72,7 +81,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    setUpToggle();
+    setUpThemeChoice();
     setUpMenu();
   });
 })();

@@ -295,19 +295,25 @@ def tab(browser: Browser, base_url: str) -> Iterator[Page]:
 
 
 @pytest.mark.slow
-def test_the_theme_toggle_is_remembered_and_the_phone_menu_works_by_keyboard(tab: Page):
+def test_the_theme_choice_is_remembered_and_the_phone_menu_works_by_keyboard(tab: Page):
     tab.goto("/login")
     background = "getComputedStyle(document.body).backgroundColor"
     light = tab.evaluate(background)
-    toggle = tab.get_by_role("button", name="Dark mode")
-    expect(toggle).to_have_attribute("aria-pressed", "false")
-    toggle.click()
+    theme = tab.get_by_role("combobox", name="Theme")
+    expect(theme).to_have_value("system")
+    for _ in range(10):  # by keyboard only: the skip link, the brand, the language switch, then the theme
+        tab.keyboard.press("Tab")
+        if tab.evaluate("document.activeElement.id") == "theme-choice":
+            break
+    expect(theme).to_be_focused()
+    tab.keyboard.press("ArrowDown")  # System -> Light -> Dark, each applied as it is chosen
+    tab.keyboard.press("ArrowDown")
+    expect(theme).to_have_value("dark")
     expect(tab.locator("html")).to_have_attribute("data-theme", "dark")
-    expect(toggle).to_have_attribute("aria-pressed", "true")
     assert tab.evaluate(background) != light
     tab.reload()  # remembered by this browser
     expect(tab.locator("html")).to_have_attribute("data-theme", "dark")
-    expect(tab.get_by_role("button", name="Dark mode", exact=True)).to_have_attribute("aria-pressed", "true")
+    expect(theme).to_have_value("dark")
 
     tab.get_by_label("Username").fill("staff")
     tab.get_by_label("Password").fill(PASSWORDS["staff"])
@@ -322,6 +328,7 @@ def test_the_theme_toggle_is_remembered_and_the_phone_menu_works_by_keyboard(tab
     expect(menu).to_have_attribute("aria-expanded", "true")
     SHOTS.parent.mkdir(parents=True, exist_ok=True)  # not in the sweep's folder, which each sweep empties
     tab.screenshot(path=str(SHOTS.parent / "phone-menu-open-dark.png"))
+    expect(tab.get_by_role("combobox", name="Theme")).to_have_value("dark")  # in the open menu
     tab.keyboard.press("Tab")
     expect(tab.get_by_role("link", name="Dashboard")).to_be_focused()
     tab.keyboard.press("Escape")
@@ -379,7 +386,7 @@ def test_without_javascript_the_phone_header_shows_its_links_and_fits(browser: B
     expect(tab.get_by_role("link", name="My runs")).to_be_visible()
     expect(tab.get_by_role("button", name="Sign out")).to_be_visible()
     expect(tab.get_by_role("button", name="Menu")).to_be_hidden()  # it needs JavaScript; the links show instead
-    expect(tab.get_by_role("button", name="Dark mode")).to_be_hidden()  # the system's theme applies
+    expect(tab.get_by_label("Theme")).to_be_hidden()  # the system's theme applies
     assert tab.evaluate("document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth")
     SHOTS.parent.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(SHOTS.parent / "phone-no-javascript-my-runs.png"), full_page=True)
