@@ -242,6 +242,8 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
     _check_rate_limit("LOGIN_RATE_LIMIT", login_rate_limit)
     run_refusal_rate_limit = env.str("RUN_REFUSAL_RATE_LIMIT", "60/minute") or "60/minute"
     _check_rate_limit("RUN_REFUSAL_RATE_LIMIT", run_refusal_rate_limit)
+    choices_rate_limit = env.str("CHOICES_RATE_LIMIT", "120/minute") or "120/minute"
+    _check_rate_limit("CHOICES_RATE_LIMIT", choices_rate_limit)
     storage_uri = env.str("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
     if not storage_uri.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
         raise ConfigError("RATELIMIT_STORAGE_URI: expected memory:// or redis://...")
@@ -283,6 +285,8 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: Path | 
         "RATELIMIT_STRATEGY": "fixed-window",
         "LOGIN_RATE_LIMIT": login_rate_limit,
         "RUN_REFUSAL_RATE_LIMIT": run_refusal_rate_limit,
+        # Calls to the choices route per user (each may run a source query); then 429.
+        "CHOICES_RATE_LIMIT": choices_rate_limit,
         "LOGIN_MAX_ATTEMPTS": env.int("LOGIN_MAX_ATTEMPTS", 5, minimum=1),
         "LOGIN_LOCK_SECONDS": env.int("LOGIN_LOCK_SECONDS", 60, minimum=1),
         "LOGIN_LOCK_MAX_SECONDS": env.int("LOGIN_LOCK_MAX_SECONDS", 900, minimum=1),

@@ -75,6 +75,7 @@ def register_extensions(app: Flask) -> None:
     from gateway.db import units
     from gateway.platform import logs, metrics
     from gateway.platform.extensions import csrf, limiter
+    from gateway.runners.query_engines import url_problem
     from gateway.schedules.overview import last_successes
 
     logs.init_app(app)
@@ -88,7 +89,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     audit.init_app(app)
-    switches.init_app(app)
+    switches.init_app(app, url_check=url_problem)  # the query runner decides which data source URLs it can open
     choices.init_app(app)
     i18n.init_app(app)  # Flask-Babel: the page's language, the catalogues, /language
 

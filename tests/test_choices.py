@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from gateway.db.models import AuditEvent, Run
 from gateway.identity import accounts, groups, tokens
 from gateway.platform.extensions import db
-from gateway.runners import query as query_module
+from gateway.runners import query_engines
 from gateway.runners.query import run_query
 from tests.conftest import csrf_token_from, seed_session
 
@@ -403,7 +403,7 @@ def captured(url: str, sql: str, params: dict[str, Any]) -> tuple[list[list[Any]
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
         seen.append((statement, parameters))
 
-    engine = query_module.engine_for(url)
+    engine = query_engines.engine_for(url)
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
         rows = run_query(url, sql, params, row_limit=100, statement_timeout=5).rows
@@ -427,7 +427,7 @@ def data_source(backend: str, database_url: str, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     yield database_url
-    engine = query_module._engines.pop(database_url, None)
+    engine = query_engines._engines.pop(database_url, None)
     if engine is not None:
         engine.dispose()  # the database goes back to the pool: no connection may stay open on it
 

@@ -252,7 +252,7 @@ def test_bad_number_or_switch_refuses_naming_the_setting(tmp_path, setting, valu
     assert value in message
 
 
-RATE_LIMIT_SETTINGS = ["LOGIN_RATE_LIMIT", "RUN_REFUSAL_RATE_LIMIT"]
+RATE_LIMIT_SETTINGS = ["LOGIN_RATE_LIMIT", "RUN_REFUSAL_RATE_LIMIT", "CHOICES_RATE_LIMIT"]
 
 
 @pytest.mark.parametrize("setting", RATE_LIMIT_SETTINGS)
@@ -382,6 +382,7 @@ def test_production_defaults(tmp_path):
     assert config["RATELIMIT_STORAGE_URI"] == "memory://"
     assert config["LOGIN_RATE_LIMIT"] == "10/minute"
     assert config["RUN_REFUSAL_RATE_LIMIT"] == "60/minute"
+    assert config["CHOICES_RATE_LIMIT"] == "120/minute"
     assert config["LOGIN_MAX_ATTEMPTS"] == 5
     assert config["RUN_WORKERS"] == 32
     assert config["RUN_HEARTBEAT_SECONDS"] == 5

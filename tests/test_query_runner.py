@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway.runners import query as query_module
+from gateway.runners import query_engines
 from gateway.runners.query import QueryError, run_query
 from tests import conftest
 
@@ -187,11 +187,11 @@ def test_sqlite_syntax_error_is_a_plain_query_error(sqlite_url: str) -> None:
     ],
 )
 def test_each_backend_goes_to_its_own_dialect(url: str, dialect: str) -> None:
-    engine = query_module.engine_for(url)
+    engine = query_engines.engine_for(url)
     try:
         assert f"{engine.dialect.name}+{engine.dialect.driver}" == dialect
     finally:
-        query_module._engines.pop(url).dispose()
+        query_engines._engines.pop(url).dispose()
 
 
 @pytest.mark.parametrize(
@@ -200,21 +200,52 @@ def test_each_backend_goes_to_its_own_dialect(url: str, dialect: str) -> None:
         ("oracle://scott:hunter2@127.0.0.1:9/orcl", "data sources of type 'oracle' are not supported"),
         ("mssql+pyodbc://scott:hunter2@127.0.0.1:9/ops", "data sources of type 'mssql' are not supported"),
         ("hunter2 is not a URL", "the data source URL is not a database URL"),
+        ("mongodb://scott:hunter2@127.0.0.1:9/ops", "data sources of type 'mongodb' are not supported"),
+        ("mysql://scott:hunter2@127.0.0.1:port/ops", "the data source URL is not a database URL"),
+        (
+            "mysql+pymysql://scott:hunter2@127.0.0.1:9/ops?sslcert=x",
+            "the driver does not take the URL option 'sslcert'",
+        ),
+        ("mariadb://scott:hunter2@h/ops?connect_timeout=soon", "the driver cannot read the data source URL"),
+        ("postgresql://scott:hunter2@127.0.0.1:9/ops?ssl_ca=x", "the driver does not take the URL option 'ssl_ca'"),
+        ("sqlite://", "the SQLite URL names no database file"),
+        ("sqlite:///:memory:", "the SQLite URL names no database file"),
+        # The password is in the scheme or names an option: the message shows neither.
+        ("hunter2://scott:hunter2@h/ops", "data sources of type '***' are not supported"),
+        ("postgresql://scott:hunter2@h/ops?hunter2=1", "the driver does not take the URL option '***'"),
     ],
 )
-def test_an_unknown_backend_is_refused_by_name(url: str, message: str) -> None:
+def test_an_unusable_url_is_refused_by_name_at_run_and_before(url: str, message: str) -> None:
+    """The run's refusal and ``url_problem`` (catalogue load, validate, readiness) are the same decision."""
     error = refused(url, "SELECT 1")
     assert error.message == f"query failed: {message}" + (
         " (sqlite, postgresql, mysql or mariadb)" if "type" in message else ""
     )
-    assert "hunter2" not in error.message and url not in query_module._engines
+    assert error.message == f"query failed: {query_engines.url_problem(url)}"
+    assert "hunter2" not in error.message and url not in query_engines._engines
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://scott:hunter2@127.0.0.1:9/ops?sslmode=require&connect_timeout=3",
+        "postgres://scott@127.0.0.1:9/ops",
+        "mysql+pymysql://scott:hunter2@127.0.0.1:9/ops?ssl_ca=/etc/ca.pem&charset=utf8mb4",
+        "mysql+mysqldb://scott@127.0.0.1:9/ops",
+        "mariadb://scott@127.0.0.1:9/ops",
+        "sqlite:////srv/ops.db",
+    ],
+)
+def test_a_usable_url_has_no_problem_and_nothing_connects_to_find_out(url: str) -> None:
+    assert query_engines.url_problem(url) is None  # port 9 answers nothing: no connection was tried
+    assert url not in query_engines._engines
 
 
 def test_mysql_unreachable_is_a_query_error_without_credentials() -> None:
     url = "mysql+pymysql://someone:hunter2@127.0.0.1:9/nowhere"
     error = refused(url, "SELECT 1")
     assert error.message == "query failed: cannot connect to the data source"
-    query_module._engines.pop(url).dispose()
+    query_engines._engines.pop(url).dispose()
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -244,7 +275,7 @@ def pg_database() -> Iterator[str]:
         )
     engine.dispose()
     yield url
-    engine = query_module._engines.pop(url, None)
+    engine = query_engines._engines.pop(url, None)
     if engine is not None:
         engine.dispose()
     conftest.drop_pg_database(name)
@@ -260,6 +291,7 @@ def pg_count(url: str) -> int:
 
 @postgres
 def test_postgresql_select_and_json_values(pg_database: str) -> None:
+    assert query_engines.url_problem(pg_database) is None  # the URL the catalogue's check passed is the one that runs
     result = run(pg_database, "SELECT id, name, cost, done, due, seen, ratio FROM tasks ORDER BY id")
     assert result.columns == ["id", "name", "cost", "done", "due", "seen", "ratio"]
     assert result.rows == [
@@ -360,4 +392,4 @@ def test_postgresql_unreachable_is_a_query_error_without_credentials() -> None:
     url = "postgresql+psycopg://someone:hunter2@127.0.0.1:9/nowhere"
     error = refused(url, "SELECT 1")
     assert "cannot connect" in error.message and "hunter2" not in error.message
-    query_module._engines.pop(url).dispose()
+    query_engines._engines.pop(url).dispose()

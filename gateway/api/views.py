@@ -17,13 +17,14 @@ from gateway.access import policy
 from gateway.api.auth import require_csrf_for_sessions, still_authorised
 from gateway.api.body import json_object_body
 from gateway.api.errors import ApiError, api_error_response
+from gateway.api.limits import choices_limit, user_key
 from gateway.api.queryargs import check_number, int_arg, name_arg, number_arg, text_arg, time_arg
 from gateway.api.shapes import accepted_view, audit_view, command_view
 from gateway.api.streams import take_slot, wait_for_finish
 from gateway.catalogue import switches
 from gateway.db.models import AuditEvent, Run
 from gateway.platform.addresses import client_address
-from gateway.platform.extensions import db
+from gateway.platform.extensions import db, limiter
 from gateway.runs.callers import current_caller
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -66,11 +67,13 @@ def get_command(name: str) -> Response:
 
 
 @bp.get("/commands/<name:name>/choices/<param>")
+@limiter.limit(choices_limit, key_func=user_key)
 def command_choices(name: str, param: str) -> Response:
     """The options of one choice parameter for the values it depends on (``?<other>=…``), as a form would get them.
 
     404 for a command the caller may not use (the policy's answer, as for the command) and
-    for a name that is not one of its choice parameters.
+    for a name that is not one of its choice parameters.  Each call may run the source
+    query, so a user's calls are capped (``CHOICES_RATE_LIMIT``, counted before the policy).
     """
     command = policy.command_for(_user(), name, client_address())
     spec = command.params.get(param)

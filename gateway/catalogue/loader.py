@@ -5,13 +5,20 @@ Unknown keys, duplicate names, a command naming an unknown data source or a
 the command (schedule, notification) and the field.  A data source whose URL
 variable is unset is not an error; its commands are marked unavailable instead,
 and a notification whose variables are unset is marked unconfigured.
+
+A URL that is set is this process's environment, not the reviewed file, so a
+URL the query runner cannot use (``url_problem``, the runner's own check, handed
+in by whoever loads: the catalogue never imports the runners) does not refuse
+the file either: its data source is recorded in ``datasource_problems`` and its
+commands are unavailable, saying why.  ``commands validate`` exits non-zero on
+one, and readiness warns (``catalogue:datasources``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,9 @@ from gateway.catalogue.model import Catalogue, CatalogueError, CatalogueFile, Co
 from gateway.catalogue.notification import Notification
 from gateway.catalogue.schedule import Schedule
 from gateway.catalogue.sources import check_sources
+
+# Why a data source URL cannot be used (a message that never contains the URL), or None.
+UrlCheck = Callable[[str], str | None]
 
 
 def _location(errors: list[Any], raw: Mapping[str, Any]) -> str:
@@ -78,7 +88,10 @@ def _load_yaml(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source: str = "<string>") -> Catalogue:
+def parse_catalogue(
+    text: str, environ: Mapping[str, str] | None = None, source: str = "<string>", url_check: UrlCheck | None = None
+) -> Catalogue:
+    """The catalogue in ``text``; ``url_check`` (the query runner's) decides which set data source URLs are usable."""
     environ = os.environ if environ is None else environ
     try:
         raw = _load_yaml(text) or {}
@@ -126,14 +139,18 @@ def parse_catalogue(text: str, environ: Mapping[str, str] | None = None, source:
         if unknown := _unknown(schedule.notify, notifications):
             raise CatalogueError(f"{source}: schedule {schedule.name!r} field notify: unknown notification {unknown!r}")
         schedules[schedule.name] = schedule
-    urls = {}
+    urls, problems = {}, {}
     for name, datasource in parsed.datasources.items():
         url = datasource_url(datasource.url_env, environ)
-        if url:
+        unusable = url_check(url) if url and url_check is not None else None
+        if unusable is not None:
+            problems[name] = unusable
+        elif url:
             urls[name] = url
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Catalogue(
-        commands=commands, datasources=dict(parsed.datasources), datasource_urls=urls, source=source, sha256=digest,
+        commands=commands, datasources=dict(parsed.datasources), datasource_urls=urls, datasource_problems=problems,
+        source=source, sha256=digest,
         schedules=schedules, notifications=notifications, notification_targets=_targets(notifications, environ),
         schedules_notify=any(schedule.notify for schedule in schedules.values()),
     )  # fmt: skip
@@ -153,10 +170,12 @@ def _targets(notifications: Mapping[str, Notification], environ: Mapping[str, st
     return targets
 
 
-def load_catalogue(path: str | Path, environ: Mapping[str, str] | None = None) -> Catalogue:
+def load_catalogue(
+    path: str | Path, environ: Mapping[str, str] | None = None, url_check: UrlCheck | None = None
+) -> Catalogue:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogueError(f"{path}: cannot read the catalogue ({exc.strerror})") from None
-    return parse_catalogue(text, environ, source=str(path))
+    return parse_catalogue(text, environ, source=str(path), url_check=url_check)

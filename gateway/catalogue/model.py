@@ -256,6 +256,8 @@ class Catalogue:
     commands: Mapping[str, Command]
     datasources: Mapping[str, Datasource]
     datasource_urls: Mapping[str, str] = field(repr=False)
+    # Data sources whose URL is set but cannot be used (name -> why, never the URL): their commands are unavailable.
+    datasource_problems: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
     sha256: str = ""
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
@@ -283,9 +285,15 @@ class Catalogue:
         return [name for name in self.notifications if self.unconfigured_reason(name)]
 
     def unavailable_reason(self, command: Command) -> str | None:
-        """Why a command cannot run in this process (its data source's URL is not set), or None."""
+        """Why a command cannot run in this process (its data source's URL is unset or unusable), or None."""
         if command.kind == "query" and command.datasource not in self.datasource_urls:
             source = self.datasources[command.datasource or ""]
+            problem = self.datasource_problems.get(command.datasource or "")
+            if problem is not None:
+                return N_(
+                    "data source %(source)s cannot be used (%(variable)s: %(problem)s)",
+                    source=repr(command.datasource), variable=source.url_env, problem=problem,
+                )  # fmt: skip
             return N_(
                 "data source %(source)s is not configured (%(variable)s is not set)",
                 source=repr(command.datasource), variable=source.url_env,

@@ -2,7 +2,9 @@
 
 The catalogue is read at start-up (an invalid file refuses to start, naming
 the command and field), again on SIGHUP or ``manage.py commands reload``.
-A reload that fails keeps the catalogue already loaded.
+A reload that fails keeps the catalogue already loaded.  Each load checks the
+data source URLs with the query runner's check the app factory hands in, and
+logs every one it cannot use (its commands are unavailable).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy import bindparam, select
 
 from config import ConfigError
 from gateway import audit
-from gateway.catalogue.loader import load_catalogue
+from gateway.catalogue.loader import UrlCheck, load_catalogue
 from gateway.catalogue.model import Catalogue, CatalogueError
 from gateway.db.models import CommandState
 from gateway.db.prepared import Prepared
@@ -28,10 +30,11 @@ log = logging.getLogger("gateway.commands")
 
 
 class CatalogueHolder:
-    def __init__(self, path: str):
+    def __init__(self, path: str, url_check: UrlCheck | None = None):
         self.path = path
+        self.url_check = url_check
         self._lock = threading.Lock()
-        self._catalogue = load_catalogue(path)
+        self._catalogue = self._load()
 
     @property
     def catalogue(self) -> Catalogue:
@@ -39,10 +42,17 @@ class CatalogueHolder:
 
     def reload(self) -> Catalogue:
         """Load the file again; on error the old catalogue stays and the error is raised."""
-        catalogue = load_catalogue(self.path)
+        catalogue = self._load()
         with self._lock:
             self._catalogue = catalogue
         log.info("catalogue reloaded: %d commands (sha256 %s)", len(catalogue.commands), catalogue.sha256[:12])
+        return catalogue
+
+    def _load(self) -> Catalogue:
+        catalogue = load_catalogue(self.path, url_check=self.url_check)
+        for name, problem in sorted(catalogue.datasource_problems.items()):
+            url_env = catalogue.datasources[name].url_env
+            log.error("data source %r cannot be used (%s: %s); its commands are unavailable", name, url_env, problem)
         return catalogue
 
 
@@ -95,8 +105,9 @@ def set_disabled(name: str, disabled: bool, *, actor: Any = None, reason: str | 
     return True
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, url_check: UrlCheck | None = None) -> None:
+    """Load the catalogue; ``url_check`` is the query runner's verdict on a data source URL."""
     try:
-        app.extensions["gateway.catalogue"] = CatalogueHolder(app.config["GATEWAY_COMMANDS_FILE"])
+        app.extensions["gateway.catalogue"] = CatalogueHolder(app.config["GATEWAY_COMMANDS_FILE"], url_check)
     except CatalogueError as exc:
         raise ConfigError(f"GATEWAY_COMMANDS_FILE: {exc}") from None

@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 from gateway.catalogue import CatalogueError, load_catalogue
 from gateway.catalogue import switches as command_switches
 from gateway.cli.common import fail, operator_actor
+from gateway.runners.query_engines import url_problem
 
 PIDFILE = "gateway.pid"
 
@@ -37,14 +38,23 @@ def list_commands() -> None:
 @commands_group.command("validate")
 @click.argument("path", required=False)
 def validate(path: str | None) -> None:
-    """Validate the catalogue file (default: GATEWAY_COMMANDS_FILE) without starting anything."""
+    """Validate the catalogue file (default: GATEWAY_COMMANDS_FILE) without starting anything.
+
+    A data source URL set in this environment that the query runner cannot use is an error too (exit 1,
+    naming the data source and its variable, never the URL); an unset one is only a note.
+    """
     from config import PROJECT_ROOT
 
     target = path or os.environ.get("GATEWAY_COMMANDS_FILE") or str(PROJECT_ROOT / "commands.yaml")
     try:
-        catalogue = load_catalogue(target)
+        catalogue = load_catalogue(target, url_check=url_problem)
     except CatalogueError as exc:
         fail(str(exc))
+    if catalogue.datasource_problems:
+        for name, problem in sorted(catalogue.datasource_problems.items()):
+            url_env = catalogue.datasources[name].url_env
+            click.echo(f"error: {target}: data source {name!r} field url_env ({url_env}): {problem}", err=True)
+        raise SystemExit(1)
     counts = f"{len(catalogue.commands)} commands, {len(catalogue.datasources)} data sources"
     click.echo(f"{target}: {counts}, {len(catalogue.schedules)} schedules: valid")
     if catalogue.notifications:
@@ -61,9 +71,12 @@ def reload() -> None:
     """Validate the catalogue, then ask the running gateway (its pidfile) to reload it (SIGHUP)."""
     path = current_app.config["GATEWAY_COMMANDS_FILE"]
     try:
-        load_catalogue(path)
+        catalogue = load_catalogue(path, url_check=url_problem)
     except CatalogueError as exc:
         fail(str(exc))
+    for name, problem in sorted(catalogue.datasource_problems.items()):  # the file is fine; the URL is not
+        warning = f"warning: data source {name!r} cannot be used here ({problem}); its commands are unavailable"
+        click.echo(warning, err=True)
     pidfile = Path(current_app.instance_path) / PIDFILE
     try:
         pid = int(pidfile.read_text().strip())

@@ -13,6 +13,9 @@ Other parts of the gateway add their own checks with ``add_liveness_check``
 and ``add_readiness_check``.  The executor's checks: liveness "executor:supervisor"
 (thread alive, a beat within 3 heartbeats + 5 s); readiness "executor:supervisor"
 (a beat within 3 heartbeats) and "executor:workers" (the run pool is up).
+The catalogue's: "catalogue:loaded" (``warn`` while some commands are
+unavailable) and "catalogue:datasources" (``warn`` while a data source URL is
+set but unusable; the check's fixed name is the whole reason the probe gives).
 """
 
 from __future__ import annotations
@@ -218,6 +221,16 @@ def check_catalogue() -> str:
     return WARN if catalogue.unavailable() or catalogue.unconfigured_notifications() or mail_unset else PASS
 
 
+def check_datasources() -> str:
+    """``warn`` while a data source's URL is set but unusable (an unsupported database, a URL that does not parse,
+    an option its driver does not take); which one is in the log. Like an unset URL it only makes that source's
+    commands unavailable: every replica shares the setting, so failing readiness would take the whole gateway,
+    and every other command, out of service for one source."""
+    from gateway.catalogue.switches import current_catalogue
+
+    return WARN if current_catalogue().datasource_problems else PASS
+
+
 def check_executor_supervisor() -> str:
     executor = current_app.extensions.get("gateway.executor")
     return PASS if executor is None or executor.supervisor_alive() else FAIL
@@ -263,6 +276,7 @@ def init_app(app: Flask) -> None:
     if not app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
         registry.readiness["ratelimit:storage"] = check_ratelimit_storage
     registry.readiness["catalogue:loaded"] = check_catalogue
+    registry.readiness["catalogue:datasources"] = check_datasources
     registry.readiness["executor:supervisor"] = check_executor_cycling
     registry.readiness["executor:workers"] = check_executor_workers
     registry.readiness["process:draining"] = check_not_draining

@@ -2,7 +2,8 @@
 
 SQLite sources are opened with ``mode=ro`` (and ``PRAGMA query_only``), so a
 write statement is refused by the engine, not by string matching; a progress
-handler enforces the statement timeout and cancellation.  PostgreSQL runs
+handler enforces the statement timeout and cancellation.  Which URLs are
+opened at all, and how, is ``gateway.runners.query_engines``.  PostgreSQL runs
 every query in a ``READ ONLY`` transaction with ``statement_timeout`` set;
 MySQL and MariaDB (``gateway.runners.query_mysql``) in a read-only transaction
 with the server's statement time limit and a ``KILL QUERY`` on cancel.
@@ -22,35 +23,21 @@ import hashlib
 import json
 import math
 import re
-import sqlite3
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from gateway.catalogue import Command
 from gateway.catalogue.model import BIND_PARAM
 from gateway.runners import query_mysql
 from gateway.runners.base import Outcome, Output, RunContext
-
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
-
-
-class QueryError(Exception):
-    """The query failed; ``message`` is safe to show (no connection details)."""
-
-    def __init__(self, message: str, timed_out: bool = False, cancelled: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.timed_out = timed_out
-        self.cancelled = cancelled
+from gateway.runners.query_engines import QueryError, engine_for
 
 
 @dataclass
@@ -81,67 +68,6 @@ def json_value(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return str(value)
-
-
-# PRAGMAs that take an argument yet only read (schema introspection); any other PRAGMA with an
-# argument sets something (query_only = off, writable_schema, journal_mode...) and is denied.
-_READ_PRAGMAS = frozenset(
-    {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
-)
-
-
-def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
-    """The engine's own gate for what ``mode=ro`` does not cover.
-
-    ATTACH opens a *new* file read-write (and creates it) whatever the main
-    database's mode, and a PRAGMA could switch ``query_only`` off; both are
-    refused before they run.
-    """
-    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None and (arg1 or "").lower() not in _READ_PRAGMAS:
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
-def _sqlite_engine(url: sa.URL) -> Engine:
-    path = url.database or ""
-    # A URI filename: characters such as '?', '#' or '%' in the path must not be read as URI syntax.
-    uri = f"file:{urllib.parse.quote(path)}?mode=ro"
-
-    def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5)
-        connection.execute("PRAGMA query_only = ON")
-        connection.set_authorizer(_sqlite_authorizer)
-        return connection
-
-    return sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
-
-
-def engine_for(url_text: str) -> Engine:
-    """One engine per data source URL per process (PostgreSQL pools are worth keeping)."""
-    with _engines_lock:
-        engine = _engines.get(url_text)
-        if engine is None:
-            try:
-                url = make_url(url_text)
-            except sa.exc.ArgumentError:
-                raise QueryError("query failed: the data source URL is not a database URL") from None
-            backend = url.get_backend_name()
-            if backend == "sqlite":
-                engine = _sqlite_engine(url)
-            elif backend in ("postgresql", "postgres"):
-                url = url.set(drivername="postgresql+psycopg")
-                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-            elif backend in query_mysql.BACKENDS:
-                engine = query_mysql.create_engine(url)
-            else:
-                raise QueryError(
-                    f"query failed: data sources of type {backend!r} are not supported"
-                    " (sqlite, postgresql, mysql or mariadb)"
-                )
-            _engines[url_text] = engine
-        return engine
 
 
 def run_query(

@@ -2,7 +2,8 @@
  * form with the lists for the values sent); it adds:
  * - a search box above a long list (select[data-searchable]): typing hides the options that do not match;
  * - a list that depends on another field (select[data-choices-url]) asks the server for its options as
- *   soon as that field changes, saying "Loading…" meanwhile, instead of at the next submit.
+ *   soon as that field changes, saying "Loading…" meanwhile, instead of at the next submit; when the
+ *   server cannot answer (an error, or 429 past the user's CHOICES_RATE_LIMIT) the list says it failed.
  * No inline script (the Content-Security-Policy forbids it); option texts are set as text, never HTML. */
 (function () {
   "use strict";
@@ -109,6 +110,8 @@
     note(select, window.GatewayI18n.text("choices.loading", "Loading…"));
     fetch(url.toString(), { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
       .then(function (response) {
+        // Too many lists asked for (429): the API's words are about the request, not the list; say the list failed.
+        if (response.status === 429) { return { ok: false, body: null }; }
         return response.json().then(function (body) { return { ok: response.ok, body: body }; });
       })
       .catch(function () { return { ok: false, body: null }; })

@@ -2,7 +2,8 @@
 
 Pick a cluster and the host list follows it (the form's script asks the choices
 route, saying "Loading…" meanwhile); a long list gets a search box; the chosen
-values reach the run and its page.  Without JavaScript the same form works by
+values reach the run and its page.  Past the user's ``CHOICES_RATE_LIMIT`` the
+list says it could not be loaded, and the form still works by submitting.  Without JavaScript the same form works by
 re-rendering on submit (tests/test_choices.py).
 """
 
@@ -45,12 +46,20 @@ HOSTS = [("small", "small-a"), ("small", "small-b")] + [("big", f"big-{n:02d}") 
 
 
 @pytest.fixture
-def base_url(make_app, users, tmp_path, monkeypatch) -> Iterator[str]:
+def choices_limit() -> str | None:
+    """The app's CHOICES_RATE_LIMIT when a test sets one (parametrize), else the default."""
+    return None
+
+
+@pytest.fixture
+def base_url(make_app, users, tmp_path, monkeypatch, choices_limit) -> Iterator[str]:
     from werkzeug.serving import make_server
 
     url = sqlite_source(tmp_path / "hosts.db", "hosts (cluster TEXT, name TEXT)", HOSTS)
     monkeypatch.setenv("CHOICES_BROWSER_OPS_DB_URL", url)
     app = app_on(make_app, tmp_path, CATALOGUE, ("check-host",))
+    if choices_limit is not None:
+        app.config["CHOICES_RATE_LIMIT"] = choices_limit
     server = make_server("127.0.0.1", 0, app, threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
     app.config["PUBLIC_BASE_URL"] = base
@@ -101,3 +110,23 @@ def test_the_host_list_follows_the_cluster_and_a_long_list_is_searchable(page: P
     expect(page.get_by_label("Cluster")).to_have_value("big")
     expect(host).to_have_value("big-17")
     assert len(host_options(page)) == 20
+
+
+@pytest.mark.parametrize("choices_limit", ["1/minute"])
+def test_a_list_past_the_rate_limit_says_it_failed_and_the_form_still_works(page: Page, expected_console):  # noqa: F811
+    # Chromium logs the refused fetch, and the submit without a host that comes back 400 with the list.
+    expected_console.extend(["status of 429", "status of 400"])
+    sign_in(page)
+    page.goto("/commands/check-host")
+    host = page.locator("#param-host")
+    note = page.locator('[data-list-note="host"]')
+    page.get_by_label("Cluster").select_option("small")
+    expect(host.locator("option[value='small-b']")).to_have_count(1)
+
+    page.get_by_label("Cluster").select_option("big")  # the second list this minute: 429
+    expect(note).to_have_text("The choices could not be loaded; submit the form to try again.")
+    assert host_options(page) == []
+    expect(host).to_be_enabled()
+    # Submitting (no host chosen: 400) re-renders the form with the list for the cluster sent, server-side.
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#param-host option[value='big-20']")).to_have_count(1)
