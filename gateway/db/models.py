@@ -283,6 +283,9 @@ class Run(Model):
     status: Mapped[str] = mapped_column(String(16))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # The error's phrase (gateway.platform.phrases: msgid, values, plural, amount), so a page says it in
+    # its language; None (SQL NULL) for a plain text and for rows recorded before revision 0014.
+    error_phrase: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -10,16 +10,28 @@ catalogue. ``on_page`` of a plain string looks it up as a msgid (a message built
 elsewhere from a catalogue string), else leaves it as it is. Validation uses the
 same phrases (a parameter's error: German on the form, English in the API's answer
 and the ``run.rejected`` record); building one needs no request.
+
+A phrase kept for later (a run's recorded error, ``runs.error_phrase``) is stored as
+JSON by ``stored_form`` and rebuilt by ``Phrase.from_stored``: the English column stays
+what machines read, the stored form is only what a page needs to say it again.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from babel.numbers import format_decimal
 from flask_babel import get_locale, get_translations, gettext
+
+# A stored text value (a data source's or the OS's own words inside a recorded error) is cut to this
+# many characters: the English column keeps the whole text, a page shows at most this much of it.
+STORED_TEXT_CHARS = 1000
+CUT = "…"
+_PLACEHOLDER = re.compile(r"%\(\w+\)")
 
 
 def number_text(value: float) -> str:
@@ -50,6 +62,52 @@ class Phrase(str):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Phrase, (self.msgid, dict(self.values), self.plural, self.amount))
+
+    def stored(self) -> dict[str, Any]:
+        """The phrase as JSON holds it: ``msgid``, ``values`` (texts, numbers, a nested phrase as its own
+        stored form), ``plural`` and ``amount``; texts cut to ``STORED_TEXT_CHARS``."""
+        values = {str(name): _stored_value(value) for name, value in self.values.items()}
+        return {"msgid": self.msgid, "values": values, "plural": self.plural, "amount": self.amount}
+
+    @classmethod
+    def from_stored(cls, data: Any) -> Phrase:
+        """The phrase ``stored()`` wrote; ``ValueError`` when ``data`` is not such a form or does not fit its msgid."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("msgid"), str):
+            raise ValueError("not a stored phrase")
+        values, plural, amount = data.get("values") or {}, data.get("plural"), data.get("amount")
+        if not isinstance(values, Mapping) or not (plural is None or isinstance(plural, str)):
+            raise ValueError("not a stored phrase")
+        if not (amount is None or (isinstance(amount, int) and not isinstance(amount, bool))):
+            raise ValueError("not a stored phrase")
+        rebuilt = {str(name): _rebuilt_value(value) for name, value in values.items()}
+        if not rebuilt and amount is None and _PLACEHOLDER.search(data["msgid"]):
+            raise ValueError("stored values do not fit the phrase: it has placeholders and no values")
+        try:
+            return cls(data["msgid"], rebuilt, plural, amount)
+        except (KeyError, TypeError, ValueError) as exc:  # values that do not fill the msgid
+            raise ValueError(f"stored values do not fit the phrase: {exc}") from None
+
+
+def _stored_value(value: Any) -> Any:
+    if isinstance(value, Phrase):
+        return value.stored()
+    if _is_number(value) and (isinstance(value, int) or math.isfinite(value)):
+        return value
+    text = number_text(value) if _is_number(value) else str(value)  # inf and nan as English writes them
+    return text if len(text) <= STORED_TEXT_CHARS else text[: STORED_TEXT_CHARS - len(CUT)] + CUT
+
+
+def _rebuilt_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return Phrase.from_stored(value)
+    if isinstance(value, str) or _is_number(value):
+        return value
+    raise ValueError("a stored value is neither a text, a number nor a phrase")
+
+
+def stored_form(text: str | None) -> dict[str, Any] | None:
+    """What a page needs to show ``text`` in its language later: a Phrase's stored form, None for a plain text."""
+    return text.stored() if isinstance(text, Phrase) else None
 
 
 def N_(msgid: str, **values: Any) -> Phrase:  # gettext's conventional name for "marked, not translated"

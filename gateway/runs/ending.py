@@ -7,7 +7,8 @@ queued run, or the reaper marking it ``lost``.  A run that waited for approval
 and never started ends the same way (``end_waiting``: denied, expired,
 withdrawn, or failed at its start), conditional on its still waiting.  The
 notifications that end calls for join the same commit (``notices``: the outbox
-rows).
+rows).  Both ends record the error the same way (``error_columns``): the English in
+``runs.error``, and its phrase, when it is one, in ``runs.error_phrase`` for the pages.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.db.units import on_commit, write_connection
 from gateway.platform import notify, signals
 from gateway.platform.appctx import app_object
 from gateway.platform.extensions import db
+from gateway.platform.phrases import stored_form
 from gateway.platform.timeutil import as_utc, utcnow
 from gateway.platform.wakeup import wakeups
 from gateway.runners.base import Outcome
@@ -57,6 +59,11 @@ def finish_with_error(job: Job, message: str) -> bool:
     return finish(job, Outcome(status="failed", error=message))
 
 
+def error_columns(error: str | None) -> dict[str, Any]:
+    """A run's recorded error as its row keeps it: the English, and the phrase a page renders (None: plain text)."""
+    return {"error": error, "error_phrase": stored_form(error)}
+
+
 def _record_end(
     job: Job,
     outcome: Outcome,
@@ -70,7 +77,7 @@ def _record_end(
         values: dict[str, Any] = {
             "status": outcome.status,
             "exit_code": outcome.exit_code,
-            "error": outcome.error,
+            **error_columns(outcome.error),
             "finished_at": now,
             "output_bytes": outcome.output_bytes,
             "output_truncated": outcome.truncated,
@@ -131,7 +138,7 @@ def end_waiting(
     or started it first).  Waiters are woken and ``run_finished`` is sent once ``tx`` has committed.
     """
     now = utcnow()
-    values = {"status": status, "error": error, "finished_at": now, "lease_expires_at": None}
+    values = {"status": status, **error_columns(error), "finished_at": now, "lease_expires_at": None}
     row = store.finish_statement((PENDING_APPROVAL,)).first(tx, {"_run_id": run_id, **values})
     if row is None:
         return None

@@ -13,7 +13,6 @@ import csv
 import io
 import re
 import signal
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +28,7 @@ from gateway.catalogue import switches as command_switches
 from gateway.db.models import AuditEvent, Run
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
-from gateway.platform.phrases import on_page
+from gateway.platform.phrases import Phrase, on_page
 from gateway.platform.timeutil import as_utc, utcnow
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
@@ -40,7 +39,6 @@ from gateway.web.words import _
 MAX_RENDERED_CHUNKS = 20_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-NOT_STARTED = "Approved, but not started: "  # the English of N_("Approved, but not started: %(reason)s")
 
 
 @dataclass
@@ -80,23 +78,20 @@ def cancel_request(run: Run) -> AuditEvent | None:
     ).first()
 
 
-def recorded_error(run: Run, approval: Mapping[str, Any] | None) -> str:
-    """A run's recorded error (``runs.error``, kept in English) in the page's language.
+def recorded_error(run: Run) -> str:
+    """A run's recorded error in the page's language.
 
-    Its fixed sentences are msgids (marked with ``N_`` where they are recorded), so ``on_page``
-    finds them. A denial names the denier from the approval record. "Approved, but not started:
-    <reason>" is the one text read apart: the reason's run-time part (a count, a data source's
-    words) is stored nowhere else, so the prefix is split off and the reason looked up like any
-    recorded error. Anything else (a runner's or a data source's own words) stays as it is.
+    ``runs.error`` keeps the English (the API's, the ledger's); ``runs.error_phrase`` the same
+    error as a phrase, values and a nested reason included, which ``on_page`` renders here. A
+    run recorded before that column (or with an error that is no phrase, or a stored form that
+    no longer fits) shows ``runs.error``: a fixed sentence found by its msgid, anything else as is.
     """
-    error = run.error or ""
-    if run.status == "denied" and approval is not None:
-        denier = next((item["user"] for item in approval["decisions"] if item["decision"] == "denied"), None)
-        if denier is not None:
-            return _("Denied by %(user)s.", user=denier)
-    if run.status == "failed" and error.startswith(NOT_STARTED):
-        return _("Approved, but not started: %(reason)s", reason=on_page(error.removeprefix(NOT_STARTED)))
-    return on_page(error)
+    if run.error_phrase is not None:
+        try:
+            return on_page(Phrase.from_stored(run.error_phrase))
+        except ValueError:
+            pass
+    return on_page(run.error or "")
 
 
 def ending(run: Run, show_who: bool) -> Ending | None:
@@ -124,7 +119,7 @@ def ending(run: Run, show_who: bool) -> Ending | None:
     if run.status == "lost":
         return Ending(_("lost: the worker running it stopped answering"))
     if code is None:
-        return Ending(recorded_error(run, None) if run.error else _("no exit code")) if run.status == "failed" else None
+        return Ending(recorded_error(run) if run.error else _("no exit code")) if run.status == "failed" else None
     return Ending(exit_code_text(code))
 
 
@@ -186,7 +181,7 @@ def run_page(run_id: str) -> str:
         streaming=stream_available(),
         ending=ending(run, details),
         error_output=any(chunk.stream == "stderr" for chunk in chunks),
-        error_text=recorded_error(run, approval),
+        error_text=recorded_error(run),
     )
 
 
