@@ -35,9 +35,10 @@ from sqlalchemy.engine import Engine
 
 from gateway.catalogue import Command
 from gateway.catalogue.model import BIND_PARAM
+from gateway.platform.phrases import N_
 from gateway.runners import query_mysql
 from gateway.runners.base import Outcome, Output, RunContext
-from gateway.runners.query_engines import QueryError, engine_for
+from gateway.runners.query_engines import QueryError, engine_for, query_failed
 
 
 @dataclass
@@ -118,7 +119,7 @@ def _connect(engine: Engine) -> Iterator[sa.Connection]:
     try:
         connection = engine.connect()
     except sa.exc.DBAPIError:
-        raise QueryError("query failed: cannot connect to the data source") from None
+        raise QueryError(N_("query failed: cannot connect to the data source")) from None
     with connection:
         yield connection
 
@@ -219,21 +220,21 @@ def _run_mysql(
         except sa.exc.DBAPIError as exc:
             reason = guard.reason_for(exc)
             if reason is None:
-                raise QueryError(f"query failed: {query_mysql.error_text(exc)}") from None
+                raise QueryError(query_failed(query_mysql.error_text(exc))) from None
             raise _query_error(exc, reason, timeout) from None
 
 
 def _query_error(exc: sa.exc.DBAPIError, reason: str | None, timeout: float) -> QueryError:
     if reason == "timed_out":
-        return QueryError(f"query timed out after {timeout:g} s", timed_out=True)
+        return QueryError(N_("query timed out after %(seconds)s s", seconds=timeout), timed_out=True)
     if reason == "cancelled":
-        return QueryError("query cancelled", cancelled=True)
+        return QueryError(N_("query cancelled"), cancelled=True)
     # The driver's first line names the problem (e.g. "attempt to write a readonly database")
-    # without connection details.
-    first_line = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "query failed"
+    # without connection details; it stays in the driver's words on every page.
+    first_line: str = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "query failed"
     if first_line == "not authorized":  # our SQLite authorizer (ATTACH, DETACH, a PRAGMA that sets)
-        first_line = "not authorized: the data source is readonly (no ATTACH, DETACH or PRAGMA settings)"
-    return QueryError(f"query failed: {first_line}")
+        first_line = N_("not authorized: the data source is readonly (no ATTACH, DETACH or PRAGMA settings)")
+    return QueryError(query_failed(first_line))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from psycopg import pq
 from sqlalchemy.engine import Engine, make_url
 
+from gateway.platform.phrases import N_, Phrase
 from gateway.runners import query_mysql
 
 SUPPORTED = "sqlite, postgresql, mysql or mariadb"
@@ -42,13 +43,18 @@ _engines_lock = threading.Lock()
 
 
 class QueryError(Exception):
-    """The query failed; ``message`` is safe to show (no connection details)."""
+    """The query failed; ``message`` is safe to show (no connection details), a phrase the run page translates."""
 
     def __init__(self, message: str, timed_out: bool = False, cancelled: bool = False):
         super().__init__(message)
         self.message = message
         self.timed_out = timed_out
         self.cancelled = cancelled
+
+
+def query_failed(problem: str) -> Phrase:
+    """ "query failed: <problem>", the problem in the driver's (or this module's) words."""
+    return N_("query failed: %(problem)s", problem=problem)
 
 
 class _Unusable(Exception):
@@ -171,6 +177,6 @@ def engine_for(url_text: str) -> Engine:
             try:
                 engine = _built(url_text)
             except _Unusable as unusable:
-                raise QueryError(f"query failed: {unusable.problem}") from None
+                raise QueryError(query_failed(unusable.problem)) from None
             _engines[url_text] = engine
         return engine

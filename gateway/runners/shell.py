@@ -35,6 +35,7 @@ from typing import Any
 
 from gateway.catalogue import Command
 from gateway.catalogue.argv import build_argv, build_env, build_stdin
+from gateway.platform.phrases import N_
 from gateway.runners.base import Outcome, Output, RunContext
 from gateway.runners.keeper import OutputCallback, OutputKeeper
 from gateway.runners.processes import kill_group
@@ -226,20 +227,9 @@ class ShellRun:
 
     def run(self) -> ShellResult:
         keeper = OutputKeeper(self.spec.max_output_bytes, self.on_output)
-        try:
-            process = self._spawn()
-        except FileNotFoundError as exc:
-            if self.spec.cwd is not None and exc.filename == self.spec.cwd:
-                return self._not_started(keeper, f"working directory not found: {self.spec.cwd}")
-            return self._not_started(keeper, f"program not found: {self.spec.argv[0]}")
-        except PermissionError:
-            return self._not_started(keeper, f"program not executable: {self.spec.argv[0]}")
-        except NotADirectoryError:
-            return self._not_started(keeper, f"working directory is not usable: {self.spec.cwd}")
-        except OSError as exc:
-            return self._not_started(keeper, f"could not start {self.spec.argv[0]}: {exc.strerror}")
-        except ValueError as exc:  # a NUL byte or unencodable text in argv, env or cwd
-            return self._not_started(keeper, f"could not start {self.spec.argv[0]}: {exc}")
+        process, refusal = self._started()
+        if process is None:
+            return ShellResult("failed", None, refusal, 0, keeper.finish(), False)
         if self.on_spawn is not None:
             self.on_spawn(process.pid)
         status = self._pump(process, keeper)
@@ -249,15 +239,33 @@ class ShellRun:
             status = "succeeded" if exit_code == 0 else "failed"
         error = None
         if status == "timed_out":
-            error = f"timed out after {self.spec.timeout:g} s"
+            error = N_("timed out after %(seconds)s s", seconds=self.spec.timeout)
         elif status == "cancelled":
-            error = "cancelled"
+            error = N_("cancelled")
         elif status == "failed":
-            error = f"exited with status {exit_code}" if exit_code >= 0 else f"killed by signal {-exit_code}"
+            if exit_code >= 0:
+                error = N_("exited with status %(status)s", status=exit_code)
+            else:
+                error = N_("killed by signal %(signal)s", signal=-exit_code)
         return ShellResult(status, exit_code, error, keeper.total, digest, keeper.truncated, process.pid)
 
-    def _not_started(self, keeper: OutputKeeper, error: str) -> ShellResult:
-        return ShellResult("failed", None, error, 0, keeper.finish(), False)
+    def _started(self) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+        """The spawned process, or None and why it could not start (a phrase naming the program or folder)."""
+        program, cwd = self.spec.argv[0], self.spec.cwd
+        try:
+            return self._spawn(), None
+        except FileNotFoundError as exc:
+            if cwd is not None and exc.filename == cwd:
+                return None, N_("working directory not found: %(path)s", path=cwd)
+            return None, N_("program not found: %(program)s", program=program)
+        except PermissionError:
+            return None, N_("program not executable: %(program)s", program=program)
+        except NotADirectoryError:
+            return None, N_("working directory is not usable: %(path)s", path=str(cwd))
+        except OSError as exc:
+            return None, N_("could not start %(program)s: %(reason)s", program=program, reason=str(exc.strerror))
+        except ValueError as exc:  # a NUL byte or unencodable text in argv, env or cwd
+            return None, N_("could not start %(program)s: %(reason)s", program=program, reason=str(exc))
 
     @staticmethod
     def _read_ready(selector: selectors.BaseSelector, keeper: OutputKeeper) -> None:

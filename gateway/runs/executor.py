@@ -212,7 +212,9 @@ class Executor:
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
-            job.cancel_reason = f"cancelled: the gateway shut down (the grace period of {grace:g} s ended)"
+            job.cancel_reason = N_(
+                "cancelled: the gateway shut down (the grace period of %(seconds)s s ended)", seconds=grace
+            )
             job.cancel.set()
         self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=False)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.catalogue import Command
 from gateway.catalogue.params import Source
 from gateway.db.models import Run
+from gateway.platform.phrases import N_
 
 LIVE = ("queued", "running")
 # A run that needs approval waits in PENDING_APPROVAL (no process, no lease) until it starts or ends
@@ -126,7 +127,7 @@ class Job:
     # None for jobs that did not start here (the reaper's, a cancel's).
     started_at: datetime | None = None
     # What a cancelled run's error says: who or what stopped it.
-    cancel_reason: str = "cancelled"
+    cancel_reason: str = N_("cancelled")
     # The schedule whose occurrence this run is (None: not scheduled), known for jobs started here;
     # a job built to end a run started elsewhere (the reaper's) says it is not, and it is looked up.
     schedule: str | None = None
