@@ -55,10 +55,6 @@ def finish(job: Job, outcome: Outcome, writer: ChunkWriter | None = None, only_f
         raise
 
 
-def finish_with_error(job: Job, message: str) -> bool:
-    return finish(job, Outcome(status="failed", error=message))
-
-
 def error_columns(error: str | None) -> dict[str, Any]:
     """A run's recorded error as its row keeps it: the English, and the phrase a page renders (None: plain text)."""
     return {"error": error, "error_phrase": stored_form(error)}
