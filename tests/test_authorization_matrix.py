@@ -35,6 +35,9 @@ pytestmark = pytest.mark.both_engines  # the authorization matrix, per engine
 PY = sys.executable
 INSIDE = "127.0.0.2"
 OUTSIDE = "127.0.0.1"
+# A list cursor (the API's and the approvals page's) from after every run: the first page's runs follow it.
+LATEST = "9999-01-01T00:00:00Z%7Cffffffff-ffff-4fff-bfff-ffffffffffff"
+PAGED = f"/approvals?waiting_cursor={LATEST}&requested_cursor={LATEST}"
 
 CATALOGUE = f"""
 datasources:
@@ -172,6 +175,7 @@ SURFACES = {
     "request page": ("GET", "/runs/{A}", "session", {200}, "AAAHHNN"),
     "request API": ("GET", "/api/v1/runs/{A}", "token", {200}, "AAAHHNN"),
     "approvals page": ("GET", "/approvals", "session", {200}, "AAHHHNN"),  # mine, or waiting for me
+    "approvals page, paged": ("GET", PAGED, "session", {200}, "AAHHHNN"),  # a cursor moves a list, not the policy
     "API approvals": ("GET", "/api/v1/approvals", "token", {200}, "HAHHHNN"),  # waiting for my decision
     "API my requests": ("GET", "/api/v1/approvals?scope=requested", "token", {200}, "AHHHHNN"),
     "API approve": ("POST", "/api/v1/runs/{A}/approve", "token", {200, 409}, "FAFHHNN"),
@@ -192,6 +196,7 @@ LISTED = {
     "API schedules": '"name":"tasks-report"',
     "API schedule runs": "{R}",
     "approvals page": "{A}",
+    "approvals page, paged": "{A}",
     "API approvals": "{A}",
     "API my requests": "{A}",
     "admin deliveries": 'id="delivery-{D}"',

@@ -333,6 +333,7 @@ HOSTILE = {
 AUDIT_FILTERS = ("actor", "event", "command", "outcome", "source_ip", "text", "since", "until")
 QUERY_ARGS = {
     "web.history": ("command", "status", "cursor"),
+    "web.approvals_page": ("waiting_cursor", "requested_cursor"),  # each list's position (the API's cursor)
     "web.run_page": ("cached",),
     "web.command_form": ("args",),
     "admin.runs": ("command", "status", "user", "cursor"),

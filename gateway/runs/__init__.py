@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from gateway.runs.admission import run_as_account, start
 from gateway.runs.decisions import decide, refuse_decision
-from gateway.runs.inbox import SCOPES, approval_runs
+from gateway.runs.inbox import SCOPES, Scope, approval_runs
 from gateway.runs.leases import cancel, cancel_local, reap_expired
 from gateway.runs.model import (
     LISTS,
@@ -69,6 +69,7 @@ __all__ = [
     "ListUnavailable",
     "Occurrence",
     "RunRejected",
+    "Scope",
     "Started",
     "approval_runs",
     "cancel",

@@ -2,10 +2,14 @@
 
 The forms post ``comment`` to ``/runs/<id>/approve``, ``/deny`` or ``/withdraw``;
 ``runs.decide`` asks the policy who may and records each step or refusal.  The
-page's lists are ``runs.approval_runs``, the same the API answers.
+page's lists are ``runs.approval_runs``, the same the API answers, and page with the
+API's cursor: ``?waiting_cursor=`` and ``?requested_cursor=`` move one list each and
+every link keeps the other list's, so each list pages on its own without JavaScript.
 """
 
 from __future__ import annotations
+
+from typing import Any, NoReturn
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -16,7 +20,8 @@ from gateway import approvals, runs
 from gateway.access import policy
 from gateway.catalogue import switches as command_switches
 from gateway.platform.addresses import client_address
-from gateway.platform.phrases import on_page
+from gateway.platform.errors import error_response
+from gateway.platform.phrases import N_, on_page
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
 from gateway.web.shared import STATUS_LABELS, me
@@ -29,12 +34,34 @@ DONE = {
 }
 
 
+def _bad_cursor(field: str) -> NoReturn:
+    """The 400 page naming the query parameter: a cursor this page never gave (edited, cut short, made up)."""
+    message = N_(
+        "The %(field)s parameter is not a position this page gave. Open the approvals page again.", field=field
+    )
+    abort(error_response(400, message))
+
+
+def cursor_arg(field: str) -> str | None:
+    """A list's cursor as the query string carries it (named literally at each call: the route sweep reads them)."""
+    return request.args.get(field, "").strip() or None
+
+
+def _list(viewer: Any, address: str | None, scope: runs.Scope, field: str, cursor: str | None) -> dict[str, Any]:
+    """One list's page from its own cursor: the runs, the next cursor and whether this is the newest page."""
+    try:
+        page, next_cursor = runs.approval_runs(viewer, address, scope, limit=LIST_SIZE, cursor=cursor)
+    except ValueError:
+        _bad_cursor(field)
+    return {"runs": page, "next_cursor": next_cursor, "cursor": cursor, "first_page": cursor is None}
+
+
 @bp.route("/approvals")
 def approvals_page() -> str:
     viewer, address = me(), client_address()
-    waiting, _more = runs.approval_runs(viewer, address, "waiting", limit=LIST_SIZE)
-    requested, _more = runs.approval_runs(viewer, address, "requested", limit=LIST_SIZE)
-    found = approvals.summaries(run.id for run in [*waiting, *requested])
+    waiting = _list(viewer, address, "waiting", "waiting_cursor", cursor_arg("waiting_cursor"))
+    requested = _list(viewer, address, "requested", "requested_cursor", cursor_arg("requested_cursor"))
+    found = approvals.summaries(run.id for run in [*waiting["runs"], *requested["runs"]])
     return render_template(
         "approvals.html",
         waiting=waiting,

@@ -19,6 +19,7 @@ from werkzeug.routing import Rule
 
 SIGNED_OUT, STAFF, ADMIN = "signed-out", "staff", "admin"
 UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
+LATER = "9999-01-01T00:00:00Z%7C" + UNKNOWN_RUN  # a list cursor after every run: each list's older page
 
 # GET routes that are not pages a person reads, with the reason.
 NOT_PAGES = {
@@ -73,7 +74,9 @@ VISITS: dict[str, list[Visit]] = {
     "web.dashboard": _staff("dashboard", "/") + _admin("dashboard", "/"),
     "web.account": _staff("account", "/account"),
     "web.account_mfa": _staff("account-mfa", "/account/mfa"),
-    "web.approvals_page": _staff("approvals", "/approvals"),
+    "web.approvals_page": _staff("approvals", "/approvals")
+    + _staff("approvals-older", f"/approvals?waiting_cursor={LATER}&requested_cursor={LATER}")  # the pagers' links
+    + [Visit(STAFF, "approvals-bad-cursor", _fixed("/approvals?waiting_cursor=not-a-cursor"), status=400)],
     "web.history": _staff("my-runs", "/runs"),
     "web.command_form": _staff("command-greet", "/commands/greet") + _staff("command-tasks", "/commands/tasks"),
     "web.run_page": [
