@@ -425,7 +425,9 @@ def test_all_runs_lists_everyones_runs_filters_and_cancels(app, admin, users):
     )
     assert run_id not in admin.get("/admin/runs?user=other").get_data(as_text=True)
     assert run_id not in admin.get("/admin/runs?command=uptime").get_data(as_text=True)
-    assert admin.get("/admin/runs?status=bogus").status_code == 400
+    for query, named in (("cursor=garbage", "The cursor parameter"), ("status=bogus", "The status parameter")):
+        refused = admin.get(f"/admin/runs?{query}")
+        assert refused.status_code == 400 and named in refused.get_data(as_text=True)
 
     assert post(admin, f"/admin/runs/{run_id}/cancel").status_code == 303
     assert wait_for(app, run_id).status == "cancelled"

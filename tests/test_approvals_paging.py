@@ -146,5 +146,5 @@ def test_the_paged_lists_speak_german(crowded):
     refused = browser.get("/approvals?waiting_cursor=garbage", headers=GERMAN)
     assert refused.status_code == 400
     said = visible_text(main(refused.get_data(as_text=True)))
-    assert "waiting_cursor" in said and "Freigaben" in said
+    assert "Der Parameter waiting_cursor ist keine Position" in said
     assert untranslated(main(refused.get_data(as_text=True)), "de") == []

@@ -332,8 +332,11 @@ def test_history_filters_and_pages_through_my_runs(app, staff, monkeypatch):
     assert ids[0] in second and ids[2] not in second and "Older runs" not in second
     assert failed not in page(staff, "/runs?command=scripty&status=succeeded")
     assert "No runs match these filters." in page(staff, "/runs?status=lost")
-    assert staff.get("/runs?cursor=garbage").status_code == 400
-    assert staff.get("/runs?status=bogus").status_code == 400
+    # A bad filter or position is a 400 page naming the parameter (and repeating nothing of the value).
+    for query, named in (("cursor=garbage<b>", "The cursor parameter"), ("status=bogus<b>", "The status parameter")):
+        refused = staff.get(f"/runs?{query}")
+        said = refused.get_data(as_text=True)
+        assert refused.status_code == 400 and named in said and "garbage" not in said and "bogus" not in said
 
 
 def test_history_shows_only_my_runs_even_for_an_admin(app, users, client):

@@ -19,7 +19,7 @@ from gateway.identity import accounts
 from gateway.platform.addresses import client_address
 from gateway.platform.phrases import on_page
 from gateway.runs.callers import current_caller
-from gateway.web.shared import STATUS_LABELS, me
+from gateway.web.shared import STATUS_LABELS, me, refuse_cursor, status_filter
 
 PAGE_SIZE = 50
 
@@ -39,11 +39,9 @@ def _owner(username: str | None) -> tuple[bool, int | None]:
 @bp.route("/runs", endpoint="runs")
 def runs_list() -> str:
     command = request.args.get("command", "").strip() or None
-    status = request.args.get("status", "").strip() or None
+    status = status_filter(request.args.get("status", "").strip() or None)
     username = request.args.get("user", "").strip() or None
     cursor = request.args.get("cursor", "").strip() or None
-    if status is not None and status not in STATUS_LABELS:
-        abort(400)
     found, owner_id = _owner(username)
     page: list[Run] = []
     next_cursor: str | None = None
@@ -54,7 +52,7 @@ def runs_list() -> str:
                 cursor=cursor,
             )  # fmt: skip
         except ValueError:
-            abort(400)
+            refuse_cursor("cursor")
     args = {k: v for k, v in {"command": command, "status": status, "user": username}.items() if v}
     catalogue = command_switches.current_catalogue()
     return render_template(

@@ -9,7 +9,7 @@ every link keeps the other list's, so each list pages on its own without JavaScr
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -20,11 +20,10 @@ from gateway import approvals, runs
 from gateway.access import policy
 from gateway.catalogue import switches as command_switches
 from gateway.platform.addresses import client_address
-from gateway.platform.errors import error_response
-from gateway.platform.phrases import N_, on_page
+from gateway.platform.phrases import on_page
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
-from gateway.web.shared import STATUS_LABELS, me
+from gateway.web.shared import STATUS_LABELS, me, refuse_cursor
 
 LIST_SIZE = 50
 DONE = {
@@ -32,14 +31,6 @@ DONE = {
     "deny": lazy_gettext("Denied: the request has ended."),
     "withdraw": lazy_gettext("Withdrawn: the request has ended."),
 }
-
-
-def _bad_cursor(field: str) -> NoReturn:
-    """The 400 page naming the query parameter: a cursor this page never gave (edited, cut short, made up)."""
-    message = N_(
-        "The %(field)s parameter is not a position this page gave. Open the approvals page again.", field=field
-    )
-    abort(error_response(400, message))
 
 
 def cursor_arg(field: str) -> str | None:
@@ -52,7 +43,7 @@ def _list(viewer: Any, address: str | None, scope: runs.Scope, field: str, curso
     try:
         page, next_cursor = runs.approval_runs(viewer, address, scope, limit=LIST_SIZE, cursor=cursor)
     except ValueError:
-        _bad_cursor(field)
+        refuse_cursor(field)
     return {"runs": page, "next_cursor": next_cursor, "cursor": cursor, "first_page": cursor is None}
 
 

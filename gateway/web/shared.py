@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
+from flask import abort
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
 
+from gateway.platform.errors import error_response
+from gateway.platform.phrases import N_
 from gateway.platform.timeutil import as_utc
 
 # The run states' names on pages (lazy: each renders in the page's language); the JSON API keeps the keys.
@@ -40,6 +43,19 @@ def badge(status: str) -> Markup:
 
 def me() -> Any:
     return current_user._get_current_object()
+
+
+def refuse_cursor(field: str) -> NoReturn:
+    """The 400 page naming a list's cursor parameter that no page gave (edited, cut short, made up)."""
+    message = N_("The %(field)s parameter is not a position a page gave. Open the list again.", field=field)
+    abort(error_response(400, message))
+
+
+def status_filter(value: str | None) -> str | None:
+    """A run-list page's ``status`` filter: a run state's key, or the 400 page naming the parameter."""
+    if value is not None and value not in STATUS_LABELS:
+        abort(error_response(400, N_("The %(field)s parameter is not a run state.", field="status")))
+    return value
 
 
 def clock(value: datetime | None) -> str:
