@@ -3,7 +3,8 @@
  * - Theme: the header's "Theme" select offers System (the default), Light and Dark. Light or Dark
  *   is kept per browser in localStorage and set as html[data-theme], which gateway.css reads
  *   (color-scheme); System removes the stored choice and the attribute, and the page follows
- *   prefers-color-scheme live (the CSS does that, no script needed). Without JavaScript the select is hidden and the system's theme applies.
+ *   prefers-color-scheme live (the CSS does that, no script needed). Without JavaScript the
+ *   select is hidden and the system's theme applies.
  * - Menu: on a phone the header's navigation folds behind a Menu button (aria-expanded);
  *   Escape closes it and returns focus to the button. Without JavaScript the navigation shows.
  * No inline script anywhere: the Content-Security-Policy forbids it. */
