@@ -251,14 +251,17 @@ def test_a_value_stays_valid_while_its_list_is_cached_then_is_refused(world):
 
 
 @pytest.mark.parametrize(
-    ("command", "reason"),
+    ("command", "reason", "german"),
     [
-        ("uses-broken", "the choices of 'status': source 'broken-source' ended failed (query failed: no such table: no_such_table)"),
-        ("wrong-column", "the choices of 'status': source 'statuses' has no column 'state' (its columns: status)"),
-        ("uses-empty", "the choices of 'status': source 'empty-source' returned no values"),
+        ("uses-broken", "the choices of 'status': source 'broken-source' ended failed (query failed: no such table: no_such_table)",
+         "die Auswahl von 'status': Quelle 'broken-source' ist beendet (fehlgeschlagen: Abfrage fehlgeschlagen: no such table: no_such_table)"),
+        ("wrong-column", "the choices of 'status': source 'statuses' has no column 'state' (its columns: status)",
+         "die Auswahl von 'status': Quelle 'statuses' hat keine Spalte 'state' (ihre Spalten: status)"),
+        ("uses-empty", "the choices of 'status': source 'empty-source' returned no values",
+         "die Auswahl von 'status': Quelle 'empty-source' hat keine Werte geliefert"),
     ],
 )  # fmt: skip
-def test_a_source_without_a_list_makes_the_command_unavailable(world, command, reason):
+def test_a_source_without_a_list_makes_the_command_unavailable(world, command, reason, german):
     schema = world.get(f"/api/v1/commands/{command}").get_json()
     assert schema["available"] is False and schema["unavailable_reason"] == reason
     error = refused(world.start(command, {"status": "Failed"}), 503, "unavailable")
@@ -273,6 +276,9 @@ def test_a_source_without_a_list_makes_the_command_unavailable(world, command, r
     page = web.get(f"/commands/{command}").get_data(as_text=True)
     assert f"This command is unavailable: {reason}." in page.replace("&#39;", "'")
     assert "<fieldset disabled>" in page
+    # A German page says the same in German; the source's own words (SQLite's) stay as they are.
+    page = web.get(f"/commands/{command}", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert f"Dieser Befehl ist nicht verfügbar: {german}." in page.replace("&#39;", "'")
 
 
 def test_a_switched_off_source_makes_the_command_unavailable_even_with_a_cached_list(world):

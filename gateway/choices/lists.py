@@ -37,12 +37,22 @@ from gateway.catalogue import Command, switches
 from gateway.catalogue.params import ParamError, Source, match_choice
 from gateway.catalogue.values import canonical_key, collect_errors
 from gateway.db.models import Run
-from gateway.platform.phrases import N_
+from gateway.platform.phrases import N_, restored
 
 MAX_LISTS = 256
 FAILURE_BACKOFF_SECONDS = 5.0
 # A source run is waited for up to its own timeout, plus this for its terminal write to land.
 WAIT_MARGIN_SECONDS = 2.0
+# How a source run that did not succeed ended, as the list's reason words it (English: the run state's key).
+ENDED_AS = {
+    "failed": N_("failed"),
+    "timed_out": N_("timed out"),
+    "cancelled": N_("cancelled"),
+    "lost": N_("lost"),
+    "denied": N_("denied"),
+    "expired": N_("expired"),
+    "withdrawn": N_("withdrawn"),
+}
 
 
 @dataclass(frozen=True)
@@ -76,9 +86,13 @@ class ChoiceLists:
             return Options(tuple(spec.choices or ()))
         catalogue = switches.current_catalogue()
         source = catalogue.get(spec.choices_from.command)
-        label = f"the choices of {name!r}"
         if source is None:  # the loader refuses this; a list never falls back to "anything"
-            raise runs.ListUnavailable(f"{label}: source {spec.choices_from.command!r} is not in the catalogue")
+            raise runs.ListUnavailable(
+                N_(
+                    "the choices of %(name)s: source %(source)s is not in the catalogue",
+                    name=repr(name), source=repr(spec.choices_from.command),
+                )
+            )  # fmt: skip
         raw: dict[str, Any] = {}
         if spec.depends_on is not None:
             if values.get(spec.depends_on) is None:
@@ -101,47 +115,62 @@ class ChoiceLists:
                 ),
             )
         key = canonical_key(source, source_values, current_app.config["SECRET_KEY"])
-        run = self._result(command, source, source_values, key, label)
-        return self._parse(run, spec.choices_from.column, source.name, label)
+        run = self._result(command, source, source_values, key, name)
+        return self._parse(run, spec.choices_from.column, source.name, name)
 
-    def _result(self, command: Command, source: Command, values: dict[str, Any], key: str, label: str) -> Run:
+    def _result(self, command: Command, source: Command, values: dict[str, Any], key: str, name: str) -> Run:
         """The source's succeeded run for these values: a fresh one, the one in flight, or a new one."""
         with self._guard:
             failed = self._failed.get(key)
         if failed is not None and failed[0] > time.monotonic():
             raise runs.ListUnavailable(failed[1])
+        which = {"name": repr(name), "source": repr(source.name)}
         if switches.is_disabled(source.name):
-            raise runs.ListUnavailable(f"{label}: source {source.name!r} is disabled by an administrator")
+            raise runs.ListUnavailable(
+                N_("the choices of %(name)s: source %(source)s is disabled by an administrator", **which)
+            )
         reason = switches.current_catalogue().unavailable_reason(source)
         if reason is not None:
-            raise runs.ListUnavailable(f"{label}: {reason}")
+            raise runs.ListUnavailable(N_("the choices of %(name)s: %(reason)s", name=repr(name), reason=reason))
         run = runs.reusable_run(source, key)
         version: int | None = None
         if run is None:
             with self._flight(key):
                 run = runs.reusable_run(source, key)  # another request may have fetched it meanwhile
                 if run is None:
-                    started = self._start(command, source, values, label)
+                    started = self._start(command, source, values, name)
                     run, version = started.run, started.version
         if run.status in runs.LIVE:
             run = runs.wait_for_finish(run.id, source.timeout + WAIT_MARGIN_SECONDS, version) or run
         if run.status in runs.LIVE:
-            raise runs.ListUnavailable(f"{label}: source {source.name!r} is still running; try again shortly")
+            raise runs.ListUnavailable(
+                N_("the choices of %(name)s: source %(source)s is still running; try again shortly", **which)
+            )
         if run.status != "succeeded":
-            why = f"{label}: source {source.name!r} ended {run.status.replace('_', ' ')}"
-            why += f" ({run.error})" if run.error else ""
+            status = ENDED_AS.get(run.status, run.status.replace("_", " "))
+            why = (
+                N_("the choices of %(name)s: source %(source)s ended %(status)s (%(error)s)",
+                   **which, status=status, error=restored(run.error, run.error_phrase))
+                if run.error
+                else N_("the choices of %(name)s: source %(source)s ended %(status)s", **which, status=status)
+            )  # fmt: skip
             self._remember_failure(key, why)
             raise runs.ListUnavailable(why)
         return run
 
-    def _start(self, command: Command, source: Command, values: dict[str, Any], label: str) -> runs.Started:
+    def _start(self, command: Command, source: Command, values: dict[str, Any], name: str) -> runs.Started:
         """An ordinary run of the source by ``system:choices``, on behalf of ``command``."""
         try:
             return runs.start(source.name, values, runs.Caller(CHOICES, None), detail={"for_command": command.name})
         except runs.RunRejected as exc:
-            raise runs.ListUnavailable(f"{label}: source {source.name!r} was refused: {exc.message}") from None
+            raise runs.ListUnavailable(
+                N_(
+                    "the choices of %(name)s: source %(source)s was refused: %(reason)s",
+                    name=repr(name), source=repr(source.name), reason=exc.message,
+                )
+            ) from None  # fmt: skip
 
-    def _parse(self, run: Run, column: str, source: str, label: str) -> Options:
+    def _parse(self, run: Run, column: str, source: str, name: str) -> Options:
         with self._guard:
             known = self._parsed.get((run.id, column))
             if known is not None:
@@ -150,12 +179,22 @@ class ChoiceLists:
         result = run.result or {}
         columns = [str(name) for name in result.get("columns") or []]
         if column not in columns:
-            shown = ", ".join(columns) or "none"
-            raise runs.ListUnavailable(f"{label}: source {source!r} has no column {column!r} (its columns: {shown})")
+            raise runs.ListUnavailable(
+                N_(
+                    "the choices of %(name)s: source %(source)s has no column %(column)s (its columns: %(columns)s)",
+                    name=repr(name), source=repr(source), column=repr(column), columns=", ".join(columns) or "none",
+                )
+            )  # fmt: skip
         index = columns.index(column)
         options = Options(_distinct(row[index] for row in result.get("rows") or []), bool(result.get("truncated")))
         if not options.values:
-            raise runs.ListUnavailable(f"{label}: source {source!r} returned no values")
+            raise runs.ListUnavailable(
+                N_(
+                    "the choices of %(name)s: source %(source)s returned no values",
+                    name=repr(name),
+                    source=repr(source),
+                )
+            )
         with self._guard:
             self._parsed[(run.id, column)] = options
             while len(self._parsed) > self.max_lists:

@@ -110,6 +110,16 @@ def stored_form(text: str | None) -> dict[str, Any] | None:
     return text.stored() if isinstance(text, Phrase) else None
 
 
+def restored(text: str | None, stored: Any) -> str:
+    """``text`` as the phrase ``stored_form`` kept beside it; ``text`` itself if none was kept or it no longer fits."""
+    if stored is not None:
+        try:
+            return Phrase.from_stored(stored)
+        except ValueError:
+            pass
+    return text or ""
+
+
 def N_(msgid: str, **values: Any) -> Phrase:  # gettext's conventional name for "marked, not translated"
     """Mark an English text for the catalogue; it stays English until ``on_page``."""
     return Phrase(msgid, values)

@@ -28,7 +28,7 @@ from gateway.catalogue import switches as command_switches
 from gateway.db.models import AuditEvent, Run
 from gateway.platform.addresses import client_address
 from gateway.platform.extensions import db
-from gateway.platform.phrases import Phrase, on_page
+from gateway.platform.phrases import on_page, restored
 from gateway.platform.timeutil import as_utc, utcnow
 from gateway.runs.callers import current_caller
 from gateway.web.blueprint import bp
@@ -86,12 +86,7 @@ def recorded_error(run: Run) -> str:
     run recorded before that column (or with an error that is no phrase, or a stored form that
     no longer fits) shows ``runs.error``: a fixed sentence found by its msgid, anything else as is.
     """
-    if run.error_phrase is not None:
-        try:
-            return on_page(Phrase.from_stored(run.error_phrase))
-        except ValueError:
-            pass
-    return on_page(run.error or "")
+    return on_page(restored(run.error, run.error_phrase))
 
 
 def ending(run: Run, show_who: bool) -> Ending | None:
