@@ -61,7 +61,9 @@
     }
     yes.onclick = function () { done(true); };
     no.onclick = function () { done(false); };
-    dialog.onclose = function () { done(false); };  // Escape
+    // Escape. The close event comes a task after the dialog closed: one still queued from the last
+    // question (Escape, then Enter at once) finds the dialog open again, asking this one; not its answer.
+    dialog.onclose = function () { if (!dialog.open) { done(false); } };
     dialog.showModal();
     yes.focus();
   }
