@@ -284,16 +284,23 @@ class Catalogue:
     def unconfigured_notifications(self) -> list[str]:
         return [name for name in self.notifications if self.unconfigured_reason(name)]
 
+    def datasource_problem(self, name: str) -> str | None:
+        """Why data source ``name``'s set URL cannot be used (naming it and its variable, never the URL), or None."""
+        problem = self.datasource_problems.get(name)
+        if problem is None:
+            return None
+        return N_(
+            "data source %(source)s cannot be used (%(variable)s: %(problem)s)",
+            source=repr(name), variable=self.datasources[name].url_env, problem=problem,
+        )  # fmt: skip
+
     def unavailable_reason(self, command: Command) -> str | None:
         """Why a command cannot run in this process (its data source's URL is unset or unusable), or None."""
         if command.kind == "query" and command.datasource not in self.datasource_urls:
             source = self.datasources[command.datasource or ""]
-            problem = self.datasource_problems.get(command.datasource or "")
-            if problem is not None:
-                return N_(
-                    "data source %(source)s cannot be used (%(variable)s: %(problem)s)",
-                    source=repr(command.datasource), variable=source.url_env, problem=problem,
-                )  # fmt: skip
+            unusable = self.datasource_problem(command.datasource or "")
+            if unusable is not None:
+                return unusable
             return N_(
                 "data source %(source)s is not configured (%(variable)s is not set)",
                 source=repr(command.datasource), variable=source.url_env,

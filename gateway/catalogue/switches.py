@@ -50,9 +50,8 @@ class CatalogueHolder:
 
     def _load(self) -> Catalogue:
         catalogue = load_catalogue(self.path, url_check=self.url_check)
-        for name, problem in sorted(catalogue.datasource_problems.items()):
-            url_env = catalogue.datasources[name].url_env
-            log.error("data source %r cannot be used (%s: %s); its commands are unavailable", name, url_env, problem)
+        for name in sorted(catalogue.datasource_problems):
+            log.error("%s; its commands are unavailable", catalogue.datasource_problem(name))
         return catalogue
 
 

@@ -74,9 +74,8 @@ def reload() -> None:
         catalogue = load_catalogue(path, url_check=url_problem)
     except CatalogueError as exc:
         fail(str(exc))
-    for name, problem in sorted(catalogue.datasource_problems.items()):  # the file is fine; the URL is not
-        warning = f"warning: data source {name!r} cannot be used here ({problem}); its commands are unavailable"
-        click.echo(warning, err=True)
+    for name in sorted(catalogue.datasource_problems):  # the file is fine; the URL is not
+        click.echo(f"warning: {catalogue.datasource_problem(name)}; its commands are unavailable", err=True)
     pidfile = Path(current_app.instance_path) / PIDFILE
     try:
         pid = int(pidfile.read_text().strip())
